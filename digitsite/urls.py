@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import path
+
+from recognizer import views
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("api/predict", views.api_predict, name="api-predict"),
+    path("healthz", views.healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,66 @@
+"""HTTP: the page, image upload prediction, health."""
+from __future__ import annotations
+
+import base64
+import time
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET
+
+from recognizer.health import health_report
+from recognizer.jobs import new_job_id, run_job
+from worker.model_registry import current_model_name
+
+UPLOAD_TIMEOUT_S = 10.0
+
+
+def _error(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"type": "error", "code": code, "message": message}, status=status)
+
+
+@require_GET
+def index(request: HttpRequest) -> HttpResponse:
+    try:
+        model = current_model_name()
+    except (OSError, ValueError, KeyError):
+        model = ""
+    return render(request, "recognizer/index.html", {"model_name": model})
+
+
+@csrf_exempt  # a stateless API: it changes nothing and reads no session
+async def api_predict(request: HttpRequest) -> JsonResponse:
+    """Predict the digit in an uploaded PNG/JPEG (multipart field `image`)."""
+    if request.method != "POST":
+        return _error(405, "method_not_allowed", "POST a multipart form with an 'image' file")
+    started = time.perf_counter()
+    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.UPLOAD_MAX_BYTES + 64 * 1024:
+        return _error(400, "too_large", f"images up to {settings.UPLOAD_MAX_BYTES // 2**20} MB")
+    upload = request.FILES.get("image")
+    if upload is None:
+        return _error(400, "no_image", "send the image as multipart form field 'image'")
+    if upload.size > settings.UPLOAD_MAX_BYTES:
+        return _error(400, "too_large", f"images up to {settings.UPLOAD_MAX_BYTES // 2**20} MB")
+    data = upload.read()
+    if not data:
+        return _error(400, "bad_image", "the file is empty")
+    job = {"id": new_job_id(), "upload": base64.b64encode(data).decode()}
+    try:
+        answer = await run_job(job, timeout=UPLOAD_TIMEOUT_S)
+    except TimeoutError:
+        return _error(503, "unavailable", "the recogniser did not answer in time; retry later")
+    if "error" in answer:
+        status = 500 if answer["error"]["code"] == "internal" else 400
+        return _error(status, answer["error"]["code"], answer["error"]["message"])
+    fields = ("digit", "confidence", "probabilities", "model", "image", "timings")
+    body = {"type": "prediction", **{k: answer[k] for k in fields}}
+    body["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    return JsonResponse(body)
+
+
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    report = health_report()
+    return JsonResponse(report, status=200 if report["status"] == "ok" else 503)

@@ -1,0 +1,84 @@
+"""Fixtures that start the real parts: Redis (the machine's or the bundled one), Celery worker
+processes on both queues and daphne, all through scripts.stack as `make run` does."""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+from scripts.stack import Stack, redis_answers as _redis_answers
+
+ROOT = Path(__file__).resolve().parent.parent
+MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
+ARTIFACTS = ROOT / "test-artifacts"
+# A Redis database of its own so the tests never touch a running service's queues.
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def database_url(settings_dict: dict) -> str:
+    """The test database as a DATABASE_URL for the server processes."""
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = settings_dict.get("USER") or ""
+    auth = f"{user}:{settings_dict['PASSWORD']}@" if settings_dict.get("PASSWORD") else f"{user}@" if user else ""
+    return f"postgres://{auth}{settings_dict['HOST']}:{settings_dict['PORT'] or 5432}/{settings_dict['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def stack(django_db_setup, django_db_blocker, tmp_path_factory):
+    """The whole service on a free port, against the test database."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        db_url = database_url(connection.settings_dict)
+    service = Stack(
+        port=free_port(),
+        redis_url=TEST_REDIS_URL,
+        env={
+            "DATABASE_URL": db_url,
+            "CHANNELS_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        },
+        log_dir=tmp_path_factory.mktemp("stack-logs"),
+    )
+    try:
+        if _redis_answers(TEST_REDIS_URL):
+            redis_lib.Redis.from_url(TEST_REDIS_URL).flushdb()  # stale queues of an earlier run
+        service.start(timeout=120)
+    except Exception:
+        _dump_logs(service)
+        service.stop()
+        raise
+    yield service
+    service.stop()
+
+
+def _dump_logs(service: Stack) -> None:
+    if service.log_dir:
+        for log in sorted(service.log_dir.glob("*.log")):
+            print(f"==== {log.name}\n{log.read_text(errors='replace')[-4000:]}")
+
+
+@pytest.fixture
+def ws(stack):
+    from tests.wsclient import ProtocolClient
+
+    client = ProtocolClient(stack.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    assert (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists(), f"MNIST data expected in {MNIST_DIR}"
+    return MNIST_DIR

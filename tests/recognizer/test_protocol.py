@@ -1,0 +1,127 @@
+"""Protocol v1 message checking and the drawing state, without a server."""
+import json
+
+import pytest
+
+from recognizer.drawing import DrawingState
+from recognizer.protocol import ClearMsg, ProtocolError, StrokeMsg, SubmitMsg, UndoMsg, check_message
+from recognizer.ratelimit import TokenBucket
+
+
+def stroke(**over):
+    msg = {"type": "stroke", "seq": 1, "drawing": "d1", "stroke": 0, "points": [[1, 2], [3.5, 4]],
+           "final": False, "canvas": [280, 280], "brush": 16}
+    msg.update(over)
+    return json.dumps(msg)
+
+
+def code_of(text, data=None, last_seq=None):
+    with pytest.raises(ProtocolError) as err:
+        check_message(text, data, last_seq=last_seq)
+    return err.value.code
+
+
+def test_valid_messages_become_typed_values():
+    msg = check_message(stroke(), None, last_seq=None)
+    assert msg == StrokeMsg(1, "d1", 0, ((1.0, 2.0), (3.5, 4.0)), False, (280.0, 280.0), 16.0)
+    assert check_message('{"type":"undo","seq":2,"drawing":"d1"}', None, last_seq=1) == UndoMsg(2, "d1")
+    assert check_message('{"type":"clear","seq":3,"drawing":"d1"}', None, last_seq=1) == ClearMsg(3, "d1")
+    assert check_message('{"type":"submit","seq":4,"drawing":"d1","label":7}', None, last_seq=3) == SubmitMsg(4, "d1", 7)
+    assert check_message('{"type":"submit","seq":5,"drawing":"d1","label":null}', None, last_seq=3).label is None
+
+
+@pytest.mark.parametrize(
+    "frame, code",
+    [
+        ("not json", "bad_json"),
+        ("[1, 2]", "bad_json"),
+        ('"a string"', "bad_json"),
+        ('{"seq": 1}', "unknown_type"),
+        ('{"type": "erase", "seq": 1, "drawing": "d"}', "unknown_type"),
+        ('{"type": "undo", "drawing": "d"}', "bad_message"),
+        ('{"type": "undo", "seq": "1", "drawing": "d"}', "bad_message"),
+        ('{"type": "undo", "seq": true, "drawing": "d"}', "bad_message"),
+        ('{"type": "undo", "seq": 1}', "bad_message"),
+        ('{"type": "undo", "seq": 1, "drawing": "bad id!"}', "bad_message"),
+        ('{"type": "undo", "seq": 1, "drawing": "' + "x" * 65 + '"}', "bad_message"),
+        ('{"type": "submit", "seq": 1, "drawing": "d", "label": 10}', "bad_message"),
+        ('{"type": "submit", "seq": 1, "drawing": "d", "label": "3"}', "bad_message"),
+        ('{"type": "submit", "seq": 1, "drawing": "d"}', "bad_message"),
+        (stroke(points=[[1, "2"]]), "bad_message"),
+        (stroke(points=[[1, 2, 3]]), "bad_message"),
+        (stroke(points="nope"), "bad_message"),
+        (stroke(points=[[1e308 * 10, 2]]).replace("Infinity", "1e999"), "bad_message"),
+        (stroke(points=[[1e12, 2]]), "bad_message"),
+        ('{"type":"stroke","seq":1,"drawing":"d","stroke":0,"points":[[NaN,1]],"final":false,"canvas":[9,9],"brush":3}', "bad_json"),
+        ('{"type":"stroke","seq":1,"drawing":"d","stroke":0,"points":[[Infinity,1]],"final":false,"canvas":[9,9],"brush":3}', "bad_json"),
+        (stroke(stroke=-1), "bad_message"),
+        (stroke(stroke=64), "too_large"),
+        (stroke(final="yes"), "bad_message"),
+        (stroke(canvas=[0, 100]), "bad_message"),
+        (stroke(canvas=[100]), "bad_message"),
+        (stroke(brush=0), "bad_message"),
+        (stroke(brush=None), "bad_message"),
+        (stroke(points=[[1, 2]] * 10_001), "too_large"),
+        (stroke(drawing="d" * 10) + " " * (256 * 1024), "too_large"),
+    ],
+)
+def test_malformed_messages_are_refused_with_a_code(frame, code):
+    assert code_of(frame) == code
+
+
+def test_binary_frames_and_non_increasing_seq_are_refused():
+    assert code_of(None, b"\x00\x01") == "bad_json"
+    assert code_of(stroke(seq=5), last_seq=5) == "bad_seq"
+    assert code_of(stroke(seq=4), last_seq=5) == "bad_seq"
+
+
+def test_error_message_carries_the_seq_when_readable():
+    with pytest.raises(ProtocolError) as err:
+        check_message(stroke(seq=9, brush=-1), None, last_seq=None)
+    assert err.value.as_message() == {"type": "error", "code": "bad_message", "message": err.value.message, "seq": 9}
+
+
+def msg(seq, k, points, final, drawing="d1"):
+    return StrokeMsg(seq, drawing, k, tuple(points), final, (280.0, 280.0), 16.0)
+
+
+def test_drawing_state_appends_partial_strokes_and_follows_undo_and_clear():
+    state = DrawingState()
+    state.apply(msg(1, 0, [(0, 0), (1, 1)], False))
+    state.apply(msg(2, 0, [(2, 2)], True))
+    state.apply(msg(3, 1, [(5, 5)], True))
+    assert state.strokes == [[(0, 0), (1, 1), (2, 2)], [(5, 5)]] and state.seq == 3
+    state.apply(UndoMsg(4, "d1"))
+    assert state.strokes == [[(0, 0), (1, 1), (2, 2)]]
+    state.apply(ClearMsg(5, "d1"))
+    assert state.strokes == [] and state.seq == 5
+
+
+def test_drawing_state_refuses_strokes_that_do_not_follow_and_changes_nothing():
+    state = DrawingState()
+    state.apply(msg(1, 0, [(0, 0)], True))
+    for bad in (msg(2, 0, [(1, 1)], False), msg(2, 2, [(1, 1)], False)):  # closed stroke, gap
+        with pytest.raises(ProtocolError) as err:
+            state.apply(bad)
+        assert err.value.code == "bad_stroke"
+    assert state.strokes == [[(0, 0)]] and state.seq == 1
+
+
+def test_drawing_state_limits_points_across_partial_messages():
+    state = DrawingState()
+    state.apply(msg(1, 0, [(0, 0)] * 9_000, False))
+    with pytest.raises(ProtocolError) as err:
+        state.apply(msg(2, 0, [(0, 0)] * 1_001, False))
+    assert err.value.code == "too_large" and len(state.strokes[0]) == 9_000
+
+
+def test_a_new_drawing_id_starts_a_new_drawing():
+    state = DrawingState()
+    state.apply(msg(1, 0, [(0, 0)], True))
+    state.apply(msg(2, 0, [(9, 9)], True, drawing="d2"))
+    assert state.drawing == "d2" and state.strokes == [[(9, 9)]]
+
+
+def test_token_bucket_allows_bursts_then_limits():
+    bucket = TokenBucket(rate=1, burst=5)
+    assert [bucket.take() for _ in range(7)] == [True] * 5 + [False] * 2

@@ -1,0 +1,1 @@
+"""Celery tasks (preprocessing, inference) and per-process model loading."""

@@ -1,0 +1,90 @@
+"""Celery tasks: thin wrappers that run a pipeline step and pass the job on or push the answer.
+
+A job is a JSON dict made by the web side (recognizer/jobs.py): `id`, `reply` (channel name) and
+either strokes (`strokes`, `canvas`, `brush`, `png`) or an `upload` (base64). Preprocessing runs
+on the `preprocess` queue, inference on `inference`; the answer goes to `reply` over the channel layer.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from typing import Any
+
+from celery import shared_task
+from celery.signals import worker_process_init, worker_ready
+from django.conf import settings
+
+from digits.images import BadImage
+from worker import pipeline
+from worker.model_registry import current_model_name, get_predictor
+from worker.push import push
+
+log = logging.getLogger(__name__)
+JOB_EXPIRES_S = 30  # a job nobody can wait for any more is dropped, not run
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)
+
+
+def _answer(job: dict[str, Any], body: dict[str, Any]) -> None:
+    push(job["reply"], {"type": "prediction.result", "id": job["id"], **body})
+
+
+@shared_task(name="worker.tasks.preprocess", ignore_result=True)
+def preprocess(job: dict[str, Any]) -> None:
+    start = time.perf_counter()
+    try:
+        if "upload" in job:
+            image = pipeline.prepare_upload(
+                base64.b64decode(job.pop("upload")),
+                max_bytes=settings.UPLOAD_MAX_BYTES,
+                max_pixels=settings.UPLOAD_MAX_PIXELS,
+            )
+        else:
+            image = pipeline.prepare_strokes(job["strokes"], job["canvas"], job["brush"])
+            if job.get("png"):
+                job["png"] = pipeline.render_png(job["strokes"], job["canvas"], job["brush"])
+            del job["strokes"]
+    except BadImage as exc:
+        _answer(job, {"error": {"code": exc.code, "message": str(exc)}})
+        return
+    except Exception:  # a bug must not take the worker down: answer, log, go on
+        log.exception("preprocess failed for job %s", job.get("id"))
+        _answer(job, {"error": {"code": "internal", "message": "preprocessing failed"}})
+        return
+    timings = {"preprocess": _ms(start)}
+    if image is None:
+        _answer(job, {**pipeline.empty_prediction(current_model_name()), "image": None,
+                      "png": job.get("png"), "timings": timings})
+        return
+    job["image"] = base64.b64encode(image).decode()
+    job["timings"] = timings
+    infer.apply_async((job,), expires=JOB_EXPIRES_S)
+
+
+@shared_task(name="worker.tasks.infer", ignore_result=True)
+def infer(job: dict[str, Any]) -> None:
+    start = time.perf_counter()
+    try:
+        result = pipeline.classify(get_predictor(), base64.b64decode(job["image"]))
+    except Exception:
+        log.exception("inference failed for job %s", job.get("id"))
+        _answer(job, {"error": {"code": "internal", "message": "inference failed"}})
+        return
+    timings = {**job["timings"], "inference": _ms(start)}
+    _answer(job, {**result, "image": job["image"], "png": job.get("png"), "timings": timings})
+
+
+@worker_process_init.connect
+def _load_model_in_child(**_: Any) -> None:
+    get_predictor()
+
+
+@worker_ready.connect
+def _load_model_in_solo_worker(sender: Any = None, **_: Any) -> None:
+    """With the solo pool tasks run in this process: load the model before the first job."""
+    queues = {q.name for q in getattr(getattr(sender, "task_consumer", None), "queues", [])}
+    if "inference" in queues:
+        get_predictor()

@@ -1,0 +1,72 @@
+"""Loading a trained model (weights + model card) and batched inference."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from digits.network import DigitNet, fuse_for_inference
+
+
+CHUNK = 256  # images per forward pass in predict()
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class ModelIntegrityError(RuntimeError):
+    """The weights file does not match the sha256 recorded in its model card."""
+
+
+class Predictor:
+    """A loaded model: ``predict`` maps (N,28,28) float images in [0,1] to (N,10) probabilities."""
+
+    def __init__(self, name: str, card: dict, model: DigitNet) -> None:
+        self.name = name
+        self.card = card
+        self._model = fuse_for_inference(model)  # eval-only, BatchNorm folded
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """(N,28,28) or (28,28) float in [0,1], ink = 1 -> (N,10) float64 probabilities (rows sum to 1)."""
+        arr = np.asarray(images, dtype=np.float32)
+        if arr.ndim == 2:
+            arr = arr[None]
+        if arr.ndim != 3 or arr.shape[1:] != (28, 28):
+            raise ValueError(f"expected images of shape (N, 28, 28), got {arr.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(arr)).unsqueeze(1)
+        with torch.inference_mode():
+            # moderate chunks keep the activations in cache: faster than one huge batch
+            logits = torch.cat([self._model(chunk) for chunk in x.split(CHUNK)]) if len(x) else torch.zeros(0, 10)
+            return torch.softmax(logits.double(), dim=1).numpy()
+
+
+def current_model_name(models_dir: Path) -> str:
+    """The model named in ``<models_dir>/current.json``."""
+    return json.loads((Path(models_dir) / "current.json").read_text())["model"]
+
+
+def load_predictor(models_dir: Path, name: str | None = None) -> Predictor:
+    """Load ``<models_dir>/<name>.pt`` after checking it against the sha256 in ``<name>.json``.
+
+    ``name=None`` loads the current model (``current.json``).
+    """
+    models_dir = Path(models_dir)
+    name = name or current_model_name(models_dir)
+    if not MODEL_NAME.fullmatch(name):
+        raise ValueError(f"invalid model name {name!r}")
+    card = json.loads((models_dir / f"{name}.json").read_text())
+    weights_path = models_dir / card["weights"]["file"]
+    data = weights_path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != card["weights"]["sha256"]:
+        raise ModelIntegrityError(
+            f"{weights_path}: sha256 {digest} does not match the model card ({card['weights']['sha256']}); "
+            "the weights file is corrupt or was replaced without updating the card"
+        )
+    model = DigitNet()
+    model.load_state_dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
+    return Predictor(name, card, model.eval())

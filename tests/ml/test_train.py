@@ -1,0 +1,72 @@
+"""Training smoke test: the whole command on a tiny synthetic-IDX copy of MNIST, in seconds."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from digits.predictor import load_predictor
+from digits.train import Augment, main, random_affine, stratified_split
+
+DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared/data/mnist"
+
+
+def write_idx(path: Path, magic: int, array: np.ndarray) -> None:
+    with gzip.open(path, "wb") as f:
+        f.write(struct.pack(f">I{array.ndim}I", magic, *array.shape) + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    """200 training and 50 test images: real MNIST ones when available, else random ones."""
+    from digits.mnist import load_split
+
+    out = tmp_path / "data"
+    out.mkdir()
+    for split, prefix, n in (("train", "train", 200), ("test", "t10k", 50)):
+        if DATA_DIR.exists():
+            images, labels = load_split(DATA_DIR, split)  # type: ignore[arg-type]
+            images, labels = images[:n], labels[:n]
+        else:
+            rng = np.random.default_rng(0)
+            images, labels = rng.integers(0, 256, (n, 28, 28)), np.arange(n) % 10
+        write_idx(out / f"{prefix}-images-idx3-ubyte.gz", 2051, images)
+        write_idx(out / f"{prefix}-labels-idx1-ubyte.gz", 2049, labels)
+    return out
+
+
+def test_stratified_split_is_deterministic_and_disjoint() -> None:
+    labels = np.arange(1000) % 10
+    train, val = stratified_split(labels, 0.1, seed=3)
+    assert len(val) == 100 and len(train) == 900 and not set(train) & set(val)
+    assert np.bincount(labels[val]).tolist() == [10] * 10
+    np.testing.assert_array_equal(val, stratified_split(labels, 0.1, seed=3)[1])
+
+
+def test_random_affine_keeps_shape_and_range() -> None:
+    x = torch.rand(6, 1, 28, 28)
+    y = random_affine(x, Augment(), torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+
+
+def test_train_one_epoch_end_to_end(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "models"
+    card = main(["--data-dir", str(tiny_data), "--epochs", "1", "--seed", "0", "--out", str(out),
+                 "--name", "smoke", "--batch-size", "32", "--threads", "1", "--no-progress"])
+    assert set(card) == {"name", "version", "architecture", "framework", "data", "training", "metrics",
+                         "weights", "created"}
+    assert card["data"]["train_count"] == 180 and card["data"]["val_count"] == 20
+    assert card["data"]["test_count"] == 50
+    assert set(card["metrics"]) == {"val_accuracy", "test_accuracy"}
+    assert json.loads((out / "current.json").read_text()) == {"model": "smoke"}
+    assert json.loads((out / "smoke.json").read_text()) == card
+    assert (out / ".ckpt" / "smoke.pt").exists()
+    predictor = load_predictor(out)
+    assert predictor.name == "smoke"
+    assert predictor.predict(np.zeros((2, 28, 28), np.float32)).shape == (2, 10)

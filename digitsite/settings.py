@@ -2,6 +2,7 @@
 
 DATABASE_URL  database (default: SQLite file db.sqlite3 in the project)
 REDIS_URL     Celery broker and Channels layer (default redis://127.0.0.1:6379/0)
+REDIS_PREFIX  prefix of every Redis key (default none), to share one Redis between deployments
 MODELS_DIR    trained weights and model cards (default models/)
 DJANGO_DEBUG, DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS
 """
@@ -70,7 +71,7 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not :memory:) so that test servers started as subprocesses share the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")}
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -96,6 +97,9 @@ UPLOAD_MAX_BYTES = 5 * 2**20
 UPLOAD_MAX_PIXELS = 4096 * 4096
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Prepended to every Redis key of the broker and the channel layer, so that several deployments
+# or test runs can share one Redis without taking each other's jobs.
+REDIS_PREFIX = os.environ.get("REDIS_PREFIX", "")
 
 CHANNEL_LAYERS = {
     "default": {
@@ -104,7 +108,7 @@ CHANNEL_LAYERS = {
             # socket_timeout None: with redis-py >= 6 the default 5 s read timeout kills the
             # consumer's blocking receive on an idle socket (channels_redis issue 422).
             "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
-            "prefix": os.environ.get("CHANNELS_PREFIX", "digits"),
+            "prefix": f"{REDIS_PREFIX}asgi",
             "expiry": 30,
             "capacity": 200,
         },
@@ -113,6 +117,7 @@ CHANNEL_LAYERS = {
 
 # Celery: no result backend (results travel over the channel layer), short-lived messages.
 CELERY_BROKER_URL = REDIS_URL
+CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_PREFIX} if REDIS_PREFIX else {}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"

@@ -99,7 +99,13 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
     async def _request(self, req: Request) -> str:
         req.snapshot = req.snapshot or self.state.snapshot()
         job_id = new_job_id()
-        job = {"id": job_id, "reply": self.channel_name, "png": req.submit is not None, **req.snapshot}
+        job = {
+            "id": job_id,
+            "reply": self.channel_name,
+            "png": req.submit is not None,
+            "saliency": not req.snapshot["pen_down"],  # the heat map only when the pen is up
+            **req.snapshot,
+        }
         self.requests[job_id] = req
         req.timer = asyncio.get_running_loop().call_later(
             settings.WS_PREDICTION_TIMEOUT_S, lambda: asyncio.ensure_future(self._expire(job_id))
@@ -165,6 +171,7 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
             "latency_ms": round((time.perf_counter() - req.started) * 1000, 2),
             "image": event["image"],
             "timings": event.get("timings", {}),
+            **({"saliency": event["saliency"]} if event.get("saliency") else {}),
         }
 
     async def _store(self, req: Request, prediction: dict[str, Any], event: dict[str, Any]) -> None:

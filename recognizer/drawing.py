@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recognizer.protocol import (
+    MAX_POINTS_PER_DRAWING,
     MAX_POINTS_PER_STROKE,
     ClearMsg,
     Point,
@@ -41,6 +42,10 @@ class DrawingState:
             self.open_stroke = False
         self.seq = msg.seq
 
+    @property
+    def points(self) -> int:
+        return sum(len(s) for s in self.strokes)
+
     def snapshot(self) -> dict[str, Any]:
         """JSON-ready copy for a worker task."""
         return {
@@ -48,6 +53,7 @@ class DrawingState:
             "strokes": [[list(p) for p in s] for s in self.strokes],
             "canvas": list(self.canvas),
             "brush": self.brush,
+            "pen_down": self.open_stroke,
         }
 
     def _restart(self, drawing: str) -> None:
@@ -66,6 +72,8 @@ class DrawingState:
         current = [] if new else self.strokes[-1]
         if len(current) + len(msg.points) > MAX_POINTS_PER_STROKE:
             raise ProtocolError("too_large", f"a stroke has at most {MAX_POINTS_PER_STROKE} points")
+        if self.points + len(msg.points) > MAX_POINTS_PER_DRAWING:
+            raise ProtocolError("too_large", f"a drawing has at most {MAX_POINTS_PER_DRAWING} points")
         if new:
             self.strokes.append(current)
         current.extend(msg.points)

@@ -13,6 +13,7 @@ from typing import Any, Union
 
 MAX_FRAME_BYTES = 256 * 1024
 MAX_POINTS_PER_STROKE = 10_000
+MAX_POINTS_PER_DRAWING = 20_000  # bounds the rendering work one drawing can ask for
 MAX_STROKES = 64
 MAX_COORD = 100_000.0  # CSS px; anything beyond is hostile
 MAX_CANVAS = 10_000.0

@@ -46,7 +46,7 @@ async def api_predict(request: HttpRequest) -> JsonResponse:
     data = upload.read()
     if not data:
         return _error(400, "bad_image", "the file is empty")
-    job = {"id": new_job_id(), "upload": base64.b64encode(data).decode()}
+    job = {"id": new_job_id(), "upload": base64.b64encode(data).decode(), "saliency": True}
     try:
         answer = await run_job(job, timeout=UPLOAD_TIMEOUT_S)
     except TimeoutError:
@@ -54,8 +54,8 @@ async def api_predict(request: HttpRequest) -> JsonResponse:
     if "error" in answer:
         status = 500 if answer["error"]["code"] == "internal" else 400
         return _error(status, answer["error"]["code"], answer["error"]["message"])
-    fields = ("digit", "confidence", "probabilities", "model", "image", "timings")
-    body = {"type": "prediction", **{k: answer[k] for k in fields}}
+    fields = ("digit", "confidence", "probabilities", "model", "image", "saliency", "timings")
+    body = {"type": "prediction", **{k: answer[k] for k in fields if k in answer}}
     body["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
     return JsonResponse(body)
 

@@ -8,9 +8,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis as redis_lib
 
-from scripts.stack import Stack, redis_answers as _redis_answers
+from scripts.stack import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
 MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
@@ -46,14 +45,12 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
         redis_url=TEST_REDIS_URL,
         env={
             "DATABASE_URL": db_url,
-            "CHANNELS_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
+            "REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}:",  # concurrent test runs stay apart
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         },
         log_dir=tmp_path_factory.mktemp("stack-logs"),
     )
     try:
-        if _redis_answers(TEST_REDIS_URL):
-            redis_lib.Redis.from_url(TEST_REDIS_URL).flushdb()  # stale queues of an earlier run
         service.start(timeout=120)
     except Exception:
         _dump_logs(service)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import ExitStack
 from typing import Any, Callable, Iterable, Sequence
 
 from websockets.sync.client import connect
@@ -11,11 +12,12 @@ from websockets.sync.client import connect
 class ProtocolClient:
     def __init__(self, base_url: str) -> None:
         ws_url = base_url.replace("http://", "ws://") + "/ws/recognize/"
-        self.ws = connect(ws_url, origin=base_url, open_timeout=10, max_size=2**22)
+        self._exit = ExitStack()
+        self.ws = self._exit.enter_context(connect(ws_url, origin=base_url, open_timeout=10, max_size=2**22))
         self.seq = 0
 
     def close(self) -> None:
-        self.ws.close()
+        self._exit.close()
 
     def send(self, **message: Any) -> int:
         self.seq += 1

@@ -1,13 +1,14 @@
 """The model each worker process serves: loaded once per process, on start or first use."""
 from __future__ import annotations
 
-import json
 import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+
+from digits import cards
 
 if TYPE_CHECKING:
     from digits.predictor import Predictor
@@ -16,10 +17,9 @@ _lock = threading.Lock()
 _loaded: tuple[int, Predictor] | None = None  # (pid, predictor): a forked child loads its own
 
 
-def current_model_name(models_dir: Path | None = None) -> str:
+def current_model_name() -> str:
     """Name of the model `models/current.json` marks as current (cheap: no torch import)."""
-    path = Path(models_dir or settings.MODELS_DIR) / "current.json"
-    return json.loads(path.read_text())["model"]
+    return cards.current_model_name(Path(settings.MODELS_DIR))
 
 
 def get_predictor() -> Predictor:

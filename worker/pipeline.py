@@ -46,5 +46,10 @@ def classify(predictor: Any, image28: bytes) -> dict[str, Any]:
     }
 
 
+def saliency_map(predictor: Any, image28: bytes, digit: int) -> str:
+    """Base64 of 784 bytes: how much each pixel drove the score of `digit` (255 = most)."""
+    return base64.b64encode(to_bytes28(predictor.saliency(from_bytes28(image28), digit))).decode()
+
+
 def empty_prediction(model: str) -> dict[str, Any]:
     return {"digit": None, "confidence": None, "probabilities": None, "model": model}

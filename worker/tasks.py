@@ -68,7 +68,10 @@ def preprocess(job: dict[str, Any]) -> None:
 def infer(job: dict[str, Any]) -> None:
     start = time.perf_counter()
     try:
-        result = pipeline.classify(get_predictor(), base64.b64decode(job["image"]))
+        predictor, image = get_predictor(), base64.b64decode(job["image"])
+        result = pipeline.classify(predictor, image)
+        if job.get("saliency"):
+            result["saliency"] = pipeline.saliency_map(predictor, image, result["digit"])
     except Exception:
         log.exception("inference failed for job %s", job.get("id"))
         _answer(job, {"error": {"code": "internal", "message": "inference failed"}})

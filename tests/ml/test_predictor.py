@@ -58,3 +58,13 @@ def test_accuracy_on_first_500_test_images(predictor) -> None:
     probs = predictor.predict(images[:500].astype(np.float32) / 255.0)
     accuracy = float((probs.argmax(1) == labels[:500]).mean())
     assert accuracy >= 0.98, accuracy
+
+
+def test_saliency_highlights_the_ink_that_decides(predictor):
+    images, _ = load_split(DATA_DIR, "test")
+    image = images[0].astype(np.float32) / 255.0
+    digit = int(predictor.predict(image).argmax())
+    heat = predictor.saliency(image, digit)
+    assert heat.shape == (28, 28) and heat.max() == pytest.approx(1.0) and heat.min() >= 0
+    ink, background = image > 0.5, image < 0.05
+    assert heat[ink].mean() > 5 * heat[background].mean()

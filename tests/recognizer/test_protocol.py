@@ -125,3 +125,12 @@ def test_a_new_drawing_id_starts_a_new_drawing():
 def test_token_bucket_allows_bursts_then_limits():
     bucket = TokenBucket(rate=1, burst=5)
     assert [bucket.take() for _ in range(7)] == [True] * 5 + [False] * 2
+
+
+def test_drawing_state_limits_points_per_drawing():
+    state = DrawingState()
+    for k in range(2):
+        state.apply(msg(k + 1, k, [(0, 0)] * 9_999, True))
+    with pytest.raises(ProtocolError) as err:
+        state.apply(msg(3, 2, [(0, 0)] * 3, True))
+    assert err.value.code == "too_large" and len(state.strokes) == 2

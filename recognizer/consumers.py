@@ -170,7 +170,7 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
             "model": event["model"],
             "latency_ms": round((time.perf_counter() - req.started) * 1000, 2),
             "image": event["image"],
-            "timings": event.get("timings", {}),
+            "timings": {**event.get("timings", {}), "push": round(max(0.0, time.time() - event["sent_at"]) * 1000, 3)},
             **({"saliency": event["saliency"]} if event.get("saliency") else {}),
         }
 

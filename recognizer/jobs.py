@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,6 +23,7 @@ async def enqueue(job: dict[str, Any]) -> None:
     from worker.tasks import preprocess
 
     loop = asyncio.get_running_loop()
+    job["sent_at"] = time.time()
     await loop.run_in_executor(_publisher, lambda: preprocess.apply_async((job,), expires=JOB_EXPIRES_S))
 
 

@@ -28,13 +28,18 @@ def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 3)
 
 
+def _waited_ms(job: dict[str, Any]) -> float:
+    """Time the job spent in Redis since `sent_at` (wall clock: sender and worker share a host)."""
+    return round(max(0.0, time.time() - job.get("sent_at", time.time())) * 1000, 3)
+
+
 def _answer(job: dict[str, Any], body: dict[str, Any]) -> None:
-    push(job["reply"], {"type": "prediction.result", "id": job["id"], **body})
+    push(job["reply"], {"type": "prediction.result", "id": job["id"], "sent_at": time.time(), **body})
 
 
 @shared_task(name="worker.tasks.preprocess", ignore_result=True)
 def preprocess(job: dict[str, Any]) -> None:
-    start = time.perf_counter()
+    start, waited = time.perf_counter(), _waited_ms(job)
     try:
         if "upload" in job:
             image = pipeline.prepare_upload(
@@ -54,19 +59,20 @@ def preprocess(job: dict[str, Any]) -> None:
         log.exception("preprocess failed for job %s", job.get("id"))
         _answer(job, {"error": {"code": "internal", "message": "preprocessing failed"}})
         return
-    timings = {"preprocess": _ms(start)}
+    timings = {"queue_preprocess": waited, "preprocess": _ms(start)}
     if image is None:
         _answer(job, {**pipeline.empty_prediction(current_model_name()), "image": None,
                       "png": job.get("png"), "timings": timings})
         return
     job["image"] = base64.b64encode(image).decode()
     job["timings"] = timings
+    job["sent_at"] = time.time()
     infer.apply_async((job,), expires=JOB_EXPIRES_S)
 
 
 @shared_task(name="worker.tasks.infer", ignore_result=True)
 def infer(job: dict[str, Any]) -> None:
-    start = time.perf_counter()
+    start, waited = time.perf_counter(), _waited_ms(job)
     try:
         predictor, image = get_predictor(), base64.b64decode(job["image"])
         result = pipeline.classify(predictor, image)
@@ -76,7 +82,7 @@ def infer(job: dict[str, Any]) -> None:
         log.exception("inference failed for job %s", job.get("id"))
         _answer(job, {"error": {"code": "internal", "message": "inference failed"}})
         return
-    timings = {**job["timings"], "inference": _ms(start)}
+    timings = {**job["timings"], "queue_inference": waited, "inference": _ms(start)}
     _answer(job, {**result, "image": job["image"], "png": job.get("png"), "timings": timings})
 
 

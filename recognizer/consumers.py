@@ -103,7 +103,9 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
             "id": job_id,
             "reply": self.channel_name,
             "png": req.submit is not None,
-            "saliency": not req.snapshot["pen_down"],  # the heat map only when the pen is up
+            "seq": req.seq,
+            # the heat map only when the pen is up, in a message after the prediction
+            **({"saliency": "after"} if not req.snapshot["pen_down"] else {}),
             **req.snapshot,
         }
         self.requests[job_id] = req
@@ -159,6 +161,12 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
         if was_live and self.dirty:
             await self._request_live()
 
+    async def prediction_saliency(self, event: dict[str, Any]) -> None:
+        """The heat map for a prediction already sent; only the one on screen is worth sending."""
+        if event["drawing"] == self.state.drawing and event["seq"] == self.shown_seq:
+            await self.send_json({"type": "saliency", "drawing": event["drawing"], "seq": event["seq"],
+                                  "saliency": event["saliency"]})
+
     def _prediction(self, req: Request, event: dict[str, Any]) -> dict[str, Any]:
         return {
             "type": "prediction",
@@ -171,7 +179,6 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
             "latency_ms": round((time.perf_counter() - req.started) * 1000, 2),
             "image": event["image"],
             "timings": {**event.get("timings", {}), "push": round(max(0.0, time.time() - event["sent_at"]) * 1000, 3)},
-            **({"saliency": event["saliency"]} if event.get("saliency") else {}),
         }
 
     async def _store(self, req: Request, prediction: dict[str, Any], event: dict[str, Any]) -> None:

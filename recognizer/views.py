@@ -46,7 +46,7 @@ async def api_predict(request: HttpRequest) -> JsonResponse:
     data = upload.read()
     if not data:
         return _error(400, "bad_image", "the file is empty")
-    job = {"id": new_job_id(), "upload": base64.b64encode(data).decode(), "saliency": True}
+    job = {"id": new_job_id(), "upload": base64.b64encode(data).decode(), "saliency": "inline"}
     try:
         answer = await run_job(job, timeout=UPLOAD_TIMEOUT_S)
     except TimeoutError:

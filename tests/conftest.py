@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 
 from scripts.stack import Stack
 
@@ -40,12 +41,13 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
 
     with django_db_blocker.unblock():
         db_url = database_url(connection.settings_dict)
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"  # concurrent test runs on one Redis stay apart
     service = Stack(
         port=free_port(),
         redis_url=TEST_REDIS_URL,
         env={
             "DATABASE_URL": db_url,
-            "REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}:",  # concurrent test runs stay apart
+            "REDIS_PREFIX": prefix,
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         },
         log_dir=tmp_path_factory.mktemp("stack-logs"),
@@ -58,6 +60,12 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
         raise
     yield service
     service.stop()
+    try:  # leave the machine's Redis as we found it (a bundled one is gone with its data)
+        client = redis.Redis.from_url(TEST_REDIS_URL)
+        for key in client.scan_iter(match=f"{prefix}*"):
+            client.delete(key)
+    except redis.ConnectionError:
+        pass
 
 
 def _dump_logs(service: Stack) -> None:

@@ -1,7 +1,8 @@
 """Celery tasks: thin wrappers that run a pipeline step and pass the job on or push the answer.
 
-A job is a JSON dict made by the web side (recognizer/jobs.py): `id`, `reply` (channel name) and
-either strokes (`strokes`, `canvas`, `brush`, `png`) or an `upload` (base64). Preprocessing runs
+A job is a JSON dict made by the web side: `id`, `reply` (channel name), `sent_at`, `saliency`
+("inline": in the answer, "after": in a message of its own, or absent) and either a drawing
+(`drawing`, `seq`, `strokes`, `canvas`, `brush`, `png`) or an `upload` (base64). Preprocessing runs
 on the `preprocess` queue, inference on `inference`; the answer goes to `reply` over the channel layer.
 """
 from __future__ import annotations
@@ -76,7 +77,7 @@ def infer(job: dict[str, Any]) -> None:
     try:
         predictor, image = get_predictor(), base64.b64decode(job["image"])
         result = pipeline.classify(predictor, image)
-        if job.get("saliency"):
+        if job.get("saliency") == "inline":
             result["saliency"] = pipeline.saliency_map(predictor, image, result["digit"])
     except Exception:
         log.exception("inference failed for job %s", job.get("id"))
@@ -84,6 +85,14 @@ def infer(job: dict[str, Any]) -> None:
         return
     timings = {**job["timings"], "queue_inference": waited, "inference": _ms(start)}
     _answer(job, {**result, "image": job["image"], "png": job.get("png"), "timings": timings})
+    if job.get("saliency") == "after":  # the heat map costs a backward pass: send it second
+        try:
+            heat = pipeline.saliency_map(predictor, image, result["digit"])
+        except Exception:
+            log.exception("saliency failed for job %s", job.get("id"))
+            return
+        push(job["reply"], {"type": "prediction.saliency", "drawing": job["drawing"], "seq": job["seq"],
+                            "saliency": heat})
 
 
 @worker_process_init.connect

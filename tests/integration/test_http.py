@@ -37,7 +37,7 @@ def test_uploaded_images_are_read_right(stack, digit, dark, fmt):
     body = resp.json()
     assert body["digit"] == digit, body
     assert sum(body["probabilities"]) == pytest.approx(1.0, abs=1e-4) and body["model"]
-    assert len(body["image"]) == 1048 and body["latency_ms"] > 0
+    assert len(body["image"]) == 1048 and len(body["saliency"]) == 1048 and body["latency_ms"] > 0
 
 
 def png_header_only(width: int, height: int) -> bytes:

@@ -1,4 +1,5 @@
 """Protocol v1 end to end on the real stack: daphne, Celery workers on Redis, PyTorch."""
+import base64
 import io
 import json
 import time
@@ -56,6 +57,19 @@ def test_submit_stores_the_drawing_and_the_admin_lists_it(ws, stack, django_user
     assert "data:image/png;base64," in listing.text
     detail = session.get(f"{stack.url}/admin/recognizer/drawing/{row.pk}/change/")
     assert detail.status_code == 200 and "28×28 image the model saw" in detail.text
+
+
+def test_a_heat_map_follows_the_prediction_at_pen_up(ws):
+    last = ws.stream(digit_strokes(5), drawing="heat")
+    final, _ = ws.prediction_for(last)
+    heat = ws.until(lambda m: m["type"] == "saliency")[-1]
+    assert (heat["drawing"], heat["seq"]) == ("heat", final["seq"])
+    pixels = base64.b64decode(heat["saliency"])
+    assert len(pixels) == 784 and max(pixels) == 255
+    image = base64.b64decode(final["image"])
+    on_ink = [h for h, v in zip(pixels, image) if v > 128]
+    off_ink = [h for h, v in zip(pixels, image) if v == 0]
+    assert sum(on_ink) / len(on_ink) > 3 * sum(off_ink) / len(off_ink)
 
 
 def test_submit_without_strokes_is_refused(ws):

@@ -383,6 +383,7 @@
     if (!message || typeof message !== 'object') return;
     if (message.type === 'prediction') onPrediction(message);
     else if (message.type === 'stored') onStored(message);
+    else if (message.type === 'saliency') onSaliency(message);
     else if (message.type === 'error') onServerError(message);
   }
 
@@ -397,6 +398,14 @@
     drawing.prediction = p;
     showPrediction(p, 'drawing');
     announceDrawing(p);
+  }
+
+  /** The heat map follows its prediction in a message of its own (it costs a backward pass). */
+  function onSaliency(message) {
+    const p = drawing.prediction;
+    if (!p || message.drawing !== drawing.id || message.seq !== p.seq) return;
+    p.saliency = message.saliency;
+    if (shown && shown.prediction === p) drawPreview();
   }
 
   function onStored(message) {

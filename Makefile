@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test install install-dev browser migrate bench train evaluate screenshot clean
+.PHONY: run test install install-dev browser migrate bench train screenshot clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,6 @@ train: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache staticfiles .test-db.sqlite3
+
+screenshot: install-dev browser
+	$(PY) -m scripts.screenshot

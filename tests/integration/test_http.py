@@ -40,6 +40,16 @@ def test_uploaded_images_are_read_right(stack, digit, dark, fmt):
     assert len(body["image"]) == 1048 and len(body["saliency"]) == 1048 and body["latency_ms"] > 0
 
 
+def test_uploads_work_while_a_socket_is_open_in_the_same_server(stack, ws):
+    """The page always holds a socket: an upload's reply must still reach the waiting view."""
+    ws.prediction_for(ws.stream(digit_strokes(1), drawing="open"))
+    resp = post(stack, digit_photo(4, dark_on_light=True))
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["digit"] == 4
+    final, _ = ws.prediction_for(ws.stream(digit_strokes(7), drawing="still-open"))
+    assert final["digit"] == 7
+
+
 def png_header_only(width: int, height: int) -> bytes:
     """A valid PNG signature + IHDR declaring a huge image, then a little data."""
     def chunk(kind: bytes, payload: bytes) -> bytes:

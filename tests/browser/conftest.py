@@ -7,6 +7,7 @@ never skipped. A failing test leaves a screenshot under test-artifacts/browser/.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -26,6 +27,7 @@ CHROMIUM_ARGS = [
     "--disable-sync", "--no-first-run",
 ]
 BROWSER_ARTIFACTS = ARTIFACTS / "browser"
+NOT_OPEN = re.compile(r"^(closed|connecting)$")
 
 T = TypeVar("T")
 
@@ -156,18 +158,13 @@ def restart_web_under(page: Page, stack: Stack) -> None:
     expect(page.locator("#status")).to_have_attribute("data-state", "open")
     stop_web(stack)
     try:
-        expect(page.locator("#status")).to_have_attribute("data-state", _not_open(), timeout=5000)
+        expect(page.locator("#status")).to_have_attribute("data-state", NOT_OPEN, timeout=5000)
     finally:
         start_web(stack)
 
 
-def _not_open():
-    import re
-
-    return re.compile(r"^(closed|connecting)$")
-
-
-def wait_until(page: Page, condition: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+def wait_until(page: Page, condition: Callable[[], Any], timeout: float = 15.0,
+               what: str | Callable[[], str] = "condition") -> Any:
     """Poll `condition` while letting Playwright deliver events (page.wait_for_timeout)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -175,5 +172,5 @@ def wait_until(page: Page, condition: Callable[[], Any], timeout: float = 15.0, 
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what() if callable(what) else what}")
         page.wait_for_timeout(25)

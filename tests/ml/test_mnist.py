@@ -12,7 +12,7 @@ import pytest
 from digits.mnist import IdxFormatError, load_idx_images, load_idx_labels, load_split
 
 DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared/data/mnist"
-needs_data = pytest.mark.skipif(not (DATA_DIR / "t10k-images-idx3-ubyte.gz").exists(), reason="no MNIST data")
+needs_data = pytest.mark.usefixtures("mnist_dir")  # fails, never skips, without the data
 
 
 def write_idx(path: Path, magic: int, array: np.ndarray) -> Path:

@@ -52,7 +52,7 @@ def test_tampered_weights_are_rejected(tmp_path: Path, predictor) -> None:
         load_predictor(tmp_path, name)
 
 
-@pytest.mark.skipif(not DATA_DIR.exists(), reason="no MNIST data")
+@pytest.mark.usefixtures("mnist_dir")  # fails, never skips, without the data
 def test_accuracy_on_first_500_test_images(predictor) -> None:
     images, labels = load_split(DATA_DIR, "test")
     probs = predictor.predict(images[:500].astype(np.float32) / 255.0)

@@ -14,7 +14,7 @@ from digits.render import drawing_png, render_strokes, strokes_to_mnist
 from digits.strokes import densify, skeleton_strokes, stroke_width
 
 DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared/data/mnist"
-needs_data = pytest.mark.skipif(not (DATA_DIR / "t10k-images-idx3-ubyte.gz").exists(), reason="no MNIST data")
+needs_data = pytest.mark.usefixtures("mnist_dir")  # fails, never skips, without the data
 
 
 def thickness(img: np.ndarray) -> float:

@@ -10,7 +10,7 @@ import pytest
 from digits.strokes import densify, rdp, skeleton_strokes, stroke_width
 
 DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared/data/mnist"
-needs_data = pytest.mark.skipif(not (DATA_DIR / "t10k-images-idx3-ubyte.gz").exists(), reason="no MNIST data")
+needs_data = pytest.mark.usefixtures("mnist_dir")  # fails, never skips, without the data
 
 
 def ring(size: int = 28) -> np.ndarray:

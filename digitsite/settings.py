@@ -125,7 +125,9 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
-CELERY_TASK_ACKS_LATE = False
+# Ack after the task: the answer is pushed before the ack's round trip. A job lost with its worker
+# is not redelivered in time anyway (it expires after 30 s); the consumer retries it.
+CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "preprocess"

@@ -9,7 +9,8 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
-JOB_EXPIRES_S = 30
+from worker.jobs import JOB_EXPIRES_S, job_repr
+
 # Publishing to Redis is blocking I/O: keep it off the event loop, on a few reusable threads.
 _publisher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="celery-publish")
 
@@ -24,7 +25,7 @@ async def enqueue(job: dict[str, Any]) -> None:
 
     loop = asyncio.get_running_loop()
     job["sent_at"] = time.time()
-    await loop.run_in_executor(_publisher, lambda: preprocess.apply_async((job,), expires=JOB_EXPIRES_S))
+    await loop.run_in_executor(_publisher, lambda: preprocess.apply_async((job,), expires=JOB_EXPIRES_S, argsrepr=job_repr(job)))
 
 
 async def run_job(job: dict[str, Any], *, timeout: float) -> dict[str, Any]:

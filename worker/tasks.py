@@ -18,11 +18,11 @@ from django.conf import settings
 
 from digits.images import BadImage
 from worker import pipeline
+from worker.jobs import JOB_EXPIRES_S, job_repr
 from worker.model_registry import current_model_name, get_predictor
 from worker.push import push
 
 log = logging.getLogger(__name__)
-JOB_EXPIRES_S = 30  # a job nobody can wait for any more is dropped, not run
 
 
 def _ms(since: float) -> float:
@@ -68,7 +68,7 @@ def preprocess(job: dict[str, Any]) -> None:
     job["image"] = base64.b64encode(image).decode()
     job["timings"] = timings
     job["sent_at"] = time.time()
-    infer.apply_async((job,), expires=JOB_EXPIRES_S)
+    infer.apply_async((job,), expires=JOB_EXPIRES_S, argsrepr=job_repr(job))
 
 
 @shared_task(name="worker.tasks.infer", ignore_result=True)

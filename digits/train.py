@@ -1,9 +1,18 @@
 """Train DigitNet on MNIST and write the weights, the model card and ``current.json``.
 
     python -m digits.train --data-dir ../shared/data/mnist --epochs 20 --seed 1 --out models --name cnn-v1
+    python -m digits.train --epochs 30 --seed 2 --name cnn-v2 --version 2.0.0 --canvas-fraction 0.5 \
+        --canvas-variants 2 --elastic 0.5 --thickness 0.3
 
-Model selection uses a validation split of the training part only; the test set is evaluated once,
-at the end, for the model card.  A checkpoint per epoch goes to ``<out>/.ckpt/`` (not committed), and
+Training data: the training part's images, mixed (``--canvas-fraction``) with canvas-style copies of
+them (:mod:`digits.canvas_style`: skeleton -> polylines -> sparse-sampling simplification -> redrawn
+with a random round brush at a random size and place -> the serving preprocessing), all with random
+affine jitter, elastic distortion and stroke thickness variation (dilate/erode) on the fly. After
+training the softmax temperature is fitted on the validation split (stored in the model's
+``temperature`` buffer, so the saved weights carry it; ECE before/after goes into the card).
+
+Model selection uses a validation split of the training part only (its images and their canvas-style
+copies); the test set is evaluated once, at the end, for the model card.  A checkpoint per epoch goes to ``<out>/.ckpt/`` (not committed), and
 ``--resume`` continues from it.
 """
 
@@ -28,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from digits.canvas_style import CACHE_DIR, build_dataset
 from digits.mnist import load_split
 from digits.network import DigitNet, parameter_count
 
@@ -52,6 +62,17 @@ class Config:
     threads: int = 2
     resume: bool = False
     progress: bool = True
+    version: str = VERSION
+    canvas_fraction: float = 0.0  # share of each batch drawn from the canvas-style copies
+    canvas_variants: int = 1  # canvas-style copies per training image (different random seeds)
+    elastic: float = 0.0  # probability of an elastic distortion per image
+    thickness: float = 0.0  # probability of a dilation or an erosion per image
+    calibrate: bool = True
+    cache_dir: Path | None = CACHE_DIR
+    outliers: float = 0.0  # synthetic non-digits per batch, as a share of the batch (outlier exposure)
+    outlier_weight: float = 0.5  # weight of their loss (cross-entropy to the uniform distribution)
+    outlier_count: int = 6000
+    set_current: bool = True  # point current.json at the new model
 
 
 @dataclass
@@ -62,12 +83,22 @@ class Augment:
     scale: float = 0.12  # scale in [1 - s, 1 + s]
     shear: float = 0.15  # shear factor range [-s, s]
     translate_px: float = 2.5
+    elastic: float = 0.0  # probability per image of an elastic distortion
+    elastic_alpha: float = 1.2  # displacement scale (std per axis), px
+    elastic_sigma: float = 4.0  # smoothness of the displacement field, px
+    thickness: float = 0.0  # probability per image of a 3x3 dilation or erosion (half each)
 
     def describe(self) -> str:
-        return (
+        text = (
             f"random affine per image via affine_grid/grid_sample: rotation ±{self.rotate_deg}°, "
             f"scale ±{self.scale:.0%}, shear ±{self.shear}, translation ±{self.translate_px} px"
         )
+        if self.elastic:
+            text += (f"; elastic distortion (p={self.elastic}, alpha {self.elastic_alpha} px, "
+                     f"sigma {self.elastic_sigma} px)")
+        if self.thickness:
+            text += f"; stroke thickness variation (p={self.thickness}: 3x3 grey dilation or erosion via max-pool)"
+        return text
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -91,6 +122,77 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
 
 
 # --- augmentation -------------------------------------------------------------------------------
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    r = max(1, int(math.ceil(2.5 * sigma)))
+    k = torch.exp(-(torch.arange(-r, r + 1, dtype=torch.float32) ** 2) / (2 * sigma * sigma))
+    return k / k.sum()
+
+
+def _affine_theta(n: int, h: int, aug: Augment, gen: torch.Generator) -> torch.Tensor:
+    def uniform(r: float) -> torch.Tensor:
+        return (torch.rand(n, generator=gen) * 2 - 1) * r
+
+    angle = uniform(math.radians(aug.rotate_deg))
+    scale = 1 + uniform(aug.scale)
+    shear = uniform(aug.shear)
+    shift = uniform(aug.translate_px * 2 / h), uniform(aug.translate_px * 2 / h)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    return torch.stack(
+        [
+            torch.stack([cos, -sin + cos * shear, shift[0]], dim=1),
+            torch.stack([sin, cos + sin * shear, shift[1]], dim=1),
+        ],
+        dim=1,
+    )
+
+
+def elastic_field(n: int, h: int, w: int, aug: Augment, gen: torch.Generator) -> torch.Tensor:
+    """(n, h, w, 2) smooth random displacements in normalised grid units (|d| ~ alpha px)."""
+    noise = torch.rand(n * 2, 1, h, w, generator=gen) * 2 - 1
+    k = _gaussian_kernel(aug.elastic_sigma)
+    pad = len(k) // 2
+    noise = F.conv2d(F.pad(noise, (pad, pad, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+    noise = F.conv2d(F.pad(noise, (0, 0, pad, pad), mode="reflect"), k.view(1, 1, -1, 1))
+    noise = noise / noise.flatten(1).std(dim=1).clamp_min(1e-6).view(-1, 1, 1, 1)
+    field = noise.view(n, 2, h, w).permute(0, 2, 3, 1) * aug.elastic_alpha
+    return field * torch.tensor([2.0 / w, 2.0 / h])
+
+
+def thickness_jitter(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """With probability p per image, thicken or thin its strokes: a blend, of random strength in
+    [0.3, 1], towards the 3x3 grey dilation (max-pool) or erosion (min-pool). An erosion that would
+    remove more than half of the ink is not applied (thin digits must stay readable)."""
+    n = len(x)
+    u = torch.rand(n, generator=gen)
+    strength = (0.3 + 0.7 * torch.rand(n, generator=gen)).view(n, 1, 1, 1)
+    dil, ero = u < p / 2, (u >= p / 2) & (u < p)
+    if not (dil.any() or ero.any()):
+        return x
+    thick = F.max_pool2d(x, 3, stride=1, padding=1)
+    thin = -F.max_pool2d(-x, 3, stride=1, padding=1)
+    target = torch.where(dil.view(n, 1, 1, 1), thick, thin)
+    ink = x.flatten(1).sum(dim=1)
+    ok_thin = thin.flatten(1).sum(dim=1) * (strength.flatten()) + ink * (1 - strength.flatten()) > 0.5 * ink
+    apply = (dil | (ero & ok_thin)).float().view(n, 1, 1, 1)
+    out = x + apply * strength * (target - x)
+    # erosion dims thin strokes' centres: restore each image's peak ink level
+    peak_in, peak_out = x.amax(dim=(1, 2, 3), keepdim=True), out.amax(dim=(1, 2, 3), keepdim=True)
+    return (out * (peak_in / peak_out.clamp_min(1e-6))).clamp_(0.0, 1.0)
+
+
+def augment(x: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.Tensor:
+    """Thickness variation, then one resampling that composes the random affine map with an
+    elastic distortion (for a random subset), on (N,1,H,W) in [0, 1]."""
+    if aug.thickness:
+        x = thickness_jitter(x, aug.thickness, gen)
+    n, _, h, w = x.shape
+    grid = F.affine_grid(_affine_theta(n, h, aug, gen), list(x.shape), align_corners=False)
+    if aug.elastic:
+        mask = (torch.rand(n, generator=gen) < aug.elastic).float().view(n, 1, 1, 1)
+        grid = grid + elastic_field(n, h, w, aug, gen) * mask
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp_(0.0, 1.0)
 
 
 def random_affine(x: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.Tensor:
@@ -129,8 +231,16 @@ def train_one_epoch(
     cfg: Config,
     aug: Augment,
     epoch: int,
+    canvas: torch.Tensor | None = None,
+    outliers: torch.Tensor | None = None,
 ) -> float:
-    """One pass over (x, y) in a seed+epoch determined order; returns the mean loss."""
+    """One pass over (x, y) in a seed+epoch determined order; returns the mean loss.
+
+    ``canvas`` (V, N, 1, 28, 28): canvas-style copies of x; each sample is replaced by one of its
+    copies (chosen at random) with probability ``cfg.canvas_fraction``. ``outliers`` (M, 1, 28, 28):
+    synthetic non-digits; ``cfg.outliers * batch`` of them join each batch with a uniform target
+    (outlier exposure: the model learns to spread its probability on things that are not digits).
+    """
     model.train()
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
     order = torch.randperm(len(x), generator=gen)
@@ -139,8 +249,21 @@ def train_one_epoch(
     total, count = 0.0, 0
     for start in bar:
         idx = order[start : start + cfg.batch_size]
-        xb = random_affine(x[idx], aug, gen)
-        loss = F.cross_entropy(model(xb), y[idx], label_smoothing=cfg.label_smoothing)
+        xb = x[idx]
+        if canvas is not None and cfg.canvas_fraction > 0:
+            use = torch.rand(len(idx), generator=gen) < cfg.canvas_fraction
+            variant = torch.randint(0, canvas.shape[0], (len(idx),), generator=gen)
+            if use.any():
+                xb = xb.clone()
+                xb[use] = canvas[variant[use], idx[use]]
+        n_out = int(round(len(idx) * cfg.outliers)) if outliers is not None else 0
+        if n_out:
+            xb = torch.cat([xb, outliers[torch.randint(0, len(outliers), (n_out,), generator=gen)]])
+        xb = augment(xb, aug, gen)
+        logits = model(xb)
+        loss = F.cross_entropy(logits[: len(idx)], y[idx], label_smoothing=cfg.label_smoothing)
+        if n_out:
+            loss = loss - cfg.outlier_weight * F.log_softmax(logits[len(idx) :], dim=1).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -159,6 +282,41 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     for start in range(0, len(x), batch_size):
         correct += int((model(x[start : start + batch_size]).argmax(1) == y[start : start + batch_size]).sum())
     return correct / max(len(x), 1)
+
+
+@torch.no_grad()
+def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Logits of ``model`` (eval mode) at temperature 1."""
+    model.eval()
+    t = model.temperature.clone()
+    model.temperature.fill_(1.0)
+    try:
+        return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    finally:
+        model.temperature.copy_(t)
+
+
+def fit_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """The softmax temperature minimising the negative log-likelihood of (logits, y)."""
+    logits = logits.detach().clone()
+    log_t = torch.zeros((), requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.detach().exp().clamp(0.05, 20.0))
+
+
+def ece_of(logits: torch.Tensor, y: torch.Tensor, temperature: float = 1.0) -> float:
+    from digits.evaluate import expected_calibration_error
+
+    probs = torch.softmax(logits.double() / temperature, dim=1).numpy()
+    return expected_calibration_error(probs, y.numpy())
 
 
 def make_optimizer(model: nn.Module, cfg: Config, steps_per_epoch: int):
@@ -180,8 +338,15 @@ def fit(
     val: tuple[torch.Tensor, torch.Tensor],
     aug: Augment,
     log: Callable[[str], None] = print,
+    canvas: torch.Tensor | None = None,
+    canvas_val: torch.Tensor | None = None,
+    outliers: torch.Tensor | None = None,
 ) -> tuple[DigitNet, float, int]:
-    """Train for cfg.epochs; returns (model with the best validation weights, best val acc, best epoch)."""
+    """Train for cfg.epochs; returns (model with the best validation weights, best score, best epoch).
+
+    The score is the validation accuracy, or with ``canvas_val`` (canvas-style copies of the
+    validation images) the mean of the accuracies on both.
+    """
     torch.manual_seed(cfg.seed)
     model = DigitNet()
     steps = math.ceil(len(train[0]) / cfg.batch_size)
@@ -197,11 +362,15 @@ def fit(
         log(f"resumed from {ckpt} after epoch {start_epoch}")
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        loss = train_one_epoch(model, *train, opt, sched, cfg, aug, epoch)
+        loss = train_one_epoch(model, *train, opt, sched, cfg, aug, epoch, canvas, outliers)
         acc = evaluate(model, *val)
-        if acc > best_acc:
-            best_acc, best_epoch, best_state = acc, epoch + 1, copy.deepcopy(model.state_dict())
-        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}  val acc {acc:.4%}  "
+        score, extra = acc, ""
+        if canvas_val is not None:
+            c_acc = evaluate(model, canvas_val, val[1])
+            score, extra = (acc + c_acc) / 2, f"  canvas val acc {c_acc:.4%}"
+        if score > best_acc:
+            best_acc, best_epoch, best_state = score, epoch + 1, copy.deepcopy(model.state_dict())
+        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}  val acc {acc:.4%}{extra}  "
             f"(best {best_acc:.4%} @ {best_epoch})  {time.perf_counter() - t0:.0f}s")
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
@@ -228,10 +397,11 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def build_card(cfg: Config, model: DigitNet, weights: Path, counts: dict[str, int], metrics: dict[str, float],
-               aug: Augment, wall_s: float, argv: list[str], best_epoch: int) -> dict:
-    return {
+               aug: Augment, wall_s: float, argv: list[str], best_epoch: int,
+               calibration: dict | None = None) -> dict:
+    card = {
         "name": cfg.name,
-        "version": VERSION,
+        "version": cfg.version,
         "architecture": {
             "class": f"digits.network.{type(model).__name__}",
             "description": model.description,
@@ -265,6 +435,28 @@ def build_card(cfg: Config, model: DigitNet, weights: Path, counts: dict[str, in
         "weights": {"file": weights.name, "sha256": sha256_file(weights), "bytes": weights.stat().st_size},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if cfg.canvas_fraction > 0:
+        card["data"]["canvas_style"] = (
+            f"{cfg.canvas_variants} canvas-style cop{'y' if cfg.canvas_variants == 1 else 'ies'} of each training "
+            "image (digits.canvas_style: skeleton -> polylines -> RDP/point dropping/jitter like sparse mouse "
+            "sampling -> round brush of random width (5-30% of digit size) at a random size and place on a "
+            "random canvas -> digits.render.strokes_to_mnist); each sample is replaced by one of its copies "
+            f"with probability {cfg.canvas_fraction}"
+        )
+        card["training"]["selection"] = ("weights of the epoch with the best mean of the validation accuracy and "
+                                         "the canvas-style validation accuracy (validation split only)")
+    if cfg.outliers > 0:
+        from digits.refusal import TRAIN_LETTERS
+
+        card["data"]["outlier_exposure"] = (
+            f"{cfg.outlier_count} synthetic non-digits (digits.refusal.synthetic_non_digits: scribbles, filled "
+            f"blobs, letters {', '.join(TRAIN_LETTERS)}); "
+            f"{cfg.outliers:.0%} of a batch, loss weight {cfg.outlier_weight} x cross-entropy to uniform"
+        )
+    card["training"]["val_fraction"] = cfg.val_fraction
+    if calibration:
+        card["training"]["calibration"] = calibration
+    return card
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -286,7 +478,32 @@ def parse_args(argv: list[str]) -> Config:
     p.add_argument("--threads", type=int, default=d.threads)
     p.add_argument("--resume", action="store_true", help="continue from <out>/.ckpt/<name>.pt")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--version", default=d.version, help="model version recorded in the card")
+    p.add_argument("--canvas-fraction", type=float, default=d.canvas_fraction,
+                   help="probability that a training sample is replaced by a canvas-style copy")
+    p.add_argument("--canvas-variants", type=int, default=d.canvas_variants)
+    p.add_argument("--elastic", type=float, default=d.elastic, help="probability of elastic distortion")
+    p.add_argument("--thickness", type=float, default=d.thickness, help="probability of dilation/erosion")
+    p.add_argument("--no-calibrate", dest="calibrate", action="store_false")
+    p.add_argument("--cache-dir", type=Path, default=d.cache_dir, help="canvas-style data cache")
+    p.add_argument("--outliers", type=float, default=d.outliers,
+                   help="synthetic non-digits per batch as a share of it (outlier exposure; 0 = off)")
+    p.add_argument("--outlier-weight", type=float, default=d.outlier_weight)
+    p.add_argument("--outlier-count", type=int, default=d.outlier_count)
+    p.add_argument("--no-set-current", dest="set_current", action="store_false",
+                   help="do not point current.json at the new model (compare it first)")
     return Config(**vars(p.parse_args(argv)))
+
+
+def canvas_copies(images: np.ndarray, cfg: Config, seed: int, variants: int, desc: str,
+                  mode: str = "random") -> torch.Tensor:
+    """(variants, N, 1, 28, 28) float canvas-style copies of uint8 ``images``."""
+    sets = [
+        build_dataset(images, seed + 7919 * v, mode=mode, cache_dir=cfg.cache_dir, progress=cfg.progress,
+                      desc=f"{desc} {v + 1}/{variants}")
+        for v in range(variants)
+    ]
+    return torch.stack([to_tensor(a) for a in sets])
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -298,14 +515,48 @@ def main(argv: list[str] | None = None) -> dict:
     train_idx, val_idx = stratified_split(labels, cfg.val_fraction, cfg.seed)
     x, y = to_tensor(images), torch.from_numpy(labels.astype(np.int64))
     print(f"training part: {len(images)} images -> {len(train_idx)} train, {len(val_idx)} validation")
-    aug = Augment()
-    model, val_acc, best_epoch = fit(cfg, (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx]), aug)
+    aug = Augment(elastic=cfg.elastic, thickness=cfg.thickness)
+    canvas = canvas_val = None
+    if cfg.canvas_fraction > 0:
+        from digits.evaluate import VAL_SEED
+
+        canvas = canvas_copies(images[train_idx], cfg, 1000 + cfg.seed, cfg.canvas_variants, "canvas-style train")
+        # the same canvas-style validation set that `evaluate` reports (grid of brushes/sizes/places)
+        canvas_val = canvas_copies(images[val_idx], cfg, VAL_SEED, 1, "canvas-style val", mode="grid")[0]
+    outliers = None
+    if cfg.outliers > 0:
+        from digits.refusal import synthetic_non_digits
+
+        outliers = torch.from_numpy(synthetic_non_digits(cfg.outlier_count, seed=cfg.seed)[0]).unsqueeze(1)
+        print(f"outlier exposure: {len(outliers)} synthetic non-digits (scribbles, blobs, letters)")
+    model, score, best_epoch = fit(cfg, (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx]), aug,
+                                   canvas=canvas, canvas_val=canvas_val, outliers=outliers)
+    val_acc = evaluate(model, x[val_idx], y[val_idx])
+
+    calibration = None
+    if cfg.calibrate:
+        # Temperature scaling on the validation split (plus its canvas-style copies when used).
+        xv, yv = x[val_idx], y[val_idx]
+        if canvas_val is not None:
+            xv, yv = torch.cat([xv, canvas_val]), torch.cat([yv, yv])
+        logits = logits_of(model, xv)
+        temperature = fit_temperature(logits, yv)
+        model.temperature.fill_(temperature)
+        calibration = {
+            "method": "temperature scaling (NLL, LBFGS) on the validation split"
+                      + (" and its canvas-style copies" if canvas_val is not None else ""),
+            "temperature": round(temperature, 6),
+            "val_ece_before": round(ece_of(logits, yv), 6),
+            "val_ece_after": round(ece_of(logits, yv, temperature), 6),
+        }
+        print(f"temperature {temperature:.4f}: validation ECE {calibration['val_ece_before']:.2%} -> "
+              f"{calibration['val_ece_after']:.2%}")
     wall_s = time.perf_counter() - t0
 
     # The test set is looked at once, here, for the model card only.
     test_images, test_labels = load_split(cfg.data_dir, "test")
     test_acc = evaluate(model, to_tensor(test_images), torch.from_numpy(test_labels.astype(np.int64)))
-    print(f"best val acc {val_acc:.4%} (epoch {best_epoch}); test acc {test_acc:.4%}; {wall_s:.0f}s")
+    print(f"best val acc {val_acc:.4%} (epoch {best_epoch}, score {score:.4%}); test acc {test_acc:.4%}; {wall_s:.0f}s")
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -313,10 +564,12 @@ def main(argv: list[str] | None = None) -> dict:
     save_weights(model, weights)
     counts = {"train": len(train_idx), "val": len(val_idx), "test": len(test_images)}
     metrics = {"val_accuracy": round(val_acc, 6), "test_accuracy": round(test_acc, 6)}
-    card = build_card(cfg, model, weights, counts, metrics, aug, wall_s, argv, best_epoch)
+    card = build_card(cfg, model, weights, counts, metrics, aug, wall_s, argv, best_epoch, calibration)
     write_json(out / f"{cfg.name}.json", card)
-    write_json(out / "current.json", {"model": cfg.name})
-    print(f"wrote {weights} ({card['weights']['bytes']} bytes), {out / (cfg.name + '.json')}, {out / 'current.json'}")
+    if cfg.set_current:
+        write_json(out / "current.json", {"model": cfg.name})
+    print(f"wrote {weights} ({card['weights']['bytes']} bytes), {out / (cfg.name + '.json')}"
+          + (f", {out / 'current.json'}" if cfg.set_current else ""))
     return card
 
 

@@ -176,6 +176,8 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
             "confidence": event["confidence"],
             "probabilities": event["probabilities"],
             "model": event["model"],
+            "uncertain": event.get("uncertain", False),
+            "reason": event.get("reason"),
             "latency_ms": round((time.perf_counter() - req.started) * 1000, 2),
             "image": event["image"],
             "timings": {**event.get("timings", {}), "push": round(max(0.0, time.time() - event["sent_at"]) * 1000, 3)},

@@ -54,7 +54,7 @@ async def api_predict(request: HttpRequest) -> JsonResponse:
     if "error" in answer:
         status = 500 if answer["error"]["code"] == "internal" else 400
         return _error(status, answer["error"]["code"], answer["error"]["message"])
-    fields = ("digit", "confidence", "probabilities", "model", "image", "saliency", "timings")
+    fields = ("digit", "confidence", "probabilities", "model", "uncertain", "reason", "image", "saliency", "timings")
     body = {"type": "prediction", **{k: answer[k] for k in fields if k in answer}}
     body["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
     return JsonResponse(body)

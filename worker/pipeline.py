@@ -35,14 +35,21 @@ def render_png(strokes: Sequence[Sequence[Sequence[float]]], canvas: Sequence[fl
 
 
 def classify(predictor: Any, image28: bytes) -> dict[str, Any]:
-    """One image through the model: the digit, its confidence and all ten probabilities."""
-    probs = predictor.predict(from_bytes28(image28)[None])[0]
+    """One image through the model: the digit, its confidence, all ten probabilities, and whether
+    the drawing looks like no digit at all ("uncertain", with a "reason"; see digits.refusal)."""
+    from digits.refusal import assess
+
+    image = from_bytes28(image28)
+    probs = predictor.predict(image[None])[0]
     digit = int(np.argmax(probs))
+    uncertain, reason = assess(image, probs)
     return {
         "digit": digit,
         "confidence": round(float(probs[digit]), 6),
         "probabilities": [round(float(p), 6) for p in probs],
         "model": predictor.name,
+        "uncertain": uncertain,
+        "reason": reason,
     }
 
 
@@ -52,4 +59,5 @@ def saliency_map(predictor: Any, image28: bytes, digit: int) -> str:
 
 
 def empty_prediction(model: str) -> dict[str, Any]:
-    return {"digit": None, "confidence": None, "probabilities": None, "model": model}
+    return {"digit": None, "confidence": None, "probabilities": None, "model": model,
+            "uncertain": False, "reason": None}

@@ -198,24 +198,7 @@ def augment(x: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.Tensor
 def random_affine(x: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.Tensor:
     """Apply an independent random rotation/scale/shear/translation to each image of (N,1,H,W)."""
     n, _, h, _ = x.shape
-
-    def uniform(r: float) -> torch.Tensor:
-        return (torch.rand(n, generator=gen) * 2 - 1) * r
-
-    angle = uniform(math.radians(aug.rotate_deg))
-    scale = 1 + uniform(aug.scale)
-    shear = uniform(aug.shear)
-    shift = uniform(aug.translate_px * 2 / h), uniform(aug.translate_px * 2 / h)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    # theta maps output coords to input coords: rotation/scale composed with a horizontal shear
-    theta = torch.stack(
-        [
-            torch.stack([cos, -sin + cos * shear, shift[0]], dim=1),
-            torch.stack([sin, cos + sin * shear, shift[1]], dim=1),
-        ],
-        dim=1,
-    )
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    grid = F.affine_grid(_affine_theta(n, h, aug, gen), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 

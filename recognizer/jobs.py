@@ -31,6 +31,6 @@ async def enqueue(job: dict[str, Any]) -> None:
 async def run_job(job: dict[str, Any], *, timeout: float) -> dict[str, Any]:
     """Queue a job with a fresh reply channel and wait for its answer (raises TimeoutError)."""
     layer = get_channel_layer()
-    job["reply"] = await layer.new_channel()  # process-local: served by the layer's shared receive loop
+    job["reply"] = await layer.new_channel()  # subscribed before the job is queued: no reply is missed
     await enqueue(job)
     return await asyncio.wait_for(layer.receive(job["reply"]), timeout)

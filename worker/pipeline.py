@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from digits.images import decode_upload, image_to_mnist
+from digits.refusal import assess
 from digits.render import drawing_png, strokes_to_mnist
 
 
@@ -37,8 +38,6 @@ def render_png(strokes: Sequence[Sequence[Sequence[float]]], canvas: Sequence[fl
 def classify(predictor: Any, image28: bytes) -> dict[str, Any]:
     """One image through the model: the digit, its confidence, all ten probabilities, and whether
     the drawing looks like no digit at all ("uncertain", with a "reason"; see digits.refusal)."""
-    from digits.refusal import assess
-
     image = from_bytes28(image28)
     probs = predictor.predict(image[None])[0]
     digit = int(np.argmax(probs))

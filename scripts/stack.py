@@ -63,16 +63,28 @@ class Stack:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 60.0, wait: bool = True) -> Stack:
-        if self.start_redis:
-            self._ensure_redis()
-        env = {**os.environ, **self.env, "REDIS_URL": self.redis_url, "PYTHONUNBUFFERED": "1"}
-        for queue, count in self.workers.items():
-            for i in range(count):
-                self._spawn(f"worker-{queue}{i}", worker_command(queue, i), env)
-        self._spawn("web", web_command(self.host, self.port), env)
-        if wait:
-            self.wait_healthy(timeout)
+        try:
+            if self.start_redis:
+                self._ensure_redis()
+            for queue, count in self.workers.items():
+                for _ in range(count):
+                    self.add_worker(queue)
+            self._spawn("web", web_command(self.host, self.port), self._env())
+            if wait:
+                self.wait_healthy(timeout)
+        except BaseException:  # a failed start leaves nothing running (no orphan workers)
+            self.stop()
+            raise
         return self
+
+    def add_worker(self, queue: str) -> subprocess.Popen:
+        """Start one more worker process on `queue`."""
+        index = sum(name.startswith(f"worker-{queue}") for name, _ in self.procs)
+        self._spawn(f"worker-{queue}{index}", worker_command(queue, index), self._env())
+        return self.procs[-1][1]
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, **self.env, "REDIS_URL": self.redis_url, "PYTHONUNBUFFERED": "1"}
 
     def _ensure_redis(self) -> None:
         if redis_answers(self.redis_url):

@@ -17,6 +17,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.consumer import get_handler_name
 from django.conf import settings
 
 from recognizer.drawing import DrawingState
@@ -59,6 +60,15 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
             if req.timer:
                 req.timer.cancel()
         self.requests.clear()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' own dispatch first closes stale database connections in the sync thread: a
+        # thread hop per frame and per worker answer. This consumer touches the database only
+        # through database_sync_to_async (drawing_store), which closes them around each call.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
 
     async def send_json(self, message: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(message, separators=(",", ":")))

@@ -119,15 +119,20 @@ CHANNEL_LAYERS = {
 # Celery: no result backend (results travel over the channel layer), short-lived messages.
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_TRANSPORT = "digitsite.broker:Transport"  # kombu's Redis transport, one client per channel
-CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_PREFIX} if REDIS_PREFIX else {}
+# ack_emulation off: kombu would otherwise write every delivered message to an "unacked" hash
+# and delete it on ack (two extra round trips per task hop) only to redeliver it after the
+# visibility timeout (1 h), long after the job expires (30 s). A job lost with a crashed worker
+# is retried by the web side after WS_PREDICTION_TIMEOUT_S instead.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "ack_emulation": False,
+    **({"global_keyprefix": REDIS_PREFIX} if REDIS_PREFIX else {}),
+}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
-# Ack after the task: the answer is pushed before the ack's round trip. A job lost with its worker
-# is not redelivered in time anyway (it expires after 30 s); the consumer retries it.
-CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_ACKS_LATE = True  # with ack emulation off, an ack is bookkeeping in the worker's memory
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "preprocess"
@@ -144,7 +149,8 @@ MNIST_DIR = Path(os.environ.get("MNIST_DIR", BASE_DIR.parent / "shared" / "data"
 # Per-connection limits of the WebSocket consumer (message limits live in recognizer/protocol.py).
 WS_RATE_PER_SECOND = 100  # token bucket refill; bursts up to WS_RATE_BURST
 WS_RATE_BURST = 200
-WS_PREDICTION_TIMEOUT_S = 5.0
+# An unanswered prediction (its job lost with a worker) is sent again once, after this many seconds.
+WS_PREDICTION_TIMEOUT_S = float(os.environ.get("WS_PREDICTION_TIMEOUT_S", "5"))
 
 LOGGING = {
     "version": 1,

@@ -46,6 +46,7 @@ class Stats:
     def __init__(self) -> None:
         self.latencies: list[float] = []
         self.server_ms: list[float] = []
+        self.phases: dict[str, list[float]] = {}
         self.predictions = 0
         self.correct = 0
         self.errors: list[str] = []
@@ -76,6 +77,8 @@ async def client(url: str, cid: int, drawings, stats: Stats, pace: float, batch:
                 pred, received = await asyncio.wait_for(waiter[seq], timeout)
                 stats.latencies.append((received - last_sent) * 1000)
                 stats.server_ms.append(pred["latency_ms"])
+                for phase, ms in pred.get("timings", {}).items():
+                    stats.phases.setdefault(phase, []).append(ms)
                 stats.correct += pred["digit"] == label
             except asyncio.TimeoutError:
                 stats.lost += 1
@@ -117,6 +120,7 @@ async def run(args: argparse.Namespace, base_url: str) -> None:
     print(f"latency ms (last stroke -> its prediction, client side): p50={pct(lat, 50):.2f} p95={pct(lat, 95):.2f} "
           f"p99={pct(lat, 99):.2f} max={max(lat, default=float('nan')):.2f}")
     print(f"server-side latency_ms: p50={pct(stats.server_ms, 50):.2f} p95={pct(stats.server_ms, 95):.2f}")
+    print("server-side phases, median ms: " + "  ".join(f"{k}={pct(v, 50):.2f}" for k, v in stats.phases.items()))
 
 
 def free_port() -> int:

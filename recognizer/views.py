@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import time
 
 from django.conf import settings
@@ -14,6 +15,7 @@ from recognizer.health import health_report
 from recognizer.jobs import new_job_id, run_job
 from worker.model_registry import current_model_name
 
+log = logging.getLogger(__name__)
 UPLOAD_TIMEOUT_S = 10.0
 
 
@@ -60,7 +62,17 @@ async def api_predict(request: HttpRequest) -> JsonResponse:
     return JsonResponse(body)
 
 
+_last_health: str | None = None  # this process's last answer, to log changes rather than every poll
+
+
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
+    global _last_health
     report = health_report()
+    if report["status"] != _last_health:
+        _last_health = report["status"]
+        if report["status"] == "ok":
+            log.info("healthy: %s", report)
+        else:
+            log.warning("not healthy: %s", report)
     return JsonResponse(report, status=200 if report["status"] == "ok" else 503)

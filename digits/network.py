@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,34 +23,43 @@ def conv_block(c_in: int, c_out: int, padding: int = 1) -> nn.Sequential:
     )
 
 
+DEFAULT_CHANNELS = (32, 32, 48, 64)
+
+
 class DigitNet(nn.Module):
-    """conv(32) - pool - conv(32) - pool - conv(48) - conv(64, valid) - global avg pool - dropout - linear.
+    """conv(c1) - pool - conv(c2) - pool - conv(c3) - conv(c4, valid) - global avg pool - dropout - linear.
 
     Input: (N, 1, 28, 28) float in [0, 1], ink = 1, background = 0 (the MNIST convention).
     Output: logits (N, 10), divided by the ``temperature`` buffer (1.0 until calibrated).
-    The layer sizes are chosen so that one image takes well under a millisecond on one CPU thread;
-    convolutions dominate, with a large per-operator overhead, hence few narrow layers and
-    :func:`fuse_for_inference` for serving.
+    ``channels`` = (c1, c2, c3, c4), recorded in the model card. The layer sizes are chosen so that
+    one image takes well under a millisecond on one CPU thread; convolutions dominate, with a large
+    per-operator overhead, hence few layers and :func:`fuse_for_inference` for serving.
     """
 
-    description = (
-        "CNN: 3x3 conv(32)-maxpool-conv(32)-maxpool-conv(48)-conv(64, valid), each conv BN+ReLU; "
-        "global average pool, dropout, linear(64->10); MNIST mean/std normalisation inside"
-    )
-
-    def __init__(self, dropout: float = 0.25) -> None:
+    def __init__(self, dropout: float = 0.25, channels: Sequence[int] = DEFAULT_CHANNELS) -> None:
         super().__init__()
+        if len(channels) != 4 or min(channels) < 1:
+            raise ValueError(f"channels must be four positive widths, got {channels!r}")
+        self.channels = c1, c2, c3, c4 = tuple(int(c) for c in channels)
         self.features = nn.Sequential(
-            conv_block(1, 32),
+            conv_block(1, c1),
             nn.MaxPool2d(2),  # 14x14
-            conv_block(32, 32),
+            conv_block(c1, c2),
             nn.MaxPool2d(2),  # 7x7
-            conv_block(32, 48),
-            conv_block(48, 64, padding=0),  # 5x5
+            conv_block(c2, c3),
+            conv_block(c3, c4, padding=0),  # 5x5
         )
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(64, 10)
+        self.classifier = nn.Linear(c4, 10)
         self.register_buffer("temperature", torch.ones(()))
+
+    @property
+    def description(self) -> str:
+        c1, c2, c3, c4 = self.channels
+        return (
+            f"CNN: 3x3 conv({c1})-maxpool-conv({c2})-maxpool-conv({c3})-conv({c4}, valid), each conv BN+ReLU; "
+            f"global average pool, dropout, linear({c4}->10); MNIST mean/std normalisation inside"
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - MNIST_MEAN) * (1.0 / MNIST_STD)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from digits.cards import current_model_name
-from digits.network import DigitNet, fuse_for_inference
+from digits.network import DEFAULT_CHANNELS, DigitNet, fuse_for_inference
 
 
 CHUNK = 256  # images per forward pass in predict()
@@ -78,6 +78,6 @@ def load_predictor(models_dir: Path, name: str | None = None) -> Predictor:
             f"{weights_path}: sha256 {digest} does not match the model card ({card['weights']['sha256']}); "
             "the weights file is corrupt or was replaced without updating the card"
         )
-    model = DigitNet()
+    model = DigitNet(channels=card["architecture"].get("channels", DEFAULT_CHANNELS))
     model.load_state_dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
     return Predictor(name, card, model.eval())

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from digits.canvas_style import CACHE_DIR, build_dataset
 from digits.mnist import load_split
-from digits.network import DigitNet, parameter_count
+from digits.network import DEFAULT_CHANNELS, DigitNet, parameter_count
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "mnist"
@@ -52,6 +52,7 @@ class Config:
     data_dir: Path = DEFAULT_DATA_DIR
     out: Path = DEFAULT_OUT
     name: str = "cnn-v1"
+    channels: tuple[int, int, int, int] = DEFAULT_CHANNELS  # DigitNet widths
     epochs: int = 20
     seed: int = 1
     val_fraction: float = 0.1
@@ -331,7 +332,7 @@ def fit(
     validation images) the mean of the accuracies on both.
     """
     torch.manual_seed(cfg.seed)
-    model = DigitNet()
+    model = DigitNet(channels=cfg.channels)
     steps = math.ceil(len(train[0]) / cfg.batch_size)
     opt, sched = make_optimizer(model, cfg, steps)
     start_epoch, best_acc, best_epoch, best_state = 0, -1.0, -1, copy.deepcopy(model.state_dict())
@@ -388,6 +389,7 @@ def build_card(cfg: Config, model: DigitNet, weights: Path, counts: dict[str, in
         "architecture": {
             "class": f"digits.network.{type(model).__name__}",
             "description": model.description,
+            "channels": list(model.channels),
             "parameters": parameter_count(model),
         },
         "framework": f"torch {torch.__version__.split('+')[0]}",
@@ -445,12 +447,20 @@ def build_card(cfg: Config, model: DigitNet, weights: Path, counts: dict[str, in
 # --- command line -------------------------------------------------------------------------------
 
 
+def _channels(text: str) -> tuple[int, int, int, int]:
+    widths = tuple(int(c) for c in text.split(","))
+    if len(widths) != 4:
+        raise argparse.ArgumentTypeError("four comma-separated widths, e.g. 32,64,96,128")
+    return widths  # type: ignore[return-value]
+
+
 def parse_args(argv: list[str]) -> Config:
     d = Config()
     p = argparse.ArgumentParser(prog="python -m digits.train", description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", type=Path, default=d.data_dir)
     p.add_argument("--out", type=Path, default=d.out, help="models directory")
     p.add_argument("--name", default=d.name)
+    p.add_argument("--channels", type=_channels, default=d.channels, help="DigitNet widths c1,c2,c3,c4")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--val-fraction", type=float, default=d.val_fraction)

@@ -55,3 +55,12 @@ def test_fused_copy_matches_eval_model() -> None:
     with torch.inference_mode():
         torch.testing.assert_close(fused(x), model(x), atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(fused(x[:1]), model(x[:1]), atol=1e-4, rtol=1e-4)
+
+
+def test_widths_are_configurable_and_fuse() -> None:
+    torch.manual_seed(0)
+    model = DigitNet(channels=(16, 24, 32, 48)).eval()
+    assert model.channels == (16, 24, 32, 48) and model.classifier.in_features == 48
+    x = torch.rand(2, 1, 28, 28)
+    with torch.inference_mode():
+        torch.testing.assert_close(fuse_for_inference(model)(x), model(x), atol=1e-4, rtol=1e-4)

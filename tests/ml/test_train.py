@@ -70,3 +70,15 @@ def test_train_one_epoch_end_to_end(tiny_data: Path, tmp_path: Path) -> None:
     predictor = load_predictor(out)
     assert predictor.name == "smoke"
     assert predictor.predict(np.zeros((2, 28, 28), np.float32)).shape == (2, 10)
+
+
+def test_channels_are_recorded_and_loaded_back(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "models"
+    card = main(["--data-dir", str(tiny_data), "--epochs", "1", "--seed", "0", "--out", str(out),
+                 "--name", "wide", "--batch-size", "32", "--threads", "1", "--no-progress",
+                 "--channels", "8,16,24,40", "--no-set-current"])
+    assert card["architecture"]["channels"] == [8, 16, 24, 40]
+    assert "conv(24)-conv(40, valid)" in card["architecture"]["description"]
+    predictor = load_predictor(out, "wide")
+    assert [c.out_channels for c in predictor._model.convs] == [8, 16, 24, 40]
+    assert predictor.predict(np.zeros((1, 28, 28), np.float32)).shape == (1, 10)

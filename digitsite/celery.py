@@ -6,5 +6,7 @@ from celery import Celery
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digitsite.settings")
 
 app = Celery("digitsite")
-app.config_from_object("django.conf:settings", namespace="CELERY")
+# The settings module itself, not django.conf.settings: Celery reads its configuration on every
+# publish, and each key Django's lazy settings object lacks costs an exception inside it.
+app.config_from_object(os.environ["DJANGO_SETTINGS_MODULE"], namespace="CELERY")
 app.autodiscover_tasks(["worker"])

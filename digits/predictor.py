@@ -41,7 +41,10 @@ class Predictor:
         x = torch.from_numpy(np.ascontiguousarray(arr)).unsqueeze(1)
         with torch.inference_mode():
             # moderate chunks keep the activations in cache: faster than one huge batch
-            logits = torch.cat([self._model(chunk) for chunk in x.split(CHUNK)]) if len(x) else torch.zeros(0, 10)
+            if len(x) <= CHUNK:  # the serving case: one image
+                logits = self._model(x) if len(x) else torch.zeros(0, 10)
+            else:
+                logits = torch.cat([self._model(chunk) for chunk in x.split(CHUNK)])
             return torch.softmax(logits.double(), dim=1).numpy()
 
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from digits.refusal import assess, features, synthetic_non_digits
 from digits.render import strokes_to_mnist
 from worker import pipeline
 
-DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared/data/mnist"
 MODELS = Path(__file__).resolve().parents[2] / "models"
 CONFIDENT = np.eye(10)[3] * 0.97 + 0.003
 
@@ -72,17 +70,15 @@ def test_classify_reports_uncertain_and_reason() -> None:
     assert flagged["uncertain"] is True and flagged["reason"] == "too much ink"
 
 
-@pytest.mark.skipif(not (DATA_DIR / "t10k-images-idx3-ubyte.gz").exists(), reason="no MNIST data")
-@pytest.mark.skipif(not (MODELS / "cnn-v2.json").exists(), reason="no cnn-v2 model")
-def test_model_with_outlier_exposure_rarely_refuses_digits_and_flags_non_digits() -> None:
-    """cnn-v2 (trained with outlier exposure): few false alarms on MNIST digits, most held-out
-    non-digits (unseen seeds and letters) flagged."""
+def test_current_model_rarely_refuses_digits_and_flags_non_digits(mnist_dir: Path) -> None:
+    """The shipped model (trained with outlier exposure): few false alarms on MNIST digits, most
+    held-out non-digits (unseen seeds and letters) flagged."""
     from digits.mnist import load_split
     from digits.predictor import load_predictor
     from digits.refusal import HELD_OUT_LETTERS
 
-    predictor = load_predictor(MODELS, "cnn-v2")
-    images = load_split(DATA_DIR, "test")[0][:500].astype(np.float32) / 255.0
+    predictor = load_predictor(MODELS)
+    images = load_split(mnist_dir, "test")[0][:500].astype(np.float32) / 255.0
     probs = predictor.predict(images)
     false_alarms = sum(assess(img, p)[0] for img, p in zip(images, probs))
     assert false_alarms / len(images) <= 0.02

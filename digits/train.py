@@ -3,6 +3,8 @@
     python -m digits.train --data-dir ../shared/data/mnist --epochs 20 --seed 1 --out models --name cnn-v1
     python -m digits.train --epochs 30 --seed 2 --name cnn-v2 --version 2.0.0 --canvas-fraction 0.5 \
         --canvas-variants 2 --elastic 0.5 --thickness 0.3
+    python -m digits.train --epochs 45 --seed 2 --channels 32,64,96,128 --name cnn-v4 --version 4.0.0 \
+        --canvas-fraction 0.7 --canvas-variants 3 --elastic 0.5 --thickness 0.3 --outliers 0.1
 
 Training data: the training part's images, mixed (``--canvas-fraction``) with canvas-style copies of
 them (:mod:`digits.canvas_style`: skeleton -> polylines -> sparse-sampling simplification -> redrawn

@@ -4,7 +4,8 @@ A scanned pen stroke and a canvas stroke look different: the canvas draws straig
 sparse mouse/touch samples with a round brush of one uniform width, at any size and place on the
 canvas. To train and test on input that looks like what people draw, each MNIST digit is
 
-1. thinned to its skeleton and traced into polylines (:func:`digits.strokes.skeleton_strokes`),
+1. thinned to its skeleton (loops blurred shut by grey ink kept open) and traced into polylines
+   (:func:`digits.strokes.skeleton_strokes`),
 2. resampled as sparse mouse sampling would (points at irregular arc-length steps of random mean
    spacing), simplified with Ramer-Douglas-Peucker of random tolerance, with a little jitter,
 3. placed on a random canvas at a random size and position and redrawn with a round brush whose
@@ -32,7 +33,7 @@ from digits.strokes import rdp, skeleton_strokes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR = Path(os.environ.get("DIGITS_CACHE_DIR", REPO_ROOT / ".cache" / "canvas_style"))
-FORMAT_VERSION = 2  # bump when the rendering recipe changes (invalidates caches)
+FORMAT_VERSION = 3  # bump when the rendering recipe changes (invalidates caches)
 MNIST_BOX = 20.0  # an MNIST digit's longer side in source pixels
 
 

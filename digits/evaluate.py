@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from digits.canvas_style import CACHE_DIR, build_dataset
+from digits.canvas_style import CACHE_DIR, FORMAT_VERSION, build_dataset
 from digits.mnist import load_split
 from digits.predictor import Predictor, load_predictor
 
@@ -213,7 +213,7 @@ def evaluate(
         "weights_bytes": card.get("weights", {}).get("bytes"),
         "temperature": temperature,
         "data_dir": str(data_dir),
-        "canvas_style": {"test_seed": TEST_SEED, "val_seed": VAL_SEED, "mode": "grid"},
+        "canvas_style": {"test_seed": TEST_SEED, "val_seed": VAL_SEED, "mode": "grid", "format_version": FORMAT_VERSION},
         "evaluated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     for name, (images, labels) in sets.items():

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import ndimage
 from skimage.morphology import skeletonize
 
 Pixel = tuple[int, int]  # (row, col)
@@ -19,6 +20,8 @@ Path = list[Pixel]
 
 _ORTH = ((-1, 0), (1, 0), (0, -1), (0, 1))
 _DIAG = ((-1, -1), (-1, 1), (1, -1), (1, 1))
+SKELETON_THRESHOLDS = (0.4, 0.55, 0.7)  # ink levels (fraction of the peak) tried for the skeleton
+MIN_LOOP_AREA = 2  # pixels; a smaller hole is a pale spot inside a thick stroke, not a loop
 
 
 def _as_unit(image: np.ndarray) -> np.ndarray:
@@ -29,9 +32,39 @@ def _as_unit(image: np.ndarray) -> np.ndarray:
     return img / 255.0 if image.dtype == np.uint8 or img.max(initial=0) > 1.0 else img
 
 
-def _skeleton(image: np.ndarray, threshold: float = 0.4) -> np.ndarray:
+def _loops(ink: np.ndarray) -> tuple[np.ndarray, int]:
+    """``ink`` with holes under MIN_LOOP_AREA filled, and its number of remaining holes (enclosed
+    4-connected background regions: the loops of a 0, 6, 8 or 9)."""
+    background, n = ndimage.label(~ink)
+    areas = np.bincount(background.ravel(), minlength=n + 1)
+    edge = set(np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]]).tolist())
+    holes = [k for k in range(1, n + 1) if k not in edge]
+    small = [k for k in holes if areas[k] < MIN_LOOP_AREA]
+    return (ink | np.isin(background, small) if small else ink), len(holes) - len(small)
+
+
+def _parts(ink: np.ndarray) -> int:
+    return ndimage.label(ink, structure=np.ones((3, 3)))[1]
+
+
+def _skeleton(image: np.ndarray, thresholds: Sequence[float] = SKELETON_THRESHOLDS) -> np.ndarray:
+    """The one-pixel skeleton of the ink (pixels above ``thresholds[0]`` of the peak).
+
+    A loop whose hole is blurred shut by grey ink at that level (a tight 9, 8, 6 or 2) would be
+    traced as a plain line, so higher levels are tried as well: the lowest level that shows the
+    most loops is used, provided the ink does not fall apart into more pieces there.
+    """
     img = _as_unit(image)
-    return skeletonize(img > threshold * max(float(img.max(initial=0)), 1e-9))
+    peak = max(float(img.max(initial=0)), 1e-9)
+    best, most = _loops(img > thresholds[0] * peak)
+    pieces = _parts(best)
+    for level in thresholds[1:]:
+        ink, loops = _loops(img > level * peak)
+        if _parts(ink) > pieces:
+            break
+        if loops > most:
+            best, most = ink, loops
+    return skeletonize(best)
 
 
 def _adjacency(skel: np.ndarray) -> dict[Pixel, list[Pixel]]:

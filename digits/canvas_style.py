@@ -33,7 +33,7 @@ from digits.strokes import rdp, skeleton_strokes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR = Path(os.environ.get("DIGITS_CACHE_DIR", REPO_ROOT / ".cache" / "canvas_style"))
-FORMAT_VERSION = 3  # bump when the rendering recipe changes (invalidates caches)
+FORMAT_VERSION = 4  # bump when the rendering recipe changes (invalidates caches)
 MNIST_BOX = 20.0  # an MNIST digit's longer side in source pixels
 
 

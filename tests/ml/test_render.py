@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from digits.render import drawing_png, render_strokes, strokes_to_mnist
+from digits.render import drawing_png, mnist_brush, render_strokes, strokes_to_mnist
 from digits.strokes import densify, skeleton_strokes, stroke_width
 
 DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared/data/mnist"
@@ -84,10 +84,29 @@ def test_strokes_to_mnist_is_mnist_shaped() -> None:
 
 
 def test_points_off_canvas_are_clamped() -> None:
-    inside = strokes_to_mnist([[(10, 10), (10, 200)]], (280, 280), 8)
-    outside = strokes_to_mnist([[(10, -100), (10, 10), (10, 200)]], (280, 280), 8)
+    inside = strokes_to_mnist([[(10, 10), (10, 200)]], (280, 280), 30)
+    outside = strokes_to_mnist([[(10, -100), (10, 10), (10, 200)]], (280, 280), 30)
     assert inside is not None and outside is not None
     assert np.abs(inside - outside).max() < 0.2
+
+
+def _circle(cx: float, cy: float, r: float) -> list[list[tuple[float, float]]]:
+    t = np.linspace(0, 2 * np.pi, 60)
+    return [list(zip((cx + r * np.cos(t)).tolist(), (cy + r * np.sin(t)).tolist()))]
+
+
+def test_brush_is_kept_within_mnist_stroke_widths() -> None:
+    """A tiny 0 drawn with a thick brush keeps its hole, a hairline one is not a faint trace, and
+    the same drawing at any size and brush gives the same 28x28 image once both are in range."""
+    tiny_thick = strokes_to_mnist(_circle(40, 40, 20), (280, 280), 30)  # brush 0.75 of its size
+    assert tiny_thick is not None and tiny_thick[14, 14] == 0.0  # the loop is open in the middle
+    assert mnist_brush([np.array([[0.0, 0.0], [0.0, 100.0]])], 50.0) == pytest.approx(20.0)
+    assert mnist_brush([np.array([[0.0, 0.0], [0.0, 100.0]])], 1.0) == pytest.approx(10.0)
+    assert mnist_brush([np.array([[5.0, 5.0]])], 7.0) == 7.0  # a dot keeps the person's brush
+    hairline = strokes_to_mnist(_circle(140, 140, 120), (280, 280), 2)
+    assert hairline is not None and hairline.max() > 0.9
+    middle = strokes_to_mnist(_circle(140, 140, 100), (280, 280), 100)
+    assert middle is not None and np.abs(middle - tiny_thick).max() < 0.15
 
 
 def test_drawing_png() -> None:

@@ -68,6 +68,11 @@ def load_predictor(models_dir: Path, name: str | None = None) -> Predictor:
 
     ``name=None`` loads the current model (``current.json``).
     """
+    return Predictor(*load_model(models_dir, name))
+
+
+def load_model(models_dir: Path, name: str | None = None) -> tuple[str, dict, DigitNet]:
+    """(name, card, DigitNet in eval mode) of a checked model; see :func:`load_predictor`."""
     models_dir = Path(models_dir)
     name = name or current_model_name(models_dir)
     if not MODEL_NAME.fullmatch(name):
@@ -83,4 +88,4 @@ def load_predictor(models_dir: Path, name: str | None = None) -> Predictor:
         )
     model = DigitNet(channels=card["architecture"].get("channels", DEFAULT_CHANNELS))
     model.load_state_dict(torch.load(io.BytesIO(data), map_location="cpu", weights_only=True))
-    return Predictor(name, card, model.eval())
+    return name, card, model.eval()

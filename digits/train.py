@@ -13,6 +13,10 @@ affine jitter, elastic distortion and stroke thickness variation (dilate/erode) 
 training the softmax temperature is fitted on the validation split (stored in the model's
 ``temperature`` buffer, so the saved weights carry it; ECE before/after goes into the card).
 
+``--teacher NAME`` adds knowledge distillation: the student also matches the softened predictions of a
+trained (larger, slower) model on the same augmented batches. The teacher must have been selected on
+the same validation split (same seed), so that split stays unseen by both.
+
 Model selection uses a validation split of the training part only (its images and their canvas-style
 copies); the test set is evaluated once, at the end, for the model card.  A checkpoint per epoch goes to ``<out>/.ckpt/`` (not committed), and
 ``--resume`` continues from it.
@@ -41,7 +45,7 @@ from tqdm import tqdm
 
 from digits.canvas_style import CACHE_DIR, build_dataset
 from digits.mnist import load_split
-from digits.network import DEFAULT_CHANNELS, DigitNet, parameter_count
+from digits.network import DEFAULT_CHANNELS, DigitNet, fuse_for_inference, parameter_count
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "mnist"
@@ -76,6 +80,10 @@ class Config:
     outlier_weight: float = 0.5  # weight of their loss (cross-entropy to the uniform distribution)
     outlier_count: int = 6000
     set_current: bool = True  # point current.json at the new model
+    teacher: str | None = None  # distil from this model (name of a card in teacher_dir)
+    teacher_dir: Path = DEFAULT_OUT
+    distill_weight: float = 0.7  # share of the loss that matches the teacher (the rest: the labels)
+    distill_temperature: float = 3.0
 
 
 @dataclass
@@ -110,6 +118,11 @@ class Augment:
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (N,28,28) -> float32 (N,1,28,28) in [0, 1]."""
     return torch.from_numpy(images).float().div_(255.0).unsqueeze(1)
+
+
+def split_description(cfg: Config) -> str:
+    """How the validation split was drawn, as recorded in the card (same text = same split)."""
+    return f"stratified {cfg.val_fraction:.0%} of the training part (seed {cfg.seed})"
 
 
 def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -219,6 +232,7 @@ def train_one_epoch(
     epoch: int,
     canvas: torch.Tensor | None = None,
     outliers: torch.Tensor | None = None,
+    teacher: nn.Module | None = None,
 ) -> float:
     """One pass over (x, y) in a seed+epoch determined order; returns the mean loss.
 
@@ -226,6 +240,8 @@ def train_one_epoch(
     copies (chosen at random) with probability ``cfg.canvas_fraction``. ``outliers`` (M, 1, 28, 28):
     synthetic non-digits; ``cfg.outliers * batch`` of them join each batch with a uniform target
     (outlier exposure: the model learns to spread its probability on things that are not digits).
+    ``teacher``: a model whose softened predictions on the same augmented digits the student also
+    matches (knowledge distillation, :func:`distillation_loss`).
     """
     model.train()
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
@@ -248,6 +264,11 @@ def train_one_epoch(
         xb = augment(xb, aug, gen)
         logits = model(xb)
         loss = F.cross_entropy(logits[: len(idx)], y[idx], label_smoothing=cfg.label_smoothing)
+        if teacher is not None:
+            with torch.no_grad():
+                target = teacher(xb[: len(idx)])
+            kd = distillation_loss(logits[: len(idx)], target, cfg.distill_temperature)
+            loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * kd
         if n_out:
             loss = loss - cfg.outlier_weight * F.log_softmax(logits[len(idx) :], dim=1).mean()
         opt.zero_grad(set_to_none=True)
@@ -258,6 +279,23 @@ def train_one_epoch(
         count += len(idx)
         bar.set_postfix(loss=f"{total / count:.4f}")
     return total / max(count, 1)
+
+
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) of the logits softened by ``temperature``, times temperature**2
+    (Hinton et al. 2015: keeps its gradients on the scale of the cross-entropy's)."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1),
+                    reduction="batchmean", log_target=True) * (t * t)
+
+
+def load_teacher(models_dir: Path, name: str) -> tuple[nn.Module, dict]:
+    """An eval-only copy of a trained model giving raw logits (temperature 1), and its card."""
+    from digits.predictor import load_model
+
+    _, card, model = load_model(models_dir, name)
+    model.temperature.fill_(1.0)
+    return fuse_for_inference(model), card
 
 
 @torch.inference_mode()
@@ -327,6 +365,7 @@ def fit(
     canvas: torch.Tensor | None = None,
     canvas_val: torch.Tensor | None = None,
     outliers: torch.Tensor | None = None,
+    teacher: nn.Module | None = None,
 ) -> tuple[DigitNet, float, int]:
     """Train for cfg.epochs; returns (model with the best validation weights, best score, best epoch).
 
@@ -348,7 +387,7 @@ def fit(
         log(f"resumed from {ckpt} after epoch {start_epoch}")
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        loss = train_one_epoch(model, *train, opt, sched, cfg, aug, epoch, canvas, outliers)
+        loss = train_one_epoch(model, *train, opt, sched, cfg, aug, epoch, canvas, outliers, teacher)
         acc = evaluate(model, *val)
         score, extra = acc, ""
         if canvas_val is not None:
@@ -402,7 +441,7 @@ def build_card(cfg: Config, model: DigitNet, weights: Path, counts: dict[str, in
             "train_count": counts["train"],
             "val_count": counts["val"],
             "test_count": counts["test"],
-            "validation_split": f"stratified {cfg.val_fraction:.0%} of the training part (seed {cfg.seed})",
+            "validation_split": split_description(cfg),
             "augmentation": aug.describe(),
         },
         "training": {
@@ -487,6 +526,10 @@ def parse_args(argv: list[str]) -> Config:
     p.add_argument("--outlier-count", type=int, default=d.outlier_count)
     p.add_argument("--no-set-current", dest="set_current", action="store_false",
                    help="do not point current.json at the new model (compare it first)")
+    p.add_argument("--teacher", default=d.teacher, help="distil from this trained model (knowledge distillation)")
+    p.add_argument("--teacher-dir", type=Path, default=d.teacher_dir, help="where the teacher's card is")
+    p.add_argument("--distill-weight", type=float, default=d.distill_weight)
+    p.add_argument("--distill-temperature", type=float, default=d.distill_temperature)
     return Config(**vars(p.parse_args(argv)))
 
 
@@ -524,8 +567,15 @@ def main(argv: list[str] | None = None) -> dict:
 
         outliers = torch.from_numpy(synthetic_non_digits(cfg.outlier_count, seed=cfg.seed)[0]).unsqueeze(1)
         print(f"outlier exposure: {len(outliers)} synthetic non-digits (scribbles, blobs, letters)")
+    teacher = teacher_card = None
+    if cfg.teacher:
+        teacher, teacher_card = load_teacher(cfg.teacher_dir, cfg.teacher)
+        if teacher_card["data"].get("validation_split") != split_description(cfg):
+            # the teacher must not have seen the student's validation images
+            raise SystemExit(f"teacher {cfg.teacher} was selected on another validation split; use its seed")
+        print(f"distilling from {cfg.teacher} (weight {cfg.distill_weight}, temperature {cfg.distill_temperature})")
     model, score, best_epoch = fit(cfg, (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx]), aug,
-                                   canvas=canvas, canvas_val=canvas_val, outliers=outliers)
+                                   canvas=canvas, canvas_val=canvas_val, outliers=outliers, teacher=teacher)
     val_acc = evaluate(model, x[val_idx], y[val_idx])
 
     calibration = None
@@ -560,6 +610,13 @@ def main(argv: list[str] | None = None) -> dict:
     counts = {"train": len(train_idx), "val": len(val_idx), "test": len(test_images)}
     metrics = {"val_accuracy": round(val_acc, 6), "test_accuracy": round(test_acc, 6)}
     card = build_card(cfg, model, weights, counts, metrics, aug, wall_s, argv, best_epoch, calibration)
+    if teacher_card is not None:
+        card["training"]["distillation"] = {
+            "teacher": teacher_card["name"],
+            "teacher_sha256": teacher_card["weights"]["sha256"],
+            "loss": f"{1 - cfg.distill_weight:g} x the label loss + {cfg.distill_weight:g} x T^2 x "
+                    f"KL(teacher || student) at temperature T = {cfg.distill_temperature:g}, on the same augmented batch",
+        }
     write_json(out / f"{cfg.name}.json", card)
     if cfg.set_current:
         write_json(out / "current.json", {"model": cfg.name})

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from digits.predictor import load_predictor
-from digits.train import Augment, main, random_affine, stratified_split
+from digits.train import Augment, distillation_loss, main, random_affine, stratified_split
 
 DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared/data/mnist"
 
@@ -82,3 +82,26 @@ def test_channels_are_recorded_and_loaded_back(tiny_data: Path, tmp_path: Path) 
     predictor = load_predictor(out, "wide")
     assert [c.out_channels for c in predictor._model.convs] == [8, 16, 24, 40]
     assert predictor.predict(np.zeros((1, 28, 28), np.float32)).shape == (1, 10)
+
+
+def test_distillation_loss_is_zero_only_when_the_student_matches_the_teacher() -> None:
+    teacher = torch.tensor([[4.0, 1.0, -2.0], [0.0, 3.0, 1.0]])
+    assert distillation_loss(teacher, teacher, 3.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert distillation_loss(teacher + 5.0, teacher, 3.0).item() == pytest.approx(0.0, abs=1e-6)  # shift-free
+    assert distillation_loss(-teacher, teacher, 3.0).item() > 0.1
+    student = torch.zeros(2, 3, requires_grad=True)
+    distillation_loss(student, teacher, 3.0).backward()
+    assert (student.grad.argmin(dim=1) == teacher.argmax(dim=1)).all()  # descent raises the teacher's class
+
+
+def test_distilled_model_records_its_teacher(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "models"
+    args = ["--data-dir", str(tiny_data), "--epochs", "1", "--seed", "0", "--out", str(out),
+            "--batch-size", "32", "--threads", "1", "--no-progress", "--no-set-current"]
+    teacher = main([*args, "--name", "big", "--channels", "8,16,24,40"])
+    card = main([*args, "--name", "small", "--channels", "4,8,8,8", "--teacher", "big", "--teacher-dir", str(out)])
+    assert card["training"]["distillation"]["teacher"] == "big"
+    assert card["training"]["distillation"]["teacher_sha256"] == teacher["weights"]["sha256"]
+    assert load_predictor(out, "small").predict(np.zeros((1, 28, 28), np.float32)).shape == (1, 10)
+    with pytest.raises(SystemExit, match="another validation split"):
+        main([*args, "--seed", "1", "--name", "other", "--teacher", "big", "--teacher-dir", str(out)])

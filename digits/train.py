@@ -5,6 +5,7 @@
         --canvas-variants 2 --elastic 0.5 --thickness 0.3
     python -m digits.train --epochs 45 --seed 2 --channels 32,64,96,128 --name cnn-v4 --version 4.0.0 \
         --canvas-fraction 0.7 --canvas-variants 3 --elastic 0.5 --thickness 0.3 --outliers 0.1
+    python -m digits.train ... (cnn-v4's options) --name cnn-v6 --version 6.0.0 --teacher teacher-wide-v1
 
 Training data: the training part's images, mixed (``--canvas-fraction``) with canvas-style copies of
 them (:mod:`digits.canvas_style`: skeleton -> polylines -> sparse-sampling simplification -> redrawn

@@ -32,16 +32,17 @@ def _arrays(strokes: Sequence[Stroke]) -> list[np.ndarray]:
     return out
 
 
-def _segments(arrays: list[np.ndarray], step: float) -> tuple[np.ndarray, np.ndarray]:
+def _segments(all_pts: np.ndarray, lens: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
     """Start points (S, 2) and direction vectors (S, 2) of all strokes' segments, float32.
+
+    ``all_pts`` (N, 2): the strokes' points one stroke after another, ``lens`` their counts.
 
     Points are thinned to about one per ``step`` of arc length (chords of ``step`` px deviate
     from the path by ~step**2/(8*radius): invisible at step <= 1 px); a stroke's first and last
     points are always kept, and a lone point becomes a zero-length segment (a disc).
     """
-    lens = np.array([len(a) for a in arrays])
     ends = np.cumsum(lens)
-    pts = all_pts = np.concatenate(arrays)
+    pts = all_pts
     d = pts[1:] - pts[:-1]
     seg = np.sqrt((d * d).sum(axis=1))
     seg[ends[:-1] - 1] = 0.0  # no length between strokes
@@ -50,7 +51,7 @@ def _segments(arrays: list[np.ndarray], step: float) -> tuple[np.ndarray, np.nda
     keep[0] = True
     keep[1:] = bins[1:] != bins[:-1]
     keep[ends - lens] = keep[ends - 1] = True
-    stroke_id = np.repeat(np.arange(len(arrays)), lens)[keep]
+    stroke_id = np.repeat(np.arange(len(lens)), lens)[keep]
     pts = pts[keep]
     same = stroke_id[1:] == stroke_id[:-1]
     starts, dirs = pts[:-1][same], (pts[1:] - pts[:-1])[same]
@@ -122,18 +123,21 @@ def _coverage(w: int, h: int, starts: np.ndarray, dirs: np.ndarray, radius: floa
     return cov.clip(0.0, 1.0, out=cov).reshape(h, w)
 
 
-def _render(arrays: list[np.ndarray], brush: float, target: int) -> np.ndarray | None:
+def _render(pts: np.ndarray, lens: np.ndarray, brush: float, target: int) -> np.ndarray:
+    """Ink of the strokes whose points are ``pts`` (concatenated, ``lens`` per stroke; not empty)."""
     if not brush > 0 or not math.isfinite(brush):
         raise ValueError("brush must be a positive finite number")
-    if not arrays:
-        return None
-    pts = np.concatenate(arrays)
     lo = pts.min(axis=0) - brush / 2
     extent = pts.max(axis=0) + brush / 2 - lo
     k = target / float(extent.max())  # canvas px -> output px
     w, h = (max(1, math.ceil(e * k - 1e-6)) for e in extent.tolist())
-    starts, dirs = _segments([(a - lo) * k for a in arrays], 0.75)
+    starts, dirs = _segments((pts - lo) * k, lens, 0.75)
     return _coverage(w, h, starts, dirs, brush * k / 2)
+
+
+def _concat(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """All points one stroke after another, and each stroke's point count."""
+    return np.concatenate(arrays), np.array([len(a) for a in arrays])
 
 
 def render_strokes(strokes: Sequence[Stroke], brush: float, *, target: int = 20) -> np.ndarray | None:
@@ -141,7 +145,8 @@ def render_strokes(strokes: Sequence[Stroke], brush: float, *, target: int = 20)
 
     Returns a float32 (h, w) array in [0, 1] (ink = 1), or None when there are no points.
     """
-    return _render(_arrays(strokes), brush, target)
+    arrays = _arrays(strokes)
+    return _render(*_concat(arrays), brush, target) if arrays else None
 
 
 def _clip_to_canvas(strokes: Sequence[Stroke], canvas: tuple[float, float]) -> list[np.ndarray]:
@@ -159,8 +164,10 @@ def strokes_to_mnist(
     person's brush is kept within :data:`STROKE_RANGE` of the drawing's size (:func:`mnist_brush`).
     """
     arrays = _clip_to_canvas(strokes, canvas)
-    ink = _render(arrays, mnist_brush(arrays, brush), 20)
-    return None if ink is None else mnist_normalize(ink)
+    if not arrays:
+        return None
+    pts, lens = _concat(arrays)
+    return mnist_normalize(_render(pts, lens, mnist_brush(pts, brush), 20))
 
 
 # Brush diameter / size of the drawing (longer side of its centre lines). MNIST's own strokes
@@ -173,11 +180,11 @@ def strokes_to_mnist(
 STROKE_RANGE = (0.10, 0.20)
 
 
-def mnist_brush(arrays: Sequence[np.ndarray], brush: float) -> float:
-    """``brush`` clipped to :data:`STROKE_RANGE` times the drawing's size (a lone dot keeps it)."""
-    if not arrays or not brush > 0 or not math.isfinite(brush):
+def mnist_brush(pts: np.ndarray, brush: float) -> float:
+    """``brush`` clipped to :data:`STROKE_RANGE` times the size of the drawing whose points are
+    ``pts`` (N, 2) (a lone dot keeps it)."""
+    if not len(pts) or not brush > 0 or not math.isfinite(brush):
         return brush  # _render rejects a bad brush; nothing to scale without points
-    pts = np.concatenate(arrays)
     size = float((pts.max(axis=0) - pts.min(axis=0)).max())
     if size <= 0:
         return brush

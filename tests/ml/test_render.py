@@ -100,9 +100,9 @@ def test_brush_is_kept_within_mnist_stroke_widths() -> None:
     the same drawing at any size and brush gives the same 28x28 image once both are in range."""
     tiny_thick = strokes_to_mnist(_circle(40, 40, 20), (280, 280), 30)  # brush 0.75 of its size
     assert tiny_thick is not None and tiny_thick[14, 14] == 0.0  # the loop is open in the middle
-    assert mnist_brush([np.array([[0.0, 0.0], [0.0, 100.0]])], 50.0) == pytest.approx(20.0)
-    assert mnist_brush([np.array([[0.0, 0.0], [0.0, 100.0]])], 1.0) == pytest.approx(10.0)
-    assert mnist_brush([np.array([[5.0, 5.0]])], 7.0) == 7.0  # a dot keeps the person's brush
+    assert mnist_brush(np.array([[0.0, 0.0], [0.0, 100.0]]), 50.0) == pytest.approx(20.0)
+    assert mnist_brush(np.array([[0.0, 0.0], [0.0, 100.0]]), 1.0) == pytest.approx(10.0)
+    assert mnist_brush(np.array([[5.0, 5.0]]), 7.0) == 7.0  # a dot keeps the person's brush
     hairline = strokes_to_mnist(_circle(140, 140, 120), (280, 280), 2)
     assert hairline is not None and hairline.max() > 0.9
     middle = strokes_to_mnist(_circle(140, 140, 100), (280, 280), 100)

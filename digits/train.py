@@ -47,6 +47,7 @@ from tqdm import tqdm
 from digits.canvas_style import CACHE_DIR, build_dataset
 from digits.mnist import load_split
 from digits.network import DEFAULT_CHANNELS, DigitNet, fuse_for_inference, parameter_count
+from digits.predictor import load_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "mnist"
@@ -292,8 +293,6 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
 
 def load_teacher(models_dir: Path, name: str) -> tuple[nn.Module, dict]:
     """An eval-only copy of a trained model giving raw logits (temperature 1), and its card."""
-    from digits.predictor import load_model
-
     _, card, model = load_model(models_dir, name)
     model.temperature.fill_(1.0)
     return fuse_for_inference(model), card

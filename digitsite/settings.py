@@ -133,16 +133,17 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
-CELERY_TASK_SERIALIZER = "json"
-CELERY_ACCEPT_CONTENT = ["json"]
+# msgpack: drawings' points and images travel as they are (bytes stay bytes, no base64 or JSON text).
+CELERY_TASK_SERIALIZER = "msgpack"
+CELERY_ACCEPT_CONTENT = ["msgpack"]
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_TASK_ACKS_LATE = True  # with ack emulation off, an ack is bookkeeping in the worker's memory
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "preprocess"
-CELERY_TASK_ROUTES = {
-    "worker.tasks.preprocess": {"queue": "preprocess"},
-    "worker.tasks.infer": {"queue": "inference"},
+CELERY_TASK_ROUTES = {  # the names and queues of worker.jobs
+    "worker.tasks.prepare": {"queue": "preprocess"},
+    "worker.tasks.predict": {"queue": "inference"},
 }
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_WORKER_DISABLE_RATE_LIMITS = True
@@ -153,7 +154,8 @@ MNIST_DIR = Path(os.environ.get("MNIST_DIR", BASE_DIR.parent / "shared" / "data"
 # Per-connection limits of the WebSocket consumer (message limits live in recognizer/protocol.py).
 WS_RATE_PER_SECOND = 100  # token bucket refill; bursts up to WS_RATE_BURST
 WS_RATE_BURST = 200
-# An unanswered prediction (its job lost with a worker) is sent again once, after this many seconds.
+# An unanswered prediction (its job lost with a worker) is asked again once, after this many seconds,
+# for the drawing's newest state; then the client gets an `unavailable` error.
 WS_PREDICTION_TIMEOUT_S = float(os.environ.get("WS_PREDICTION_TIMEOUT_S", "5"))
 
 LOGGING = {

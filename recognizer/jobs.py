@@ -1,36 +1,106 @@
-"""Handing work to the Celery workers from async code, and waiting for answers on the layer."""
+"""The web process's side of the queue: publish batches of jobs, route the answers back.
+
+One `JobClient` per process (per event loop): a `JobBatcher` that publishes one Celery message per
+batch, by task name (the web side never imports worker code, torch or the ML core), and a
+`ReplyHub` that receives this process's answers and hands each to its connection or request.
+"""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Callable
 
 from channels.layers import get_channel_layer
 
-from worker.jobs import JOB_EXPIRES_S, job_repr
+from recognizer.batching import JobBatcher, OnFailed, Publish
+from recognizer.replies import Handler, ReplyHub
+from worker.jobs import JOB_EXPIRES_S, PREDICT_TASK, PREPARE_QUEUE, PREPARE_TASK, Answer, Job, batch_repr, batch_to_wire
 
-# Publishing to Redis is blocking I/O: keep it off the event loop, on a few reusable threads.
-_publisher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="celery-publish")
+# A broker that does not answer fails the publish quickly (the client is told), instead of kombu's
+# default of retrying for seconds while the socket waits.
+PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1}
 
 
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-async def enqueue(job: dict[str, Any]) -> None:
-    """Queue `job` for preprocessing; its answer will arrive on channel `job["reply"]`."""
-    from worker.tasks import preprocess
+def celery_publish(queue: str, jobs: list[Job]) -> None:
+    """Publish one batch as one Celery message (blocking)."""
+    from digitsite.celery import app
 
+    batch = batch_to_wire(jobs)
+    app.send_task(PREPARE_TASK if queue == PREPARE_QUEUE else PREDICT_TASK, args=(batch,), queue=queue,
+                  expires=JOB_EXPIRES_S, argsrepr=batch_repr(batch), retry_policy=PUBLISH_RETRY)
+
+
+class JobClient:
+    def __init__(self, hub: ReplyHub, batcher: JobBatcher) -> None:
+        self.hub, self.batcher = hub, batcher
+
+    @property
+    def reply(self) -> str:
+        return self.hub.channel
+
+    def register(self, client: str, handler: Handler) -> None:
+        self.hub.register(client, handler)
+
+    def unregister(self, client: str) -> None:
+        self.hub.unregister(client)
+
+    def submit(self, job: Job, on_failed: OnFailed) -> None:
+        self.batcher.add(job, on_failed)
+
+    async def run(self, job: Job, *, timeout: float) -> Answer:
+        """Submit one job and wait for its answer (raises TimeoutError; re-raises a failed publish)."""
+        done: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+
+        async def answered(answer: Answer, _sent_at: float) -> None:
+            if not answer.is_saliency_only and not done.done():
+                done.set_result(answer)
+
+        async def failed(exc: BaseException) -> None:
+            if not done.done():
+                done.set_exception(exc)
+
+        self.register(job.client, answered)
+        try:
+            self.submit(job, failed)
+            return await asyncio.wait_for(done, timeout)
+        finally:
+            self.unregister(job.client)
+
+
+_clients: dict[asyncio.AbstractEventLoop, JobClient] = {}
+_starting: dict[asyncio.AbstractEventLoop, asyncio.Future[JobClient]] = {}
+
+
+async def job_client(publish: Publish = celery_publish,
+                     make_hub: Callable[[], ReplyHub] | None = None) -> JobClient:
+    """This process's (this event loop's) JobClient, started on first use."""
     loop = asyncio.get_running_loop()
-    job["sent_at"] = time.time()
-    await loop.run_in_executor(_publisher, lambda: preprocess.apply_async((job,), expires=JOB_EXPIRES_S, argsrepr=job_repr(job)))
+    client = _clients.get(loop)
+    if client is not None:
+        return client
+    if loop in _starting:  # another connection is starting it: wait for the same one
+        return await _starting[loop]
+    starting: asyncio.Future[JobClient] = loop.create_future()
+    _starting[loop] = starting
+    try:
+        hub = make_hub() if make_hub else ReplyHub(get_channel_layer())
+        await hub.start()
+        client = _clients[loop] = JobClient(hub, JobBatcher(publish))
+        starting.set_result(client)
+        return client
+    except BaseException as exc:
+        starting.set_exception(exc)
+        starting.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+        raise
+    finally:
+        del _starting[loop]
 
 
-async def run_job(job: dict[str, Any], *, timeout: float) -> dict[str, Any]:
-    """Queue a job with a fresh reply channel and wait for its answer (raises TimeoutError)."""
-    layer = get_channel_layer()
-    job["reply"] = await layer.new_channel()  # subscribed before the job is queued: no reply is missed
-    await enqueue(job)
-    return await asyncio.wait_for(layer.receive(job["reply"]), timeout)
+def drop_job_client(loop: asyncio.AbstractEventLoop) -> JobClient | None:
+    """Forget a loop's client (tests that make a new loop per test)."""
+    return _clients.pop(loop, None)
+

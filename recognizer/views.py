@@ -1,6 +1,7 @@
 """HTTP: the page, image upload prediction, health."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
@@ -12,7 +13,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from recognizer.health import health_report
-from recognizer.jobs import new_job_id, run_job
+from recognizer.jobs import job_client, new_job_id
+from worker.jobs import Job, Saliency
 from worker.model_registry import current_model_name
 
 log = logging.getLogger(__name__)
@@ -48,17 +50,27 @@ async def api_predict(request: HttpRequest) -> JsonResponse:
     data = upload.read()
     if not data:
         return _error(400, "bad_image", "the file is empty")
-    job = {"id": new_job_id(), "upload": base64.b64encode(data).decode(), "saliency": "inline"}
+    jobs = await job_client()
+    job_id = new_job_id()
+    job = Job(id=job_id, client=job_id, reply=jobs.reply, upload=data, saliency=Saliency.INLINE)
     try:
-        answer = await run_job(job, timeout=UPLOAD_TIMEOUT_S)
-    except TimeoutError:
+        answer = await jobs.run(job, timeout=UPLOAD_TIMEOUT_S)
+    except (TimeoutError, asyncio.TimeoutError):
         return _error(503, "unavailable", "the recogniser did not answer in time; retry later")
-    if "error" in answer:
-        status = 500 if answer["error"]["code"] == "internal" else 400
-        return _error(status, answer["error"]["code"], answer["error"]["message"])
-    fields = ("digit", "confidence", "probabilities", "model", "uncertain", "reason", "image", "saliency", "timings")
-    body = {"type": "prediction", **{k: answer[k] for k in fields if k in answer}}
-    body["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    except Exception:  # the broker refused the job
+        log.warning("could not queue upload %s", job_id, exc_info=True)
+        return _error(503, "unavailable", "the recogniser is unavailable; retry later")
+    if answer.error is not None:
+        status = 500 if answer.error.code == "internal" else 400
+        return _error(status, answer.error.code, answer.error.message)
+    assert answer.prediction is not None and answer.image is not None
+    body = {
+        "type": "prediction", **answer.prediction.to_wire(),
+        "image": base64.b64encode(answer.image).decode(),
+        "saliency": base64.b64encode(answer.saliency).decode() if answer.saliency is not None else None,
+        "timings": answer.timings,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
     return JsonResponse(body)
 
 

@@ -1,10 +1,200 @@
-"""What the web side and the workers agree on about a job (the dict passed between them)."""
+"""The one contract between the web processes and the workers: jobs in, answers out.
+
+Everything that crosses a process boundary is one of these dataclasses, encoded by its `to_wire`
+and decoded by its `from_wire`, and never changes meaning in transit. Wire values are plain
+msgpack-able dicts (bytes stay bytes: Celery and the channel layer both speak msgpack here).
+
+A web process gathers the jobs of all its connections and publishes them as one `Batch` (one
+Celery message) by task name; a worker answers a batch with one `Answers` message per web
+process (its `reply` channel), which that process fans out to its connections in memory by
+`client`. This module imports nothing heavy: the web side uses it without torch or the ML core.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
-JOB_EXPIRES_S = 30  # a job nobody can wait for any more is dropped, not run
+JOB_EXPIRES_S = 30  # a batch nobody can wait for any more is dropped, not run
+MAX_BATCH = 64  # jobs per Celery message: bounds one worker step (and one forward pass)
+
+# Task names and queues: the web side publishes by name and never imports worker code.
+PREPARE_TASK = "worker.tasks.prepare"  # decode uploads (15-70 ms each): their own queue
+PREDICT_TASK = "worker.tasks.predict"  # strokes or ready 28x28 images -> predictions
+PREPARE_QUEUE = "preprocess"
+PREDICT_QUEUE = "inference"
+QUEUES = (PREPARE_QUEUE, PREDICT_QUEUE)
+
+ANSWERS_TYPE = "job.answers"  # channel-layer message type of an `Answers`
 
 
-def job_repr(job: dict[str, Any]) -> str:
-    """What Celery logs for a job's arguments: its id. Without it Celery repr()s every point of
-    the drawing on each publish, which cost about 1 ms a task."""
-    return f"(<job {job['id']}>,)"
+class Saliency(str, Enum):
+    """Whether (and when) a job wants the heat map of the pixels that drove its prediction."""
+
+    NONE = "none"
+    AFTER = "after"  # in a later message, after every prediction of the batch went out
+    INLINE = "inline"  # in the answer itself (uploads: one reply per request)
+
+
+@dataclass(frozen=True)
+class Strokes:
+    """A drawing as the page sent it: polylines in canvas CSS pixels."""
+
+    strokes: list[list[list[float]]]
+    canvas: tuple[float, float]
+    brush: float
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"strokes": self.strokes, "canvas": list(self.canvas), "brush": self.brush}
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Strokes:
+        return cls(d["strokes"], (float(d["canvas"][0]), float(d["canvas"][1])), float(d["brush"]))
+
+
+@dataclass
+class Job:
+    """One thing to recognise. Exactly one of `strokes`, `upload` (PNG/JPEG bytes) or `image`
+    (784 bytes, the model's input) is set; a prepare step turns an upload into an image."""
+
+    id: str
+    client: str  # the connection (or waiting request) in the web process that gets the answer
+    reply: str  # the web process's channel
+    strokes: Strokes | None = None
+    upload: bytes | None = None
+    image: bytes | None = None
+    png: bool = False  # also render the drawing as a PNG (submits: the stored picture)
+    saliency: Saliency = Saliency.NONE
+    sent_at: float = 0.0  # wall clock when last published: queue wait = worker's now - sent_at
+    timings: dict[str, float] = field(default_factory=dict)  # ms per phase so far
+
+    @property
+    def queue(self) -> str:
+        return PREPARE_QUEUE if self.upload is not None else PREDICT_QUEUE
+
+    def to_wire(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"id": self.id, "client": self.client, "reply": self.reply, "sent_at": self.sent_at}
+        if self.strokes is not None:
+            d["strokes"] = self.strokes.to_wire()
+        if self.upload is not None:
+            d["upload"] = self.upload
+        if self.image is not None:
+            d["image"] = self.image
+        if self.png:
+            d["png"] = True
+        if self.saliency is not Saliency.NONE:
+            d["saliency"] = self.saliency.value
+        if self.timings:
+            d["timings"] = self.timings
+        return d
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Job:
+        return cls(
+            id=d["id"], client=d["client"], reply=d["reply"],
+            strokes=Strokes.from_wire(d["strokes"]) if "strokes" in d else None,
+            upload=d.get("upload"), image=d.get("image"), png=bool(d.get("png")),
+            saliency=Saliency(d.get("saliency", "none")), sent_at=float(d.get("sent_at", 0.0)),
+            timings=dict(d.get("timings", {})),
+        )
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the model said about one image. `digit` is None for a drawing without ink."""
+
+    digit: int | None
+    confidence: float | None
+    probabilities: list[float] | None
+    model: str
+    uncertain: bool = False
+    reason: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"digit": self.digit, "confidence": self.confidence, "probabilities": self.probabilities,
+                "model": self.model, "uncertain": self.uncertain, "reason": self.reason}
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Prediction:
+        return cls(d["digit"], d["confidence"], d["probabilities"], d["model"], bool(d["uncertain"]), d["reason"])
+
+    @classmethod
+    def empty(cls, model: str) -> Prediction:
+        return cls(None, None, None, model)
+
+
+@dataclass(frozen=True)
+class JobError:
+    code: str  # "bad_image", "too_large", "empty_image", "internal"
+    message: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The worker's reply to one job: a prediction (with the image it saw, the PNG if asked for,
+    the heat map if inline) or an error. A heat map sent AFTER comes as an Answer of its own with
+    only `saliency` set (`prediction` and `error` both None)."""
+
+    id: str
+    client: str
+    prediction: Prediction | None = None
+    error: JobError | None = None
+    image: bytes | None = None
+    png: bytes | None = None
+    saliency: bytes | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def is_saliency_only(self) -> bool:
+        return self.prediction is None and self.error is None
+
+    def to_wire(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"id": self.id, "client": self.client}
+        if self.prediction is not None:
+            d["prediction"] = self.prediction.to_wire()
+        if self.error is not None:
+            d["error"] = [self.error.code, self.error.message]
+        for name in ("image", "png", "saliency"):
+            if getattr(self, name) is not None:
+                d[name] = getattr(self, name)
+        if self.timings:
+            d["timings"] = self.timings
+        return d
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Answer:
+        return cls(
+            id=d["id"], client=d["client"],
+            prediction=Prediction.from_wire(d["prediction"]) if "prediction" in d else None,
+            error=JobError(*d["error"]) if "error" in d else None,
+            image=d.get("image"), png=d.get("png"), saliency=d.get("saliency"), timings=dict(d.get("timings", {})),
+        )
+
+
+def batch_to_wire(jobs: list[Job]) -> dict[str, Any]:
+    """One Celery message's argument: the jobs of one batch."""
+    now = time.time()
+    for job in jobs:
+        job.sent_at = now
+    return {"jobs": [job.to_wire() for job in jobs]}
+
+
+def batch_from_wire(d: dict[str, Any]) -> list[Job]:
+    return [Job.from_wire(j) for j in d["jobs"]]
+
+
+def answers_to_wire(answers: list[Answer]) -> dict[str, Any]:
+    """One channel-layer message to a web process: its share of a batch's answers."""
+    return {"type": ANSWERS_TYPE, "sent_at": time.time(), "answers": [a.to_wire() for a in answers]}
+
+
+def answers_from_wire(d: dict[str, Any]) -> tuple[list[Answer], float]:
+    """The answers and when they were sent (wall clock)."""
+    return [Answer.from_wire(a) for a in d["answers"]], float(d.get("sent_at", 0.0))
+
+
+def batch_repr(batch: dict[str, Any]) -> str:
+    """What Celery logs for a batch's arguments: its size. Without it Celery repr()s every point of
+    every drawing on each publish (about 1 ms a drawing)."""
+    return f"(<batch of {len(batch['jobs'])}>,)"

@@ -1,14 +1,43 @@
-"""Plain functions behind the tasks: input -> 28x28 image -> probabilities. No Celery here."""
+"""Plain functions behind the tasks: jobs -> 28x28 images -> one forward pass -> answers. No Celery.
+
+A batch is prepared job by job (strokes rendered, uploads decoded; a bad job gets an error answer
+and never spoils the rest), then every image that has ink goes through the model in one forward
+pass, and heat maps in one backward pass.
+"""
 from __future__ import annotations
 
 import base64
-from typing import Any, Sequence
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from digits.images import decode_upload, image_to_mnist
+from digits.images import BadImage, decode_upload, image_to_mnist
 from digits.refusal import assess
 from digits.render import drawing_png, strokes_to_mnist
+from worker.jobs import Answer, Job, JobError, Prediction, Saliency
+
+log = logging.getLogger(__name__)
+
+
+class Model(Protocol):
+    name: str
+
+    def predict(self, images: np.ndarray) -> np.ndarray: ...
+
+    def saliency_batch(self, images: np.ndarray, digits: Sequence[int]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_bytes: int
+    max_pixels: int
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)
 
 
 def to_bytes28(image: np.ndarray) -> bytes:
@@ -31,32 +60,138 @@ def prepare_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> bytes:
     return to_bytes28(image_to_mnist(decode_upload(data, max_bytes=max_bytes, max_pixels=max_pixels)))
 
 
-def render_png(strokes: Sequence[Sequence[Sequence[float]]], canvas: Sequence[float], brush: float) -> str:
-    return base64.b64encode(drawing_png(strokes, (canvas[0], canvas[1]), brush)).decode()
+def render_png(strokes: Sequence[Sequence[Sequence[float]]], canvas: Sequence[float], brush: float) -> bytes:
+    return drawing_png(strokes, (canvas[0], canvas[1]), brush)
 
 
-def classify(predictor: Any, image28: bytes) -> dict[str, Any]:
-    """One image through the model: the digit, its confidence, all ten probabilities, and whether
-    the drawing looks like no digit at all ("uncertain", with a "reason"; see digits.refusal)."""
-    image = from_bytes28(image28)
-    probs = predictor.predict(image[None])[0]
-    digit = int(np.argmax(probs))
-    uncertain, reason = assess(image, probs)
-    return {
-        "digit": digit,
-        "confidence": round(float(probs[digit]), 6),
-        "probabilities": [round(float(p), 6) for p in probs],
-        "model": predictor.name,
-        "uncertain": uncertain,
-        "reason": reason,
-    }
+def classify_batch(model: Model, images28: Sequence[bytes]) -> list[Prediction]:
+    """Images through the model in one forward pass: for each, the digit, its confidence, all ten
+    probabilities, and whether it looks like no digit at all (see digits.refusal)."""
+    if not images28:
+        return []
+    images = np.stack([from_bytes28(b) for b in images28])
+    probs = model.predict(images)
+    out = []
+    for image, p in zip(images, probs):
+        digit = int(np.argmax(p))
+        uncertain, reason = assess(image, p)
+        out.append(Prediction(digit, round(float(p[digit]), 6), [round(float(v), 6) for v in p], model.name,
+                              uncertain, reason))
+    return out
 
 
-def saliency_map(predictor: Any, image28: bytes, digit: int) -> str:
-    """Base64 of 784 bytes: how much each pixel drove the score of `digit` (255 = most)."""
-    return base64.b64encode(to_bytes28(predictor.saliency(from_bytes28(image28), digit))).decode()
+def classify(model: Model, image28: bytes) -> dict[str, Any]:
+    """One image: the prediction's fields as a dict (the in-process benchmark server uses it)."""
+    return classify_batch(model, [image28])[0].to_wire()
 
 
-def empty_prediction(model: str) -> dict[str, Any]:
-    return {"digit": None, "confidence": None, "probabilities": None, "model": model,
-            "uncertain": False, "reason": None}
+def empty_prediction(model_name: str) -> dict[str, Any]:
+    """The prediction of a drawing without ink, as a dict."""
+    return Prediction.empty(model_name).to_wire()
+
+
+def saliency_maps(model: Model, images28: Sequence[bytes], digits: Sequence[int]) -> list[bytes]:
+    """784 bytes per image: how much each pixel drove the score of its digit (255 = most)."""
+    if not images28:
+        return []
+    heat = model.saliency_batch(np.stack([from_bytes28(b) for b in images28]), digits)
+    return [to_bytes28(h) for h in heat]
+
+
+def saliency_map(model: Model, image28: bytes, digit: int) -> str:
+    """Base64 of one heat map (the HTTP answer's field)."""
+    return base64.b64encode(saliency_maps(model, [image28], [digit])[0]).decode()
+
+
+def _waited_ms(job: Job) -> float:
+    """Time the job spent in Redis since it was published (wall clock: sender and worker share a host)."""
+    return round(max(0.0, time.time() - job.sent_at) * 1000, 3) if job.sent_at else 0.0
+
+
+def prepare_uploads(jobs: Sequence[Job], limits: UploadLimits) -> tuple[list[Job], list[Answer]]:
+    """Decode each upload into the model's input: (jobs ready for the model, error answers)."""
+    ready, failed = [], []
+    for job in jobs:
+        start = time.perf_counter()
+        job.timings["queue_preprocess"] = _waited_ms(job)
+        try:
+            if job.upload is None:
+                raise ValueError("prepare_uploads takes uploads only")
+            job.image = prepare_upload(job.upload, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
+            job.upload = None
+        except BadImage as exc:
+            failed.append(Answer(job.id, job.client, error=JobError(exc.code, exc.message)))
+            continue
+        except Exception:  # a bug must not take the batch down: answer, log, go on
+            log.exception("preparing upload %s failed", job.id)
+            failed.append(Answer(job.id, job.client, error=JobError("internal", "preprocessing failed")))
+            continue
+        job.timings["preprocess"] = _ms(start)
+        ready.append(job)
+    return ready, failed
+
+
+@dataclass
+class Predicted:
+    answers: list[Answer]
+    saliency_later: list[tuple[Job, bytes, int]]  # (job, its image, its digit): heat maps still owed
+
+
+def predict_jobs(model: Model, jobs: Sequence[Job], *, model_name: str) -> Predicted:
+    """Answer a batch: render strokes, then one forward pass for every image with ink.
+
+    `model_name` names the empty prediction of a drawing without ink (no forward pass needed)."""
+    images: dict[str, bytes | None] = {}
+    pngs: dict[str, bytes] = {}
+    errors: dict[str, JobError] = {}
+    for job in jobs:
+        start = time.perf_counter()
+        job.timings["queue_inference"] = _waited_ms(job)
+        try:
+            if job.image is not None:
+                images[job.id] = job.image
+            elif job.strokes is not None:
+                s = job.strokes
+                images[job.id] = prepare_strokes(s.strokes, s.canvas, s.brush)
+                if job.png:
+                    pngs[job.id] = render_png(s.strokes, s.canvas, s.brush)
+            else:
+                raise ValueError(f"job {job.id} has no image or strokes")
+        except Exception:
+            log.exception("preparing job %s failed", job.id)
+            errors[job.id] = JobError("internal", "preprocessing failed")
+            continue
+        job.timings["preprocess"] = job.timings.get("preprocess", 0.0) + _ms(start)
+
+    inked = [job for job in jobs if images.get(job.id) is not None]
+    start = time.perf_counter()
+    try:
+        predictions = dict(zip((j.id for j in inked), classify_batch(model, [images[j.id] for j in inked])))
+        inline = [j for j in inked if j.saliency is Saliency.INLINE]
+        heat = dict(zip((j.id for j in inline), saliency_maps(
+            model, [images[j.id] for j in inline], [predictions[j.id].digit for j in inline])))
+    except Exception:
+        log.exception("inference failed for a batch of %d", len(inked))
+        predictions, heat = {}, {}
+        errors.update({j.id: JobError("internal", "inference failed") for j in inked})
+    forward_ms = _ms(start)
+
+    answers, later = [], []
+    for job in jobs:
+        timings = {**job.timings, "inference": forward_ms, "batch": float(len(jobs))}
+        if job.id in errors:
+            answers.append(Answer(job.id, job.client, error=errors[job.id], timings=timings))
+            continue
+        image = images.get(job.id)
+        prediction = predictions[job.id] if image is not None else Prediction.empty(model_name)
+        answers.append(Answer(job.id, job.client, prediction=prediction, image=image, png=pngs.get(job.id),
+                              saliency=heat.get(job.id), timings=timings))
+        if image is not None and job.saliency is Saliency.AFTER and prediction.digit is not None:
+            later.append((job, image, prediction.digit))
+    return Predicted(answers, later)
+
+
+def saliency_answers(model: Model, owed: Sequence[tuple[Job, bytes, int]]) -> list[tuple[Job, Answer]]:
+    """The heat maps a batch still owes, in one backward pass."""
+    maps = saliency_maps(model, [image for _, image, _ in owed], [digit for _, _, digit in owed])
+    return [(job, Answer(job.id, job.client, saliency=heat)) for (job, _, _), heat in zip(owed, maps)]

@@ -1,4 +1,4 @@
-"""Send messages to Channels consumers from synchronous worker code.
+"""Send answers to the web processes from synchronous worker code.
 
 The channel layer is channels_redis' pub/sub layer on one Redis host, where sending a message is a
 single PUBLISH of the layer's own serialisation to the channel's name. A worker does exactly that
@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import redis
 from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
+
+from worker.jobs import Answer, Job, answers_to_wire
 
 _lock = threading.Lock()
 _state: tuple[int, redis.Redis, Any] | None = None  # (pid, client, layer): a forked child makes its own
@@ -34,6 +38,19 @@ def _client_and_layer() -> tuple[redis.Redis, Any]:
 
 
 def push(channel: str, message: dict[str, Any]) -> None:
-    """Deliver `message` to `channel` (a consumer's or a waiting view's) through the layer."""
+    """Deliver `message` to `channel` (a web process's reply channel) through the layer."""
     client, layer = _client_and_layer()
     client.publish(channel, layer.serialize(message))
+
+
+def push_answers(jobs: Sequence[Job], answers: Sequence[Answer]) -> None:
+    """One publish per web process for all of its answers among `answers` (`jobs` says where
+    each job's answer goes)."""
+    if not answers:
+        return
+    reply = {job.id: job.reply for job in jobs}
+    by_channel: dict[str, list[Answer]] = defaultdict(list)
+    for answer in answers:
+        by_channel[reply[answer.id]].append(answer)
+    for channel, share in by_channel.items():
+        push(channel, answers_to_wire(share))

@@ -1,0 +1,68 @@
+"""A web process's reply channel: the workers' answers, fanned out to its connections in memory.
+
+Every job names this process's channel (`reply`) and the connection or request waiting for it
+(`client`). One subscription per process, not one per socket: a worker sends each process its
+share of a batch in one message, and nothing is left subscribed when a socket closes.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from worker.jobs import Answer, answers_from_wire
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Answer, float], Awaitable[None]]  # (answer, when the worker sent it: wall clock)
+
+
+class ReplyHub:
+    def __init__(self, layer: Any) -> None:
+        self._layer = layer
+        self._handlers: dict[str, Handler] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.channel = ""
+
+    async def start(self) -> None:
+        self.channel = await self._layer.new_channel(prefix="web.")  # subscribed before any job names it
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def register(self, client: str, handler: Handler) -> None:
+        self._handlers[client] = handler
+
+    def unregister(self, client: str) -> None:
+        self._handlers.pop(client, None)
+
+    @property
+    def clients(self) -> int:
+        return len(self._handlers)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                message = await self._layer.receive(self.channel)
+                answers, sent_at = answers_from_wire(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a malformed message must not end the process's answers
+                log.exception("unreadable message on %s", self.channel)
+                continue
+            for answer in answers:
+                handler = self._handlers.get(answer.client)
+                if handler is None:
+                    continue  # its socket closed, or its request gave up: nothing waits for it
+                try:
+                    await handler(answer, sent_at)
+                except Exception:
+                    log.exception("delivering answer %s failed", answer.id)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None

@@ -1,0 +1,254 @@
+"""One connection's conversation (protocol v1), without Channels: the consumer's brain.
+
+It checks each frame, applies it to the drawing, and asks the workers for predictions: at most one
+live prediction in flight per connection; messages that arrive meanwhile mark the drawing dirty and
+the newest state is predicted next, so a burst always ends with a prediction for its last message,
+an older answer never overtakes a newer one, and a flood cannot pile work up in Redis.
+
+Every request ends in an answer: a failed publish is an `unavailable` error for the newest state;
+an answer that does not come in time is asked again once (for the newest state), then it is an
+`unavailable` error. Nothing waits in silence.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from recognizer.drawing import DrawingState
+from recognizer.protocol import ProtocolError, SubmitMsg, check_message
+from recognizer.ratelimit import TokenBucket
+from worker.jobs import Answer, Job, Saliency, Strokes
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class StoreRequest:
+    """A submitted drawing and what the workers made of it, to be kept."""
+
+    drawing: str
+    strokes: Strokes
+    image28: bytes
+    png: bytes
+    prediction: dict[str, Any]  # the prediction message the client was sent
+    label: int | None
+
+
+Store = Callable[[StoreRequest], Awaitable[int]]  # -> the stored row's id
+
+
+class JobSink(Protocol):
+    @property
+    def reply(self) -> str: ...
+
+    def submit(self, job: Job, on_failed: Callable[[BaseException], Awaitable[None]]) -> None: ...
+
+
+@dataclass
+class Pending:
+    """A prediction the workers owe this connection."""
+
+    seq: int
+    drawing: str
+    started: float  # perf_counter when the message it answers arrived
+    strokes: Strokes
+    pen_down: bool
+    submit: SubmitMsg | None = None
+    attempts: int = 1
+    timer: asyncio.TimerHandle | None = None
+
+
+class RecognitionSession:
+    def __init__(self, *, client: str, sink: JobSink, send: Send, store: Store, new_id: Callable[[], str],
+                 timeout_s: float, bucket: TokenBucket, max_attempts: int = 2) -> None:
+        self.client = client
+        self._sink, self._send, self._store, self._new_id = sink, send, store, new_id
+        self._timeout_s, self._bucket, self._max_attempts = timeout_s, bucket, max_attempts
+        self.state = DrawingState()
+        self.last_seq: int | None = None
+        self.shown_seq = -1  # newest seq already predicted to the client
+        self.pending: dict[str, Pending] = {}  # job id -> what it answers
+        self.live: str | None = None  # job id of the in-flight live (non-submit) request
+        self.dirty = False  # the drawing changed since the live request was made
+        self._state_at = 0.0  # when the message behind the current state arrived
+        self._heat_owed: OrderedDict[str, tuple[str, int]] = OrderedDict()  # job id -> (drawing, seq)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.closed = False
+
+    # ---- client -> server
+    async def handle_frame(self, text: str | None, data: bytes | None) -> None:
+        received = time.perf_counter()
+        if not self._bucket.take():
+            await self._send(ProtocolError("rate_limited", "too many messages; slow down").as_message())
+            return
+        try:
+            msg = check_message(text, data, last_seq=self.last_seq)
+            if isinstance(msg, SubmitMsg):
+                if msg.drawing != self.state.drawing or not any(self.state.strokes):
+                    raise ProtocolError("empty_drawing", f"drawing {msg.drawing} has no strokes to store")
+            else:
+                self.state.apply(msg)
+                self._state_at = received
+        except ProtocolError as err:
+            await self._send(err.as_message())
+            return
+        self.last_seq = msg.seq
+        if isinstance(msg, SubmitMsg):
+            self._request(self._snapshot(received, submit=msg))
+        elif self.live is None:
+            self._request_live()
+        else:
+            self.dirty = True
+
+    def _snapshot(self, started: float, submit: SubmitMsg | None = None) -> Pending:
+        s = self.state
+        assert s.seq is not None
+        strokes = Strokes([[list(p) for p in stroke] for stroke in s.strokes], s.canvas, s.brush)
+        return Pending(submit.seq if submit else s.seq, s.drawing, started, strokes, s.open_stroke, submit)
+
+    def _request_live(self) -> None:
+        self.dirty = False
+        self.live = self._request(self._snapshot(self._state_at))
+
+    def _request(self, p: Pending) -> str:
+        job_id = self._new_id()
+        # the heat map only when the pen is up, in a message after the prediction
+        job = Job(id=job_id, client=self.client, reply=self._sink.reply, strokes=p.strokes,
+                  png=p.submit is not None, saliency=Saliency.NONE if p.pen_down else Saliency.AFTER)
+        self.pending[job_id] = p
+        p.timer = asyncio.get_running_loop().call_later(self._timeout_s, self._spawn, self._expire, job_id)
+
+        async def failed(exc: BaseException) -> None:
+            await self._enqueue_failed(job_id)
+
+        self._sink.submit(job, failed)
+        return job_id
+
+    def _spawn(self, fn: Callable[[str], Awaitable[None]], job_id: str) -> None:
+        task = asyncio.ensure_future(fn(job_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _forget(self, job_id: str) -> Pending | None:
+        p = self.pending.pop(job_id, None)
+        if p is not None and p.timer is not None:
+            p.timer.cancel()
+        if self.live == job_id:
+            self.live = None
+        return p
+
+    async def _unavailable(self, p: Pending, message: str) -> None:
+        """Tell the client that its newest state (or its submit) has no prediction coming."""
+        if p.submit is None:
+            self.dirty = False  # the error covers the newest state; the next message asks again
+            seq = self.state.seq if self.state.seq is not None else p.seq
+        else:
+            seq = p.seq
+        await self._send(ProtocolError("unavailable", message, seq).as_message())
+
+    async def _enqueue_failed(self, job_id: str) -> None:
+        p = self._forget(job_id)
+        if p is not None and not self.closed:
+            await self._unavailable(p, "the recogniser is unavailable; retry later")
+
+    async def _expire(self, job_id: str) -> None:
+        """No answer in time (its job lost with a worker, or none runs): ask once more, then say so."""
+        p = self._forget(job_id)
+        if p is None or self.closed:
+            return
+        if p.attempts >= self._max_attempts:
+            await self._unavailable(p, "no prediction in time; retry later")
+            return
+        log.info("no answer to job %s in %.1f s: asking again", job_id, self._timeout_s)
+        if p.submit is None:  # the newest state, not the one that went missing
+            self.dirty = False
+            retry = self._snapshot(self._state_at)
+            retry.attempts = p.attempts + 1
+            self.live = self._request(retry)
+        else:
+            p.attempts += 1
+            self._request(p)
+
+    # ---- workers -> server
+    async def on_answer(self, answer: Answer, sent_at: float) -> None:
+        if self.closed:
+            return
+        if answer.is_saliency_only:
+            await self._saliency(answer)
+            return
+        was_live = self.live == answer.id
+        p = self._forget(answer.id)
+        if p is None:
+            return  # an answer to a request already given up on or asked again
+        prediction = None
+        if answer.error is not None:
+            await self._send(ProtocolError(answer.error.code, answer.error.message, p.seq).as_message())
+        elif answer.prediction is not None:
+            prediction = self._prediction_message(p, answer, sent_at)
+            if p.drawing == self.state.drawing and p.seq > self.shown_seq:
+                self.shown_seq = p.seq
+                await self._send(prediction)
+                if not p.pen_down and answer.image is not None:
+                    self._heat_owed[answer.id] = (p.drawing, p.seq)
+                    while len(self._heat_owed) > 8:
+                        self._heat_owed.popitem(last=False)
+        if was_live and self.dirty:
+            self._request_live()
+        if p.submit is not None and prediction is not None:
+            await self._keep(p, answer, prediction)
+
+    async def _saliency(self, answer: Answer) -> None:
+        """The heat map for a prediction already sent; only the one on screen is worth sending."""
+        owed = self._heat_owed.pop(answer.id, None)
+        if owed is None or answer.saliency is None:
+            return
+        drawing, seq = owed
+        if drawing == self.state.drawing and seq == self.shown_seq:
+            await self._send({"type": "saliency", "drawing": drawing, "seq": seq,
+                              "saliency": base64.b64encode(answer.saliency).decode()})
+
+    @staticmethod
+    def _prediction_message(p: Pending, answer: Answer, sent_at: float) -> dict[str, Any]:
+        assert answer.prediction is not None
+        push_ms = round(max(0.0, time.time() - sent_at) * 1000, 3)
+        return {
+            "type": "prediction",
+            "drawing": p.drawing,
+            "seq": p.seq,
+            **answer.prediction.to_wire(),
+            "latency_ms": round((time.perf_counter() - p.started) * 1000, 2),
+            "image": base64.b64encode(answer.image).decode() if answer.image is not None else None,
+            "timings": {**answer.timings, "push": push_ms},
+        }
+
+    async def _keep(self, p: Pending, answer: Answer, prediction: dict[str, Any]) -> None:
+        assert p.submit is not None
+        try:
+            row_id = await self._store(StoreRequest(
+                drawing=p.drawing, strokes=p.strokes, image28=answer.image or bytes(784), png=answer.png or b"",
+                prediction=prediction, label=p.submit.label))
+        except Exception:
+            log.exception("storing drawing %s failed", p.drawing)
+            await self._send(ProtocolError("store_failed", "the drawing could not be stored; submit again",
+                                           p.seq).as_message())
+            return
+        await self._send({"type": "stored", "drawing": p.drawing, "id": row_id, "seq": p.seq})
+
+    def close(self) -> None:
+        """The socket is gone: no more sends, no timers left behind."""
+        self.closed = True
+        for p in self.pending.values():
+            if p.timer is not None:
+                p.timer.cancel()
+        self.pending.clear()
+        self.live = None
+        for task in self._tasks:
+            task.cancel()

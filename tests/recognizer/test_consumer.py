@@ -1,0 +1,135 @@
+"""The consumer through Channels' WebsocketCommunicator, with the in-memory layer and an in-process
+"worker" that runs the real pipeline on each published batch and answers through the layer."""
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from channels.layers import InMemoryChannelLayer
+from channels.testing import WebsocketCommunicator
+
+from digits.predictor import load_predictor
+from recognizer.consumers import RecognizeConsumer
+from recognizer.jobs import drop_job_client, job_client
+from recognizer.models import Drawing
+from recognizer.replies import ReplyHub
+from tests.digit_paths import digit_strokes
+from worker import pipeline
+from worker.jobs import Job, answers_to_wire
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class InProcessWorker:
+    """Publishes land here: the batch is answered by the real pipeline, one layer message per batch."""
+
+    def __init__(self, layer: InMemoryChannelLayer, loop: asyncio.AbstractEventLoop, fail: bool = False) -> None:
+        self.layer, self.loop, self.fail = layer, loop, fail
+        self.model = load_predictor(ROOT / "models")
+        self.batches: list[int] = []
+
+    def __call__(self, queue: str, jobs: list[Job]) -> None:
+        if self.fail:
+            raise ConnectionError("broker down")
+        self.batches.append(len(jobs))
+        done = pipeline.predict_jobs(self.model, jobs, model_name=self.model.name)
+        self._send(jobs[0].reply, done.answers)
+        if done.saliency_later:
+            self._send(jobs[0].reply, [a for _, a in pipeline.saliency_answers(self.model, done.saliency_later)])
+
+    def _send(self, reply: str, answers: list) -> None:
+        asyncio.run_coroutine_threadsafe(self.layer.send(reply, answers_to_wire(answers)), self.loop).result()
+
+
+async def connect(fail: bool = False) -> tuple[WebsocketCommunicator, InProcessWorker]:
+    loop = asyncio.get_running_loop()
+    layer = InMemoryChannelLayer()
+    worker = InProcessWorker(layer, loop, fail)
+    await job_client(publish=worker, make_hub=lambda: ReplyHub(layer))
+    comm = WebsocketCommunicator(RecognizeConsumer.as_asgi(), "/ws/recognize/")
+    connected, _ = await comm.connect()
+    assert connected
+    return comm, worker
+
+
+async def close(comm: WebsocketCommunicator) -> None:
+    await comm.disconnect()
+    client = drop_job_client(asyncio.get_running_loop())
+    if client is not None:
+        await client.hub.stop()
+
+
+async def send_strokes(comm: WebsocketCommunicator, digit: int, drawing: str, seq: int = 0) -> int:
+    for k, stroke in enumerate(digit_strokes(digit)):
+        points = [list(p) for p in stroke]
+        for i in range(0, len(points), 8):
+            seq += 1
+            await comm.send_to(text_data=json.dumps({
+                "type": "stroke", "seq": seq, "drawing": drawing, "stroke": k, "points": points[i:i + 8],
+                "final": i + 8 >= len(points), "canvas": [280, 280], "brush": 16}))
+    return seq
+
+
+async def until(comm: WebsocketCommunicator, done, timeout: float = 10) -> list[dict[str, Any]]:
+    seen = []
+    while True:
+        seen.append(json.loads(await comm.receive_from(timeout=timeout)))
+        if done(seen[-1]):
+            return seen
+
+
+def test_a_streamed_digit_is_read_with_coalesced_in_order_predictions() -> None:
+    async def go() -> None:
+        comm, worker = await connect()
+        try:
+            last = await send_strokes(comm, 7, "seven")
+            seen = await until(comm, lambda m: m["type"] == "prediction" and m["seq"] == last)
+            predictions = [m for m in seen if m["type"] == "prediction"]
+            assert predictions[-1]["digit"] == 7 and predictions[-1]["model"]
+            assert [m["seq"] for m in predictions] == sorted({m["seq"] for m in predictions})
+            assert len(predictions) < last, "every message was predicted: nothing was coalesced"
+            heat = await until(comm, lambda m: m["type"] == "saliency")
+            assert heat[-1]["seq"] == last
+        finally:
+            await close(comm)
+    asyncio.run(go())
+
+
+def test_a_broker_that_refuses_the_job_is_answered_unavailable_and_the_socket_stays_open() -> None:
+    async def go() -> None:
+        comm, worker = await connect(fail=True)
+        try:
+            await comm.send_to(text_data=json.dumps({
+                "type": "stroke", "seq": 1, "drawing": "d", "stroke": 0, "points": [[1, 1], [9, 9]],
+                "final": True, "canvas": [280, 280], "brush": 16}))
+            err = await until(comm, lambda m: m["type"] == "error")
+            assert err[-1]["code"] == "unavailable" and err[-1]["seq"] == 1
+            worker.fail = False
+            await comm.send_to(text_data=json.dumps({"type": "undo", "seq": 2, "drawing": "d"}))
+            pred = await until(comm, lambda m: m["type"] == "prediction")
+            assert pred[-1]["seq"] == 2 and pred[-1]["digit"] is None
+        finally:
+            await close(comm)
+    asyncio.run(go())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_submit_stores_the_drawing_through_the_consumer() -> None:
+    async def go() -> None:
+        comm, _ = await connect()
+        try:
+            last = await send_strokes(comm, 3, "keep")
+            await until(comm, lambda m: m["type"] == "prediction" and m["seq"] == last)
+            await comm.send_to(text_data=json.dumps({"type": "submit", "seq": last + 1, "drawing": "keep", "label": 3}))
+            stored = (await until(comm, lambda m: m["type"] in ("stored", "error")))[-1]
+            assert stored["type"] == "stored" and stored["seq"] == last + 1
+            return stored["id"]
+        finally:
+            await close(comm)
+    asyncio.run(go())
+    row = Drawing.objects.get()
+    assert (row.client_id, row.label, row.predicted_digit) == ("keep", 3, 3)
+    assert bytes(row.png).startswith(b"\x89PNG") and len(bytes(row.image28)) == 784

@@ -1,0 +1,242 @@
+"""The consumer's brain without Channels: coalescing, ordering, retries, failures, submits."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from recognizer.ratelimit import TokenBucket
+from recognizer.session import RecognitionSession, StoreRequest
+from worker.jobs import Answer, Job, JobError, Prediction, Saliency
+
+PROBS = [0.01] * 3 + [0.91] + [0.01] * 6
+
+
+class FakeSink:
+    """Takes jobs like the process's JobClient; the test answers or fails them by hand."""
+
+    reply = "web.test"
+
+    def __init__(self) -> None:
+        self.jobs: list[Job] = []
+        self.failures: dict[str, Callable[[BaseException], Awaitable[None]]] = {}
+
+    def submit(self, job: Job, on_failed: Callable[[BaseException], Awaitable[None]]) -> None:
+        self.jobs.append(job)
+        self.failures[job.id] = on_failed
+
+
+class Harness:
+    def __init__(self, *, timeout_s: float = 5.0, store_fails: bool = False, rate: float = 1000) -> None:
+        self.sink = FakeSink()
+        self.sent: list[dict[str, Any]] = []
+        self.stored: list[StoreRequest] = []
+        ids = itertools.count()
+        self.seq = 0
+
+        async def send(msg: dict[str, Any]) -> None:
+            self.sent.append(msg)
+
+        async def store(req: StoreRequest) -> int:
+            if store_fails:
+                raise RuntimeError("database down")
+            self.stored.append(req)
+            return len(self.stored)
+
+        self.session = RecognitionSession(client="c1", sink=self.sink, send=send, store=store,
+                                          new_id=lambda: f"j{next(ids)}", timeout_s=timeout_s,
+                                          bucket=TokenBucket(rate, rate))
+
+    async def frame(self, **msg: Any) -> int:
+        self.seq += 1
+        await self.session.handle_frame(json.dumps({**msg, "seq": self.seq}), None)
+        return self.seq
+
+    async def stroke(self, drawing: str = "d", stroke: int = 0, final: bool = False, points=((10, 10), (50, 90))) -> int:
+        return await self.frame(type="stroke", drawing=drawing, stroke=stroke, points=[list(p) for p in points],
+                                final=final, canvas=[280, 280], brush=16)
+
+    async def answer(self, job: Job, digit: int = 3, **extra: Any) -> None:
+        await self.session.on_answer(Answer(job.id, job.client, prediction=Prediction(digit, 0.91, PROBS, "m"),
+                                            image=bytes(784), **extra), sent_at=0.0)
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.sent if m["type"] == kind]
+
+
+def run(coro: Awaitable[None]) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_one_job_in_flight_and_the_newest_state_predicted_next() -> None:
+    async def go() -> None:
+        h = Harness()
+        await h.stroke()
+        for _ in range(5):
+            last = await h.stroke(points=((60, 60),))
+        assert len(h.sink.jobs) == 1, "a second job was sent while one was in flight"
+        await h.answer(h.sink.jobs[0])
+        assert [m["seq"] for m in h.of("prediction")] == [1]
+        assert len(h.sink.jobs) == 2, "the newest state was not asked for after the answer"
+        newest = h.sink.jobs[1]
+        assert len(newest.strokes.strokes[0]) == 2 + 5  # every point up to the last message
+        await h.answer(newest)
+        assert [m["seq"] for m in h.of("prediction")] == [1, last]
+        assert len(h.sink.jobs) == 2  # nothing dirty: no more work
+    run(go())
+
+
+def test_an_older_answer_never_overtakes_a_newer_one() -> None:
+    async def go() -> None:
+        h = Harness()
+        await h.stroke()
+        await h.frame(type="submit", drawing="d", label=3)  # a second request in flight beside the live one
+        live, submit = h.sink.jobs
+        await h.answer(submit)
+        await h.answer(live)  # seq 1 arrives after seq 2 was shown: dropped
+        assert [m["seq"] for m in h.of("prediction")] == [2]
+    run(go())
+
+
+def test_a_failed_publish_answers_the_newest_seq_and_the_next_message_tries_again() -> None:
+    async def go() -> None:
+        h = Harness()
+        await h.stroke()
+        last = await h.stroke(points=((70, 70),))  # dirty while the first is in flight
+        await h.sink.failures[h.sink.jobs[0].id](ConnectionError("broker down"))
+        [err] = h.of("error")
+        assert err["code"] == "unavailable" and err["seq"] == last
+        assert h.session.live is None and not h.session.pending
+        nxt = await h.stroke(points=((80, 80),))
+        assert len(h.sink.jobs) == 2, "the socket went silent after one failed publish"
+        await h.answer(h.sink.jobs[1])
+        assert h.of("prediction")[-1]["seq"] == nxt
+    run(go())
+
+
+def test_a_lost_job_is_asked_again_for_the_newest_state() -> None:
+    async def go() -> None:
+        h = Harness(timeout_s=0.2)
+        await h.stroke()
+        last = await h.stroke(points=((70, 70),))
+        await asyncio.sleep(0.3)  # one timeout, not two
+        assert len(h.sink.jobs) == 2, "no retry after the timeout"
+        retry = h.sink.jobs[1]
+        assert len(retry.strokes.strokes[0]) == 3  # the newest state, not the lost one
+        await h.answer(h.sink.jobs[0])  # the lost job turns up late: ignored
+        assert not h.of("prediction")
+        await h.answer(retry)
+        assert [m["seq"] for m in h.of("prediction")] == [last] and not h.of("error")
+    run(go())
+
+
+def test_a_job_lost_twice_ends_in_an_error_for_the_newest_seq_not_silence() -> None:
+    async def go() -> None:
+        h = Harness(timeout_s=0.03)
+        last = await h.stroke()
+        await asyncio.sleep(0.15)
+        assert len(h.sink.jobs) == 2
+        [err] = h.of("error")
+        assert err["code"] == "unavailable" and err["seq"] == last
+        assert h.session.live is None and not h.session.pending
+    run(go())
+
+
+def test_submit_stores_the_prediction_and_answers_stored() -> None:
+    async def go() -> None:
+        h = Harness()
+        await h.stroke(final=True)
+        await h.answer(h.sink.jobs[0])
+        seq = await h.frame(type="submit", drawing="d", label=3)
+        submit = h.sink.jobs[1]
+        assert submit.png and submit.saliency is Saliency.AFTER
+        await h.answer(submit, png=b"\x89PNG")
+        [stored] = h.of("stored")
+        assert stored == {"type": "stored", "drawing": "d", "id": 1, "seq": seq}
+        [req] = h.stored
+        assert req.label == 3 and req.png == b"\x89PNG" and req.prediction["digit"] == 3
+        assert req.strokes.strokes == [[[10.0, 10.0], [50.0, 90.0]]]
+    run(go())
+
+
+def test_a_failed_store_is_answered_store_failed() -> None:
+    async def go() -> None:
+        h = Harness(store_fails=True)
+        await h.stroke(final=True)
+        seq = await h.frame(type="submit", drawing="d", label=None)
+        await h.answer(h.sink.jobs[1])
+        assert h.of("error")[-1]["code"] == "store_failed" and h.of("error")[-1]["seq"] == seq
+    run(go())
+
+
+def test_worker_errors_reach_the_client_with_their_seq() -> None:
+    async def go() -> None:
+        h = Harness()
+        seq = await h.stroke()
+        job = h.sink.jobs[0]
+        await h.session.on_answer(Answer(job.id, job.client, error=JobError("internal", "inference failed")), 0.0)
+        assert h.of("error") == [{"type": "error", "code": "internal", "message": "inference failed", "seq": seq}]
+    run(go())
+
+
+def test_the_heat_map_is_sent_only_for_the_prediction_on_screen() -> None:
+    async def go() -> None:
+        h = Harness()
+        seq = await h.stroke(final=True)
+        job = h.sink.jobs[0]
+        assert job.saliency is Saliency.AFTER
+        await h.answer(job)
+        await h.session.on_answer(Answer(job.id, job.client, saliency=bytes([255]) * 784), 0.0)
+        [heat] = h.of("saliency")
+        assert (heat["drawing"], heat["seq"]) == ("d", seq)
+        # a heat map for a prediction no longer on screen is dropped
+        await h.stroke(stroke=1, final=True)
+        job2 = h.sink.jobs[1]
+        await h.answer(job2)
+        await h.stroke(stroke=2, final=True)
+        await h.answer(h.sink.jobs[2])
+        await h.session.on_answer(Answer(job2.id, job2.client, saliency=bytes(784)), 0.0)
+        assert len(h.of("saliency")) == 1
+    run(go())
+
+
+def test_pen_down_strokes_ask_for_no_heat_map() -> None:
+    async def go() -> None:
+        h = Harness()
+        await h.stroke(final=False)
+        assert h.sink.jobs[0].saliency is Saliency.NONE
+    run(go())
+
+
+@pytest.mark.parametrize("frame, code", [("nope", "bad_json"), ('{"type": "fly", "seq": 1}', "unknown_type")])
+def test_bad_frames_are_answered_and_change_nothing(frame: str, code: str) -> None:
+    async def go() -> None:
+        h = Harness()
+        await h.session.handle_frame(frame, None)
+        assert h.sent[-1]["code"] == code and not h.sink.jobs
+    run(go())
+
+
+def test_a_flood_is_rate_limited() -> None:
+    async def go() -> None:
+        h = Harness(rate=3)
+        for _ in range(6):
+            await h.stroke()
+        assert [m["code"] for m in h.of("error")].count("rate_limited") >= 2
+    run(go())
+
+
+def test_nothing_is_sent_after_close_and_no_timer_is_left() -> None:
+    async def go() -> None:
+        h = Harness(timeout_s=0.02)
+        await h.stroke()
+        job = h.sink.jobs[0]
+        h.session.close()
+        await asyncio.sleep(0.06)
+        await h.answer(job)
+        assert not h.sent and len(h.sink.jobs) == 1
+    run(go())

@@ -1,0 +1,93 @@
+"""A batch through the pipeline: one forward pass, faults kept to their own job."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digits.predictor import load_predictor
+from tests.digit_paths import digit_strokes
+from worker import pipeline
+from worker.jobs import Job, Saliency, Strokes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_predictor(ROOT / "models")
+
+
+class CountingModel:
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self.calls = inner, inner.name, []
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        self.calls.append(len(images))
+        return self.inner.predict(images)
+
+    def saliency_batch(self, images, digits):
+        self.calls.append(("saliency", len(images)))
+        return self.inner.saliency_batch(images, digits)
+
+
+def strokes_job(i: int, digit: int, **kw) -> Job:
+    return Job(id=f"j{i}", client="c", reply="r",
+               strokes=Strokes([[list(p) for p in s] for s in digit_strokes(digit)], (280.0, 280.0), 16.0), **kw)
+
+
+def test_a_batch_is_one_forward_pass_and_each_job_gets_its_own_digit(model) -> None:
+    counting = CountingModel(model)
+    jobs = [strokes_job(d, d) for d in range(10)]
+    done = pipeline.predict_jobs(counting, jobs, model_name=model.name)
+    assert counting.calls == [10]
+    assert [a.prediction.digit for a in done.answers] == list(range(10))
+    assert [a.id for a in done.answers] == [j.id for j in jobs]
+    for answer in done.answers:
+        single = pipeline.classify(model, answer.image)
+        assert answer.prediction.probabilities == pytest.approx(single["probabilities"], abs=1e-5)
+
+
+def test_an_empty_drawing_and_a_broken_job_do_not_spoil_the_batch(model) -> None:
+    empty = Job(id="e", client="c", reply="r", strokes=Strokes([], (280.0, 280.0), 16.0))
+    broken = Job(id="b", client="c", reply="r")  # neither strokes nor an image
+    done = pipeline.predict_jobs(model, [empty, strokes_job(1, 4), broken], model_name="m")
+    by_id = {a.id: a for a in done.answers}
+    assert by_id["e"].prediction.digit is None and by_id["e"].image is None
+    assert by_id["j1"].prediction.digit == 4
+    assert by_id["b"].error.code == "internal" and by_id["b"].prediction is None
+
+
+def test_heat_maps_of_a_batch_match_one_at_a_time(model) -> None:
+    jobs = [strokes_job(d, d, saliency=Saliency.AFTER, png=(d == 2)) for d in (2, 5, 8)]
+    done = pipeline.predict_jobs(model, jobs, model_name=model.name)
+    assert done.answers[0].png.startswith(b"\x89PNG") and done.answers[1].png is None
+    later = pipeline.saliency_answers(model, done.saliency_later)
+    assert [job.id for job, _ in later] == ["j2", "j5", "j8"]
+    for (job, answer), (_, image, digit) in zip(later, done.saliency_later):
+        one = pipeline.to_bytes28(model.saliency(pipeline.from_bytes28(image), digit))
+        assert answer.is_saliency_only
+        assert np.abs(np.frombuffer(answer.saliency, np.uint8).astype(int) - np.frombuffer(one, np.uint8)).max() <= 1
+
+
+def test_a_bad_upload_is_an_error_answer_and_good_ones_go_on(model) -> None:
+    good = Job(id="g", client="c", reply="r", upload=_png_of_digit())
+    bad = Job(id="x", client="c", reply="r", upload=b"not an image")
+    ready, failed = pipeline.prepare_uploads([good, bad], pipeline.UploadLimits(5 * 2**20, 4096 * 4096))
+    assert [j.id for j in ready] == ["g"] and len(ready[0].image) == 784 and ready[0].upload is None
+    assert [(a.id, a.error.code) for a in failed] == [("x", "bad_image")]
+
+
+def _png_of_digit() -> bytes:
+    import io
+
+    from PIL import Image, ImageDraw
+
+    img = Image.new("L", (200, 200), 255)
+    draw = ImageDraw.Draw(img)
+    for stroke in digit_strokes(7, scale=0.6, offset=(20, 20)):
+        draw.line(stroke, fill=0, width=10)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()

@@ -37,8 +37,9 @@ browser:
 test: install-dev browser
 	$(PY) -m pytest
 
-bench: install
-	$(PY) bench/e2e.py --clients 1 && $(PY) bench/e2e.py --clients 50
+# The service's end-to-end figures, then the service against the queue-less baseline (uvicorn: dev deps).
+bench: install-dev
+	$(PY) bench/e2e.py --clients 1 && $(PY) bench/e2e.py --clients 50 && $(PY) bench/compare.py
 
 # Retrains the current model's recipe into $(TRAIN_OUT): teacher-wide-v1, then cnn-v6 distilled from it
 # (about 25 + 15 minutes on 2 cores). The exact commands are also in the model cards.

@@ -7,5 +7,6 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("api/predict", views.api_predict, name="api-predict"),
     path("healthz", views.healthz, name="healthz"),
+    path("livez", views.livez, name="livez"),
     path("admin/", admin.site.urls),
 ]

@@ -1,4 +1,8 @@
-"""What /healthz checks: Redis, the database, workers on both queues, the current model."""
+"""What /healthz checks: Redis, the database, live workers on both queues, the current model.
+
+Workers are counted from the heartbeats they keep in Redis (worker.heartbeat): one round trip,
+so a health check costs milliseconds and cannot be used to slow the service down.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -7,17 +11,18 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from digitsite.celery import app as celery_app
+from worker.heartbeat import heartbeat_key, live_workers
+from worker.jobs import QUEUES
 from worker.model_registry import current_model_name
 
-QUEUES = ("preprocess", "inference")
+_client: redis.Redis | None = None
 
 
-def redis_ok() -> bool:
-    try:
-        return bool(redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
+def _redis() -> redis.Redis:
+    global _client
+    if _client is None:  # one pool per process, not a connection per check
+        _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    return _client
 
 
 def database_ok() -> bool:
@@ -29,29 +34,24 @@ def database_ok() -> bool:
         return False
 
 
-def worker_queues(timeout: float = 1.0) -> dict[str, list[str]]:
-    """Ask running workers which queues they consume (a broadcast over the broker)."""
-    try:
-        replies = celery_app.control.inspect(timeout=timeout).active_queues() or {}
-    except Exception:
-        return {}
-    return {worker: [q["name"] for q in queues] for worker, queues in replies.items()}
-
-
 def health_report() -> dict[str, Any]:
-    r_ok, db_ok = redis_ok(), database_ok()
-    workers = worker_queues() if r_ok else {}
-    per_queue = {q: sum(q in names for names in workers.values()) for q in QUEUES}
+    try:
+        per_queue = live_workers(_redis(), heartbeat_key(settings.REDIS_PREFIX))
+        r_ok = True
+    except redis.RedisError:
+        per_queue, r_ok = {}, False
+    db_ok = database_ok()
+    counts = {q: per_queue.get(q, 0) for q in QUEUES}
     try:
         model = current_model_name()
     except (OSError, ValueError, KeyError):
         model = None
-    ok = r_ok and db_ok and all(per_queue.values()) and model is not None
+    ok = r_ok and db_ok and all(counts.values()) and model is not None
     return {
         "status": "ok" if ok else "down",
         "redis": r_ok,
         "database": db_ok,
-        "workers": len(workers),
-        "queues": per_queue,
+        "workers": sum(counts.values()),
+        "queues": counts,
         "model": model,
     }

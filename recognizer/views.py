@@ -78,7 +78,14 @@ _last_health: str | None = None  # this process's last answer, to log changes ra
 
 
 @require_GET
+def livez(request: HttpRequest) -> JsonResponse:
+    """Liveness: this web process answers (restart it if not). Readiness is /healthz."""
+    return JsonResponse({"status": "ok"})
+
+
+@require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
+    """Readiness: every part the service needs is there (send it traffic if so)."""
     global _last_health
     report = health_report()
     if report["status"] != _last_health:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
 
 from worker import pipeline
@@ -20,6 +20,7 @@ from worker.jobs import (
     JOB_EXPIRES_S, PREDICT_QUEUE, PREDICT_TASK, PREPARE_TASK, Answer, Job, JobError, batch_from_wire, batch_repr,
     batch_to_wire,
 )
+from worker.heartbeat import Heartbeat, heartbeat_key
 from worker.model_registry import get_predictor
 from worker.push import push_answers
 
@@ -75,9 +76,22 @@ def _load_model_in_child(**_: Any) -> None:
     get_predictor()
 
 
+_heartbeat: Heartbeat | None = None
+
+
 @worker_ready.connect
-def _load_model_in_solo_worker(sender: Any = None, **_: Any) -> None:
-    """With the solo pool tasks run in this process: load the model before the first job."""
-    queues = {q.name for q in getattr(getattr(sender, "task_consumer", None), "queues", [])}
+def _ready(sender: Any = None, **_: Any) -> None:
+    """With the solo pool tasks run in this process: load the model before the first job, then
+    start beating (so /healthz counts a worker only once it can answer)."""
+    global _heartbeat
+    queues = sorted(q.name for q in getattr(getattr(sender, "task_consumer", None), "queues", []))
     if PREDICT_QUEUE in queues:
         get_predictor()
+    _heartbeat = Heartbeat(settings.REDIS_URL, heartbeat_key(settings.REDIS_PREFIX), getattr(sender, "hostname", "worker"), queues)
+    _heartbeat.start()
+
+
+@worker_shutdown.connect
+def _stopping(**_: Any) -> None:
+    if _heartbeat is not None:
+        _heartbeat.stop()

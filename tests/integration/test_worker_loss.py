@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 import redis
+import requests
 
 from scripts.stack import Stack
 from tests.conftest import TEST_REDIS_URL, free_port
@@ -34,6 +35,13 @@ def test_a_job_lost_with_its_worker_is_sent_again(stack, tmp_path):
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait()
         service.procs.remove((name, worker))
+        # /healthz reads the workers' heartbeats: the dead one drops out within their TTL
+        deadline = time.monotonic() + 10
+        while (health := requests.get(f"{service.url}/healthz", timeout=5)).status_code != 503:
+            assert time.monotonic() < deadline, f"/healthz still says {health.json()} with no inference worker"
+            time.sleep(0.2)
+        assert health.json()["queues"] == {"preprocess": 1, "inference": 0}
+        assert requests.get(f"{service.url}/livez", timeout=5).status_code == 200
 
         client = ProtocolClient(service.url)
         try:

@@ -59,10 +59,25 @@ def main() -> None:
         return
     from scripts.stack import Stack
 
-    env = {"REDIS_PREFIX": f"bench-{uuid.uuid4().hex[:8]}:"}  # never touches a running service's queues
-    with Stack(port=free_port(), redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13"), env=env) as stack:
-        time.sleep(1.0)
-        run(args, stack.url)
+    redis_url, prefix = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13"), f"bench-{uuid.uuid4().hex[:8]}:"
+    try:  # a prefix of its own: never touches a running service's queues
+        with Stack(port=free_port(), redis_url=redis_url, env={"REDIS_PREFIX": prefix}) as stack:
+            time.sleep(1.0)
+            run(args, stack.url)
+    finally:
+        redis_prefix_clear(redis_url, prefix)
+
+
+def redis_prefix_clear(url: str, prefix: str) -> None:
+    """Leave the machine's Redis as we found it (a bundled Redis is gone already, with its keys)."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=2)
+        for key in client.scan_iter(match=f"{prefix}*"):
+            client.delete(key)
+    except redis.RedisError:
+        pass
 
 
 if __name__ == "__main__":

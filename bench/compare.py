@@ -291,7 +291,10 @@ class Service:
         kwargs: dict[str, Any] = {"port": free_port(), "redis_url": redis_url, "env": {"REDIS_PREFIX": self.prefix},
                                   "log_dir": log_dir or Path(tempfile.mkdtemp(prefix="bench-stack-"))}
         self.web_processes_supported = "web_processes" in inspect.signature(stack_module.Stack).parameters
-        if web_processes is not None and self.web_processes_supported:
+        if web_processes is None and hasattr(stack_module, "default_web_processes"):
+            web_processes = stack_module.default_web_processes()  # what `make run` starts
+        self.web_processes = web_processes if self.web_processes_supported else 1
+        if self.web_processes_supported and web_processes is not None:
             kwargs["web_processes"] = web_processes
         self.stack = stack_module.Stack(**kwargs)
         self.url = self.stack.url
@@ -512,13 +515,14 @@ def main() -> None:
     parser.add_argument("--p95-ms", type=float, default=50.0, help="capacity criterion: final-prediction p95")
     parser.add_argument("--ladder", type=lambda s: [int(x) for x in s.split(",")], default=list(DEFAULT_LADDER))
     parser.add_argument("--max-clients", type=int, default=240)
-    parser.add_argument("--bisections", type=int, default=2)
+    parser.add_argument("--bisections", type=int, default=3, help="halvings after the ladder's first failure")
     parser.add_argument("--skip-capacity", action="store_true", help="only the soak (with --soak)")
     parser.add_argument("--soak", action="store_true", help="also --soak-clients for --soak-s on each system")
     parser.add_argument("--soak-clients", type=int, default=100)
     parser.add_argument("--soak-s", type=float, default=60.0)
     parser.add_argument("--inprocess-workers", type=int, default=os.cpu_count() or 1, help="uvicorn processes")
-    parser.add_argument("--web-processes", type=int, help="daphne processes of the service (when Stack supports it)")
+    parser.add_argument("--web-processes", type=int,
+                        help="daphne processes of the service, when Stack supports it (default: as many as `make run` starts)")
     parser.add_argument("--root", type=Path, default=ROOT,
                         help="the checkout whose code both systems run (e.g. a `git worktree` of a commit); default this one")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13"))
@@ -546,8 +550,8 @@ def main() -> None:
         for name in args.systems.split(","):
             system = systems[name]()
             if isinstance(system, Service):
-                wp = "Stack's default" if args.web_processes is None else args.web_processes
-                print(f"service: web processes {wp if system.web_processes_supported else '1 (this Stack has no web_processes)'}; "
+                wp = f"{system.web_processes}" if system.web_processes_supported else "1 (this Stack has no web_processes)"
+                print(f"service: daphne processes {wp}, one Celery worker per queue; "
                       f"Redis {args.redis_url}, key prefix {system.prefix}", flush=True)
             else:
                 print(f"inprocess: uvicorn --workers {args.inprocess_workers}, torch threads 1 per process", flush=True)

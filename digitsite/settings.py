@@ -144,6 +144,7 @@ CELERY_TASK_DEFAULT_QUEUE = "preprocess"
 CELERY_TASK_ROUTES = {  # the names and queues of worker.jobs
     "worker.tasks.prepare": {"queue": "preprocess"},
     "worker.tasks.predict": {"queue": "inference"},
+    "worker.tasks.fill_drawings": {"queue": "inference"},
 }
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_WORKER_DISABLE_RATE_LIMITS = True
@@ -157,6 +158,10 @@ WS_RATE_BURST = 200
 # An unanswered prediction (its job lost with a worker) is asked again once, after this many seconds,
 # for the drawing's newest state; then the client gets an `unavailable` error.
 WS_PREDICTION_TIMEOUT_S = float(os.environ.get("WS_PREDICTION_TIMEOUT_S", "5"))
+
+# Stored drawings whose prediction message was lost are queued again by the inference workers
+# after this many seconds (worker.drawings).
+DRAWING_SWEEP_S = float(os.environ.get("DRAWING_SWEEP_S", "10"))
 
 LOGGING = {
     "version": 1,

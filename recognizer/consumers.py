@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from recognizer.jobs import job_client, new_job_id
+from recognizer.jobs import enqueue_fill, job_client, new_job_id
 from recognizer.ratelimit import TokenBucket
 from recognizer.services import drawing_store
 from recognizer.session import RecognitionSession, StoreRequest
@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 
 
 async def store_submitted(req: StoreRequest) -> int:
-    row = await database_sync_to_async(drawing_store)(
+    row, _ = await database_sync_to_async(drawing_store)(
         client_id=req.drawing, strokes=req.strokes.strokes, canvas=req.strokes.canvas, brush=req.strokes.brush,
-        image28=req.image28, png=req.png, prediction=req.prediction, label=req.label,
+        label=req.label, enqueue=enqueue_fill,
     )
     return int(row.pk)
 

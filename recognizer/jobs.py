@@ -14,7 +14,10 @@ from channels.layers import get_channel_layer
 
 from recognizer.batching import JobBatcher, OnFailed, Publish
 from recognizer.replies import Handler, ReplyHub
-from worker.jobs import JOB_EXPIRES_S, PREDICT_TASK, PREPARE_QUEUE, PREPARE_TASK, Answer, Job, batch_repr, batch_to_wire
+from worker.jobs import (
+    FILL_TASK, JOB_EXPIRES_S, PREDICT_QUEUE, PREDICT_TASK, PREPARE_QUEUE, PREPARE_TASK, Answer, Job, batch_repr,
+    batch_to_wire,
+)
 
 # A broker that does not answer fails the publish quickly (the client is told), instead of kombu's
 # default of retrying for seconds while the socket waits.
@@ -32,6 +35,13 @@ def celery_publish(queue: str, jobs: list[Job]) -> None:
     batch = batch_to_wire(jobs)
     app.send_task(PREPARE_TASK if queue == PREPARE_QUEUE else PREDICT_TASK, args=(batch,), queue=queue,
                   expires=JOB_EXPIRES_S, argsrepr=batch_repr(batch), retry_policy=PUBLISH_RETRY)
+
+
+def enqueue_fill(pks: list[int]) -> None:
+    """Ask a worker to predict stored drawings (blocking; called after their commit)."""
+    from digitsite.celery import app
+
+    app.send_task(FILL_TASK, args=(pks,), queue=PREDICT_QUEUE, retry_policy=PUBLISH_RETRY)
 
 
 class JobClient:

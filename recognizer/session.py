@@ -32,13 +32,10 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 @dataclass(frozen=True)
 class StoreRequest:
-    """A submitted drawing and what the workers made of it, to be kept."""
+    """A submitted drawing, to be kept at once (its prediction is filled in by a worker later)."""
 
     drawing: str
     strokes: Strokes
-    image28: bytes
-    png: bytes
-    prediction: dict[str, Any]  # the prediction message the client was sent
     label: int | None
 
 
@@ -61,17 +58,17 @@ class Pending:
     started: float  # perf_counter when the message it answers arrived
     strokes: Strokes
     pen_down: bool
-    submit: SubmitMsg | None = None
     attempts: int = 1
     timer: asyncio.TimerHandle | None = None
 
 
 class RecognitionSession:
     def __init__(self, *, client: str, sink: JobSink, send: Send, store: Store, new_id: Callable[[], str],
-                 timeout_s: float, bucket: TokenBucket, max_attempts: int = 2) -> None:
+                 timeout_s: float, bucket: TokenBucket, max_attempts: int = 2, store_timeout_s: float = 4.0) -> None:
         self.client = client
         self._sink, self._send, self._store, self._new_id = sink, send, store, new_id
         self._timeout_s, self._bucket, self._max_attempts = timeout_s, bucket, max_attempts
+        self._store_timeout_s = store_timeout_s
         self.state = DrawingState()
         self.last_seq: int | None = None
         self.shown_seq = -1  # newest seq already predicted to the client
@@ -102,17 +99,20 @@ class RecognitionSession:
             return
         self.last_seq = msg.seq
         if isinstance(msg, SubmitMsg):
-            self._request(self._snapshot(received, submit=msg))
+            # stored in the background: a slow database never holds up this socket's predictions
+            task = asyncio.ensure_future(self._keep(msg, self._snapshot(received).strokes))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         elif self.live is None:
             self._request_live()
         else:
             self.dirty = True
 
-    def _snapshot(self, started: float, submit: SubmitMsg | None = None) -> Pending:
+    def _snapshot(self, started: float) -> Pending:
         s = self.state
         assert s.seq is not None
         strokes = Strokes([[list(p) for p in stroke] for stroke in s.strokes], s.canvas, s.brush)
-        return Pending(submit.seq if submit else s.seq, s.drawing, started, strokes, s.open_stroke, submit)
+        return Pending(s.seq, s.drawing, started, strokes, s.open_stroke)
 
     def _request_live(self) -> None:
         self.dirty = False
@@ -122,7 +122,7 @@ class RecognitionSession:
         job_id = self._new_id()
         # the heat map only when the pen is up, in a message after the prediction
         job = Job(id=job_id, client=self.client, reply=self._sink.reply, strokes=p.strokes,
-                  png=p.submit is not None, saliency=Saliency.NONE if p.pen_down else Saliency.AFTER)
+                  saliency=Saliency.NONE if p.pen_down else Saliency.AFTER)
         self.pending[job_id] = p
         p.timer = asyncio.get_running_loop().call_later(self._timeout_s, self._spawn, self._expire, job_id)
 
@@ -146,12 +146,9 @@ class RecognitionSession:
         return p
 
     async def _unavailable(self, p: Pending, message: str) -> None:
-        """Tell the client that its newest state (or its submit) has no prediction coming."""
-        if p.submit is None:
-            self.dirty = False  # the error covers the newest state; the next message asks again
-            seq = self.state.seq if self.state.seq is not None else p.seq
-        else:
-            seq = p.seq
+        """Tell the client that its newest state has no prediction coming."""
+        self.dirty = False  # the error covers the newest state; the next message asks again
+        seq = self.state.seq if self.state.seq is not None else p.seq
         await self._send(ProtocolError("unavailable", message, seq).as_message())
 
     async def _enqueue_failed(self, job_id: str) -> None:
@@ -168,14 +165,10 @@ class RecognitionSession:
             await self._unavailable(p, "no prediction in time; retry later")
             return
         log.info("no answer to job %s in %.1f s: asking again", job_id, self._timeout_s)
-        if p.submit is None:  # the newest state, not the one that went missing
-            self.dirty = False
-            retry = self._snapshot(self._state_at)
-            retry.attempts = p.attempts + 1
-            self.live = self._request(retry)
-        else:
-            p.attempts += 1
-            self._request(p)
+        self.dirty = False  # the newest state, not the one that went missing
+        retry = self._snapshot(self._state_at)
+        retry.attempts = p.attempts + 1
+        self.live = self._request(retry)
 
     # ---- workers -> server
     async def on_answer(self, answer: Answer, sent_at: float) -> None:
@@ -188,22 +181,17 @@ class RecognitionSession:
         p = self._forget(answer.id)
         if p is None:
             return  # an answer to a request already given up on or asked again
-        prediction = None
         if answer.error is not None:
             await self._send(ProtocolError(answer.error.code, answer.error.message, p.seq).as_message())
-        elif answer.prediction is not None:
-            prediction = self._prediction_message(p, answer, sent_at)
-            if p.drawing == self.state.drawing and p.seq > self.shown_seq:
-                self.shown_seq = p.seq
-                await self._send(prediction)
-                if not p.pen_down and answer.image is not None:
-                    self._heat_owed[answer.id] = (p.drawing, p.seq)
-                    while len(self._heat_owed) > 8:
-                        self._heat_owed.popitem(last=False)
+        elif answer.prediction is not None and p.drawing == self.state.drawing and p.seq > self.shown_seq:
+            self.shown_seq = p.seq
+            await self._send(self._prediction_message(p, answer, sent_at))
+            if not p.pen_down and answer.image is not None:
+                self._heat_owed[answer.id] = (p.drawing, p.seq)
+                while len(self._heat_owed) > 8:
+                    self._heat_owed.popitem(last=False)
         if was_live and self.dirty:
             self._request_live()
-        if p.submit is not None and prediction is not None:
-            await self._keep(p, answer, prediction)
 
     async def _saliency(self, answer: Answer) -> None:
         """The heat map for a prediction already sent; only the one on screen is worth sending."""
@@ -229,18 +217,20 @@ class RecognitionSession:
             "timings": {**answer.timings, "push": push_ms},
         }
 
-    async def _keep(self, p: Pending, answer: Answer, prediction: dict[str, Any]) -> None:
-        assert p.submit is not None
+    async def _keep(self, msg: SubmitMsg, strokes: Strokes) -> None:
+        """Store first: the drawing is the person's data, its prediction can follow (a worker fills it
+        in). A database that does not answer in time is `store_failed`; a resubmit finds the same row."""
         try:
-            row_id = await self._store(StoreRequest(
-                drawing=p.drawing, strokes=p.strokes, image28=answer.image or bytes(784), png=answer.png or b"",
-                prediction=prediction, label=p.submit.label))
-        except Exception:
-            log.exception("storing drawing %s failed", p.drawing)
-            await self._send(ProtocolError("store_failed", "the drawing could not be stored; submit again",
-                                           p.seq).as_message())
+            row_id = await asyncio.wait_for(self._store(StoreRequest(msg.drawing, strokes, msg.label)),
+                                            self._store_timeout_s)
+        except Exception as exc:
+            log.warning("storing drawing %s failed: %r", msg.drawing, exc)
+            if not self.closed:
+                await self._send(ProtocolError("store_failed", "the drawing could not be stored; submit again",
+                                               msg.seq).as_message())
             return
-        await self._send({"type": "stored", "drawing": p.drawing, "id": row_id, "seq": p.seq})
+        if not self.closed:
+            await self._send({"type": "stored", "drawing": msg.drawing, "id": row_id, "seq": msg.seq})
 
     def close(self) -> None:
         """The socket is gone: no more sends, no timers left behind."""

@@ -22,6 +22,7 @@ MAX_BATCH = 64  # jobs per Celery message: bounds one worker step (and one forwa
 # Task names and queues: the web side publishes by name and never imports worker code.
 PREPARE_TASK = "worker.tasks.prepare"  # decode uploads (15-70 ms each): their own queue
 PREDICT_TASK = "worker.tasks.predict"  # strokes or ready 28x28 images -> predictions
+FILL_TASK = "worker.tasks.fill_drawings"  # stored drawings (by primary key) -> their predictions
 PREPARE_QUEUE = "preprocess"
 PREDICT_QUEUE = "inference"
 QUEUES = (PREPARE_QUEUE, PREDICT_QUEUE)

@@ -17,8 +17,8 @@ from django.conf import settings
 
 from worker import pipeline
 from worker.jobs import (
-    JOB_EXPIRES_S, PREDICT_QUEUE, PREDICT_TASK, PREPARE_TASK, Answer, Job, JobError, batch_from_wire, batch_repr,
-    batch_to_wire,
+    FILL_TASK, JOB_EXPIRES_S, PREDICT_QUEUE, PREDICT_TASK, PREPARE_TASK, Answer, Job, JobError, batch_from_wire,
+    batch_repr, batch_to_wire,
 )
 from worker.heartbeat import Heartbeat, heartbeat_key
 from worker.model_registry import get_predictor
@@ -76,7 +76,20 @@ def _load_model_in_child(**_: Any) -> None:
     get_predictor()
 
 
+@shared_task(name=FILL_TASK, ignore_result=True)
+def fill_drawings(pks: list[int]) -> None:
+    """Stored drawings -> their predictions, PNGs and 28x28 images (see worker.drawings)."""
+    from worker.drawings import drawings_fill  # the ORM only where it is used: after Django is set up
+
+    drawings_fill(get_predictor(), [int(pk) for pk in pks])
+
+
+def enqueue_fill(pks: list[int]) -> None:
+    fill_drawings.apply_async((pks,), queue=PREDICT_QUEUE)
+
+
 _heartbeat: Heartbeat | None = None
+_sweeper: Any = None
 
 
 @worker_ready.connect
@@ -89,9 +102,20 @@ def _ready(sender: Any = None, **_: Any) -> None:
         get_predictor()
     _heartbeat = Heartbeat(settings.REDIS_URL, heartbeat_key(settings.REDIS_PREFIX), getattr(sender, "hostname", "worker"), queues)
     _heartbeat.start()
+    if PREDICT_QUEUE in queues:
+        global _sweeper
+        import redis
+
+        from worker.drawings import Sweeper
+
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+        _sweeper = Sweeper(client, f"{settings.REDIS_PREFIX}digits:sweep-lock", enqueue_fill)
+        _sweeper.start()
 
 
 @worker_shutdown.connect
 def _stopping(**_: Any) -> None:
     if _heartbeat is not None:
         _heartbeat.stop()
+    if _sweeper is not None:
+        _sweeper.stop()

@@ -9,6 +9,7 @@ import io
 import json
 import math
 import re
+import time
 from typing import Any, Callable, Sequence
 
 import pytest
@@ -170,10 +171,15 @@ def pad(page: Page) -> Pad:
     return Pad(page).open()
 
 
-def stored(pk: int):
+def stored(pk: int, timeout: float = 15.0):
+    """The stored row once a worker has filled in its prediction (drawings are stored first)."""
     from recognizer.models import Drawing
 
-    return orm(lambda: Drawing.objects.get(pk=pk))
+    deadline = time.monotonic() + timeout
+    while (row := orm(lambda: Drawing.objects.get(pk=pk))).predicted_at is None:
+        assert time.monotonic() < deadline, f"drawing {pk} was stored but never predicted"
+        time.sleep(0.1)
+    return row
 
 
 def digit_png(digit: int, side: int = 280, width: int = 18) -> bytes:

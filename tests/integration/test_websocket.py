@@ -37,7 +37,7 @@ def test_submit_stores_the_drawing_and_the_admin_lists_it(ws, stack, django_user
     stored = msgs[-1]
     assert stored["type"] == "stored" and stored["drawing"] == "keep-me" and stored["seq"] == seq
 
-    row = Drawing.objects.get(pk=stored["id"])
+    row = predicted_row(stored["id"])  # stored at once, predicted by a worker right after
     assert (row.client_id, row.label, row.predicted_digit, row.brush) == ("keep-me", 3, 3, 18)
     assert len(row.strokes) == 1 and len(row.strokes[0]) == len(digit_strokes(3)[0])
     assert (row.canvas_width, row.canvas_height) == (280, 280)
@@ -57,6 +57,14 @@ def test_submit_stores_the_drawing_and_the_admin_lists_it(ws, stack, django_user
     assert "data:image/png;base64," in listing.text
     detail = session.get(f"{stack.url}/admin/recognizer/drawing/{row.pk}/change/")
     assert detail.status_code == 200 and "28×28 image the model saw" in detail.text
+
+
+def predicted_row(pk: int, timeout: float = 15.0) -> Drawing:
+    deadline = time.monotonic() + timeout
+    while (row := Drawing.objects.get(pk=pk)).predicted_at is None:
+        assert time.monotonic() < deadline, f"drawing {pk} was stored but never predicted"
+        time.sleep(0.1)
+    return row
 
 
 def test_a_heat_map_follows_the_prediction_at_pen_up(ws):

@@ -117,19 +117,24 @@ def test_a_broker_that_refuses_the_job_is_answered_unavailable_and_the_socket_st
 
 
 @pytest.mark.django_db(transaction=True)
-def test_submit_stores_the_drawing_through_the_consumer() -> None:
-    async def go() -> None:
+def test_submit_stores_the_drawing_at_once_and_queues_its_prediction(monkeypatch) -> None:
+    queued: list[list[int]] = []
+    monkeypatch.setattr("recognizer.consumers.enqueue_fill", queued.append)
+
+    async def go() -> int:
         comm, _ = await connect()
         try:
             last = await send_strokes(comm, 3, "keep")
             await until(comm, lambda m: m["type"] == "prediction" and m["seq"] == last)
-            await comm.send_to(text_data=json.dumps({"type": "submit", "seq": last + 1, "drawing": "keep", "label": 3}))
-            stored = (await until(comm, lambda m: m["type"] in ("stored", "error")))[-1]
-            assert stored["type"] == "stored" and stored["seq"] == last + 1
-            return stored["id"]
+            for seq in (last + 1, last + 2):  # a resubmit (the page timed out) is the same row
+                await comm.send_to(text_data=json.dumps({"type": "submit", "seq": seq, "drawing": "keep", "label": 3}))
+            first = (await until(comm, lambda m: m["type"] in ("stored", "error")))[-1]
+            second = (await until(comm, lambda m: m["type"] in ("stored", "error")))[-1]
+            assert first["type"] == second["type"] == "stored" and first["id"] == second["id"]
+            return first["id"]
         finally:
             await close(comm)
-    asyncio.run(go())
+    pk = asyncio.run(go())
     row = Drawing.objects.get()
-    assert (row.client_id, row.label, row.predicted_digit) == ("keep", 3, 3)
-    assert bytes(row.png).startswith(b"\x89PNG") and len(bytes(row.image28)) == 784
+    assert (row.pk, row.client_id, row.label, row.predicted_at) == (pk, "keep", 3, None)
+    assert queued == [[pk]], "the prediction was not queued once after the commit"

@@ -159,6 +159,10 @@ WS_RATE_BURST = 200
 # for the drawing's newest state; then the client gets an `unavailable` error.
 WS_PREDICTION_TIMEOUT_S = float(os.environ.get("WS_PREDICTION_TIMEOUT_S", "5"))
 
+# Whether a web process publishes its batches from a thread (its event loop goes on meanwhile) or on
+# the event loop itself (no thread hand-off); see the README's benchmark section.
+PUBLISH_IN_THREAD = env_bool("PUBLISH_IN_THREAD", True)
+
 # Stored drawings whose prediction message was lost are queued again by the inference workers
 # after this many seconds (worker.drawings).
 DRAWING_SWEEP_S = float(os.environ.get("DRAWING_SWEEP_S", "10"))

@@ -22,11 +22,14 @@ OnFailed = Callable[[BaseException], Awaitable[None]]
 
 
 class JobBatcher:
-    def __init__(self, publish: Publish, *, max_batch: int = MAX_BATCH, executor: Executor | None = None) -> None:
+    def __init__(self, publish: Publish, *, max_batch: int = MAX_BATCH, in_thread: bool = True,
+                 executor: Executor | None = None) -> None:
         self._publish = publish
         self._max_batch = max_batch
         # One thread: publishes leave in order, and Celery's producer is used by one thread only.
-        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-publish")
+        # in_thread=False publishes on the event loop itself (no thread hand-off; the loop waits).
+        self._executor = (executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-publish")
+                          if in_thread else None)
         self._pending: list[tuple[Job, OnFailed]] = []
         self._flushing: asyncio.Task[None] | None = None
         self.published_batches = 0
@@ -50,7 +53,10 @@ class JobBatcher:
                     for i in range(0, len(items), self._max_batch):
                         chunk = items[i:i + self._max_batch]
                         try:
-                            await loop.run_in_executor(self._executor, self._publish, queue, [j for j, _ in chunk])
+                            if self._executor is None:
+                                self._publish(queue, [j for j, _ in chunk])
+                            else:
+                                await loop.run_in_executor(self._executor, self._publish, queue, [j for j, _ in chunk])
                         except Exception as exc:  # broker down: every job of the batch is told
                             log.warning("could not publish a batch of %d to %s: %s", len(chunk), queue, exc)
                             await asyncio.gather(*(failed(exc) for _, failed in chunk), return_exceptions=True)

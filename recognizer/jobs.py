@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 from recognizer.batching import JobBatcher, OnFailed, Publish
 from recognizer.replies import Handler, ReplyHub
@@ -99,7 +100,7 @@ async def job_client(publish: Publish = celery_publish,
     try:
         hub = make_hub() if make_hub else ReplyHub(get_channel_layer())
         await hub.start()
-        client = _clients[loop] = JobClient(hub, JobBatcher(publish))
+        client = _clients[loop] = JobClient(hub, JobBatcher(publish, in_thread=settings.PUBLISH_IN_THREAD))
         starting.set_result(client)
         return client
     except BaseException as exc:

@@ -103,3 +103,16 @@ def test_a_failed_publish_tells_every_job_of_the_batch_and_the_next_batch_still_
         await settle(b)
         assert rec.batches == [("inference", ["j5"])]
     asyncio.run(go())
+
+
+def test_publishing_on_the_event_loop_batches_the_same_way() -> None:
+    async def go() -> None:
+        rec = Recorder()
+        b = JobBatcher(rec, in_thread=False)
+        for i in range(4):
+            b.add(job(i), nothing)
+        await settle(b)
+        b.add(job(7), nothing)
+        await settle(b)
+        assert rec.batches == [("inference", ["j0", "j1", "j2", "j3"]), ("inference", ["j7"])]
+    asyncio.run(go())

@@ -1,20 +1,36 @@
 """Start the whole service: Redis (when none answers), the Celery workers and daphne.
 
 `make run` runs this module; the integration tests start the same processes through `Stack`.
-Ctrl-C or SIGTERM stops everything it started.
+Under `make run` a process that dies is started again (with back-off) and only Ctrl-C or SIGTERM
+stops the service, which stops everything it started.
+
+A Celery worker takes about 3.5 s to boot on 2 cores (Python, Django, Celery, then torch), so a
+supervised worker has a warm spare: a process started with the same command and environment that
+has imported all that and waits on its stdin; a restart wakes it, and it runs the worker's command
+in-process (about 1 s). A spare is started once its worker has been up SPARE_AFTER_S, so it never
+competes for the CPU with a worker that is booting, and it exits when its stdin closes.
+
+WEB_PROCESSES=N runs N daphne processes on one listening socket, which this module binds and hands
+to each of them (`daphne --fd`); the kernel gives each new connection to whichever accepts first.
+While supervised, this process keeps the socket open, so connections made while a web process
+restarts wait in its backlog instead of being refused.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlparse
 
 import redis
@@ -24,6 +40,8 @@ BIN = Path(sys.executable).parent
 
 # One worker process per queue by default; scale each with PREPROCESS_WORKERS / INFERENCE_WORKERS.
 QUEUES = ("preprocess", "inference")
+WEB_ARGS = ["--proxy-headers", "digitsite.asgi:application"]
+SPARE_AFTER_S = 5.0  # a worker's spare starts once the worker has been up this long
 
 
 def redis_answers(url: str) -> bool:
@@ -42,46 +60,151 @@ def worker_command(queue: str, index: int = 0) -> list[str]:
 
 
 def web_command(host: str, port: int) -> list[str]:
-    return [str(BIN / "daphne"), "-b", host, "-p", str(port), "--proxy-headers", "digitsite.asgi:application"]
+    """daphne binding host:port itself (one web process per container, docker-compose.yml)."""
+    return [str(BIN / "daphne"), "-b", host, "-p", str(port), *WEB_ARGS]
+
+
+def web_command_on_fd(fd: int) -> list[str]:
+    """daphne accepting on an inherited listening socket, so that several can share one port."""
+    return [str(BIN / "daphne"), "--fd", str(fd), *WEB_ARGS]
+
+
+def default_web_processes() -> int:
+    """WEB_PROCESSES, else one per core up to four (daphne runs one event loop per process)."""
+    return int(os.environ.get("WEB_PROCESSES") or max(1, min(os.cpu_count() or 1, 4)))
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening IPv4 socket (port 0: any free port) for web processes to inherit.
+
+    IPv4 only: daphne's `--fd` adopts the descriptor as AF_INET.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # rebind at once after a restart
+        sock.bind((host, port))
+        sock.listen(socket.SOMAXCONN)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@dataclass
+class Backoff:
+    """How long to wait before restarting a process that exited.
+
+    first_s, doubling with each exit up to cap_s, so a process that cannot start does not spin;
+    one that stayed up stable_s or longer was healthy, and its next restart waits first_s again.
+    """
+
+    first_s: float = 0.5
+    cap_s: float = 10.0
+    stable_s: float = 20.0
+    failures: int = 0  # exits in a row, each after less than stable_s of uptime
+
+    def delay(self, uptime_s: float) -> float:
+        """The wait before restarting a process that exited after `uptime_s`; counts the exit."""
+        if uptime_s >= self.stable_s:
+            self.failures = 0
+        wait = min(self.cap_s, self.first_s * 2 ** self.failures)
+        self.failures += 1
+        return wait
+
+
+@dataclass
+class _Spec:
+    """What a process was started with, to start it again the same way."""
+
+    cmd: list[str]
+    env: dict[str, str]
+    pass_fds: tuple[int, ...] = ()
+    started_at: float = 0.0
+    restarts: int = 0
+    restart_at: float | None = None  # when it exited and waits for its restart
+    backoff: Backoff = field(default_factory=Backoff)
+    spare: subprocess.Popen | None = None  # a warm process ready to take over (Celery workers only)
+
+    @property
+    def wants_spare(self) -> bool:
+        return Path(self.cmd[0]).name == "celery"
+
+
+def exit_description(returncode: int) -> str:
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-returncode).name}"
+    return f"exit code {returncode}"
 
 
 @dataclass
 class Stack:
-    """The processes of one running service. Use as a context manager or call start()/stop()."""
+    """The processes of one running service. Use as a context manager or call start()/stop().
 
-    port: int = 8000
+    supervise=True (what `make run` uses) restarts any process in `procs` that exits, with
+    back-off, until stop(); the restarted process replaces the entry in `procs` under the same
+    name. Off by default, so a test that kills a process (and takes it out of `procs`) sees it stay
+    dead; with supervision on, take a process out of `procs` before killing it to keep it dead.
+    """
+
+    port: int = 8000  # 0: any free port (self.port then says which)
     host: str = "127.0.0.1"
     redis_url: str = "redis://127.0.0.1:6379/0"
     env: dict[str, str] = field(default_factory=dict)
     workers: dict[str, int] = field(default_factory=lambda: dict.fromkeys(QUEUES, 1))
+    web_processes: int = 1
+    supervise: bool = False
     log_dir: Path | None = None
     start_redis: bool = True  # start the bundled redis-server when none answers at redis_url
     procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+    _specs: dict[str, _Spec] = field(default_factory=dict, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    _supervisor: threading.Thread | None = field(default=None, repr=False)
+    _listener: socket.socket | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 60.0, wait: bool = True) -> Stack:
+        self._stopping.clear()
         try:
             if self.start_redis:
                 self._ensure_redis()
             for queue, count in self.workers.items():
                 for _ in range(count):
                     self.add_worker(queue)
-            self._spawn("web", web_command(self.host, self.port), self._env())
+            self._start_web()
             if wait:
                 self.wait_healthy(timeout)
         except BaseException:  # a failed start leaves nothing running (no orphan workers)
             self.stop()
             raise
+        if self.supervise:
+            self._supervisor = threading.Thread(target=self._supervise_loop, name="stack-supervisor", daemon=True)
+            self._supervisor.start()
         return self
+
+    def _start_web(self) -> None:
+        self._listener = listening_socket(self.host, self.port)
+        self.port = self._listener.getsockname()[1]
+        fd = self._listener.fileno()
+        for i in range(self.web_processes):
+            self._spawn("web" if self.web_processes == 1 else f"web{i}", web_command_on_fd(fd), self._env(),
+                        pass_fds=(fd,))
+        if not self.supervise:
+            # Nothing will start another web process on it: let the web processes alone hold the
+            # port, so it is free again once they are gone (tests restart daphne on the same port).
+            self._listener.close()
+            self._listener = None
 
     def add_worker(self, queue: str) -> subprocess.Popen:
         """Start one more worker process on `queue`."""
-        index = sum(name.startswith(f"worker-{queue}") for name, _ in self.procs)
-        self._spawn(f"worker-{queue}{index}", worker_command(queue, index), self._env())
-        return self.procs[-1][1]
+        with self._lock:
+            index = sum(name.startswith(f"worker-{queue}") for name, _ in self.procs)
+            self._spawn(f"worker-{queue}{index}", worker_command(queue, index), self._env())
+            return self.procs[-1][1]
 
     def _env(self) -> dict[str, str]:
         return {**os.environ, **self.env, "REDIS_URL": self.redis_url, "PYTHONUNBUFFERED": "1"}
@@ -105,22 +228,99 @@ class Stack:
             time.sleep(0.05)
         print(f"started bundled redis-server on 127.0.0.1:{port}", flush=True)
 
-    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
-        out = None
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str], pass_fds: tuple[int, ...] = ()) -> None:
+        spec = _Spec(cmd, env, pass_fds)
+        with self._lock:
+            self._specs[name] = spec
+            self.procs.append((name, self._popen(name, spec)))
+
+    def _popen(self, name: str, spec: _Spec, spare: bool = False) -> subprocess.Popen:
+        out: IO[bytes] | None = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            out = open(self.log_dir / f"{name}.log", "ab")
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
-                                start_new_session=True)
-        self.procs.append((name, proc))
+            out = open(self.log_dir / f"{name}.log", "ab")  # a restart appends to the same log
+        cmd = [sys.executable, "-m", "scripts.stack", "--spare", *spec.cmd] if spare else spec.cmd
+        try:
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=spec.env, stdout=out,
+                                    stderr=subprocess.STDOUT if out else None,
+                                    stdin=subprocess.PIPE if spare else None,
+                                    pass_fds=spec.pass_fds, start_new_session=True)
+        finally:
+            if out is not None:
+                out.close()  # the child has its own copy
+        if not spare:
+            spec.started_at = time.monotonic()
+        return proc
+
+    # ---- supervision
+    def _supervise_loop(self) -> None:
+        while not self._stopping.wait(0.1):
+            try:
+                self.supervise_once()
+            except Exception as exc:  # keep supervising the others; say what went wrong
+                _log(f"supervisor error: {exc!r}")
+
+    def supervise_once(self, now: float | None = None) -> None:
+        """Schedule the restart of each process in `procs` that exited; restart those due."""
+        with self._lock:
+            for i, (name, proc) in enumerate(self.procs):
+                if self._stopping.is_set() or proc.poll() is None:
+                    continue
+                spec = self._specs[name]
+                now = time.monotonic() if now is None else now
+                if spec.restart_at is None:
+                    uptime = now - spec.started_at
+                    wait = spec.backoff.delay(uptime)
+                    spec.restart_at = now + wait
+                    _log(f"{name} (pid {proc.pid}) {exit_description(proc.returncode)} after {uptime:.1f} s; "
+                         f"restart {spec.restarts + 1} in {wait:.1f} s")
+                elif now >= spec.restart_at:
+                    spec.restart_at = None
+                    spec.restarts += 1
+                    new, how = self._wake_spare(spec), "its warm spare"
+                    if new is None:
+                        new, how = self._popen(name, spec), "a new process"
+                    self.procs[i] = (name, new)
+                    _log(f"{name} restarted as pid {new.pid}, {how} (restart {spec.restarts})")
+            now = time.monotonic() if now is None else now
+            for name, proc in self.procs:
+                spec = self._specs[name]
+                if spec.spare is not None and spec.spare.poll() is not None:
+                    _log(f"{name}'s spare {exit_description(spec.spare.returncode)}")
+                    spec.spare = None
+                if (spec.wants_spare and spec.spare is None and proc.poll() is None
+                        and now - spec.started_at >= SPARE_AFTER_S and not self._stopping.is_set()):
+                    spec.spare = self._popen(name, spec, spare=True)
+
+    def _wake_spare(self, spec: _Spec) -> subprocess.Popen | None:
+        """The spare, told to run the worker's command; None if there is none or it died."""
+        spare, spec.spare = spec.spare, None
+        if spare is None or spare.stdin is None:
+            return None
+        try:
+            spare.stdin.write(b"run\n")
+            spare.stdin.close()
+        except OSError:  # it died: start a new process instead
+            pass
+        if spare.poll() is not None:
+            spare.wait()
+            return None
+        spec.started_at = time.monotonic()
+        return spare
+
+    def restarts(self, name: str) -> int:
+        """How many times supervision restarted process `name`."""
+        with self._lock:
+            return self._specs[name].restarts
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
-            for name, proc in self.procs:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}")
+            if self._supervisor is None:  # unsupervised, a process that exited stays gone
+                for name, proc in self.procs:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"{name} exited with {proc.returncode}")
             try:
                 with urllib.request.urlopen(f"{self.url}/healthz", timeout=3) as resp:
                     if resp.status == 200:
@@ -130,17 +330,34 @@ class Stack:
             time.sleep(0.25)
         raise RuntimeError(f"service not healthy after {timeout:.0f} s: {last}")
 
-    def stop(self) -> None:
-        for _, proc in reversed(self.procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for name, proc in reversed(self.procs):
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        self.procs.clear()
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM every process group it started, SIGKILL those still there after `timeout`."""
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join()
+            self._supervisor = None
+        with self._lock:
+            spares = [spec.spare for spec in self._specs.values() if spec.spare is not None]
+            for proc in spares:  # closing its stdin is enough, but do not wait for that
+                assert proc.stdin is not None
+                proc.stdin.close()
+            for _, proc in [*reversed(self.procs), *(("spare", p) for p in spares)]:
+                if proc.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            for _, proc in [*reversed(self.procs), *(("spare", p) for p in spares)]:
+                try:
+                    proc.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            self.procs.clear()
+            self._specs.clear()
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
 
     def __enter__(self) -> Stack:
         return self.start()
@@ -149,14 +366,44 @@ class Stack:
         self.stop()
 
 
+def _log(message: str) -> None:
+    print(f"stack: {message}", file=sys.stderr, flush=True)
+
+
+def spare_main(cmd: list[str]) -> None:
+    """A Celery worker's warm spare: import what the worker needs, wait, then run `cmd` in-process.
+
+    Exits without running it when stdin closes with nothing read (the stack stopped or is gone).
+    """
+    import celery.apps.worker  # noqa: F401  (what booting a worker imports)
+    import celery.concurrency.solo  # noqa: F401
+    import celery.worker.consumer  # noqa: F401
+    import django
+    from celery.__main__ import main as celery_main
+
+    from digitsite.celery import app  # sets DJANGO_SETTINGS_MODULE
+
+    django.setup()
+    app.loader.import_default_modules()  # worker.tasks
+    import torch  # noqa: F401  (a worker loads the model as it starts: worker/tasks.py)
+    if not sys.stdin.buffer.readline():
+        return
+    sys.argv = cmd
+    celery_main()
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--spare"]:
+        spare_main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--web-processes", type=int, default=default_web_processes())
     args = parser.parse_args()
     workers = {q: int(os.environ.get(f"{q.upper()}_WORKERS", "1")) for q in QUEUES}
-    stack = Stack(port=args.port, host=args.host, workers=workers,
-                  redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    stack = Stack(port=args.port, host=args.host, workers=workers, web_processes=args.web_processes,
+                  supervise=True, redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:
@@ -168,10 +415,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop)
     try:
         stack.start()
-        print(f"\n  Digit recognizer running at {stack.url}/  (admin: {stack.url}/admin/)\n  Ctrl-C stops it.\n", flush=True)
-        while all(proc.poll() is None for _, proc in stack.procs):
-            time.sleep(0.5)
-        print("a process exited; stopping", file=sys.stderr)
+        print(f"\n  Digit recognizer running at {stack.url}/  (admin: {stack.url}/admin/)\n"
+              f"  {args.web_processes} web process(es); a process that dies is restarted. Ctrl-C stops it.\n",
+              flush=True)
+        while True:  # the supervisor thread does the work; only a signal ends this
+            time.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:

@@ -124,6 +124,8 @@ class _Spec:
     restart_at: float | None = None  # when it exited and waits for its restart
     backoff: Backoff = field(default_factory=Backoff)
     spare: subprocess.Popen | None = None  # a warm process ready to take over (Celery workers only)
+    spare_ready: int | None = None  # read end of the pipe on which the spare says it has loaded
+    spare_loaded: bool = False
 
     @property
     def wants_spare(self) -> bool:
@@ -239,16 +241,25 @@ class Stack:
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.log_dir / f"{name}.log", "ab")  # a restart appends to the same log
-        cmd = [sys.executable, "-m", "scripts.stack", "--spare", *spec.cmd] if spare else spec.cmd
+        cmd, env, pass_fds = spec.cmd, spec.env, spec.pass_fds
+        if spare:  # it writes to ready_w once loaded
+            ready_r, ready_w = os.pipe()
+            os.set_blocking(ready_r, False)
+            cmd = [sys.executable, "-m", "scripts.stack", "--spare", *cmd]
+            env, pass_fds = {**env, "STACK_SPARE_READY_FD": str(ready_w)}, (*pass_fds, ready_w)
         try:
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=spec.env, stdout=out,
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out,
                                     stderr=subprocess.STDOUT if out else None,
                                     stdin=subprocess.PIPE if spare else None,
-                                    pass_fds=spec.pass_fds, start_new_session=True)
+                                    pass_fds=pass_fds, start_new_session=True)
         finally:
             if out is not None:
                 out.close()  # the child has its own copy
-        if not spare:
+            if spare:
+                os.close(ready_w)
+        if spare:
+            spec.spare_ready = ready_r
+        else:
             spec.started_at = time.monotonic()
         return proc
 
@@ -287,26 +298,47 @@ class Stack:
                 spec = self._specs[name]
                 if spec.spare is not None and spec.spare.poll() is not None:
                     _log(f"{name}'s spare {exit_description(spec.spare.returncode)}")
-                    spec.spare = None
+                    spec.spare.wait()
+                    self._forget_spare(spec)
                 if (spec.wants_spare and spec.spare is None and proc.poll() is None
                         and now - spec.started_at >= SPARE_AFTER_S and not self._stopping.is_set()):
                     spec.spare = self._popen(name, spec, spare=True)
 
     def _wake_spare(self, spec: _Spec) -> subprocess.Popen | None:
         """The spare, told to run the worker's command; None if there is none or it died."""
-        spare, spec.spare = spec.spare, None
+        spare = spec.spare
+        self._forget_spare(spec)
         if spare is None or spare.stdin is None:
             return None
-        try:
+        with contextlib.suppress(OSError):  # it died (broken pipe): start a new process instead
             spare.stdin.write(b"run\n")
+            spare.stdin.flush()
+        with contextlib.suppress(OSError):
             spare.stdin.close()
-        except OSError:  # it died: start a new process instead
-            pass
         if spare.poll() is not None:
             spare.wait()
             return None
         spec.started_at = time.monotonic()
         return spare
+
+    @staticmethod
+    def _forget_spare(spec: _Spec) -> None:
+        spec.spare, spec.spare_loaded = None, False
+        if spec.spare_ready is not None:
+            os.close(spec.spare_ready)
+            spec.spare_ready = None
+
+    def spares_ready(self) -> bool:
+        """Whether every supervised Celery worker has a spare that has loaded what it needs."""
+        with self._lock:
+            specs = [self._specs[name] for name, _ in self.procs if self._specs[name].wants_spare]
+            for spec in specs:
+                if not spec.spare_loaded and spec.spare_ready is not None:
+                    with contextlib.suppress(BlockingIOError):  # nothing yet
+                        spec.spare_loaded = os.read(spec.spare_ready, 16) == b"ready\n"  # b"": it died
+                if not spec.spare_loaded:
+                    return False
+            return self._supervisor is not None
 
     def restarts(self, name: str) -> int:
         """How many times supervision restarted process `name`."""
@@ -338,6 +370,8 @@ class Stack:
             self._supervisor = None
         with self._lock:
             spares = [spec.spare for spec in self._specs.values() if spec.spare is not None]
+            for spec in self._specs.values():
+                self._forget_spare(spec)
             for proc in spares:  # closing its stdin is enough, but do not wait for that
                 assert proc.stdin is not None
                 proc.stdin.close()
@@ -386,6 +420,10 @@ def spare_main(cmd: list[str]) -> None:
     django.setup()
     app.loader.import_default_modules()  # worker.tasks
     import torch  # noqa: F401  (a worker loads the model as it starts: worker/tasks.py)
+    ready = os.environ.pop("STACK_SPARE_READY_FD", None)
+    if ready is not None:
+        os.write(int(ready), b"ready\n")
+        os.close(int(ready))
     if not sys.stdin.buffer.readline():
         return
     sys.argv = cmd

@@ -1,4 +1,6 @@
-"""docker-compose.yml is valid and runs the same commands as `make run` (no Docker engine here)."""
+"""docker-compose.yml is valid and runs the same commands as `make run` (no Docker engine here), and
+deploy/nginx.conf, its balancer, sends HTTP and WebSocket upgrades to every web container."""
+import re
 import shlex
 from pathlib import Path
 
@@ -6,21 +8,24 @@ import yaml
 
 from scripts.stack import web_command, worker_command
 
-COMPOSE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+NGINX = ROOT / "deploy" / "nginx.conf"
+APP = ("migrate", "web", "worker-preprocess", "worker-inference")
 
 
 def load() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
-def test_compose_has_the_five_services_wired_to_redis_and_postgres():
+def test_compose_has_its_services_wired_to_redis_and_postgres():
     services = load()["services"]
-    assert set(services) == {"web", "worker-preprocess", "worker-inference", "redis", "postgres"}
-    for name in ("web", "worker-preprocess", "worker-inference"):
+    assert set(services) == {*APP, "balancer", "redis", "postgres"}
+    for name in APP:
         svc = services[name]
         assert svc["build"] == "." and svc["environment"]["REDIS_URL"] == "redis://redis:6379/0"
         assert svc["environment"]["DATABASE_URL"].startswith("postgres://")
-        assert {k: v["condition"] for k, v in svc["depends_on"].items()} == {
+        assert {k: services[name]["depends_on"][k]["condition"] for k in ("redis", "postgres")} == {
             "redis": "service_healthy", "postgres": "service_healthy"}
     assert "healthcheck" in services["redis"] and "healthcheck" in services["postgres"]
 
@@ -30,11 +35,60 @@ def test_workers_are_scalable_and_run_the_make_run_commands():
     for queue in ("preprocess", "inference"):
         svc = services[f"worker-{queue}"]
         assert "container_name" not in svc and "ports" not in svc  # --scale needs neither
+        assert svc["restart"] == "unless-stopped"
         assert shlex.split(svc["command"]) == ["celery", *worker_command(queue)[1:]]
 
 
-def test_web_runs_daphne_like_make_run_after_migrating():
-    command = load()["services"]["web"]["command"]
-    assert "manage.py migrate --noinput" in command
-    daphne = shlex.split(command.split("exec ", 1)[1].rstrip('"'))
-    assert daphne == ["daphne", *web_command("0.0.0.0", 8000)[1:]]
+def test_web_is_scalable_runs_daphne_like_make_run_after_migrating_once():
+    services = load()["services"]
+    web = services["web"]
+    assert "container_name" not in web and "ports" not in web  # --scale web=N: the balancer publishes
+    assert web["restart"] == "unless-stopped" and "healthcheck" in web
+    assert shlex.split(web["command"]) == ["daphne", *web_command("0.0.0.0", 8000)[1:]]
+    assert web["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert shlex.split(services["migrate"]["command"]) == ["python", "manage.py", "migrate", "--noinput"]
+
+
+def test_the_balancer_publishes_the_port_and_uses_the_nginx_config():
+    balancer = load()["services"]["balancer"]
+    assert balancer["image"].startswith("nginx:") and balancer["restart"] == "unless-stopped"
+    assert balancer["ports"] == ["${PORT:-8000}:8000"]
+    assert "./deploy/nginx.conf:/etc/nginx/nginx.conf:ro" in balancer["volumes"]
+    assert balancer["depends_on"]["web"]["condition"] == "service_healthy"
+
+
+def _nginx_blocks(text: str) -> dict[str, str]:
+    """Each top-level `name { ... }` block of an nginx config, by name (comments removed)."""
+    text = re.sub(r"#[^\n]*", "", text)
+    assert text.count("{") == text.count("}"), "unbalanced braces"
+    blocks, depth, start, name = {}, 0, 0, ""
+    for i, ch in enumerate(text):
+        if ch == "{":
+            if depth == 0:
+                name, start = text[:i].rsplit(";", 1)[-1].rsplit("}", 1)[-1].strip(), i + 1
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            assert depth >= 0, "unbalanced braces"
+            if depth == 0:
+                blocks[name] = text[start:i]
+    return blocks
+
+
+def _directives(block: str) -> list[list[str]]:
+    return [shlex.split(d) for d in re.split(r"[;{}]", block) if d.strip()]
+
+
+def test_nginx_config_proxies_http_and_websocket_upgrades_to_every_web_container():
+    blocks = _nginx_blocks(NGINX.read_text())
+    assert set(blocks) == {"events", "http"}
+    http = _directives(blocks["http"])
+    # Docker's DNS, re-resolved, so containers added by --scale or restarted are found.
+    assert ["resolver", "127.0.0.11", "valid=5s", "ipv6=off"] in http
+    assert ["listen", "8000"] in http  # the port compose publishes
+    assert ["map", "$http_upgrade", "$connection_upgrade"] in http
+    assert ["set", "$web", "http://web:8000"] in http and ["proxy_pass", "$web"] in http
+    assert ["proxy_http_version", "1.1"] in http  # WebSocket upgrades need HTTP/1.1
+    assert ["proxy_set_header", "Upgrade", "$http_upgrade"] in http
+    assert ["proxy_set_header", "Connection", "$connection_upgrade"] in http
+    assert ["proxy_set_header", "X-Forwarded-For", "$proxy_add_x_forwarded_for"] in http  # --proxy-headers

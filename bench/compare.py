@@ -481,24 +481,20 @@ def summary(reports: dict[str, SystemReport], args: argparse.Namespace) -> list[
     if svc and inp and svc.capacity and inp.capacity:
         ratio = inp.capacity.clients / svc.capacity.clients if svc.capacity.clients else float("inf")
         lines.append(f"capacity inprocess / service: {ratio:.2f}")
-        common = _common_step(svc, inp, args.p95_ms)
-        if common:
-            s, i = common
-            both = "both passed there" if s.passes(args.p95_ms) and i.passes(args.p95_ms) else "no count both passed"
+        for s, i in _common_steps(svc, inp):  # the same offered load on both
+            both = "both passed" if s.passes(args.p95_ms) and i.passes(args.p95_ms) else "not both passed"
             lines.append(f"CPU-ms at {s.clients} clients ({both}): per prediction service {s.cpu_per_prediction:.2f}, "
-                         f"inprocess {i.cpu_per_prediction:.2f} (ratio service/inprocess {s.cpu_per_prediction / i.cpu_per_prediction:.2f}); "
+                         f"inprocess {i.cpu_per_prediction:.2f} (service/inprocess {s.cpu_per_prediction / i.cpu_per_prediction:.2f}); "
                          f"per client message service {s.cpu_per_message:.2f}, inprocess {i.cpu_per_message:.2f} "
-                         f"(ratio {s.cpu_per_message / i.cpu_per_message:.2f})")
+                         f"(service/inprocess {s.cpu_per_message / i.cpu_per_message:.2f})")
     return lines
 
 
-def _common_step(a: SystemReport, b: SystemReport, p95_ms: float) -> tuple[Step, Step] | None:
-    """The steps at the largest client count both systems ran, preferring one both passed."""
-    by_a, by_b = {s.clients: s for s in a.steps}, {s.clients: s for s in b.steps}
-    both = sorted(set(by_a) & set(by_b))
-    passed = [n for n in both if by_a[n].passes(p95_ms) and by_b[n].passes(p95_ms)]
-    pick = (passed or both or [None])[-1]
-    return (by_a[pick], by_b[pick]) if pick is not None else None
+def _common_steps(a: SystemReport, b: SystemReport) -> list[tuple[Step, Step]]:
+    """Pairs of steps (the 1-client one included) at the client counts both systems ran."""
+    by_a = {s.clients: s for s in ([a.single] if a.single else []) + a.steps}
+    by_b = {s.clients: s for s in ([b.single] if b.single else []) + b.steps}
+    return [(by_a[n], by_b[n]) for n in sorted(set(by_a) & set(by_b))]
 
 
 def _interrupt(signum: int, _frame: object) -> None:

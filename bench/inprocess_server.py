@@ -72,13 +72,10 @@ def prediction_answer(predictor: Predictor, state: DrawingState, received: float
     start = time.perf_counter()
     image = prepare_strokes(state.strokes, state.canvas, state.brush)
     prepared = time.perf_counter()
-    timings = {"queue_preprocess": _ms(received, start), "preprocess": _ms(start, prepared)}
-    if image is None:
-        result = empty_prediction(predictor.name)
-    else:
-        result = classify(predictor, image)
-        timings.update(queue_inference=0.0, inference=_ms(prepared, time.perf_counter()))
-    timings["push"] = 0.0  # no hop: the answer is sent by the process that computed it
+    result = empty_prediction(predictor.name) if image is None else classify(predictor, image)
+    # the service's phases (docs/protocol.md); here there is no queue, no batch of others, no hop back
+    timings = {"queue_inference": _ms(received, start), "preprocess": _ms(start, prepared),
+               "inference": _ms(prepared, time.perf_counter()), "batch": 1.0, "push": 0.0}
     answer = {
         "type": "prediction",
         "drawing": state.drawing,

@@ -54,7 +54,7 @@ def test_every_stroke_message_gets_its_prediction_and_the_last_names_the_digit(w
     assert len(final["probabilities"]) == 10 and abs(sum(final["probabilities"]) - 1) < 1e-3
     assert final["confidence"] == max(final["probabilities"]) and final["uncertain"] is False and final["reason"] is None
     assert len(base64.b64decode(final["image"])) == 784
-    assert set(final["timings"]) == {"queue_preprocess", "preprocess", "queue_inference", "inference", "push"}
+    assert set(final["timings"]) == {"queue_inference", "preprocess", "inference", "batch", "push"}  # as documented
     assert 0 <= final["latency_ms"] < 5000
     assert not [m for m in msgs if m["type"] == "error"]
     assert len(base64.b64decode(msgs[-1]["saliency"])) == 784  # pen up: the heat map follows, as in the service

@@ -165,7 +165,8 @@ def _background(x: np.ndarray) -> np.ndarray:
     inner = basis[p + q : p + h - q : 2, p + q : p + w - q : 2].reshape(-1, 6)
     first = cv2.morphologyEx(small, cv2.MORPH_OPEN, kernel)[q : h - q : 2, q : w - q : 2]
     coef = np.linalg.lstsq(inner, first.ravel(), rcond=None)[0]
-    ext = (basis @ coef.astype(np.float32)).astype(np.float32)
+    # ... within the image's own range: shading that is no quadratic must not overshoot
+    ext = np.clip(basis @ coef.astype(np.float32), float(small.min()), float(small.max())).astype(np.float32)
     ext[p : p + h, p : p + w] = small
     bg = cv2.blur(cv2.morphologyEx(ext, cv2.MORPH_OPEN, kernel), (k, k))[p : p + h, p : p + w]
     if bg.shape != x.shape:
@@ -224,14 +225,21 @@ def _drop_rules(weak: np.ndarray, strong: np.ndarray, r: np.ndarray) -> np.ndarr
 
 
 def _select(stats: np.ndarray, mass: np.ndarray) -> list[int]:
-    """Labels of the digit: the heaviest component plus the significant ones near it."""
+    """Labels of the digit: the heaviest component plus the significant ones near it that are
+    about as dark (not a shadow's edge or a badly lit corner)."""
     if mass.max(initial=0) <= 0:
         return []
-    main = int(np.argmax(mass))
+    # the digit is among the darkest pieces: a wide faint region (a badly lit corner) has mass
+    # but not the level of ink
+    level = mass / np.maximum(stats[:, 4], 1)
+    sized = (mass > 0) & (stats[:, 4] >= max(4, 0.0005 * stats[:, 4].sum()))
+    top_level = float(level[sized].max()) if sized.any() else float(level.max())
+    main = int(np.argmax(mass * (level >= 0.5 * top_level)))
     chosen = {main}
     left, top = stats[main, 0], stats[main, 1]
     right, bottom = left + stats[main, 2], top + stats[main, 3]
-    candidates = [int(i) for i in np.flatnonzero(mass >= 0.03 * mass[main]) if i != main]
+    significant = (mass >= 0.03 * mass[main]) & (level >= 0.5 * level[main])
+    candidates = [int(i) for i in np.flatnonzero(significant) if i != main]
     changed = True
     while changed:  # grow the digit's box with nearby significant pieces
         changed = False
@@ -284,9 +292,13 @@ def image_to_ink(img: Image.Image) -> np.ndarray:
     h, w = gray.shape
     side = max(h, w)
     x = gray.astype(np.float32) * (1 / 255.0)
-    if _ink_is_dark(_resize_longer(gray, LOOK_SIDE)):
+    dark = _ink_is_dark(_resize_longer(gray, LOOK_SIDE))
+    if dark:
         x = 1.0 - x
-    r = x - _background(x)
+    bg = _background(x)
+    r = x - bg
+    if dark:  # light falls on ink and paper alike: contrast relative to the paper's brightness
+        r /= np.maximum(1.0 - bg, 0.5)
     # masks from a lightly smoothed copy: sensor noise and JPEG blocks
     rm = cv2.GaussianBlur(r, (3, 3), 0) if side >= 96 else r
     step = max(1, side // 200)  # statistics on a regular subsample of big images
@@ -299,7 +311,7 @@ def image_to_ink(img: Image.Image) -> np.ndarray:
     noise = _noise(r[::step, ::step], away[::step, ::step].astype(bool))
     if peak < 6 * noise:
         return np.zeros((h, w), np.float32)
-    t_hi = max(t_otsu, 4 * noise, 0.25 * peak)
+    t_hi = max(t_otsu, 4 * noise, 0.4 * peak)
     t_lo = max(0.5 * t_hi, 2.5 * noise)
     strong = (rm > t_hi).astype(np.uint8)
     weak = _drop_rules((rm > t_lo).astype(np.uint8), strong, rm)

@@ -145,6 +145,7 @@ CELERY_TASK_ROUTES = {  # the names and queues of worker.jobs
     "worker.tasks.prepare": {"queue": "preprocess"},
     "worker.tasks.predict": {"queue": "inference"},
     "worker.tasks.fill_drawings": {"queue": "inference"},
+    "worker.tasks.heat": {"queue": "preprocess"},
 }
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_WORKER_DISABLE_RATE_LIMITS = True
@@ -155,10 +156,18 @@ MNIST_DIR = Path(os.environ.get("MNIST_DIR", BASE_DIR.parent / "shared" / "data"
 # Per-connection limits of the WebSocket consumer (message limits live in recognizer/protocol.py).
 WS_RATE_PER_SECOND = 100  # token bucket refill; bursts up to WS_RATE_BURST
 WS_RATE_BURST = 200
+# While the pen is down, a connection's live prediction is refreshed at most this often (ms; 0: as
+# often as the workers answer). A pen-up state is always predicted at once.
+WS_LIVE_INTERVAL_MS = float(os.environ.get("WS_LIVE_INTERVAL_MS", "100"))
 # An unanswered prediction (its job lost with a worker) is asked again once, after this many seconds,
 # for the drawing's newest state; then the client gets an `unavailable` error.
 WS_PREDICTION_TIMEOUT_S = float(os.environ.get("WS_PREDICTION_TIMEOUT_S", "5"))
 
+# Dynamic batching (recognizer/batching.py): each web process keeps at most this many prediction
+# batches out at once; jobs that arrive meanwhile gather into the next batch. A batch never answered
+# stops counting after BATCH_LOST_AFTER_S.
+BATCHES_IN_FLIGHT = int(os.environ.get("BATCHES_IN_FLIGHT", "2"))
+BATCH_LOST_AFTER_S = float(os.environ.get("BATCH_LOST_AFTER_S", "3"))
 # Whether a web process publishes its batches from a thread (its event loop goes on meanwhile) or on
 # the event loop itself (no thread hand-off); see the README's benchmark section.
 PUBLISH_IN_THREAD = env_bool("PUBLISH_IN_THREAD", True)

@@ -16,8 +16,7 @@ from django.conf import settings
 from recognizer.batching import JobBatcher, OnFailed, Publish
 from recognizer.replies import Handler, ReplyHub
 from worker.jobs import (
-    FILL_TASK, JOB_EXPIRES_S, PREDICT_QUEUE, PREDICT_TASK, PREPARE_QUEUE, PREPARE_TASK, Answer, Job, batch_repr,
-    batch_to_wire,
+    FILL_TASK, JOB_EXPIRES_S, PREDICT_QUEUE, PREDICT_TASK, PREPARE_QUEUE, PREPARE_TASK, Answer, Batch, Job, batch_repr,
 )
 
 # A broker that does not answer fails the publish quickly (the client is told), instead of kombu's
@@ -29,13 +28,13 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-def celery_publish(queue: str, jobs: list[Job]) -> None:
+def celery_publish(queue: str, batch: Batch) -> None:
     """Publish one batch as one Celery message (blocking)."""
     from digitsite.celery import app
 
-    batch = batch_to_wire(jobs)
-    app.send_task(PREPARE_TASK if queue == PREPARE_QUEUE else PREDICT_TASK, args=(batch,), queue=queue,
-                  expires=JOB_EXPIRES_S, argsrepr=batch_repr(batch), retry_policy=PUBLISH_RETRY)
+    wire = batch.to_wire()
+    app.send_task(PREPARE_TASK if queue == PREPARE_QUEUE else PREDICT_TASK, args=(wire,), queue=queue,
+                  expires=JOB_EXPIRES_S, argsrepr=batch_repr(wire), retry_policy=PUBLISH_RETRY)
 
 
 def enqueue_fill(pks: list[int]) -> None:
@@ -99,8 +98,11 @@ async def job_client(publish: Publish = celery_publish,
     _starting[loop] = starting
     try:
         hub = make_hub() if make_hub else ReplyHub(get_channel_layer())
+        batcher = JobBatcher(publish, in_flight=settings.BATCHES_IN_FLIGHT, lost_after_s=settings.BATCH_LOST_AFTER_S,
+                             in_thread=settings.PUBLISH_IN_THREAD)
+        hub.on_batch_done = batcher.done
         await hub.start()
-        client = _clients[loop] = JobClient(hub, JobBatcher(publish, in_thread=settings.PUBLISH_IN_THREAD))
+        client = _clients[loop] = JobClient(hub, batcher)
         starting.set_result(client)
         return client
     except BaseException as exc:

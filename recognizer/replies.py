@@ -11,7 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from worker.jobs import Answer, answers_from_wire
+from worker.jobs import Answer, Answers
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +19,9 @@ Handler = Callable[[Answer, float], Awaitable[None]]  # (answer, when the worker
 
 
 class ReplyHub:
-    def __init__(self, layer: Any) -> None:
+    def __init__(self, layer: Any, on_batch_done: Callable[[str], None] | None = None) -> None:
         self._layer = layer
+        self.on_batch_done = on_batch_done  # told the id of each batch whose answers arrived
         self._handlers: dict[str, Handler] = {}
         self._task: asyncio.Task[None] | None = None
         self.channel = ""
@@ -43,18 +44,20 @@ class ReplyHub:
         while True:
             try:
                 message = await self._layer.receive(self.channel)
-                answers, sent_at = answers_from_wire(message)
+                answers = Answers.from_wire(message)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a malformed message must not end the process's answers
                 log.exception("unreadable message on %s", self.channel)
                 continue
-            for answer in answers:
+            if answers.batch and self.on_batch_done is not None:
+                self.on_batch_done(answers.batch)  # first: the next batch can leave while these are delivered
+            for answer in answers.answers:
                 handler = self._handlers.get(answer.client)
                 if handler is None:
                     continue  # its socket closed, or its request gave up: nothing waits for it
                 try:
-                    await handler(answer, sent_at)
+                    await handler(answer, answers.sent_at)
                 except Exception:
                     log.exception("delivering answer %s failed", answer.id)
 

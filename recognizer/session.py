@@ -3,7 +3,9 @@
 It checks each frame, applies it to the drawing, and asks the workers for predictions: at most one
 live prediction in flight per connection; messages that arrive meanwhile mark the drawing dirty and
 the newest state is predicted next, so a burst always ends with a prediction for its last message,
-an older answer never overtakes a newer one, and a flood cannot pile work up in Redis.
+an older answer never overtakes a newer one, and a flood cannot pile work up in Redis. While the pen
+is down, the live prediction is refreshed at most every `live_interval_s` (the page sends a partial
+stroke every 50 ms); a pen-up state (a final stroke, undo, clear) is never held back.
 
 Every request ends in an answer: a failed publish is an `unavailable` error for the newest state;
 an answer that does not come in time is asked again once (for the newest state), then it is an
@@ -64,11 +66,16 @@ class Pending:
 
 class RecognitionSession:
     def __init__(self, *, client: str, sink: JobSink, send: Send, store: Store, new_id: Callable[[], str],
-                 timeout_s: float, bucket: TokenBucket, max_attempts: int = 2, store_timeout_s: float = 4.0) -> None:
+                 timeout_s: float, bucket: TokenBucket, max_attempts: int = 2, store_timeout_s: float = 4.0,
+                 live_interval_s: float = 0.0) -> None:
         self.client = client
         self._sink, self._send, self._store, self._new_id = sink, send, store, new_id
         self._timeout_s, self._bucket, self._max_attempts = timeout_s, bucket, max_attempts
         self._store_timeout_s = store_timeout_s
+        self._live_interval_s = live_interval_s
+        self._live_at = -1e9  # perf_counter when the last live request was made...
+        self._live_drawing = ""  # ...and for which drawing
+        self._throttle: asyncio.TimerHandle | None = None
         self.state = DrawingState()
         self.last_seq: int | None = None
         self.shown_seq = -1  # newest seq already predicted to the client
@@ -104,9 +111,25 @@ class RecognitionSession:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         elif self.live is None:
-            self._request_live()
+            self._next_live()
         else:
             self.dirty = True
+
+    def _next_live(self) -> None:
+        """Ask for the newest state now, or (pen down, asked too recently) once the interval is up."""
+        throttled = self.state.open_stroke and self.state.drawing == self._live_drawing  # a new drawing starts at once
+        wait = self._live_at + self._live_interval_s - time.perf_counter() if throttled else 0.0
+        if wait <= 0:
+            self._request_live()
+            return
+        self.dirty = True
+        if self._throttle is None:
+            self._throttle = asyncio.get_running_loop().call_later(wait, self._throttle_over)
+
+    def _throttle_over(self) -> None:
+        self._throttle = None
+        if self.live is None and self.dirty and not self.closed:
+            self._request_live()
 
     def _snapshot(self, started: float) -> Pending:
         s = self.state
@@ -116,6 +139,10 @@ class RecognitionSession:
 
     def _request_live(self) -> None:
         self.dirty = False
+        if self._throttle is not None:
+            self._throttle.cancel()
+            self._throttle = None
+        self._live_at, self._live_drawing = time.perf_counter(), self.state.drawing
         self.live = self._request(self._snapshot(self._state_at))
 
     def _request(self, p: Pending) -> str:
@@ -191,7 +218,7 @@ class RecognitionSession:
                 while len(self._heat_owed) > 8:
                     self._heat_owed.popitem(last=False)
         if was_live and self.dirty:
-            self._request_live()
+            self._next_live()
 
     async def _saliency(self, answer: Answer) -> None:
         """The heat map for a prediction already sent; only the one on screen is worth sending."""
@@ -235,6 +262,8 @@ class RecognitionSession:
     def close(self) -> None:
         """The socket is gone: no more sends, no timers left behind."""
         self.closed = True
+        if self._throttle is not None:
+            self._throttle.cancel()
         for p in self.pending.values():
             if p.timer is not None:
                 p.timer.cancel()

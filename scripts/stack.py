@@ -70,8 +70,11 @@ def web_command_on_fd(fd: int) -> list[str]:
 
 
 def default_web_processes() -> int:
-    """WEB_PROCESSES, else one per core up to four (daphne runs one event loop per process)."""
-    return int(os.environ.get("WEB_PROCESSES") or max(1, min(os.cpu_count() or 1, 4)))
+    """WEB_PROCESSES, else one per two cores, up to four: the web processes share the machine with
+    the workers and Redis, and every web process keeps its own batches in flight, so more of them
+    than the cores can carry only makes the batches smaller (README, benchmarks: on 2 cores one
+    daphne serves more clients within 50 ms than two)."""
+    return int(os.environ.get("WEB_PROCESSES") or max(1, min((os.cpu_count() or 1) // 2, 4)))
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

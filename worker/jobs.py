@@ -20,9 +20,10 @@ JOB_EXPIRES_S = 30  # a batch nobody can wait for any more is dropped, not run
 MAX_BATCH = 64  # jobs per Celery message: bounds one worker step (and one forward pass)
 
 # Task names and queues: the web side publishes by name and never imports worker code.
-PREPARE_TASK = "worker.tasks.prepare"  # decode uploads (15-70 ms each): their own queue
+PREPARE_TASK = "worker.tasks.prepare"  # decode uploads (up to 10-30 ms each): their own queue
 PREDICT_TASK = "worker.tasks.predict"  # strokes or ready 28x28 images -> predictions
 FILL_TASK = "worker.tasks.fill_drawings"  # stored drawings (by primary key) -> their predictions
+HEAT_TASK = "worker.tasks.heat"  # heat maps of predictions already sent: off the live path
 PREPARE_QUEUE = "preprocess"
 PREDICT_QUEUE = "inference"
 QUEUES = (PREPARE_QUEUE, PREDICT_QUEUE)
@@ -65,8 +66,9 @@ class Job:
     strokes: Strokes | None = None
     upload: bytes | None = None
     image: bytes | None = None
-    png: bool = False  # also render the drawing as a PNG (submits: the stored picture)
+    png: bool = False  # also render the drawing as a PNG (stored drawings)
     saliency: Saliency = Saliency.NONE
+    explain: int | None = None  # heat-map jobs: the digit whose evidence is wanted
     sent_at: float = 0.0  # wall clock when last published: queue wait = worker's now - sent_at
     timings: dict[str, float] = field(default_factory=dict)  # ms per phase so far
 
@@ -86,6 +88,8 @@ class Job:
             d["png"] = True
         if self.saliency is not Saliency.NONE:
             d["saliency"] = self.saliency.value
+        if self.explain is not None:
+            d["explain"] = self.explain
         if self.timings:
             d["timings"] = self.timings
         return d
@@ -96,7 +100,7 @@ class Job:
             id=d["id"], client=d["client"], reply=d["reply"],
             strokes=Strokes.from_wire(d["strokes"]) if "strokes" in d else None,
             upload=d.get("upload"), image=d.get("image"), png=bool(d.get("png")),
-            saliency=Saliency(d.get("saliency", "none")), sent_at=float(d.get("sent_at", 0.0)),
+            saliency=Saliency(d.get("saliency", "none")), explain=d.get("explain"), sent_at=float(d.get("sent_at", 0.0)),
             timings=dict(d.get("timings", {})),
         )
 
@@ -173,26 +177,41 @@ class Answer:
         )
 
 
-def batch_to_wire(jobs: list[Job]) -> dict[str, Any]:
-    """One Celery message's argument: the jobs of one batch."""
-    now = time.time()
-    for job in jobs:
-        job.sent_at = now
-    return {"jobs": [job.to_wire() for job in jobs]}
+@dataclass
+class Batch:
+    """One Celery message: the jobs a web process gathered. Its answers come back in one `Answers`
+    message per web process that names the batch, so the sender knows the batch is done."""
+
+    id: str
+    jobs: list[Job]
+
+    def to_wire(self) -> dict[str, Any]:
+        now = time.time()
+        for job in self.jobs:
+            job.sent_at = now
+        return {"id": self.id, "jobs": [job.to_wire() for job in self.jobs]}
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Batch:
+        return cls(str(d.get("id", "")), [Job.from_wire(j) for j in d["jobs"]])
 
 
-def batch_from_wire(d: dict[str, Any]) -> list[Job]:
-    return [Job.from_wire(j) for j in d["jobs"]]
+@dataclass
+class Answers:
+    """One channel-layer message to a web process: its share of a batch's answers (`batch` names
+    the batch they answer; empty for heat maps, which follow once a batch is already done)."""
 
+    answers: list[Answer]
+    batch: str = ""
+    sent_at: float = 0.0  # wall clock when the worker sent it
 
-def answers_to_wire(answers: list[Answer]) -> dict[str, Any]:
-    """One channel-layer message to a web process: its share of a batch's answers."""
-    return {"type": ANSWERS_TYPE, "sent_at": time.time(), "answers": [a.to_wire() for a in answers]}
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": ANSWERS_TYPE, "batch": self.batch, "sent_at": time.time(),
+                "answers": [a.to_wire() for a in self.answers]}
 
-
-def answers_from_wire(d: dict[str, Any]) -> tuple[list[Answer], float]:
-    """The answers and when they were sent (wall clock)."""
-    return [Answer.from_wire(a) for a in d["answers"]], float(d.get("sent_at", 0.0))
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Answers:
+        return cls([Answer.from_wire(a) for a in d["answers"]], str(d.get("batch", "")), float(d.get("sent_at", 0.0)))
 
 
 def batch_repr(batch: dict[str, Any]) -> str:

@@ -134,7 +134,7 @@ def prepare_uploads(jobs: Sequence[Job], limits: UploadLimits) -> tuple[list[Job
 @dataclass
 class Predicted:
     answers: list[Answer]
-    saliency_later: list[tuple[Job, bytes, int]]  # (job, its image, its digit): heat maps still owed
+    heat_jobs: list[Job]  # heat maps still owed: image and digit of each pen-up prediction
 
 
 def predict_jobs(model: Model, jobs: Sequence[Job], *, model_name: str) -> Predicted:
@@ -187,11 +187,12 @@ def predict_jobs(model: Model, jobs: Sequence[Job], *, model_name: str) -> Predi
         answers.append(Answer(job.id, job.client, prediction=prediction, image=image, png=pngs.get(job.id),
                               saliency=heat.get(job.id), timings=timings))
         if image is not None and job.saliency is Saliency.AFTER and prediction.digit is not None:
-            later.append((job, image, prediction.digit))
+            later.append(Job(id=job.id, client=job.client, reply=job.reply, image=image, explain=prediction.digit))
     return Predicted(answers, later)
 
 
-def saliency_answers(model: Model, owed: Sequence[tuple[Job, bytes, int]]) -> list[tuple[Job, Answer]]:
-    """The heat maps a batch still owes, in one backward pass."""
-    maps = saliency_maps(model, [image for _, image, _ in owed], [digit for _, _, digit in owed])
-    return [(job, Answer(job.id, job.client, saliency=heat)) for (job, _, _), heat in zip(owed, maps)]
+def heat_answers(model: Model, jobs: Sequence[Job]) -> list[Answer]:
+    """Heat-map jobs (an image and the digit to explain) in one backward pass."""
+    ready = [j for j in jobs if j.image is not None and j.explain is not None]
+    maps = saliency_maps(model, [j.image for j in ready], [j.explain for j in ready])  # type: ignore[misc]
+    return [Answer(job.id, job.client, saliency=heat) for job, heat in zip(ready, maps)]

@@ -18,7 +18,7 @@ from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 
-from worker.jobs import Answer, Job, answers_to_wire
+from worker.jobs import Answer, Answers, Job
 
 _lock = threading.Lock()
 _state: tuple[int, redis.Redis, Any] | None = None  # (pid, client, layer): a forked child makes its own
@@ -43,9 +43,9 @@ def push(channel: str, message: dict[str, Any]) -> None:
     client.publish(channel, layer.serialize(message))
 
 
-def push_answers(jobs: Sequence[Job], answers: Sequence[Answer]) -> None:
+def push_answers(jobs: Sequence[Job], answers: Sequence[Answer], *, batch: str = "") -> None:
     """One publish per web process for all of its answers among `answers` (`jobs` says where
-    each job's answer goes)."""
+    each job's answer goes; `batch` names the batch they complete, if they do)."""
     if not answers:
         return
     reply = {job.id: job.reply for job in jobs}
@@ -53,4 +53,4 @@ def push_answers(jobs: Sequence[Job], answers: Sequence[Answer]) -> None:
     for answer in answers:
         by_channel[reply[answer.id]].append(answer)
     for channel, share in by_channel.items():
-        push(channel, answers_to_wire(share))
+        push(channel, Answers(share, batch).to_wire())

@@ -17,8 +17,8 @@ from django.conf import settings
 
 from worker import pipeline
 from worker.jobs import (
-    FILL_TASK, JOB_EXPIRES_S, PREDICT_QUEUE, PREDICT_TASK, PREPARE_TASK, Answer, Job, JobError, batch_from_wire,
-    batch_repr, batch_to_wire,
+    FILL_TASK, HEAT_TASK, JOB_EXPIRES_S, PREDICT_QUEUE, PREDICT_TASK, PREPARE_QUEUE, PREPARE_TASK, Answer, Batch,
+    JobError, batch_repr,
 )
 from worker.heartbeat import Heartbeat, heartbeat_key
 from worker.model_registry import get_predictor
@@ -27,48 +27,55 @@ from worker.push import push_answers
 log = logging.getLogger(__name__)
 
 
-def batch_task(name: str) -> Callable[[Callable[[list[Job]], None]], Any]:
+def batch_task(name: str) -> Callable[[Callable[[Batch], None]], Any]:
     """A task over a decoded batch; a fault answers every job with an error instead of silence
     (and never takes the worker down)."""
 
-    def wrap(step: Callable[[list[Job]], None]) -> Any:
+    def wrap(step: Callable[[Batch], None]) -> Any:
         @shared_task(name=name, ignore_result=True)
         @functools.wraps(step)
-        def task(batch: dict[str, Any]) -> None:
+        def task(wire: dict[str, Any]) -> None:
             try:
-                jobs = batch_from_wire(batch)
+                batch = Batch.from_wire(wire)
             except Exception:
                 log.exception("%s: undecodable batch dropped", name)
                 return
             try:
-                step(jobs)
+                step(batch)
             except Exception:
-                log.exception("%s failed for a batch of %d", name, len(jobs))
-                push_answers(jobs, [Answer(j.id, j.client, error=JobError("internal", "the recogniser failed"))
-                                    for j in jobs])
+                log.exception("%s failed for a batch of %d", name, len(batch.jobs))
+                push_answers(batch.jobs, [Answer(j.id, j.client, error=JobError("internal", "the recogniser failed"))
+                                          for j in batch.jobs], batch=batch.id)
         return task
 
     return wrap
 
 
 @batch_task(PREPARE_TASK)
-def prepare(jobs: list[Job]) -> None:
+def prepare(batch: Batch) -> None:
     limits = pipeline.UploadLimits(settings.UPLOAD_MAX_BYTES, settings.UPLOAD_MAX_PIXELS)
-    ready, failed = pipeline.prepare_uploads(jobs, limits)
-    push_answers(jobs, failed)
+    ready, failed = pipeline.prepare_uploads(batch.jobs, limits)
+    push_answers(batch.jobs, failed)
     if ready:
-        batch = batch_to_wire(ready)
-        predict.apply_async((batch,), queue=PREDICT_QUEUE, expires=JOB_EXPIRES_S, argsrepr=batch_repr(batch))
+        wire = Batch(batch.id, ready).to_wire()
+        predict.apply_async((wire,), queue=PREDICT_QUEUE, expires=JOB_EXPIRES_S, argsrepr=batch_repr(wire))
 
 
 @batch_task(PREDICT_TASK)
-def predict(jobs: list[Job]) -> None:
+def predict(batch: Batch) -> None:
     model = get_predictor()
+    jobs = batch.jobs
     done = pipeline.predict_jobs(model, jobs, model_name=model.name)
-    push_answers(jobs, done.answers)
-    if done.saliency_later:  # a backward pass per batch, after every prediction went out
-        heat = pipeline.saliency_answers(model, done.saliency_later)
-        push_answers([job for job, _ in heat], [answer for _, answer in heat])
+    push_answers(jobs, done.answers, batch=batch.id)
+    if done.heat_jobs:  # a backward pass costs three forward ones: on the other queue, off the live path
+        wire = Batch(batch.id, done.heat_jobs).to_wire()
+        heat.apply_async((wire,), queue=PREPARE_QUEUE, expires=JOB_EXPIRES_S, argsrepr=batch_repr(wire))
+
+
+@batch_task(HEAT_TASK)
+def heat(batch: Batch) -> None:
+    """Heat maps for predictions already sent, in one backward pass."""
+    push_answers(batch.jobs, pipeline.heat_answers(get_predictor(), batch.jobs))
 
 
 @worker_process_init.connect

@@ -1,4 +1,4 @@
-"""Jobs of all connections leave in batches: no wait when quiet, bigger batches under load."""
+"""Dynamic batching: no wait when quiet; while the window of batches out is full, jobs gather."""
 from __future__ import annotations
 
 import asyncio
@@ -6,7 +6,7 @@ import threading
 import time
 
 from recognizer.batching import JobBatcher
-from worker.jobs import Job, Strokes
+from worker.jobs import Batch, Job, Strokes
 
 
 def job(i: int, *, upload: bool = False) -> Job:
@@ -18,18 +18,21 @@ def job(i: int, *, upload: bool = False) -> Job:
 class Recorder:
     def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
         self.batches: list[tuple[str, list[str]]] = []
+        self.ids: list[str] = []
         self.delay, self.fail = delay, fail
         self.lock = threading.Lock()
 
-    def __call__(self, queue: str, jobs: list[Job]) -> None:
+    def __call__(self, queue: str, batch: Batch) -> None:
         time.sleep(self.delay)
         if self.fail:
             raise ConnectionError("broker down")
         with self.lock:
-            self.batches.append((queue, [j.id for j in jobs]))
+            self.batches.append((queue, [j.id for j in batch.jobs]))
+            self.ids.append(batch.id)
 
 
 async def settle(batcher: JobBatcher) -> None:
+    await asyncio.sleep(0)
     while batcher._flushing is not None:
         await asyncio.sleep(0.005)
 
@@ -54,38 +57,66 @@ def test_jobs_of_one_loop_turn_leave_as_one_batch_and_a_lone_job_is_not_held_bac
     asyncio.run(go())
 
 
-def test_jobs_added_during_a_publish_leave_together_in_the_next() -> None:
+def test_while_the_window_is_full_jobs_gather_and_leave_together_when_a_batch_comes_back() -> None:
     async def go() -> None:
-        rec = Recorder(delay=0.05)
-        b = JobBatcher(rec)
+        rec = Recorder()
+        b = JobBatcher(rec, in_flight=2)
         b.add(job(0), nothing)
-        await asyncio.sleep(0.01)  # the first publish is under way
-        for i in range(1, 8):
-            b.add(job(i), nothing)
-            await asyncio.sleep(0.002)
         await settle(b)
-        assert rec.batches == [("inference", ["j0"]), ("inference", [f"j{i}" for i in range(1, 8)])]
-        assert (b.published_batches, b.published_jobs) == (2, 8)
+        b.add(job(1), nothing)
+        await settle(b)
+        for i in range(2, 9):  # the window (2) is full: these wait here, not in Redis
+            b.add(job(i), nothing)
+            await settle(b)
+        assert [ids for _, ids in rec.batches] == [["j0"], ["j1"]] and b.waiting == 7 and b.in_flight == 2
+        b.done("not-ours")  # an unknown batch frees nothing
+        await settle(b)
+        assert len(rec.batches) == 2
+        b.done(rec.ids[0])
+        await settle(b)
+        assert rec.batches[-1] == ("inference", [f"j{i}" for i in range(2, 9)])
+        assert (b.published_batches, b.published_jobs, b.waiting) == (3, 9, 0)
     asyncio.run(go())
 
 
-def test_batches_are_split_by_queue_and_size() -> None:
+def test_a_batch_never_answered_stops_holding_the_window() -> None:
     async def go() -> None:
         rec = Recorder()
-        b = JobBatcher(rec, max_batch=3)
+        b = JobBatcher(rec, in_flight=1, lost_after_s=0.1)
+        b.add(job(0), nothing)  # lost: never answered
+        await settle(b)
+        b.add(job(1), nothing)
+        await settle(b)
+        assert len(rec.batches) == 1
+        await asyncio.sleep(0.2)  # nothing else happens: the batcher must wake by itself
+        await settle(b)
+        assert [ids for _, ids in rec.batches] == [["j0"], ["j1"]]
+    asyncio.run(go())
+
+
+def test_uploads_do_not_wait_for_the_prediction_window_and_batches_split_by_size() -> None:
+    async def go() -> None:
+        rec = Recorder()
+        b = JobBatcher(rec, max_batch=3, in_flight=5)
         for i in range(7):
             b.add(job(i), nothing)
         b.add(job(0, upload=True), nothing)
         await settle(b)
-        assert rec.batches == [("inference", ["j0", "j1", "j2"]), ("inference", ["j3", "j4", "j5"]),
-                               ("inference", ["j6"]), ("preprocess", ["u0"])]
+        assert sorted(rec.batches) == sorted([("inference", ["j0", "j1", "j2"]), ("inference", ["j3", "j4", "j5"]),
+                                              ("inference", ["j6"]), ("preprocess", ["u0"])])
+        full = JobBatcher(Recorder(), in_flight=1)
+        full.add(job(0), nothing)
+        await settle(full)
+        full.add(job(1, upload=True), nothing)
+        await settle(full)
+        assert full.waiting == 0, "an upload waited for a prediction batch's window"
     asyncio.run(go())
 
 
-def test_a_failed_publish_tells_every_job_of_the_batch_and_the_next_batch_still_goes() -> None:
+def test_a_failed_publish_tells_every_job_of_the_batch_and_frees_its_place() -> None:
     async def go() -> None:
         rec = Recorder(fail=True)
-        b = JobBatcher(rec)
+        b = JobBatcher(rec, in_flight=1)
         told: list[str] = []
 
         def on_failed(name: str):
@@ -97,7 +128,7 @@ def test_a_failed_publish_tells_every_job_of_the_batch_and_the_next_batch_still_
         for i in range(3):
             b.add(job(i), on_failed(f"j{i}"))
         await settle(b)
-        assert sorted(told) == ["j0", "j1", "j2"]
+        assert sorted(told) == ["j0", "j1", "j2"] and b.in_flight == 0
         rec.fail = False
         b.add(job(5), nothing)
         await settle(b)
@@ -108,11 +139,14 @@ def test_a_failed_publish_tells_every_job_of_the_batch_and_the_next_batch_still_
 def test_publishing_on_the_event_loop_batches_the_same_way() -> None:
     async def go() -> None:
         rec = Recorder()
-        b = JobBatcher(rec, in_thread=False)
+        b = JobBatcher(rec, in_thread=False, in_flight=1)
         for i in range(4):
             b.add(job(i), nothing)
         await settle(b)
         b.add(job(7), nothing)
+        b.add(job(8), nothing)
         await settle(b)
-        assert rec.batches == [("inference", ["j0", "j1", "j2", "j3"]), ("inference", ["j7"])]
+        b.done(rec.ids[0])
+        await settle(b)
+        assert rec.batches == [("inference", ["j0", "j1", "j2", "j3"]), ("inference", ["j7", "j8"])]
     asyncio.run(go())

@@ -18,7 +18,7 @@ from recognizer.models import Drawing
 from recognizer.replies import ReplyHub
 from tests.digit_paths import digit_strokes
 from worker import pipeline
-from worker.jobs import Job, answers_to_wire
+from worker.jobs import Answers, Batch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,17 +31,20 @@ class InProcessWorker:
         self.model = load_predictor(ROOT / "models")
         self.batches: list[int] = []
 
-    def __call__(self, queue: str, jobs: list[Job]) -> None:
+    def __call__(self, queue: str, batch: Batch) -> None:
         if self.fail:
             raise ConnectionError("broker down")
+        jobs = batch.jobs
         self.batches.append(len(jobs))
         done = pipeline.predict_jobs(self.model, jobs, model_name=self.model.name)
-        self._send(jobs[0].reply, done.answers)
-        if done.saliency_later:
-            self._send(jobs[0].reply, [a for _, a in pipeline.saliency_answers(self.model, done.saliency_later)])
+        self._send(jobs[0].reply, Answers(done.answers, batch.id))
+        if done.heat_jobs:
+            self._send(jobs[0].reply, Answers(pipeline.heat_answers(self.model, done.heat_jobs)))
 
-    def _send(self, reply: str, answers: list) -> None:
-        asyncio.run_coroutine_threadsafe(self.layer.send(reply, answers_to_wire(answers)), self.loop).result()
+    def _send(self, reply: str, answers: Answers) -> None:
+        if self.loop.is_closed():  # a heat map computed after the test ended
+            return
+        asyncio.run_coroutine_threadsafe(self.layer.send(reply, answers.to_wire()), self.loop).result()
 
 
 async def connect(fail: bool = False) -> tuple[WebsocketCommunicator, InProcessWorker]:

@@ -241,3 +241,34 @@ def test_nothing_is_sent_after_close_and_no_timer_is_left() -> None:
         await h.answer(job)
         assert not h.sent and len(h.sink.jobs) == 1
     run(go())
+
+
+def test_pen_down_refreshes_are_spaced_and_pen_up_is_never_held_back() -> None:
+    async def go() -> None:
+        h = Harness()
+        h.session._live_interval_s = 0.1
+        await h.stroke()
+        await h.answer(h.sink.jobs[0])
+        for _ in range(3):  # pen down, right after a prediction: wait for the interval
+            await h.stroke(points=((60, 60),))
+        assert len(h.sink.jobs) == 1
+        await asyncio.sleep(0.15)
+        assert len(h.sink.jobs) == 2, "the throttled state was never asked for"
+        assert len(h.sink.jobs[1].strokes.strokes[0]) == 5  # the newest state
+        await h.answer(h.sink.jobs[1])
+        last = await h.stroke(points=((70, 70),), final=True)  # pen up: at once
+        assert len(h.sink.jobs) == 3 and h.sink.jobs[2].saliency is Saliency.AFTER
+        await h.answer(h.sink.jobs[2])
+        assert h.of("prediction")[-1]["seq"] == last
+    run(go())
+
+
+def test_a_new_drawing_is_not_held_back_by_the_previous_ones_interval() -> None:
+    async def go() -> None:
+        h = Harness()
+        h.session._live_interval_s = 10.0
+        await h.stroke(drawing="one")
+        await h.answer(h.sink.jobs[0])
+        await h.stroke(drawing="two")
+        assert len(h.sink.jobs) == 2 and h.sink.jobs[1].strokes.strokes == [[[10.0, 10.0], [50.0, 90.0]]]
+    run(go())

@@ -14,11 +14,13 @@ def test_backoff_starts_over_after_a_process_stayed_up():
     assert backoff.delay(uptime_s=0.1) == 1.0
 
 
-def test_web_processes_come_from_the_environment_else_the_cores(monkeypatch):
+def test_web_processes_come_from_the_environment_else_half_the_cores(monkeypatch):
     monkeypatch.setenv("WEB_PROCESSES", "3")
     assert default_web_processes() == 3
     monkeypatch.delenv("WEB_PROCESSES")
     monkeypatch.setattr("os.cpu_count", lambda: 16)
     assert default_web_processes() == 4
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert default_web_processes() == 1
     monkeypatch.setattr("os.cpu_count", lambda: 1)
     assert default_web_processes() == 1

@@ -7,10 +7,7 @@ from pathlib import Path
 
 import msgpack
 
-from worker.jobs import (
-    Answer, Job, JobError, Prediction, Saliency, Strokes, answers_from_wire, answers_to_wire, batch_from_wire,
-    batch_to_wire,
-)
+from worker.jobs import Answer, Answers, Batch, Job, JobError, Prediction, Saliency, Strokes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,11 +21,12 @@ def test_a_batch_of_every_kind_of_job_survives_the_wire() -> None:
         Job(id="a", client="c1", reply="web.1", strokes=Strokes([[[1.0, 2.5], [3.0, 4.0]]], (280.0, 200.0), 16.0),
             png=True, saliency=Saliency.AFTER),
         Job(id="b", client="c2", reply="web.1", upload=b"\x89PNG\x00\xff", saliency=Saliency.INLINE),
-        Job(id="c", client="c3", reply="web.2", image=bytes(range(256)) * 3 + bytes(16), timings={"preprocess": 1.5}),
+        Job(id="c", client="c3", reply="web.2", image=bytes(range(256)) * 3 + bytes(16), explain=4,
+            timings={"preprocess": 1.5}),
     ]
-    back = batch_from_wire(over_the_wire(batch_to_wire(jobs)))
-    assert all(j.sent_at > 0 for j in back)
-    for original, copy in zip(jobs, back):
+    batch = Batch.from_wire(over_the_wire(Batch("b1", jobs).to_wire()))
+    assert batch.id == "b1" and all(j.sent_at > 0 for j in batch.jobs)
+    for original, copy in zip(jobs, batch.jobs):
         copy.sent_at = original.sent_at
         assert copy == original
 
@@ -41,8 +39,9 @@ def test_answers_survive_the_wire() -> None:
         Answer("c", "c3", saliency=bytes([7]) * 784),
         Answer("d", "c4", prediction=Prediction.empty("cnn")),
     ]
-    back, sent_at = answers_from_wire(over_the_wire(answers_to_wire(answers)))
-    assert back == answers and sent_at > 0
+    message = Answers.from_wire(over_the_wire(Answers(answers, "b1").to_wire()))
+    back = message.answers
+    assert back == answers and message.batch == "b1" and message.sent_at > 0
     assert back[2].is_saliency_only and not back[0].is_saliency_only and not back[1].is_saliency_only
 
 

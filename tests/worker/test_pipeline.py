@@ -63,10 +63,10 @@ def test_heat_maps_of_a_batch_match_one_at_a_time(model) -> None:
     jobs = [strokes_job(d, d, saliency=Saliency.AFTER, png=(d == 2)) for d in (2, 5, 8)]
     done = pipeline.predict_jobs(model, jobs, model_name=model.name)
     assert done.answers[0].png.startswith(b"\x89PNG") and done.answers[1].png is None
-    later = pipeline.saliency_answers(model, done.saliency_later)
-    assert [job.id for job, _ in later] == ["j2", "j5", "j8"]
-    for (job, answer), (_, image, digit) in zip(later, done.saliency_later):
-        one = pipeline.to_bytes28(model.saliency(pipeline.from_bytes28(image), digit))
+    later = pipeline.heat_answers(model, done.heat_jobs)
+    assert [answer.id for answer in later] == ["j2", "j5", "j8"]
+    for answer, job in zip(later, done.heat_jobs):
+        one = pipeline.to_bytes28(model.saliency(pipeline.from_bytes28(job.image), job.explain))
         assert answer.is_saliency_only
         assert np.abs(np.frombuffer(answer.saliency, np.uint8).astype(int) - np.frombuffer(one, np.uint8)).max() <= 1
 

@@ -168,6 +168,9 @@ WS_PREDICTION_TIMEOUT_S = float(os.environ.get("WS_PREDICTION_TIMEOUT_S", "5"))
 # stops counting after BATCH_LOST_AFTER_S.
 BATCHES_IN_FLIGHT = int(os.environ.get("BATCHES_IN_FLIGHT", "2"))
 BATCH_LOST_AFTER_S = float(os.environ.get("BATCH_LOST_AFTER_S", "3"))
+# A heat map not computed within this many seconds is dropped (it is optional: under overload the
+# preprocess queue sheds heat maps instead of falling ever further behind).
+HEAT_EXPIRES_S = float(os.environ.get("HEAT_EXPIRES_S", "2"))
 # Whether a web process publishes its batches from a thread (its event loop goes on meanwhile) or on
 # the event loop itself (no thread hand-off); see the README's benchmark section.
 PUBLISH_IN_THREAD = env_bool("PUBLISH_IN_THREAD", True)

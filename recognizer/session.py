@@ -5,7 +5,8 @@ live prediction in flight per connection; messages that arrive meanwhile mark th
 the newest state is predicted next, so a burst always ends with a prediction for its last message,
 an older answer never overtakes a newer one, and a flood cannot pile work up in Redis. While the pen
 is down, the live prediction is refreshed at most every `live_interval_s` (the page sends a partial
-stroke every 50 ms); a pen-up state (a final stroke, undo, clear) is never held back.
+stroke every 50 ms), or every few round trips when the workers answer slowly; a pen-up state (a
+final stroke, undo, clear) is never held back.
 
 Every request ends in an answer: a failed publish is an `unavailable` error for the newest state;
 an answer that does not come in time is asked again once (for the newest state), then it is an
@@ -30,6 +31,7 @@ from worker.jobs import Answer, Job, Saliency, Strokes
 log = logging.getLogger(__name__)
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+LOAD_FACTOR = 4.0  # a pen-down refresh waits at least this many (smoothed) round trips
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class RecognitionSession:
         self._timeout_s, self._bucket, self._max_attempts = timeout_s, bucket, max_attempts
         self._store_timeout_s = store_timeout_s
         self._live_interval_s = live_interval_s
+        self._round_trip_s = 0.0  # smoothed time from a live request to its answer
         self._live_at = -1e9  # perf_counter when the last live request was made...
         self._live_drawing = ""  # ...and for which drawing
         self._throttle: asyncio.TimerHandle | None = None
@@ -118,7 +121,10 @@ class RecognitionSession:
     def _next_live(self) -> None:
         """Ask for the newest state now, or (pen down, asked too recently) once the interval is up."""
         throttled = self.state.open_stroke and self.state.drawing == self._live_drawing  # a new drawing starts at once
-        wait = self._live_at + self._live_interval_s - time.perf_counter() if throttled else 0.0
+        # Overloaded workers answer late; refreshing less often then is what lets them catch up, so
+        # the interval stretches to a few round trips (pen-up states still go at once).
+        interval = max(self._live_interval_s, LOAD_FACTOR * self._round_trip_s) if self._live_interval_s else 0.0
+        wait = self._live_at + interval - time.perf_counter() if throttled else 0.0
         if wait <= 0:
             self._request_live()
             return
@@ -205,6 +211,8 @@ class RecognitionSession:
             await self._saliency(answer)
             return
         was_live = self.live == answer.id
+        if was_live:
+            self._round_trip_s += 0.3 * (time.perf_counter() - self._live_at - self._round_trip_s)
         p = self._forget(answer.id)
         if p is None:
             return  # an answer to a request already given up on or asked again

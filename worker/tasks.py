@@ -69,7 +69,7 @@ def predict(batch: Batch) -> None:
     push_answers(jobs, done.answers, batch=batch.id)
     if done.heat_jobs:  # a backward pass costs three forward ones: on the other queue, off the live path
         wire = Batch(batch.id, done.heat_jobs).to_wire()
-        heat.apply_async((wire,), queue=PREPARE_QUEUE, expires=JOB_EXPIRES_S, argsrepr=batch_repr(wire))
+        heat.apply_async((wire,), queue=PREPARE_QUEUE, expires=settings.HEAT_EXPIRES_S, argsrepr=batch_repr(wire))
 
 
 @batch_task(HEAT_TASK)

@@ -272,3 +272,18 @@ def test_a_new_drawing_is_not_held_back_by_the_previous_ones_interval() -> None:
         await h.stroke(drawing="two")
         assert len(h.sink.jobs) == 2 and h.sink.jobs[1].strokes.strokes == [[[10.0, 10.0], [50.0, 90.0]]]
     run(go())
+
+
+def test_slow_answers_stretch_the_pen_down_interval_but_not_pen_up() -> None:
+    async def go() -> None:
+        h = Harness()
+        h.session._live_interval_s = 0.01
+        await h.stroke()
+        await asyncio.sleep(0.3)  # a slow round trip: the interval becomes 4 x 0.3 x 0.3 s = 0.36 s from the request
+        await h.answer(h.sink.jobs[0])
+        await h.stroke(points=((60, 60),))
+        await asyncio.sleep(0.02)  # well past the base interval (0.01 s), within a few round trips
+        assert len(h.sink.jobs) == 1, "an overloaded service was asked again after the base interval"
+        await h.stroke(points=((70, 70),), final=True)
+        assert len(h.sink.jobs) == 2, "a pen-up state was held back"
+    run(go())

@@ -123,6 +123,7 @@ CHANNEL_LAYERS = {
 # Celery: no result backend (results travel over the channel layer), short-lived messages.
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_TRANSPORT = "digitsite.broker:Transport"  # kombu's Redis transport, one client per channel
+CELERY_WORKER_CONSUMER = "digitsite.worker_consumer:Consumer"  # reconnects to a returning broker within a second
 # ack_emulation off: kombu would otherwise write every delivered message to an "unacked" hash
 # and delete it on ack (two extra round trips per task hop) only to redeliver it after the
 # visibility timeout (1 h), long after the job expires (30 s). A job lost with a crashed worker

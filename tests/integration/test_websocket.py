@@ -162,3 +162,22 @@ def test_a_flood_is_rate_limited_without_closing_the_socket(ws):
     time.sleep(2.5)  # the bucket refills
     final, _ = ws.prediction_for(ws.stream(digit_strokes(2), drawing="after-flood"), timeout=20)
     assert final["digit"] == 2
+
+
+def test_closed_sockets_leave_no_redis_subscription_behind(stack):
+    """One reply subscription per web process, none per socket (channels_redis issue 276 leaked one
+    per closed socket)."""
+    import redis
+
+    from tests.conftest import TEST_REDIS_URL
+    from tests.wsclient import ProtocolClient
+
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    pattern = f"{stack.env['REDIS_PREFIX']}asgi*"
+    for n in range(20):
+        ws = ProtocolClient(stack.url)
+        ws.prediction_for(ws.stream(digit_strokes(1), drawing=f"short{n}", batch=1000))
+        ws.close()
+    time.sleep(0.5)
+    channels = client.pubsub_channels(pattern)
+    assert len(channels) == 1, channels  # the one web process's reply channel

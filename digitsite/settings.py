@@ -99,6 +99,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 6 * 2**20
 FILE_UPLOAD_MAX_MEMORY_SIZE = 6 * 2**20
 UPLOAD_MAX_BYTES = 5 * 2**20
 UPLOAD_MAX_PIXELS = 4096 * 4096
+# Any request body larger than this is refused before it is read (digitsite/limits.py).
+REQUEST_MAX_BYTES = UPLOAD_MAX_BYTES + 64 * 1024
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Prepended to every Redis key of the broker and the channel layer, so that several deployments

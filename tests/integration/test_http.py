@@ -103,3 +103,4 @@ def test_healthz_reports_every_part_and_no_worker_died(stack):
     assert body["workers"] == 2 and body["queues"] == {"preprocess": 1, "inference": 1}
     assert body["model"]
     assert all(proc.poll() is None for _, proc in stack.procs)
+

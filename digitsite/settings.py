@@ -162,6 +162,8 @@ WS_RATE_BURST = 200
 # While the pen is down, a connection's live prediction is refreshed at most this often (ms; 0: as
 # often as the workers answer). A pen-up state is always predicted at once.
 WS_LIVE_INTERVAL_MS = float(os.environ.get("WS_LIVE_INTERVAL_MS", "100"))
+# ...or, when the workers answer slowly, at most every this many (smoothed) round trips.
+WS_LIVE_LOAD_FACTOR = float(os.environ.get("WS_LIVE_LOAD_FACTOR", "8"))
 # An unanswered prediction (its job lost with a worker) is asked again once, after this many seconds,
 # for the drawing's newest state; then the client gets an `unavailable` error.
 WS_PREDICTION_TIMEOUT_S = float(os.environ.get("WS_PREDICTION_TIMEOUT_S", "5"))

@@ -41,6 +41,7 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
         self.session = RecognitionSession(
             client=new_job_id(), sink=self.jobs, send=self.send_json, store=store_submitted, new_id=new_job_id,
             timeout_s=settings.WS_PREDICTION_TIMEOUT_S, live_interval_s=settings.WS_LIVE_INTERVAL_MS / 1000,
+            load_factor=settings.WS_LIVE_LOAD_FACTOR,
             bucket=TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST),
         )
         self.jobs.register(self.session.client, self.session.on_answer)

@@ -31,7 +31,6 @@ from worker.jobs import Answer, Job, Saliency, Strokes
 log = logging.getLogger(__name__)
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-LOAD_FACTOR = 4.0  # a pen-down refresh waits at least this many (smoothed) round trips
 
 
 @dataclass(frozen=True)
@@ -69,12 +68,13 @@ class Pending:
 class RecognitionSession:
     def __init__(self, *, client: str, sink: JobSink, send: Send, store: Store, new_id: Callable[[], str],
                  timeout_s: float, bucket: TokenBucket, max_attempts: int = 2, store_timeout_s: float = 4.0,
-                 live_interval_s: float = 0.0) -> None:
+                 live_interval_s: float = 0.0, load_factor: float = 8.0) -> None:
         self.client = client
         self._sink, self._send, self._store, self._new_id = sink, send, store, new_id
         self._timeout_s, self._bucket, self._max_attempts = timeout_s, bucket, max_attempts
         self._store_timeout_s = store_timeout_s
         self._live_interval_s = live_interval_s
+        self._load_factor = load_factor  # a pen-down refresh waits at least this many (smoothed) round trips
         self._round_trip_s = 0.0  # smoothed time from a live request to its answer
         self._live_at = -1e9  # perf_counter when the last live request was made...
         self._live_drawing = ""  # ...and for which drawing
@@ -123,7 +123,7 @@ class RecognitionSession:
         throttled = self.state.open_stroke and self.state.drawing == self._live_drawing  # a new drawing starts at once
         # Overloaded workers answer late; refreshing less often then is what lets them catch up, so
         # the interval stretches to a few round trips (pen-up states still go at once).
-        interval = max(self._live_interval_s, LOAD_FACTOR * self._round_trip_s) if self._live_interval_s else 0.0
+        interval = max(self._live_interval_s, self._load_factor * self._round_trip_s) if self._live_interval_s else 0.0
         wait = self._live_at + interval - time.perf_counter() if throttled else 0.0
         if wait <= 0:
             self._request_live()

@@ -279,7 +279,7 @@ def test_slow_answers_stretch_the_pen_down_interval_but_not_pen_up() -> None:
         h = Harness()
         h.session._live_interval_s = 0.01
         await h.stroke()
-        await asyncio.sleep(0.3)  # a slow round trip: the interval becomes 4 x 0.3 x 0.3 s = 0.36 s from the request
+        await asyncio.sleep(0.3)  # a slow round trip: the interval becomes 8 x 0.3 x 0.3 s = 0.72 s from the request
         await h.answer(h.sink.jobs[0])
         await h.stroke(points=((60, 60),))
         await asyncio.sleep(0.02)  # well past the base interval (0.01 s), within a few round trips

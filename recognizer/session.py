@@ -87,7 +87,8 @@ class RecognitionSession:
         self.dirty = False  # the drawing changed since the live request was made
         self._state_at = 0.0  # when the message behind the current state arrived
         self._heat_owed: OrderedDict[str, tuple[str, int]] = OrderedDict()  # job id -> (drawing, seq)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # retries: cancelled when the socket closes
+        self._stores: set[asyncio.Task[None]] = set()  # submits being stored: never cancelled
         self.closed = False
 
     # ---- client -> server
@@ -109,10 +110,11 @@ class RecognitionSession:
             return
         self.last_seq = msg.seq
         if isinstance(msg, SubmitMsg):
-            # stored in the background: a slow database never holds up this socket's predictions
+            # stored in the background: a slow database never holds up this socket's predictions,
+            # and a socket closed meanwhile does not cancel it (the drawing is the person's data)
             task = asyncio.ensure_future(self._keep(msg, self._snapshot(received).strokes))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._stores.add(task)
+            task.add_done_callback(self._stores.discard)
         elif self.live is None:
             self._next_live()
         else:

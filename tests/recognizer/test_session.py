@@ -287,3 +287,14 @@ def test_slow_answers_stretch_the_pen_down_interval_but_not_pen_up() -> None:
         await h.stroke(points=((70, 70),), final=True)
         assert len(h.sink.jobs) == 2, "a pen-up state was held back"
     run(go())
+
+
+def test_a_submit_is_still_stored_when_the_socket_closes_right_after_it() -> None:
+    async def go() -> None:
+        h = Harness()
+        await h.stroke(final=True)
+        await h.frame(type="submit", drawing="d", label=4)
+        h.session.close()
+        await asyncio.sleep(0.01)
+        assert [r.label for r in h.stored] == [4] and not h.of("stored")  # kept; nothing sent after close
+    run(go())

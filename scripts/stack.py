@@ -40,7 +40,11 @@ BIN = Path(sys.executable).parent
 
 # One worker process per queue by default; scale each with PREPROCESS_WORKERS / INFERENCE_WORKERS.
 QUEUES = ("preprocess", "inference")
-WEB_ARGS = ["--proxy-headers", "digitsite.asgi:application"]
+# daphne drops a socket (no close frame, no error) on a frame over its limit (1 MiB by default);
+# with 4 MiB, frames up to that reach the consumer and get the protocol's `too_large` (over 256 KB).
+MAX_FRAME_BYTES = 4 * 2**20
+WEB_ARGS = ["--proxy-headers", "--websocket-max-message-size", str(MAX_FRAME_BYTES),
+            "--websocket-max-frame-size", str(MAX_FRAME_BYTES), "digitsite.asgi:application"]
 SPARE_AFTER_S = 5.0  # a worker's spare starts once the worker has been up this long
 
 

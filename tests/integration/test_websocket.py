@@ -132,6 +132,7 @@ BAD_FRAMES = [
     (json.dumps({"type": "stroke", "seq": 1006, "drawing": "m", "stroke": 0, "points": [[1, 1]] * 10001,
                  "final": True, "canvas": [280, 280], "brush": 16}), "too_large"),
     (json.dumps({"type": "undo", "seq": 1007, "drawing": "m", "pad": "x" * 300_000}), "too_large"),
+    (json.dumps({"type": "undo", "seq": 1010, "drawing": "m", "pad": "x" * 1_500_000}), "too_large"),  # past daphne's default 1 MiB
     ('{"type": "undo", "seq": 5, "drawing": "m"}', "bad_seq"),
     ('{"type": "submit", "seq": 1008, "drawing": "m", "label": 12}', "bad_message"),
     ('{"type": "stroke", "seq": 1009, "drawing": "m", "stroke": 3, "points": [[1, 1]], "final": true, "canvas": [280, 280], "brush": 16}', "bad_stroke"),

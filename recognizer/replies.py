@@ -36,10 +36,6 @@ class ReplyHub:
     def unregister(self, client: str) -> None:
         self._handlers.pop(client, None)
 
-    @property
-    def clients(self) -> int:
-        return len(self._handlers)
-
     async def _run(self) -> None:
         while True:
             try:

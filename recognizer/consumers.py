@@ -15,12 +15,17 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from recognizer import draining
 from recognizer.jobs import enqueue_fill, job_client, new_job_id
 from recognizer.ratelimit import TokenBucket
 from recognizer.services import drawing_store
 from recognizer.session import RecognitionSession, StoreRequest
 
 log = logging.getLogger(__name__)
+
+# This web process is shutting down: reconnect (docs/protocol.md). RFC 6455's 1001 "going away" would
+# say so too, but daphne (autobahn) lets an application close only with 1000 or 3000-4999.
+CLOSE_RESTARTING = 4001
 
 
 async def store_submitted(req: StoreRequest) -> int:
@@ -46,11 +51,23 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
         )
         self.jobs.register(self.session.client, self.session.on_answer)
         await self.accept()
+        if draining.draining():  # this process is shutting down: come back to another one
+            await self.close(code=CLOSE_RESTARTING)
+            return
+        draining.register(self)
 
     async def disconnect(self, code: int) -> None:
+        draining.unregister(self)
         if hasattr(self, "session"):
             self.jobs.unregister(self.session.client)
             self.session.close()
+
+    async def drain(self, deadline: float) -> None:
+        """Shutdown: let in-flight predictions and submits finish (until `deadline`), then close."""
+        if not await self.session.settle(deadline):
+            log.warning("closing socket %s with work still in flight", self.session.client)
+        self.session.close()  # nothing more is sent on a socket being closed (a late heat map)
+        await self.close(code=CLOSE_RESTARTING)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' own dispatch first closes stale database connections in the sync thread: a

@@ -269,6 +269,19 @@ class RecognitionSession:
         if not self.closed:
             await self._send({"type": "stored", "drawing": msg.drawing, "id": row_id, "seq": msg.seq})
 
+    @property
+    def idle(self) -> bool:
+        """No prediction owed, none waiting for its turn, no submit being stored."""
+        return not self.pending and not self._stores and self._throttle is None and not self.dirty
+
+    async def settle(self, deadline: float) -> bool:
+        """Wait until idle or loop time `deadline` (a shutdown's drain); returns whether idle."""
+        loop = asyncio.get_running_loop()
+        while not self.idle and loop.time() < deadline:
+            # a short poll: this runs once per socket at shutdown, never on the live path
+            await asyncio.sleep(0.01)
+        return self.idle
+
     def close(self) -> None:
         """The socket is gone: no more sends, no timers left behind."""
         self.closed = True

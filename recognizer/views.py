@@ -12,6 +12,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
+from recognizer import draining
 from recognizer.health import health_report
 from recognizer.jobs import job_client, new_job_id
 from worker.jobs import Job, Saliency
@@ -87,6 +88,8 @@ def livez(request: HttpRequest) -> JsonResponse:
 def healthz(request: HttpRequest) -> JsonResponse:
     """Readiness: every part the service needs is there (send it traffic if so)."""
     global _last_health
+    if draining.draining():  # shutting down: send new traffic elsewhere
+        return JsonResponse({"status": "draining"}, status=503)
     report = health_report()
     if report["status"] != _last_health:
         _last_health = report["status"]

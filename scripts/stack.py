@@ -63,14 +63,18 @@ def worker_command(queue: str, index: int = 0) -> list[str]:
     ]
 
 
+# daphne with a graceful drain on SIGTERM (digitsite/serve.py); it takes daphne's arguments
+WEB_SERVER = ["python", "-m", "digitsite.serve"]
+
+
 def web_command(host: str, port: int) -> list[str]:
-    """daphne binding host:port itself (one web process per container, docker-compose.yml)."""
-    return [str(BIN / "daphne"), "-b", host, "-p", str(port), *WEB_ARGS]
+    """The web server binding host:port itself (one web process per container, docker-compose.yml)."""
+    return [*WEB_SERVER, "-b", host, "-p", str(port), *WEB_ARGS]
 
 
 def web_command_on_fd(fd: int) -> list[str]:
-    """daphne accepting on an inherited listening socket, so that several can share one port."""
-    return [str(BIN / "daphne"), "--fd", str(fd), *WEB_ARGS]
+    """The web server accepting on an inherited listening socket, so that several can share one port."""
+    return [sys.executable, *WEB_SERVER[1:], "--fd", str(fd), *WEB_ARGS]
 
 
 def default_web_processes() -> int:
@@ -370,7 +374,10 @@ class Stack:
         raise RuntimeError(f"service not healthy after {timeout:.0f} s: {last}")
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM every process group it started, SIGKILL those still there after `timeout`."""
+        """Stop everything it started: the web processes first, which drain (finish in-flight
+        predictions and submits, close their sockets politely) while the workers still answer;
+        then the workers, which finish their current batch; then the rest. SIGTERM to each
+        process group, SIGKILL to those still there after `timeout` (web: WEB_DRAIN_S + 2 s)."""
         self._stopping.set()
         if self._supervisor is not None:
             self._supervisor.join()
@@ -382,18 +389,11 @@ class Stack:
             for proc in spares:  # closing its stdin is enough, but do not wait for that
                 assert proc.stdin is not None
                 proc.stdin.close()
-            for _, proc in [*reversed(self.procs), *(("spare", p) for p in spares)]:
-                if proc.poll() is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            for _, proc in [*reversed(self.procs), *(("spare", p) for p in spares)]:
-                try:
-                    proc.wait(max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            web = [p for name, p in self.procs if name.startswith("web")]
+            rest = [p for name, p in reversed(self.procs) if not name.startswith("web")]
+            drain_s = float(self._env().get("WEB_DRAIN_S", "10")) + 2
+            _terminate(web, max(timeout, drain_s))
+            _terminate([*rest, *spares], timeout)
             self.procs.clear()
             self._specs.clear()
             if self._listener is not None:
@@ -405,6 +405,22 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _terminate(procs: list[subprocess.Popen], timeout: float) -> None:
+    """SIGTERM each process's group; SIGKILL the groups still there after `timeout`."""
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def _log(message: str) -> None:

@@ -39,12 +39,14 @@ def test_workers_are_scalable_and_run_the_make_run_commands():
         assert shlex.split(svc["command"]) == ["celery", *worker_command(queue)[1:]]
 
 
-def test_web_is_scalable_runs_daphne_like_make_run_after_migrating_once():
+def test_web_is_scalable_runs_the_web_server_like_make_run_after_migrating_once():
     services = load()["services"]
     web = services["web"]
     assert "container_name" not in web and "ports" not in web  # --scale web=N: the balancer publishes
     assert web["restart"] == "unless-stopped" and "healthcheck" in web
-    assert shlex.split(web["command"]) == ["daphne", *web_command("0.0.0.0", 8000)[1:]]
+    assert shlex.split(web["command"]) == web_command("0.0.0.0", 8000)
+    # it drains for up to WEB_DRAIN_S (10 s) on SIGTERM: docker must not SIGKILL it before that
+    assert float(web["stop_grace_period"].rstrip("s")) > 10
     assert web["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert shlex.split(services["migrate"]["command"]) == ["python", "manage.py", "migrate", "--noinput"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,13 @@ class InProcessWorker:
         self.layer, self.loop, self.fail = layer, loop, fail
         self.model = load_predictor(ROOT / "models")
         self.batches: list[int] = []
+        self.gate = threading.Event()  # cleared: answers wait for it
+        self.gate.set()
 
     def __call__(self, queue: str, batch: Batch) -> None:
         if self.fail:
             raise ConnectionError("broker down")
+        self.gate.wait(10)
         jobs = batch.jobs
         self.batches.append(len(jobs))
         done = pipeline.predict_jobs(self.model, jobs, model_name=self.model.name)
@@ -141,3 +145,45 @@ def test_submit_stores_the_drawing_at_once_and_queues_its_prediction(monkeypatch
     row = Drawing.objects.get()
     assert (row.pk, row.client_id, row.label, row.predicted_at) == (pk, "keep", 3, None)
     assert queued == [[pk]], "the prediction was not queued once after the commit"
+
+
+def test_a_drain_answers_what_is_in_flight_then_closes_with_the_restart_code(monkeypatch) -> None:
+    from recognizer import draining
+    from recognizer.consumers import CLOSE_RESTARTING
+
+    monkeypatch.setattr(draining, "_draining", False)
+
+    async def go() -> None:
+        comm, worker = await connect()
+        try:
+            worker.gate.clear()  # the workers are slow: predictions are owed when the drain starts
+            seq = await send_strokes(comm, 2, "two")
+            await asyncio.sleep(0.3)  # the consumer has taken every frame
+            assert worker.batches == [], "answered before the gate opened"
+            drained = asyncio.ensure_future(draining.drain(5.0))
+            assert await comm.receive_nothing(0.3), "closed with a prediction still owed"
+            worker.gate.set()
+            seen = await until(comm, lambda m: m["type"] == "prediction" and m["seq"] == seq)
+            assert seen[-1]["digit"] == 2
+            closing = await comm.receive_output(timeout=5)
+            while closing["type"] != "websocket.close":  # e.g. a heat map sent before the close
+                closing = await comm.receive_output(timeout=5)
+            assert closing["code"] == CLOSE_RESTARTING
+            assert await drained == 1
+            assert draining.draining()
+            late = WebsocketCommunicator(RecognizeConsumer.as_asgi(), "/ws/recognize/")
+            connected, code = await late.connect()  # accepted, then sent on at once
+            assert connected
+            assert (await late.receive_output(timeout=5)) == {"type": "websocket.close", "code": CLOSE_RESTARTING}
+        finally:
+            await close(comm)
+    asyncio.run(go())
+
+
+def test_health_says_draining_while_the_process_shuts_down(client, monkeypatch) -> None:
+    from recognizer import draining
+
+    monkeypatch.setattr(draining, "_draining", True)
+    resp = client.get("/healthz")
+    assert resp.status_code == 503 and resp.json()["status"] == "draining"
+    assert client.get("/livez").status_code == 200  # alive: it is finishing its work

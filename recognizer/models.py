@@ -1,7 +1,53 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
 from django.core.validators import MaxValueValidator
 from django.db import models
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
 
 DIGIT_CHOICES = [(d, str(d)) for d in range(10)]
+
+# The label a drawing is trained and scored on: the reviewer's word wins over the person's.
+EFFECTIVE_LABEL = Coalesce("review_label", "label")
+
+
+class DrawingQuerySet(models.QuerySet):
+    """Review writes as bulk updates: one UPDATE for a page of drawings, the same for the admin's
+    actions and the triage page. Each returns how many rows it changed."""
+
+    def with_effective_label(self) -> DrawingQuerySet:
+        """Rows annotated with `effective` (what `Drawing.effective_label` says, for filters and sorting)."""
+        return self.annotate(effective=EFFECTIVE_LABEL)
+
+    @staticmethod
+    def _reviewed(by: AbstractBaseUser | None, now: datetime | None) -> dict[str, Any]:
+        return {"reviewed_at": now or timezone.now(), "reviewed_by": by}
+
+    def mark_reviewed(self, *, by: AbstractBaseUser | None = None, now: datetime | None = None) -> int:
+        """Reviewed as they stand: the person's label (or none) is right."""
+        return self.update(**self._reviewed(by, now))
+
+    def relabel(self, digit: int, *, by: AbstractBaseUser | None = None, now: datetime | None = None) -> int:
+        """The reviewer says `digit`; a relabelled drawing is back in the training data."""
+        if digit not in range(10):
+            raise ValueError(f"a label is a digit 0-9, not {digit!r}")
+        return self.update(review_label=digit, excluded=False, **self._reviewed(by, now))
+
+    def confirm_prediction(self, *, by: AbstractBaseUser | None = None, now: datetime | None = None) -> int:
+        """The model was right: its digit becomes the reviewer's label (rows without one are left alone)."""
+        return self.filter(predicted_digit__isnull=False).update(
+            review_label=models.F("predicted_digit"), excluded=False, **self._reviewed(by, now))
+
+    def exclude_from_training(self, *, by: AbstractBaseUser | None = None, now: datetime | None = None) -> int:
+        """Not a usable digit (a scribble, a letter, a test): kept, labels and all, but never exported."""
+        return self.update(excluded=True, **self._reviewed(by, now))
 
 
 class Drawing(models.Model):
@@ -30,19 +76,35 @@ class Drawing(models.Model):
         null=True, blank=True, choices=DIGIT_CHOICES, validators=[MaxValueValidator(9)],
         help_text="The digit the person says it is, if they said.",
     )
+    review_label = models.PositiveSmallIntegerField(
+        null=True, blank=True, choices=DIGIT_CHOICES, validators=[MaxValueValidator(9)],
+        help_text="The digit a reviewer says it is; wins over the person's label.",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True, help_text="When a reviewer last looked at it.")
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="reviewed_drawings")
+    excluded = models.BooleanField(default=False, help_text="Left out of training and exports.")
     latency_ms = models.FloatField(null=True, help_text="Server time from the submit to its stored prediction.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     predicted_at = models.DateTimeField(null=True, blank=True, help_text="Empty while the prediction is still to come.")
     prediction_attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker was asked to predict it.")
+
+    objects = DrawingQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["predicted_digit"]),
             models.Index(fields=["label"]),
+            models.Index(fields=["created_at"], condition=models.Q(reviewed_at__isnull=True), name="drawing_unreviewed"),
             models.Index(fields=["created_at"], condition=models.Q(predicted_at__isnull=True), name="drawing_waiting"),
         ]
         constraints = [models.UniqueConstraint(fields=["client_id", "content_hash"], name="drawing_once_per_content")]
 
     def __str__(self) -> str:
-        return f"Drawing {self.pk}: {self.predicted_digit} (label {self.label})"
+        return f"Drawing {self.pk}: {self.predicted_digit} (label {self.effective_label})"
+
+    @property
+    def effective_label(self) -> int | None:
+        """The reviewer's label if there is one, else the person's (EFFECTIVE_LABEL in queries)."""
+        return self.review_label if self.review_label is not None else self.label

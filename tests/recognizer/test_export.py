@@ -1,0 +1,143 @@
+"""Export: what is written loads back identically (images, effective labels, ids, strokes, manifest),
+drawings still waiting are rendered as the workers render them, excluded and unlabelled ones are left
+out, and the command's --reviewed-only and --since choose the rows."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from recognizer.export import ZIP_NAMES, drawings_for_export, export_to_files, export_to_zip
+from recognizer.models import Drawing
+from tests.digit_paths import digit_strokes
+from worker.pipeline import prepare_strokes
+
+pytestmark = pytest.mark.django_db
+
+
+def make(n: int, **fields: Any) -> Drawing:
+    image = bytes((n * 31 + i * 7) % 256 for i in range(784))
+    defaults: dict[str, Any] = {
+        "client_id": f"e{n}", "content_hash": f"h{n}", "strokes": digit_strokes(n % 10),
+        "canvas_width": 280.0, "canvas_height": 300.0, "brush": 14.5, "image28": image, "png": b"\x89PNG",
+        "predicted_digit": n % 10, "confidence": 0.5 + n / 100, "model_name": "cnn-v6",
+        "predicted_at": timezone.now(), "label": n % 10,
+    }
+    defaults.update(fields)
+    return Drawing.objects.create(**defaults)
+
+
+@pytest.fixture
+def drawings() -> dict[str, Drawing]:
+    return {
+        "person": make(1, label=1),
+        "relabelled": make(2, label=2, review_label=7, reviewed_at=timezone.now()),
+        "pending": make(3, label=3, image28=None, png=None, predicted_digit=None, confidence=None, predicted_at=None),
+        "excluded": make(4, label=4, excluded=True, reviewed_at=timezone.now()),
+        "unlabelled": make(5, label=None),
+        "reviewer_only": make(6, label=None, review_label=0, reviewed_at=timezone.now()),
+    }
+
+
+def load(out: Path) -> tuple[dict[str, np.ndarray], list[dict], list[dict]]:
+    with np.load(out) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    lines = [json.loads(line) for line in out.with_suffix(".strokes.jsonl").read_text().splitlines()]
+    with out.with_suffix(".csv").open(newline="") as f:
+        manifest = list(csv.DictReader(f))
+    return arrays, lines, manifest
+
+
+def test_an_export_loads_back_identically(drawings: dict[str, Drawing], tmp_path: Path) -> None:
+    out = tmp_path / "set.npz"
+    summary = export_to_files(drawings_for_export(), out)
+    arrays, lines, manifest = load(out)
+
+    kept = [drawings[k] for k in ("person", "relabelled", "pending", "reviewer_only")]  # by id
+    assert (summary.exported, summary.rendered, summary.excluded, summary.unlabelled) == (4, 1, 1, 1)
+    assert sorted(arrays) == ["ids", "images", "labels"]
+    assert arrays["images"].dtype == np.uint8 and arrays["images"].shape == (4, 28, 28)
+    assert arrays["ids"].tolist() == [d.pk for d in kept]
+    assert arrays["labels"].tolist() == [1, 7, 3, 0]  # the reviewer's label wins
+    for image, row in zip(arrays["images"], kept):
+        stored = Drawing.objects.get(pk=row.pk)
+        if stored.image28 is not None:
+            assert image.tobytes() == bytes(stored.image28)
+        else:  # pending: rendered here exactly as the workers would
+            assert image.tobytes() == prepare_strokes(stored.strokes, (280.0, 300.0), 14.5)
+            assert image.max() > 200
+
+    for line, row in zip(lines, kept, strict=True):
+        stored = Drawing.objects.get(pk=row.pk)
+        assert line == {"id": row.pk, "label": stored.effective_label, "canvas": [280.0, 300.0], "brush": 14.5,
+                        "strokes": stored.strokes}
+
+    assert [int(r["id"]) for r in manifest] == [d.pk for d in kept]
+    assert [int(r["index"]) for r in manifest] == [0, 1, 2, 3]
+    by_id = {int(r["id"]): r for r in manifest}
+    relabelled = by_id[drawings["relabelled"].pk]
+    assert (relabelled["label"], relabelled["person_label"], relabelled["review_label"]) == ("7", "2", "7")
+    assert relabelled["reviewed_at"] and relabelled["model_name"] == "cnn-v6"
+    assert by_id[drawings["pending"].pk]["image"] == "rendered" and by_id[drawings["person"].pk]["image"] == "stored"
+    assert by_id[drawings["pending"].pk]["predicted_digit"] == "" and by_id[drawings["person"].pk]["confidence"] == "0.51"
+
+
+def test_strokes_come_back_point_for_point(tmp_path: Path) -> None:
+    strokes = [[[0.5, 1.25], [3.0, 4.0]], [[7.125, 8.0]]]
+    row = make(9, strokes=strokes)
+    export_to_files(drawings_for_export(), tmp_path / "s.npz")
+    _, lines, _ = load(tmp_path / "s.npz")
+    assert [(line["id"], line["strokes"]) for line in lines] == [(row.pk, strokes)]
+
+
+def test_the_zip_holds_the_same_three_files(drawings: dict[str, Drawing], tmp_path: Path) -> None:
+    export_to_files(drawings_for_export(), tmp_path / "f.npz")
+    data, summary = export_to_zip(drawings_for_export())
+    assert summary.exported == 4
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert zf.namelist() == list(ZIP_NAMES)
+        with np.load(io.BytesIO(zf.read("drawings.npz"))) as zipped, np.load(tmp_path / "f.npz") as filed:
+            for key in ("images", "labels", "ids"):
+                assert np.array_equal(zipped[key], filed[key])
+        assert zf.read("drawings.strokes.jsonl") == (tmp_path / "f.strokes.jsonl").read_bytes()
+        assert zf.read("drawings.csv") == (tmp_path / "f.csv").read_bytes()
+
+
+def test_the_command_reviewed_only_and_since(drawings: dict[str, Drawing], tmp_path: Path) -> None:
+    old = make(11, label=8, reviewed_at=timezone.now())
+    Drawing.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=10))
+    stdout = io.StringIO()
+    call_command("export_drawings", "--out", str(tmp_path / "r.npz"), "--reviewed-only", stdout=stdout)
+    ids = load(tmp_path / "r.npz")[0]["ids"].tolist()
+    assert ids == [drawings["relabelled"].pk, drawings["reviewer_only"].pk, old.pk]
+    assert "3 drawings exported" in stdout.getvalue() and "1 excluded" in stdout.getvalue()
+
+    since = (timezone.now() - timedelta(days=2)).date().isoformat()
+    call_command("export_drawings", "--out", str(tmp_path / "s.npz"), "--reviewed-only", "--since", since,
+                 stdout=io.StringIO())
+    assert load(tmp_path / "s.npz")[0]["ids"].tolist() == [drawings["relabelled"].pk, drawings["reviewer_only"].pk]
+
+    call_command("export_drawings", "--out", str(tmp_path / "a.npz"), stdout=io.StringIO())
+    assert len(load(tmp_path / "a.npz")[0]["ids"]) == 5  # everything labelled and not excluded
+
+
+def test_the_command_refuses_a_bad_out_or_date(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match=r"\.npz"):
+        call_command("export_drawings", "--out", str(tmp_path / "x.zip"))
+    with pytest.raises(CommandError, match="expected a date"):
+        call_command("export_drawings", "--out", str(tmp_path / "x.npz"), "--since", "last week")
+
+
+def test_an_empty_export_is_still_loadable(tmp_path: Path) -> None:
+    summary = export_to_files(drawings_for_export(), tmp_path / "e.npz")
+    arrays, lines, manifest = load(tmp_path / "e.npz")
+    assert summary.exported == 0 and arrays["images"].shape == (0, 28, 28) and lines == [] and manifest == []

@@ -1,8 +1,11 @@
 """Evaluate a trained model: accuracy on the MNIST test set and on the canvas-style test set,
-per-class accuracy, confusion matrices (printed and saved as PNG), expected calibration error and
-single-image inference speed.
+per-class accuracy, confusion matrices (printed and saved as PNG), expected calibration error,
+single-image inference speed, uploads (the upload test set of :mod:`digits.uploadset`: accuracy and
+refusals per variant) and real pen digits ("UJI dev writers", :mod:`digits.uji`: accuracy per class
+and ECE).
 
     python manage.py evaluate [--model NAME] [--data-dir ../shared/data/mnist] [--out docs/eval]
+                              [--uji-dir ../shared/data/uji-pen] [--upload-count 300]
     python -m digits.evaluate ...            (the same, without Django)
 
 The canvas-style sets are built deterministically (:func:`digits.canvas_style.build_dataset`, grid
@@ -18,6 +21,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,14 +29,18 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from digits import uji, uploadset
 from digits.canvas_style import CACHE_DIR, FORMAT_VERSION, build_dataset
+from digits.images import BadImage, decode_upload, image_to_mnist
 from digits.mnist import load_split
 from digits.predictor import Predictor, load_predictor
+from digits.refusal import assess
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "mnist"
 DEFAULT_MODELS = REPO_ROOT / "models"
 DEFAULT_OUT = REPO_ROOT / "docs" / "eval"
+DEFAULT_UJI_DIR = uji.DEFAULT_DIR
 TEST_SEED = 10_007  # canvas-style test set (from the MNIST test set)
 VAL_SEED = 20_011  # canvas-style validation set (from the training part's validation split)
 ECE_BINS = 15
@@ -186,6 +194,66 @@ def predict_all(predictor: Predictor, images: np.ndarray) -> np.ndarray:
     return predictor.predict(images.astype(np.float32) / 255.0)
 
 
+# --------------------------------------------------------------------------- uploads and pen digits
+
+
+def upload_input(data: bytes) -> np.ndarray:
+    """The model's input for an uploaded file, as the service makes it (worker.pipeline.prepare_upload:
+    decode, find the digit, 28x28, stored as bytes); raises BadImage when the service refuses it."""
+    return np.rint(image_to_mnist(decode_upload(data)) * 255.0).astype(np.float32) / 255.0
+
+
+def upload_report(predictor: Predictor, uploads: Iterable[uploadset.Upload]) -> dict[str, dict]:
+    """Per variant: count, accuracy (a refused upload counts as not read), refused (the service's
+    400: no digit found, unreadable...), uncertain (read but flagged as such) and the refusal codes."""
+    by_variant: dict[str, list[uploadset.Upload]] = {}
+    for u in uploads:
+        by_variant.setdefault(u.variant, []).append(u)
+    report = {}
+    for name, items in by_variant.items():
+        images, labels, codes = [], [], {}
+        for u in items:
+            try:
+                images.append(upload_input(u.data))
+                labels.append(u.label)
+            except BadImage as exc:
+                codes[exc.code] = codes.get(exc.code, 0) + 1
+        right = uncertain = 0
+        if images:
+            batch = np.stack(images)
+            probs = predictor.predict(batch)
+            right = int((probs.argmax(axis=1) == np.asarray(labels)).sum())
+            uncertain = sum(assess(image, p)[0] for image, p in zip(batch, probs))
+        report[name] = {
+            "count": len(items),
+            "accuracy": round(right / len(items), 6),
+            "refused": len(items) - len(images),
+            "uncertain": int(uncertain),
+            "refusal_codes": codes,
+        }
+    return report
+
+
+def upload_set(data_dir: Path, card: dict, count: int) -> Iterator[uploadset.Upload]:
+    """The upload test set built from the validation split the model was selected on (never trained
+    on; never the MNIST test set)."""
+    training = card.get("training", {})
+    images, labels, sources = uploadset.validation_digits(
+        data_dir, seed=int(training.get("seed", 1)), val_fraction=float(training.get("val_fraction", 0.1)))
+    return uploadset.build(images, labels, sources, count=count)
+
+
+def uji_report(predictor: Predictor, digits: Sequence[uji.PenDigit], temperature: float) -> dict:
+    """Accuracy, per-class accuracy, confusion and ECE on pen digits drawn on the page's canvas, plus
+    how many the service would flag as uncertain."""
+    images = uji.render(digits)
+    probs = predictor.predict(images)
+    out = summarize(probs, uji.labels(digits), temperature)
+    out["uncertain"] = int(sum(assess(image, p)[0] for image, p in zip(images, probs)))
+    out["writers"] = len(uji.writers(digits))
+    return out
+
+
 # --------------------------------------------------------------------------- command
 
 
@@ -199,9 +267,15 @@ def evaluate(
     speed_runs: int = 500,
     progress: bool = True,
     cache_dir: Path | None = CACHE_DIR,
+    uji_dir: Path | None = DEFAULT_UJI_DIR,
+    upload_count: int = uploadset.DEFAULT_COUNT,
     log=print,
 ) -> dict:
-    """Evaluate ``model`` (default: the current one); returns the report dict (also saved as JSON)."""
+    """Evaluate ``model`` (default: the current one); returns the report dict (also saved as JSON).
+
+    ``upload_count`` validation digits go into each upload variant (0: no upload figures);
+    ``uji_dir=None`` leaves out the UJI pen digits.
+    """
     predictor = load_predictor(Path(models_dir), model)
     card = predictor.card
     buffer = getattr(getattr(predictor, "_model", None), "temperature", None)  # saved with the weights
@@ -220,6 +294,13 @@ def evaluate(
         probs = predict_all(predictor, images)
         report[name] = summarize(probs, labels.astype(np.int64), temperature)
     report["inference"] = inference_speed(predictor, sets["test"][0][0].astype(np.float32) / 255.0, runs=speed_runs)
+    if upload_count > 0:
+        report["uploads"] = upload_report(predictor, upload_set(Path(data_dir), card, upload_count))
+        report["upload_set"] = {"seed": uploadset.SEED, "per_variant": upload_count,
+                                "source": "validation split of the training part"}
+    if uji_dir is not None:
+        report["uji_dev"] = uji_report(predictor, uji.load_dev(Path(uji_dir)), temperature)
+        report["uji"] = {"dir": str(uji_dir), "canvas": list(uji.CANVAS), "brush": uji.BRUSH, "fill": uji.FILL}
     report["selection"] = {
         "val_accuracy": report["val"]["accuracy"],
         "canvas_val_accuracy": report["canvas_val"]["accuracy"],
@@ -241,6 +322,20 @@ def evaluate(
         log(f"confusion matrix, {titles[name]}:\n{format_confusion(r['confusion'])}")
     inf = report["inference"]
     log(f"\ninference, 1 thread, single image: median {inf['median_ms']:.3f} ms, p90 {inf['p90_ms']:.3f} ms")
+    if "uploads" in report:
+        log(f"\nuploads ({upload_count} validation digits per variant; refused = the service's 400):")
+        log(f"{'variant':<24} {'accuracy':>9} {'refused':>8} {'uncertain':>10}")
+        for name, r in report["uploads"].items():
+            log(f"{name:<24} {r['accuracy']:>9.2%} {r['refused']:>8} {r['uncertain']:>10}")
+    if "uji_dev" in report:
+        r = report["uji_dev"]
+        extra = f"  (uncalibrated {r['ece_uncalibrated']:.2%})" if "ece_uncalibrated" in r else ""
+        log(f"\nUJI dev writers ({r['writers']} writers, pen strokes on the 280 px canvas): accuracy "
+            f"{r['accuracy']:.2%}  ({r['errors']} errors / {r['count']})  ECE {r['ece']:.2%}{extra}  "
+            f"uncertain {r['uncertain']}")
+        log("per-class accuracy, UJI dev writers: "
+            + "  ".join(f"{d}: {a:.2%}" for d, a in r["per_class_accuracy"].items()))
+        log(f"confusion matrix, UJI dev writers:\n{format_confusion(r['confusion'])}")
 
     if out is not None:
         out = Path(out)
@@ -277,6 +372,20 @@ def update_card(models_dir: Path, name: str, report: dict) -> None:
     })
     if "ece_uncalibrated" in report["val"]:
         metrics["val_ece_uncalibrated"] = report["val"]["ece_uncalibrated"]
+    if "uploads" in report:
+        metrics["uploads"] = {
+            "per_variant": report["upload_set"]["per_variant"],
+            "seed": report["upload_set"]["seed"],
+            "variants": {name: {"accuracy": r["accuracy"], "refused": r["refused"]}
+                         for name, r in report["uploads"].items()},
+        }
+    if "uji_dev" in report:
+        r = report["uji_dev"]
+        metrics.update({
+            "uji_dev_accuracy": r["accuracy"],
+            "uji_dev_per_class_accuracy": r["per_class_accuracy"],
+            "uji_dev_ece": r["ece"],
+        })
     path.write_text(json.dumps(card, indent=2) + "\n")
 
 
@@ -289,6 +398,9 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--write-card", action="store_true", help="record the figures in the model card")
     p.add_argument("--speed-runs", type=int, default=500)
     p.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help="canvas-style data cache")
+    p.add_argument("--uji-dir", type=Path, default=DEFAULT_UJI_DIR, help="UJI pen digits (uji-digits-dev.json)")
+    p.add_argument("--upload-count", type=int, default=uploadset.DEFAULT_COUNT,
+                   help="validation digits per upload variant (0: no upload figures)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     return p
 
@@ -297,7 +409,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     return evaluate(args.model, models_dir=args.models_dir, data_dir=args.data_dir, out=args.out,
                     write_card=args.write_card, speed_runs=args.speed_runs, progress=args.progress,
-                    cache_dir=args.cache_dir)
+                    cache_dir=args.cache_dir, uji_dir=args.uji_dir, upload_count=args.upload_count)
 
 
 if __name__ == "__main__":

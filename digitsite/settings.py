@@ -155,6 +155,7 @@ CELERY_WORKER_DISABLE_RATE_LIMITS = True
 
 MODELS_DIR = Path(os.environ.get("MODELS_DIR", BASE_DIR / "models"))
 MNIST_DIR = Path(os.environ.get("MNIST_DIR", BASE_DIR.parent / "shared" / "data" / "mnist"))
+UJI_DIR = Path(os.environ.get("UJI_DIR", BASE_DIR.parent / "shared" / "data" / "uji-pen"))
 
 # Per-connection limits of the WebSocket consumer (message limits live in recognizer/protocol.py).
 WS_RATE_PER_SECOND = 100  # token bucket refill; bursts up to WS_RATE_BURST

@@ -114,3 +114,17 @@ def test_x_excludes_and_the_arrows_go_back_to_change_an_answer(page: Page) -> No
     wait_until(page, lambda: orm(lambda: stored_reviews(ids)) == {
         ids[0]: (4, False, user, True), ids[1]: (None, False, None, False), ids[2]: (2, False, user, True),
     }, what="the answers stored")
+
+
+def test_an_answer_that_cannot_be_saved_says_so(page: Page) -> None:
+    from recognizer.models import Drawing
+
+    ids, _ = orm(lambda: seed(2))
+    log_in(page, "/review/%3Forder%3Doldest")
+    assert shown_id(page) == ids[0]
+    orm(lambda: Drawing.objects.filter(pk=ids[0]).delete())  # gone while on screen: the save gets a 404
+    page.keyboard.press("5")
+    expect(page.locator("#message")).to_contain_text(f"Drawing #{ids[0]} was not saved")
+    expect(page.locator("#progress")).to_have_text(re.compile(r"· 0 reviewed$"))
+    page.keyboard.press("ArrowLeft")
+    expect(page.locator("#now")).to_have_text("not saved")

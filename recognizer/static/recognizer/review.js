@@ -26,7 +26,6 @@ const state = {
   reviewed: new Set(),
   saving: Promise.resolve(),
   pendingSaves: 0,
-  failed: 0,
 };
 
 // ---------------------------------------------------------------- the API
@@ -67,12 +66,12 @@ function save(item, body) {
       item.failed = false;
     } catch (error) {
       item.failed = true;
-      state.failed += 1;
+      state.reviewed.delete(item.id);
       say(`Drawing #${item.id} was not saved (${error.message}): go back (←) and answer it again.`);
     } finally {
       state.pendingSaves -= 1;
       root.dataset.saving = String(state.pendingSaves);
-      if (current() === item) show();
+      if (item.failed || current() === item) show();  // a failure changes the progress too
     }
   });
 }

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import F, Q, QuerySet
@@ -48,10 +47,10 @@ class WaitingFilter(admin.SimpleListFilter):
     title = "prediction"
     parameter_name = "prediction"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("waiting", "still waiting"), ("done", "predicted")]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Drawing]) -> QuerySet[Drawing]:
         if self.value() in ("waiting", "done"):
             return queryset.filter(predicted_at__isnull=self.value() == "waiting")
         return queryset
@@ -61,10 +60,10 @@ class ReviewedFilter(admin.SimpleListFilter):
     title = "reviewed"
     parameter_name = "reviewed"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("yes", "reviewed"), ("no", "not reviewed")]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Drawing]) -> QuerySet[Drawing]:
         if self.value() in ("yes", "no"):
             return queryset.filter(reviewed_at__isnull=self.value() == "no")
         return queryset
@@ -74,10 +73,10 @@ class LabelledFilter(admin.SimpleListFilter):
     title = "labelled"
     parameter_name = "labelled"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("yes", "labelled"), ("person", "by the person"), ("reviewer", "by a reviewer"), ("no", "no label")]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Drawing]) -> QuerySet[Drawing]:
         match self.value():
             case "yes":
                 return queryset.filter(Q(label__isnull=False) | Q(review_label__isnull=False))
@@ -93,13 +92,13 @@ class LabelledFilter(admin.SimpleListFilter):
 class EffectiveLabelFilter(admin.SimpleListFilter):
     """The label training uses (the reviewer's, else the person's)."""
 
-    title = "label (reviewer's, else person's)"
+    title = "label used (reviewer's, else person's)"
     parameter_name = "effective"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [(str(d), str(d)) for d, _ in DIGIT_CHOICES]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Drawing]) -> QuerySet[Drawing]:
         if self.value() in {str(d) for d in range(10)}:
             return queryset.alias(eff=EFFECTIVE_LABEL).filter(eff=int(self.value()))
         return queryset
@@ -111,10 +110,10 @@ class AgreementFilter(admin.SimpleListFilter):
     title = "label vs prediction"
     parameter_name = "agreement"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("wrong", "label ≠ prediction"), ("right", "label = prediction")]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Drawing]) -> QuerySet[Drawing]:
         if self.value() not in ("wrong", "right"):
             return queryset
         both = queryset.alias(eff=EFFECTIVE_LABEL).filter(eff__isnull=False, predicted_digit__isnull=False)
@@ -127,10 +126,10 @@ class ConfidenceFilter(admin.SimpleListFilter):
     title = "confidence"
     parameter_name = "confidence"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [(value, title) for value, title, _, _ in CONFIDENCE_BANDS]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Drawing]) -> QuerySet[Drawing]:
         for value, _, low, high in CONFIDENCE_BANDS:
             if self.value() == value:
                 return queryset.filter(confidence__gte=low, confidence__lt=high)
@@ -148,7 +147,7 @@ def _relabel_action(digit: int) -> Callable[[admin.ModelAdmin, HttpRequest, Quer
 
 @admin.register(Drawing)
 class DrawingAdmin(admin.ModelAdmin):
-    list_display = ("id", "thumbnail", "predicted_digit", "confidence_pct", "uncertain", "label", "review_label",
+    list_display = ("id", "thumbnail", "predicted_digit", "confidence_pct", "uncertain", "person_label", "review_label",
                     "effective_label_col", "reviewed", "excluded", "model_name", "created_at")
     list_display_links = ("id", "thumbnail")
     list_editable = ("review_label",)
@@ -166,7 +165,7 @@ class DrawingAdmin(admin.ModelAdmin):
     )
     fields = ("drawing_image", "image28_view", "review_label", "excluded") + readonly_fields[2:]
 
-    def get_queryset(self, request):  # the list needs no stroke JSON
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Drawing]:  # the list needs no strokes or images
         return (super().get_queryset(request).defer("strokes", "probabilities", "image28")
                 .select_related("reviewed_by").with_effective_label())
 
@@ -193,8 +192,12 @@ class DrawingAdmin(admin.ModelAdmin):
     def confidence_pct(self, obj: Drawing) -> str:
         return "—" if obj.confidence is None else f"{obj.confidence:.1%}"
 
+    @admin.display(description="person's label", ordering="label")
+    def person_label(self, obj: Drawing) -> int | None:
+        return obj.label
+
     @admin.display(description="label used", ordering="effective")
-    def effective_label_col(self, obj: Drawing) -> Any:
+    def effective_label_col(self, obj: Drawing) -> int | None:
         return obj.effective_label
 
     @admin.display(description="reviewed", boolean=True, ordering="reviewed_at")

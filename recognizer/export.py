@@ -50,11 +50,10 @@ class ExportSummary:
                 f"{self.unlabelled} unlabelled")
 
 
-def drawings_for_export(*, reviewed_only: bool = False, since: datetime | None = None,
-                        queryset: QuerySet[Drawing] | None = None) -> QuerySet[Drawing]:
+def drawings_for_export(*, reviewed_only: bool = False, since: datetime | None = None) -> QuerySet[Drawing]:
     """The drawings an export looks at (excluded and unlabelled ones are dropped by the writer, which
     counts them)."""
-    qs = queryset if queryset is not None else Drawing.objects.all()
+    qs = Drawing.objects.all()
     if reviewed_only:
         qs = qs.filter(reviewed_at__isnull=False)
     if since is not None:
@@ -113,6 +112,7 @@ def export_write(drawings: QuerySet[Drawing], *, npz: BinaryIO, strokes: TextIO,
         images += image28
         labels.append(effective)
         ids.append(pk)
+        # the stored strokes text goes in as it is, after the other keys
         head = json.dumps({"id": pk, "label": effective, "canvas": [width, height], "brush": brush})
         strokes.write(f'{head[:-1]}, "strokes": {strokes_json}}}\n')
         writer.writerow((

@@ -77,7 +77,7 @@ class Drawing(models.Model):
         help_text="The digit the person says it is, if they said.",
     )
     review_label = models.PositiveSmallIntegerField(
-        null=True, blank=True, choices=DIGIT_CHOICES, validators=[MaxValueValidator(9)],
+        "reviewer's label", null=True, blank=True, choices=DIGIT_CHOICES, validators=[MaxValueValidator(9)],
         help_text="The digit a reviewer says it is; wins over the person's label.",
     )
     reviewed_at = models.DateTimeField(null=True, blank=True, help_text="When a reviewer last looked at it.")

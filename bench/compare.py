@@ -288,7 +288,9 @@ class Service:
         stack_module = load_stack_module(root)
         self.prefix = f"bench-{uuid.uuid4().hex[:8]}:"
         self.redis_url = redis_url
-        kwargs: dict[str, Any] = {"port": free_port(), "redis_url": redis_url, "env": {"REDIS_PREFIX": self.prefix},
+        # all the bench's clients come from 127.0.0.1: the per-address limits off
+        env = {"REDIS_PREFIX": self.prefix, **getattr(stack_module, "UNTHROTTLED", {})}
+        kwargs: dict[str, Any] = {"port": free_port(), "redis_url": redis_url, "env": env,
                                   "log_dir": log_dir or Path(tempfile.mkdtemp(prefix="bench-stack-"))}
         self.web_processes_supported = "web_processes" in inspect.signature(stack_module.Stack).parameters
         if web_processes is None and hasattr(stack_module, "default_web_processes"):

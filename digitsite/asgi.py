@@ -1,4 +1,8 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels (served by daphne)."""
+"""ASGI entry point: HTTP through Django, WebSockets through Channels (served by digitsite.serve).
+
+Outermost first: the client's real address (TrustedProxies), then per-address limits and the body
+limit for HTTP, the exact origin check for WebSockets.
+"""
 import os
 
 from django.core.asgi import get_asgi_application
@@ -7,16 +11,21 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digitsite.settings")
 django_asgi_app = get_asgi_application()  # set up Django before importing consumers
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-
 from django.conf import settings  # noqa: E402
 
 from digitsite.limits import RequestBodyLimit  # noqa: E402
+from digitsite.origins import SameOriginWebSocket  # noqa: E402
+from digitsite.proxies import TrustedProxies, parse_networks  # noqa: E402
+from digitsite.throttle import HttpThrottle  # noqa: E402
 from recognizer.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": RequestBodyLimit(django_asgi_app, settings.REQUEST_MAX_BYTES),
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
-    }
+application = TrustedProxies(
+    ProtocolTypeRouter(
+        {
+            "http": HttpThrottle(RequestBodyLimit(django_asgi_app, settings.REQUEST_MAX_BYTES)),
+            "websocket": SameOriginWebSocket(URLRouter(websocket_urlpatterns), settings.ALLOWED_HOSTS,
+                                             settings.CSRF_TRUSTED_ORIGINS),
+        }
+    ),
+    parse_networks(settings.TRUSTED_PROXIES),
 )

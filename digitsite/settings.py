@@ -4,12 +4,16 @@ DATABASE_URL  database (default: SQLite file db.sqlite3 in the project)
 REDIS_URL     Celery broker and Channels layer (default redis://127.0.0.1:6379/0)
 REDIS_PREFIX  prefix of every Redis key (default none), to share one Redis between deployments
 MODELS_DIR    trained weights and model cards (default models/)
-DJANGO_DEBUG, DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS
+DJANGO_DEBUG, DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DJANGO_CSRF_TRUSTED_ORIGINS
+DJANGO_HTTPS  served over HTTPS (behind a TLS proxy): Secure cookies, HSTS, redirect to https
+TRUSTED_PROXIES  addresses/networks whose X-Forwarded-For/-Proto are believed (default none)
 """
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -19,7 +23,14 @@ def env_bool(name: str, default: bool) -> bool:
 
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key-set-DJANGO_SECRET_KEY-in-production")
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        # A known key lets anyone forge sessions (the admin) and CSRF tokens: never fall back to one.
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Set it to a long random string (or DJANGO_DEBUG=1 for development); "
+            "`make run` and `make test` make one for this checkout in .secret_key.")
+    SECRET_KEY = "django-insecure-debug-only"  # DEBUG only; `check --deploy` flags it
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
@@ -32,6 +43,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "recognizer",
 ]
 
@@ -44,7 +56,32 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: it answers a locked-out login
 ]
+
+# Admin logins: django-axes locks an address out for AXES_COOLOFF_TIME after 5 failed attempts.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]  # REMOTE_ADDR: the real client behind TRUSTED_PROXIES (digitsite.proxies)
+
+# HTTPS, when a TLS proxy serves the site (DJANGO_HTTPS=1; it must send X-Forwarded-Proto and be in
+# TRUSTED_PROXIES). Health checks stay plain HTTP for the orchestrator's probes.
+HTTPS = env_bool("DJANGO_HTTPS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^livez$"]
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "31536000")) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+# Preloading HSTS into browsers is a commitment for the whole domain that an operator makes on purpose
+# (DJANGO_HSTS_PRELOAD=1), not a default.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD or not HTTPS else ["security.W021"]
+
+TRUSTED_PROXIES = [p for p in os.environ.get("TRUSTED_PROXIES", "").split(",") if p.strip()]
 
 ROOT_URLCONF = "digitsite.urls"
 ASGI_APPLICATION = "digitsite.asgi.application"
@@ -160,6 +197,15 @@ UJI_DIR = Path(os.environ.get("UJI_DIR", BASE_DIR.parent / "shared" / "data" / "
 # Per-connection limits of the WebSocket consumer (message limits live in recognizer/protocol.py).
 WS_RATE_PER_SECOND = 100  # token bucket refill; bursts up to WS_RATE_BURST
 WS_RATE_BURST = 200
+# Per client address (digitsite.throttle, recognizer.ratelimit): open sockets and their messages per web
+# process; uploads, new sockets (shared by all processes, in Redis) and health checks per window
+# ("off" disables one). A page streams about 20 messages/s and opens one socket.
+WS_SOCKETS_PER_ADDRESS = int(os.environ.get("WS_SOCKETS_PER_ADDRESS", "50"))
+WS_ADDRESS_RATE_PER_SECOND = float(os.environ.get("WS_ADDRESS_RATE_PER_SECOND", "1000"))
+WS_ADDRESS_RATE_BURST = float(os.environ.get("WS_ADDRESS_RATE_BURST", "2000"))
+THROTTLE_UPLOADS = os.environ.get("THROTTLE_UPLOADS", "5/second;60/minute")
+THROTTLE_SOCKET_OPENS = os.environ.get("THROTTLE_SOCKET_OPENS", "10/second;120/minute")
+THROTTLE_HEALTH = os.environ.get("THROTTLE_HEALTH", "20/second")
 # While the pen is down, a connection's live prediction is refreshed at most this often (ms; 0: as
 # often as the workers answer). A pen-up state is always predicted at once.
 WS_LIVE_INTERVAL_MS = float(os.environ.get("WS_LIVE_INTERVAL_MS", "100"))

@@ -15,9 +15,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from digitsite.throttle import address_limits
 from recognizer import draining
 from recognizer.jobs import enqueue_fill, job_client, new_job_id
-from recognizer.ratelimit import TokenBucket
+from recognizer.protocol import ProtocolError
+from recognizer.ratelimit import AddressSockets, AllOf, TokenBucket
 from recognizer.services import drawing_store
 from recognizer.session import RecognitionSession, StoreRequest
 
@@ -26,6 +28,18 @@ log = logging.getLogger(__name__)
 # This web process is shutting down: reconnect (docs/protocol.md). RFC 6455's 1001 "going away" would
 # say so too, but daphne (autobahn) lets an application close only with 1000 or 3000-4999.
 CLOSE_RESTARTING = 4001
+CLOSE_LIMITED = 4029  # refused by a per-address limit (like HTTP 429); an `error` says which
+
+_addresses: AddressSockets | None = None
+
+
+def address_sockets() -> AddressSockets:
+    """This process's open sockets per client address."""
+    global _addresses
+    if _addresses is None:
+        _addresses = AddressSockets(settings.WS_SOCKETS_PER_ADDRESS, settings.WS_ADDRESS_RATE_PER_SECOND,
+                                    settings.WS_ADDRESS_RATE_BURST)
+    return _addresses
 
 
 async def store_submitted(req: StoreRequest) -> int:
@@ -42,22 +56,39 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = "no-channel-per-socket"
 
     async def connect(self) -> None:
+        await self.accept()  # accepted first, so that a refusal can say why (browsers hide a 403)
+        if draining.draining():  # this process is shutting down: come back to another one
+            await self.close(code=CLOSE_RESTARTING)
+            return
+        address = (self.scope.get("client") or ["unknown"])[0]
+        opens = address_limits().socket_opens
+        if opens is not None and not await opens.hit(address):
+            await self._refuse("rate_limited", "too many new connections from this address; retry in a minute")
+            return
+        shared = address_sockets().open(address)
+        if shared is None:
+            await self._refuse("too_many_sockets", "too many open connections from this address; close some")
+            return
+        self.address = address
         self.jobs = await job_client()
         self.session = RecognitionSession(
             client=new_job_id(), sink=self.jobs, send=self.send_json, store=store_submitted, new_id=new_job_id,
             timeout_s=settings.WS_PREDICTION_TIMEOUT_S, live_interval_s=settings.WS_LIVE_INTERVAL_MS / 1000,
             load_factor=settings.WS_LIVE_LOAD_FACTOR,
-            bucket=TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST),
+            # this socket's budget, and its address's (shared by all the address's sockets here)
+            bucket=AllOf(TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST), shared),
         )
         self.jobs.register(self.session.client, self.session.on_answer)
-        await self.accept()
-        if draining.draining():  # this process is shutting down: come back to another one
-            await self.close(code=CLOSE_RESTARTING)
-            return
         draining.register(self)
+
+    async def _refuse(self, code: str, message: str) -> None:
+        await self.send_json(ProtocolError(code, message).as_message())
+        await self.close(code=CLOSE_LIMITED)
 
     async def disconnect(self, code: int) -> None:
         draining.unregister(self)
+        if hasattr(self, "address"):
+            address_sockets().close(self.address)
         if hasattr(self, "session"):
             self.jobs.unregister(self.session.client)
             self.session.close()

@@ -43,8 +43,13 @@ QUEUES = ("preprocess", "inference")
 # daphne drops a socket (no close frame, no error) on a frame over its limit (1 MiB by default);
 # with 4 MiB, frames up to that reach the consumer and get the protocol's `too_large` (over 256 KB).
 MAX_FRAME_BYTES = 4 * 2**20
-WEB_ARGS = ["--proxy-headers", "--websocket-max-message-size", str(MAX_FRAME_BYTES),
+# No --proxy-headers: daphne would believe X-Forwarded-For from anyone; digitsite.proxies believes it
+# only from TRUSTED_PROXIES.
+WEB_ARGS = ["--websocket-max-message-size", str(MAX_FRAME_BYTES),
             "--websocket-max-frame-size", str(MAX_FRAME_BYTES), "digitsite.asgi:application"]
+# For load generators and tests, whose clients all come from one address: the per-address limits off.
+UNTHROTTLED = {"THROTTLE_UPLOADS": "off", "THROTTLE_SOCKET_OPENS": "off", "THROTTLE_HEALTH": "off",
+               "WS_SOCKETS_PER_ADDRESS": "100000"}
 SPARE_AFTER_S = 5.0  # a worker's spare starts once the worker has been up this long
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from scripts.stack import Stack
+from scripts.stack import UNTHROTTLED, Stack
 
 ROOT = Path(__file__).resolve().parent.parent
 MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
@@ -49,6 +49,9 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
             "DATABASE_URL": db_url,
             "REDIS_PREFIX": prefix,
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            # every test client comes from 127.0.0.1: the per-address limits are checked on stacks
+            # of their own (tests/integration/test_limits_per_address.py)
+            **UNTHROTTLED,
         },
         log_dir=tmp_path_factory.mktemp("stack-logs"),
     )

@@ -93,4 +93,13 @@ def test_nginx_config_proxies_http_and_websocket_upgrades_to_every_web_container
     assert ["proxy_http_version", "1.1"] in http  # WebSocket upgrades need HTTP/1.1
     assert ["proxy_set_header", "Upgrade", "$http_upgrade"] in http
     assert ["proxy_set_header", "Connection", "$connection_upgrade"] in http
-    assert ["proxy_set_header", "X-Forwarded-For", "$proxy_add_x_forwarded_for"] in http  # --proxy-headers
+    assert ["proxy_set_header", "X-Forwarded-For", "$proxy_add_x_forwarded_for"] in http  # TRUSTED_PROXIES
+    assert ["proxy_set_header", "Host", "$http_host"] in http  # the exact origin check needs the port
+
+
+def test_compose_needs_a_secret_key_and_trusts_proxy_headers_only_from_its_private_networks():
+    env = load()["services"]["web"]["environment"]
+    assert ":?" in env["DJANGO_SECRET_KEY"], "a default key would be used silently"
+    assert "--proxy-headers" not in web_command("0.0.0.0", 8000)  # daphne would believe anyone
+    assert set(env["TRUSTED_PROXIES"].split(":-")[1].rstrip("}").split(",")) == {
+        "172.16.0.0/12", "10.0.0.0/8", "192.168.0.0/16"}

@@ -24,6 +24,18 @@ from worker.jobs import Answers, Batch
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def limits_in_memory(monkeypatch):
+    """Per-address limits counted in memory (the service counts them in Redis), off unless a test sets them."""
+    from limits.aio.storage import MemoryStorage
+
+    from digitsite import throttle
+    from recognizer import consumers
+
+    monkeypatch.setattr(throttle, "_limits", throttle.AddressLimits(MemoryStorage(), "off", "off", "off"))
+    monkeypatch.setattr(consumers, "_addresses", None)
+
+
 class InProcessWorker:
     """Publishes land here: the batch is answered by the real pipeline, one layer message per batch."""
 
@@ -187,3 +199,36 @@ def test_health_says_draining_while_the_process_shuts_down(client, monkeypatch) 
     resp = client.get("/healthz")
     assert resp.status_code == 503 and resp.json()["status"] == "draining"
     assert client.get("/livez").status_code == 200  # alive: it is finishing its work
+
+
+def test_sockets_over_an_address_limit_are_told_why_and_closed(settings, monkeypatch) -> None:
+    from limits.aio.storage import MemoryStorage
+
+    from digitsite import throttle
+    from recognizer.consumers import CLOSE_LIMITED
+
+    settings.WS_SOCKETS_PER_ADDRESS = 2
+    monkeypatch.setattr(throttle, "_limits", throttle.AddressLimits(MemoryStorage(), "off", "3/minute", "off"))
+
+    async def refused(comm: WebsocketCommunicator) -> str:
+        connected, _ = await comm.connect()
+        assert connected  # accepted so that it can say why...
+        error = json.loads(await comm.receive_from(timeout=5))
+        assert (await comm.receive_output(timeout=5)) == {"type": "websocket.close", "code": CLOSE_LIMITED}
+        return error["code"]
+
+    async def go() -> None:
+        first, _ = await connect()
+        try:
+            second = WebsocketCommunicator(RecognizeConsumer.as_asgi(), "/ws/recognize/")
+            assert (await second.connect())[0]
+            third = WebsocketCommunicator(RecognizeConsumer.as_asgi(), "/ws/recognize/")
+            assert await refused(third) == "too_many_sockets"  # two open already
+            await second.disconnect()
+            fourth = WebsocketCommunicator(RecognizeConsumer.as_asgi(), "/ws/recognize/")
+            assert await refused(fourth) == "rate_limited"  # a fourth opening within the minute
+            seq = await send_strokes(first, 1, "one")  # the sockets already open go on
+            await until(first, lambda m: m["type"] == "prediction" and m["seq"] == seq)
+        finally:
+            await close(first)
+    asyncio.run(go())

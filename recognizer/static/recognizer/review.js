@@ -22,6 +22,7 @@ const state = {
   index: 0,
   next: null,         // cursor of the next page, null when the queue is exhausted
   loading: null,      // the page request in flight
+  waiting: false,     // moving on waits for that page: keys are ignored meanwhile
   total: 0,           // unreviewed when the page opened (or more, once more were loaded)
   reviewed: new Set(),
   saving: Promise.resolve(),
@@ -84,7 +85,7 @@ function current() {
 
 function answer(body, apply) {
   const item = current();
-  if (!item) return;
+  if (!item || state.waiting) return;
   apply(item);
   state.reviewed.add(item.id);
   save(item, body);
@@ -115,11 +116,20 @@ const actions = {
 
 async function move(step) {
   const target = state.index + step;
-  if (target < 0) return;
+  if (target < 0 || state.waiting) return;
   if (target >= state.items.length - PREFETCH && state.next) {
     const page = loadPage();
     if (target >= state.items.length) {
-      try { await page; } catch (error) { say(`Could not load more drawings: ${error.message}`); return; }
+      // keys pressed while the next page loads must not land on the drawing just answered
+      state.waiting = true;
+      try {
+        await page;
+      } catch (error) {
+        say(`Could not load more drawings: ${error.message}`);
+        return;
+      } finally {
+        state.waiting = false;
+      }
     }
   }
   state.index = Math.min(target, state.items.length);  // one past the end: the "done" view

@@ -234,13 +234,24 @@ def upload_report(predictor: Predictor, uploads: Iterable[uploadset.Upload]) -> 
     return report
 
 
-def upload_set(data_dir: Path, card: dict, count: int) -> Iterator[uploadset.Upload]:
-    """The upload test set built from the validation split the model was selected on (never trained
-    on; never the MNIST test set)."""
+def upload_digits(data_dir: Path, card: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The validation split the model was selected on (never trained on; never the MNIST test set):
+    (images, labels, indices in the training part)."""
     training = card.get("training", {})
-    images, labels, sources = uploadset.validation_digits(
+    return uploadset.validation_digits(
         data_dir, seed=int(training.get("seed", 1)), val_fraction=float(training.get("val_fraction", 0.1)))
-    return uploadset.build(images, labels, sources, count=count)
+
+
+def upload_set(data_dir: Path, card: dict, count: int) -> Iterator[uploadset.Upload]:
+    """The upload test set built from the model's validation split (:func:`upload_digits`)."""
+    return uploadset.build(*upload_digits(data_dir, card), count=count)
+
+
+def direct_accuracy(predictor: Predictor, data_dir: Path, card: dict, count: int) -> float:
+    """The model's accuracy on the upload set's source digits read directly (no upload path)."""
+    images, labels, _ = upload_digits(data_dir, card)
+    pick = uploadset.choose(count, len(images))
+    return round(float((predict_all(predictor, images[pick]).argmax(axis=1) == labels[pick]).mean()), 6)
 
 
 def uji_report(predictor: Predictor, digits: Sequence[uji.PenDigit], temperature: float) -> dict:
@@ -297,7 +308,8 @@ def evaluate(
     if upload_count > 0:
         report["uploads"] = upload_report(predictor, upload_set(Path(data_dir), card, upload_count))
         report["upload_set"] = {"seed": uploadset.SEED, "per_variant": upload_count,
-                                "source": "validation split of the training part"}
+                                "source": "validation split of the training part",
+                                "direct_accuracy": direct_accuracy(predictor, Path(data_dir), card, upload_count)}
     if uji_dir is not None:
         report["uji_dev"] = uji_report(predictor, uji.load_dev(Path(uji_dir)), temperature)
         report["uji"] = {"dir": str(uji_dir), "canvas": list(uji.CANVAS), "brush": uji.BRUSH, "fill": uji.FILL}
@@ -323,7 +335,8 @@ def evaluate(
     inf = report["inference"]
     log(f"\ninference, 1 thread, single image: median {inf['median_ms']:.3f} ms, p90 {inf['p90_ms']:.3f} ms")
     if "uploads" in report:
-        log(f"\nuploads ({upload_count} validation digits per variant; refused = the service's 400):")
+        log(f"\nuploads ({upload_count} validation digits per variant, read directly at "
+            f"{report['upload_set']['direct_accuracy']:.2%}; refused = the service's 400):")
         log(f"{'variant':<24} {'accuracy':>9} {'refused':>8} {'uncertain':>10}")
         for name, r in report["uploads"].items():
             log(f"{name:<24} {r['accuracy']:>9.2%} {r['refused']:>8} {r['uncertain']:>10}")
@@ -376,6 +389,7 @@ def update_card(models_dir: Path, name: str, report: dict) -> None:
         metrics["uploads"] = {
             "per_variant": report["upload_set"]["per_variant"],
             "seed": report["upload_set"]["seed"],
+            "direct_accuracy": report["upload_set"]["direct_accuracy"],
             "variants": {name: {"accuracy": r["accuracy"], "refused": r["refused"]}
                          for name, r in report["uploads"].items()},
         }

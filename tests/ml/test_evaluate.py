@@ -71,6 +71,7 @@ def test_evaluate_on_tiny_data(tmp_path: Path, tiny_data: Path) -> None:  # noqa
     assert report["test"]["count"] == 50 and report["val"]["count"] == 20
     assert report["inference"]["median_ms"] > 0 and report["inference"]["threads"] == 1
     assert set(report["uploads"]) == set(VARIANT_BY_NAME)  # every variant, 3 validation digits each
+    assert 0.0 <= report["upload_set"]["direct_accuracy"] <= 1.0
     for r in report["uploads"].values():
         assert r["count"] == 3 and 0 <= r["refused"] <= 3 and 0.0 <= r["accuracy"] <= 1.0
     uji_dev = report["uji_dev"]

@@ -6,13 +6,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-# Settings refuse to start without DJANGO_SECRET_KEY (with DEBUG off). Unless one is set, this checkout
-# gets a random key of its own, made once and kept in .secret_key (git-ignored; manage.py reads it too).
-SECRET_KEY_FILE := .secret_key
-ifndef DJANGO_SECRET_KEY
-export DJANGO_SECRET_KEY := $(shell [ -s $(SECRET_KEY_FILE) ] || (umask 077; $(PYTHON) -c \
-	'import secrets; print(secrets.token_urlsafe(48))' > $(SECRET_KEY_FILE)); cat $(SECRET_KEY_FILE))
-endif
 
 .PHONY: run test install install-dev browser migrate bench train screenshot clean
 
@@ -60,7 +53,7 @@ train: install
 		--teacher teacher-wide-v1 --teacher-dir $(TRAIN_OUT)
 
 clean:
-	rm -rf $(VENV) .pytest_cache staticfiles .test-db.sqlite3  # .secret_key stays: sessions signed with it
+	rm -rf $(VENV) .pytest_cache staticfiles .test-db.sqlite3
 
 screenshot: install-dev browser
 	$(PY) -m scripts.screenshot

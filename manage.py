@@ -2,13 +2,12 @@
 """Django's command-line utility."""
 import os
 import sys
-from pathlib import Path
 
 if __name__ == "__main__":
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digitsite.settings")
-    key_file = Path(__file__).resolve().parent / ".secret_key"  # this checkout's key, made by `make`
-    if not os.environ.get("DJANGO_SECRET_KEY") and key_file.is_file():
-        os.environ["DJANGO_SECRET_KEY"] = key_file.read_text().strip()
+    from digitsite.secret import use_checkout_key
+
+    use_checkout_key()  # unless DJANGO_SECRET_KEY is set: this checkout's own, in .secret_key
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

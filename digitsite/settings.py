@@ -29,7 +29,7 @@ if not SECRET_KEY:
         # A known key lets anyone forge sessions (the admin) and CSRF tokens: never fall back to one.
         raise ImproperlyConfigured(
             "DJANGO_SECRET_KEY is not set. Set it to a long random string (or DJANGO_DEBUG=1 for development); "
-            "`make run` and `make test` make one for this checkout in .secret_key.")
+            "manage.py and `make run` make one for this checkout in .secret_key.")
     SECRET_KEY = "django-insecure-debug-only"  # DEBUG only; `check --deploy` flags it
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]

@@ -35,6 +35,8 @@ from urllib.parse import urlparse
 
 import redis
 
+from digitsite.secret import use_checkout_key
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -225,6 +227,7 @@ class Stack:
             return self.procs[-1][1]
 
     def _env(self) -> dict[str, str]:
+        use_checkout_key()  # the settings need a key: this checkout's own unless one is set
         return {**os.environ, **self.env, "REDIS_URL": self.redis_url, "PYTHONUNBUFFERED": "1"}
 
     def _ensure_redis(self) -> None:

@@ -279,7 +279,10 @@ def make_image(image28: np.ndarray, variant: Variant, c: Choices) -> np.ndarray:
     if variant.scene != "clean":
         img = _scene(image28, variant, c)
     else:
-        ink = _tight(image28, variant.side, c) if variant.framing == "tight" else _margin(image28, variant.side, c, (0.5, 0.25))
+        if variant.framing == "tight":
+            ink = _tight(image28, variant.side, c)
+        else:
+            ink = _margin(image28, variant.side, c, (0.5, 0.25))
         if variant.dark_ink:
             ground, fg = c.u(255, 215), c.u(0, 60)
         else:

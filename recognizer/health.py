@@ -1,4 +1,5 @@
-"""What /healthz checks: Redis, the database, live workers on both queues, the current model.
+"""What /healthz checks: Redis, the database, live workers on both queues, the current model (and
+which model the live workers serve: `serving`, model -> workers; two names for a moment during a switch).
 
 Workers are counted from the heartbeats they keep in Redis (worker.heartbeat): one round trip,
 so a health check costs milliseconds and cannot be used to slow the service down.
@@ -11,7 +12,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from worker.heartbeat import heartbeat_key, live_workers
+from worker.heartbeat import heartbeat_key, worker_report
 from worker.jobs import QUEUES
 from worker.model_registry import current_model_name
 
@@ -36,10 +37,10 @@ def database_ok() -> bool:
 
 def health_report() -> dict[str, Any]:
     try:
-        per_queue = live_workers(_redis(), heartbeat_key(settings.REDIS_PREFIX))
+        per_queue, serving = worker_report(_redis(), heartbeat_key(settings.REDIS_PREFIX))
         r_ok = True
     except redis.RedisError:
-        per_queue, r_ok = {}, False
+        per_queue, serving, r_ok = {}, {}, False
     db_ok = database_ok()
     counts = {q: per_queue.get(q, 0) for q in QUEUES}
     try:
@@ -54,4 +55,5 @@ def health_report() -> dict[str, Any]:
         "workers": sum(counts.values()),
         "queues": counts,
         "model": model,
+        "serving": serving,
     }

@@ -108,3 +108,23 @@ class Drawing(models.Model):
     def effective_label(self) -> int | None:
         """The reviewer's label if there is one, else the person's (EFFECTIVE_LABEL in queries)."""
         return self.review_label if self.review_label is not None else self.label
+
+
+class ServingModel(models.Model):
+    """Which model the workers serve, chosen in the admin: the newest row wins; the rows before it
+    are the history that "roll back" reads. With no row, `models/current.json` names it.
+
+    In the database rather than a file or Redis: the admin and the workers may run on different
+    machines, and the choice must outlive a Redis restart."""
+
+    name = models.CharField(max_length=64, help_text="A model in MODELS_DIR (its card is <name>.json).")
+    chosen_at = models.DateTimeField(default=timezone.now, db_index=True)
+    chosen_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+")
+    rolled_back = models.BooleanField(default=False, help_text="Chosen by 'roll back' (to the model before).")
+
+    class Meta:
+        ordering = ["-id"]  # the newest row first (ids, not clocks: the admin's machines may disagree)
+
+    def __str__(self) -> str:
+        return f"{self.name} since {self.chosen_at:%Y-%m-%d %H:%M}"

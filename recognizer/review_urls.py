@@ -1,7 +1,8 @@
-"""The triage page and its API (recognizer.review), included under /review/ by digitsite/urls.py."""
+"""Staff pages under /review/ (included by digitsite/urls.py): the triage page and its API
+(recognizer.review), the models page (recognizer.serving) and the dashboard (recognizer.dashboard)."""
 from django.urls import path
 
-from recognizer import review
+from recognizer import dashboard, review, serving
 
 app_name = "review"
 
@@ -9,4 +10,9 @@ urlpatterns = [
     path("", review.triage, name="triage"),
     path("api/queue", review.api_queue, name="queue"),
     path("api/drawings/<int:pk>", review.api_review, name="review"),
+    path("models/", serving.models_page, name="models"),
+    path("models/current", serving.models_make_current, name="make-current"),
+    path("models/roll-back", serving.models_roll_back, name="roll-back"),
+    path("dashboard/", dashboard.dashboard, name="dashboard"),
+    path("dashboard/confusion.png", dashboard.dashboard_confusion_png, name="confusion-png"),
 ]

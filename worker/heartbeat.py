@@ -3,13 +3,15 @@
 Each worker process stamps `<worker>@<queue>` in one sorted set (score: wall-clock time) every
 HEARTBEAT_S from a daemon thread, and removes itself when it shuts down. /healthz counts the
 stamps younger than HEARTBEAT_TTL_S: one Redis round trip, no broadcast, no waiting for replies.
+A worker that has loaded a model also stamps `<worker>=<model>` in a second sorted set, so that
+/healthz says which model each live worker serves (during a switch, both for a moment).
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import redis
 
@@ -23,31 +25,71 @@ def heartbeat_key(prefix: str) -> str:
     return f"{prefix}digits:heartbeats"
 
 
-def beat(client: redis.Redis, key: str, members: Iterable[str], now: float | None = None) -> None:
+def serving_key(heartbeat: str) -> str:
+    """The sorted set of `<worker>=<model>` stamps beside a heartbeat key."""
+    return f"{heartbeat}:models"
+
+
+def beat(client: redis.Redis, key: str, members: Iterable[str], now: float | None = None, *,
+         worker: str | None = None, model: str | None = None, was: str | None = None) -> None:
+    """Stamp `members` alive; with `model`, stamp `worker` as serving it (and drop `was`, the model
+    it served before, at once rather than when its stamp grows old)."""
     now = time.time() if now is None else now
     pipe = client.pipeline(transaction=False)
     pipe.zadd(key, {m: now for m in members})
     pipe.zremrangebyscore(key, "-inf", now - 10 * HEARTBEAT_TTL_S)  # the long dead, forgotten
+    if worker and model:
+        models = serving_key(key)
+        if was and was != model:
+            pipe.zrem(models, f"{worker}={was}")
+        pipe.zadd(models, {f"{worker}={model}": now})
+        pipe.zremrangebyscore(models, "-inf", now - 10 * HEARTBEAT_TTL_S)
     pipe.execute()
 
 
-def live_workers(client: redis.Redis, key: str, now: float | None = None) -> dict[str, int]:
-    """Queue -> number of workers that beat within HEARTBEAT_TTL_S."""
-    now = time.time() if now is None else now
+def _per_queue(members: Iterable[bytes]) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for member in client.zrangebyscore(key, now - HEARTBEAT_TTL_S, "+inf"):
+    for member in members:
         queue = member.decode().rsplit("@", 1)[-1]
         counts[queue] = counts.get(queue, 0) + 1
     return counts
 
 
-class Heartbeat:
-    """The beating thread of one worker process."""
+def live_workers(client: redis.Redis, key: str, now: float | None = None) -> dict[str, int]:
+    """Queue -> number of workers that beat within HEARTBEAT_TTL_S."""
+    now = time.time() if now is None else now
+    return _per_queue(client.zrangebyscore(key, now - HEARTBEAT_TTL_S, "+inf"))
 
-    def __init__(self, url: str, key: str, worker: str, queues: Iterable[str]) -> None:
+
+def worker_report(client: redis.Redis, key: str, now: float | None = None) -> tuple[dict[str, int], dict[str, int]]:
+    """(queue -> live workers, model -> live workers serving it), in one round trip."""
+    now = time.time() if now is None else now
+    pipe = client.pipeline(transaction=False)
+    pipe.zrangebyscore(key, now - HEARTBEAT_TTL_S, "+inf")
+    pipe.zrangebyscore(serving_key(key), now - HEARTBEAT_TTL_S, "+inf", withscores=True)
+    alive, stamps = pipe.execute()
+    newest: dict[str, tuple[float, str]] = {}  # a worker's newest stamp wins (a switch leaves two)
+    for member, score in stamps:
+        worker, _, model = member.decode().rpartition("=")
+        if worker not in newest or score > newest[worker][0]:
+            newest[worker] = (score, model)
+    models: dict[str, int] = {}
+    for _, model in newest.values():
+        models[model] = models.get(model, 0) + 1
+    return _per_queue(alive), models
+
+
+class Heartbeat:
+    """The beating thread of one worker process; `serving` says which model it serves (None: none yet)."""
+
+    def __init__(self, url: str, key: str, worker: str, queues: Iterable[str],
+                 serving: Callable[[], str | None] = lambda: None) -> None:
         self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._key = key
+        self._worker = worker
         self._members = [f"{worker}@{q}" for q in queues]
+        self._serving = serving
+        self._reported: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
 
@@ -56,8 +98,10 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            model = self._serving()
             try:
-                beat(self._client, self._key, self._members)
+                beat(self._client, self._key, self._members, worker=self._worker, model=model, was=self._reported)
+                self._reported = model or self._reported
             except redis.RedisError as exc:  # Redis away: beat again when it is back
                 log.debug("heartbeat failed: %s", exc)
             self._stop.wait(HEARTBEAT_S)
@@ -65,6 +109,10 @@ class Heartbeat:
     def stop(self) -> None:
         self._stop.set()
         try:
-            self._client.zrem(self._key, *self._members)
+            pipe = self._client.pipeline(transaction=False)
+            pipe.zrem(self._key, *self._members)
+            if self._reported:
+                pipe.zrem(serving_key(self._key), f"{self._worker}={self._reported}")
+            pipe.execute()
         except redis.RedisError:
             pass

@@ -21,7 +21,7 @@ from worker.jobs import (
     JobError, batch_repr,
 )
 from worker.heartbeat import Heartbeat, heartbeat_key
-from worker.model_registry import get_predictor
+from worker.model_registry import ModelWatcher, get_predictor, served_model_name
 from worker.push import push_answers
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,11 @@ def heat(batch: Batch) -> None:
 
 @worker_process_init.connect
 def _load_model_in_child(**_: Any) -> None:
+    """A prefork child serves its own copy of the model, so it watches for a switch itself."""
+    global _watcher
     get_predictor()
+    _watcher = ModelWatcher()
+    _watcher.start()
 
 
 @shared_task(name=FILL_TASK, ignore_result=True)
@@ -97,18 +101,25 @@ def enqueue_fill(pks: list[int]) -> None:
 
 _heartbeat: Heartbeat | None = None
 _sweeper: Any = None
+_watcher: ModelWatcher | None = None
 
 
 @worker_ready.connect
 def _ready(sender: Any = None, **_: Any) -> None:
     """With the solo pool tasks run in this process: load the model before the first job, then
-    start beating (so /healthz counts a worker only once it can answer)."""
-    global _heartbeat
+    start beating (so /healthz counts a worker only once it can answer, and says which model it
+    serves), and watch for a switch of model (a thread of its own: loading a model or a slow
+    database must never delay a beat)."""
+    global _heartbeat, _watcher
     queues = sorted(q.name for q in getattr(getattr(sender, "task_consumer", None), "queues", []))
     if PREDICT_QUEUE in queues:
         get_predictor()
-    _heartbeat = Heartbeat(settings.REDIS_URL, heartbeat_key(settings.REDIS_PREFIX), getattr(sender, "hostname", "worker"), queues)
+    _heartbeat = Heartbeat(settings.REDIS_URL, heartbeat_key(settings.REDIS_PREFIX), getattr(sender, "hostname", "worker"),
+                           queues, serving=served_model_name)
     _heartbeat.start()
+    if _watcher is None:
+        _watcher = ModelWatcher()
+        _watcher.start()
     if PREDICT_QUEUE in queues:
         global _sweeper
         import redis
@@ -126,3 +137,5 @@ def _stopping(**_: Any) -> None:
         _heartbeat.stop()
     if _sweeper is not None:
         _sweeper.stop()
+    if _watcher is not None:
+        _watcher.stop()

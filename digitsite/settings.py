@@ -226,6 +226,10 @@ HEAT_EXPIRES_S = float(os.environ.get("HEAT_EXPIRES_S", "2"))
 # Whether a web process publishes its batches from a thread (its event loop goes on meanwhile) or on
 # the event loop itself (no thread hand-off); see the README's benchmark section.
 PUBLISH_IN_THREAD = env_bool("PUBLISH_IN_THREAD", True)
+# How a web process publishes its batches: "redis" pushes the Celery task message straight into the
+# queue's Redis list from the event loop (recognizer/publish.py); "celery" uses Celery's send_task
+# (in the publish thread when PUBLISH_IN_THREAD), which any Celery broker accepts.
+PUBLISH_VIA = os.environ.get("PUBLISH_VIA", "redis")
 
 # Stored drawings whose prediction message was lost are queued again by the inference workers
 # after this many seconds (worker.drawings).

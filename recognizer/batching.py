@@ -13,6 +13,7 @@ A batch whose answer never comes (its worker died, its message expired) stops co
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 import uuid
@@ -23,8 +24,13 @@ from worker.jobs import MAX_BATCH, PREDICT_QUEUE, Batch, Job
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[str, Batch], None]  # (queue, batch): blocking, run off the event loop
+# (queue, batch): a coroutine function runs on the event loop; a blocking one in the publish thread
+Publish = Callable[[str, Batch], None] | Callable[[str, Batch], Awaitable[None]]
 OnFailed = Callable[[BaseException], Awaitable[None]]
+
+
+def _is_async(fn: object) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
 
 
 class JobBatcher:
@@ -37,7 +43,7 @@ class JobBatcher:
         # One thread: publishes leave in order, and Celery's producer is used by one thread only.
         # in_thread=False publishes on the event loop itself (no thread hand-off; the loop waits).
         self._executor = (executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-publish")
-                          if in_thread else None)
+                          if in_thread and not _is_async(publish) else None)
         self._pending: dict[str, list[tuple[Job, OnFailed]]] = {}
         self._out: dict[str, float] = {}  # windowed batches published and not answered: id -> when
         self._flushing: asyncio.Task[None] | None = None
@@ -103,7 +109,9 @@ class JobBatcher:
                     self._out[batch.id] = time.monotonic()
                 try:
                     if self._executor is None:
-                        self._publish(queue, batch)
+                        published = self._publish(queue, batch)
+                        if inspect.isawaitable(published):
+                            await published
                     else:
                         await loop.run_in_executor(self._executor, self._publish, queue, batch)
                 except Exception as exc:  # broker down: every job of the batch is told

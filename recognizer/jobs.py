@@ -14,6 +14,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from recognizer.batching import JobBatcher, OnFailed, Publish
+from recognizer.publish import TaskPusher
 from recognizer.replies import Handler, ReplyHub
 from worker.jobs import (
     FILL_TASK, JOB_EXPIRES_S, PREDICT_QUEUE, PREDICT_TASK, PREPARE_QUEUE, PREPARE_TASK, Answer, Batch, Job, batch_repr,
@@ -98,7 +99,7 @@ async def job_client(publish: Publish = celery_publish,
     _starting[loop] = starting
     try:
         hub = make_hub() if make_hub else ReplyHub(get_channel_layer())
-        batcher = JobBatcher(publish, in_flight=settings.BATCHES_IN_FLIGHT, lost_after_s=settings.BATCH_LOST_AFTER_S,
+        batcher = JobBatcher(publish or default_publish(), in_flight=settings.BATCHES_IN_FLIGHT, lost_after_s=settings.BATCH_LOST_AFTER_S,
                              in_thread=settings.PUBLISH_IN_THREAD)
         hub.on_batch_done = batcher.done
         await hub.start()

@@ -408,7 +408,7 @@ def add_arguments(p: argparse.ArgumentParser, *, models_dir: Path = DEFAULT_MODE
     p.add_argument("--models-dir", type=Path, default=models_dir)
     p.add_argument("--base", default=None, help="starting model (default: the current one)")
     p.add_argument("--name", default=None, help="the new model's name (default: <base>-ft<n>)")
-    p.add_argument("--version", default=None)
+    p.add_argument("--model-version", dest="version", default=None, help="recorded in the card")
     p.add_argument("--data-dir", type=Path, default=data_dir, help="MNIST IDX files")
     held = p.add_mutually_exclusive_group()
     held.add_argument("--holdout-writers", type=_writers, default=(), help="hold out these writers: W01,W02,...")

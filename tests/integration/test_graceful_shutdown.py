@@ -5,41 +5,27 @@ The database is held locked while the submits arrive and the signal is sent, so 
 still being stored when the shutdown starts; the lock is released a moment later."""
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
+import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
-from django.contrib.auth.models import Group
-from django.db import connection, transaction
 from websockets.exceptions import ConnectionClosed
 
 from recognizer.consumers import CLOSE_RESTARTING
 from recognizer.models import Drawing
 from scripts.stack import Stack
 from tests.conftest import TEST_REDIS_URL, free_port
+from tests.dblock import drawings_locked
 from tests.digit_paths import digit_strokes
 from tests.wsclient import ProtocolClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 CLIENTS = 10
-
-
-@contextlib.contextmanager
-def drawings_locked() -> Iterator[None]:
-    """Hold back every insert into the drawings table until the block ends."""
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:  # EXCLUSIVE: reads go on, writes wait
-                cursor.execute(f"LOCK TABLE {Drawing._meta.db_table} IN EXCLUSIVE MODE")
-        else:  # SQLite: one writer at a time; this transaction is it until it ends
-            Group.objects.create(name=f"lock-{uuid.uuid4().hex}")
-        yield
 
 
 def test_sigterm_stores_and_acknowledges_submits_in_flight_then_closes_politely(stack, tmp_path):
@@ -99,8 +85,6 @@ def test_stopping_the_stack_drains_the_web_processes_before_the_workers(stack, t
         with drawings_locked():
             seq = client.send(type="submit", drawing=drawing, label=3)
             time.sleep(0.3)
-            import threading
-
             stopper = threading.Thread(target=service.stop)
             stopper.start()
             time.sleep(1.0)

@@ -1,0 +1,51 @@
+"""A hung database (the drawings table held locked): sockets keep predicting, a submit is answered
+`store_failed` within 5 s instead of waiting, and the resubmit after the database is back makes no
+second row (the first attempt, still waiting when it was given up on, lands as the same row)."""
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from recognizer.models import Drawing
+from tests.dblock import drawings_locked
+from tests.digit_paths import digit_strokes
+from tests.wsclient import ProtocolClient
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+HANG_S = 8.0
+ANSWER_WITHIN_S = 5.0  # issue 12
+
+
+def test_a_hung_database_neither_stalls_predictions_nor_duplicates_a_resubmit(stack):
+    submitter, drawer = ProtocolClient(stack.url), ProtocolClient(stack.url)
+    try:
+        drawing = f"hang-{uuid.uuid4().hex[:8]}"
+        last = submitter.stream(digit_strokes(4), drawing=drawing, batch=1000)
+        assert submitter.prediction_for(last)[0]["digit"] == 4
+        with drawings_locked():
+            hung_at = time.monotonic()
+            seq = submitter.send(type="submit", drawing=drawing, label=4)
+            for n, digit in enumerate((2, 5, 8)):  # another socket draws meanwhile
+                last = drawer.stream(digit_strokes(digit), drawing=f"meanwhile-{n}-{uuid.uuid4().hex[:6]}", batch=20)
+                prediction, _ = drawer.prediction_for(last, timeout=5)
+                assert prediction["digit"] == digit
+            predicted_in = time.monotonic() - hung_at
+            answer = submitter.until(lambda m: m.get("seq") == seq and m["type"] in ("stored", "error"), 10)[-1]
+            answered_in = time.monotonic() - hung_at
+            assert answer["type"] == "error" and answer["code"] == "store_failed", answer
+            assert answered_in <= ANSWER_WITHIN_S, answered_in
+            time.sleep(max(0.0, HANG_S - (time.monotonic() - hung_at)))
+        print(f"during the hang: 3 drawings predicted in {predicted_in:.2f} s; the submit answered "
+              f"store_failed after {answered_in:.2f} s")
+        seq = submitter.send(type="submit", drawing=drawing, label=4)  # the page's resubmit
+        stored = submitter.until(lambda m: m.get("seq") == seq and m["type"] in ("stored", "error"), 10)[-1]
+        assert stored["type"] == "stored", stored
+        time.sleep(1.0)  # the given-up first attempt has had time to land too
+        rows = Drawing.objects.filter(client_id=drawing)
+        assert rows.count() == 1 and rows.get().pk == stored["id"]
+    finally:
+        submitter.close()
+        drawer.close()

@@ -88,7 +88,8 @@ class ModelVersion:
     description: str
     parameters: int | None
     weights_bytes: int | None
-    figures: list[tuple[str, str]]  # (metric, formatted value): the card's scalar figures
+    figures: list[tuple[str, str]]  # (metric, formatted value): the card's accuracies, shown first
+    other_figures: list[tuple[str, str]]  # its other scalar figures (calibration, speed)
     data: list[tuple[str, str]]  # the card's data section, key by key
     command: str
     problem: str = ""  # why the workers could not serve it ("" if they can)
@@ -119,14 +120,14 @@ def _version(path: Path) -> ModelVersion:
     except (TypeError, ValueError):
         created = None
     metrics = card.get("metrics") or {}
-    figures = [(k, _figure(k, v)) for k, v in metrics.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    scalars = [(k, _figure(k, v)) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     data = [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in (card.get("data") or {}).items()]
     arch = card.get("architecture") or {}
     return ModelVersion(
         name=name, version=str(card.get("version", "")), created=created,
         description=str(arch.get("description", "")), parameters=arch.get("parameters"),
-        weights_bytes=weights.get("bytes"), figures=figures, data=data,
+        weights_bytes=weights.get("bytes"), figures=[f for f in scalars if f[0].endswith("accuracy")],
+        other_figures=[f for f in scalars if not f[0].endswith("accuracy")], data=data,
         command=str((card.get("training") or {}).get("command", "")), problem=problem, card=card,
     )
 
@@ -142,7 +143,8 @@ def model_versions(*, directory: Path | None = None) -> list[ModelVersion]:
             out.append(_version(path))
         except (OSError, ValueError, AttributeError) as exc:
             out.append(ModelVersion(name=path.stem, version="", created=None, description="", parameters=None,
-                                    weights_bytes=None, figures=[], data=[], command="", problem=f"unreadable card: {exc}"))
+                                    weights_bytes=None, figures=[], other_figures=[], data=[], command="",
+                                    problem=f"unreadable card: {exc}"))
     return sorted(out, key=lambda v: (v.created.timestamp() if v.created else 0.0, v.name), reverse=True)
 
 

@@ -76,7 +76,8 @@ def test_the_cards_are_listed_newest_first_with_figures_data_and_date(models: Pa
     assert [v.name for v in versions] == ["broken-c", "new-b", "old-a"]
     b = versions[1]
     assert b.created is not None and b.created.date().isoformat() == "2026-11-20"
-    assert ("test_accuracy", "99.00%") in b.figures and ("inference_median_ms_1_thread", "0.3 ms") in b.figures
+    assert b.figures == [("test_accuracy", "99.00%"), ("canvas_test_accuracy", "90.00%")]
+    assert b.other_figures == [("inference_median_ms_1_thread", "0.3 ms")]
     assert ("description", "new-b's training data") in b.data and b.servable
 
 

@@ -318,6 +318,7 @@ def _metrics(figs: dict[str, dict]) -> dict:
     if "canvas_val" in figs:
         out["canvas_val_accuracy"] = figs["canvas_val"]["accuracy"]
     held = figs["held_out"]
+    out["held_out_collected_accuracy"] = held["accuracy"]  # a plain figure, for lists of models
     out["held_out_collected"] = {k: held[k] for k in ("count", "accuracy", "errors", "per_class_accuracy", "confusion", "ece")}
     return out
 

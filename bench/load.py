@@ -64,6 +64,9 @@ class Stats:
     correct: int = 0  # final predictions naming the drawing's label
     errors: list[str] = field(default_factory=list)  # error codes received, and client-side failures
     lost: int = 0  # final predictions that never came (within the timeout)
+    submits: int = 0  # `submit` messages sent (load_run's submit_every)
+    stored_ids: list[int] = field(default_factory=list)  # the row id of each `stored` acknowledgement
+    submits_lost: int = 0  # submits with no `stored` (within the timeout)
 
 
 @dataclass
@@ -104,8 +107,14 @@ async def client(
     timeout: float,
     deadline: float | None = None,
     stagger: float = 0.0,
+    submit_every: int = 0,
+    tag: str = "",
 ) -> None:
-    """One page: draws `drawings` in order once, or round and round until `deadline` (perf_counter)."""
+    """One page: draws `drawings` in order once, or round and round until `deadline` (perf_counter).
+
+    With `submit_every` = k, every k-th drawing is submitted with its label once its final prediction
+    came (as a person would), and must be acknowledged `stored`; `tag` starts every drawing id, so
+    that a run's stored rows can be told apart."""
     ws_url = base_url.replace("http://", "ws://") + "/ws/recognize/"
     if stagger:
         await asyncio.sleep(stagger)  # clients in lockstep would send in bursts no real crowd makes
@@ -115,12 +124,13 @@ async def client(
         stats.errors.append(f"connect:{type(exc).__name__}")
         return
     waiters: dict[int, asyncio.Future[tuple[dict[str, Any], float]]] = {}
-    reader = asyncio.create_task(_read(ws, waiters, stats))
+    stored: dict[int, asyncio.Future[int]] = {}  # submit seq -> the stored row's id
+    reader = asyncio.create_task(_read(ws, waiters, stats, stored))
     seq, n = 0, 0
     try:
         while (deadline is None and n < len(drawings)) or (deadline is not None and time.perf_counter() < deadline):
             label, strokes = drawings[n % len(drawings)]
-            drawing = f"c{cid}d{n}"
+            drawing = f"{tag}c{cid}d{n}"
             n += 1
             last_sent = 0.0
             for k, stroke in enumerate(strokes):
@@ -145,17 +155,28 @@ async def client(
             except asyncio.TimeoutError:
                 stats.lost += 1
             waiters.pop(seq, None)
+            if submit_every and n % submit_every == 0:
+                seq += 1  # not awaited here: the page goes on drawing while the row is written
+                stored[seq] = asyncio.get_running_loop().create_future()
+                await ws.send(json.dumps({"type": "submit", "seq": seq, "drawing": drawing, "label": label}))
+                stats.messages += 1
+                stats.submits += 1
             seq += 1
             await ws.send(json.dumps({"type": "clear", "seq": seq, "drawing": drawing}))
             stats.messages += 1
     except websockets.ConnectionClosed as exc:
         stats.errors.append(f"closed:{exc.rcvd.code if exc.rcvd else 'none'}")
     finally:
+        if stored:  # every submit is answered before the page goes (or counted lost)
+            done, pending = await asyncio.wait(stored.values(), timeout=timeout)
+            stats.stored_ids.extend(f.result() for f in done)
+            stats.submits_lost += len(pending)
         reader.cancel()
         await ws.close()
 
 
-async def _read(ws: Any, waiters: dict[int, asyncio.Future[tuple[dict[str, Any], float]]], stats: Stats) -> None:
+async def _read(ws: Any, waiters: dict[int, asyncio.Future[tuple[dict[str, Any], float]]], stats: Stats,
+                stored: dict[int, asyncio.Future[int]] | None = None) -> None:
     try:
         async for raw in ws:
             received = time.perf_counter()
@@ -165,6 +186,10 @@ async def _read(ws: Any, waiters: dict[int, asyncio.Future[tuple[dict[str, Any],
                 fut = waiters.get(msg["seq"])
                 if fut and not fut.done():
                     fut.set_result((msg, received))
+            elif msg["type"] == "stored" and stored is not None:
+                ack = stored.get(msg["seq"])
+                if ack and not ack.done():
+                    ack.set_result(int(msg["id"]))
             elif msg["type"] == "error":
                 stats.errors.append(msg["code"])
     except websockets.ConnectionClosed:
@@ -182,10 +207,13 @@ async def load_run(
     batch: int = 8,
     timeout: float = 10.0,
     seed: int = 0,
+    submit_every: int = 0,
+    tag: str = "",
 ) -> LoadResult:
     """`clients` concurrent pages: `per_client` drawings each (distinct drawings, the first
     clients*per_client of `drawings`), or drawings back to back for `duration` seconds (each client
-    starting at its own place in `drawings`). Client starts are spread over one `pace`."""
+    starting at its own place in `drawings`). Client starts are spread over one `pace`. `submit_every`
+    and `tag`: see `client`."""
     if (per_client is None) == (duration is None):
         raise ValueError("give exactly one of per_client and duration")
     rng = random.Random(seed)
@@ -201,7 +229,7 @@ async def load_run(
     deadline = started + duration if duration is not None else None
     await asyncio.gather(*(
         client(base_url, c, mine[c], stats, pace=pace, batch=batch, timeout=timeout, deadline=deadline,
-               stagger=rng.uniform(0, pace) if clients > 1 else 0.0)
+               stagger=rng.uniform(0, pace) if clients > 1 else 0.0, submit_every=submit_every, tag=tag)
         for c in range(clients)
     ))
     wall = time.perf_counter() - started

@@ -18,6 +18,11 @@ cv2.setNumThreads(1)
 FORMATS = {"PNG", "JPEG"}
 WORK_SIDE = 512  # photos are analysed with their longer side at most this
 LOOK_SIDE = 64  # polarity and the background model are worked out on a copy this size
+STROKE_SIDE = 128  # ... and the strokes' width, which sets the background model's scale, on this
+BACKGROUND_STROKES = 5  # the background model's square spans this many stroke widths (a shadow's
+# edge or a badly lit band narrower than the square is taken for ink)
+LINE_SHARE = 0.25  # a printed line runs straight across at least this share of the image
+LINE_MIN_SIDE = 200  # ... of an image at least this large (photos and scans of a page)
 DIGIT_SIDE = 80  # the cropped digit is returned at this longer side (4x MNIST's 20 px)
 MIN_CONTRAST = 0.08  # weakest ink/background difference (0..1 gray levels) that counts as ink
 THIN = 0.07  # stroke width / digit size below which strokes are thickened
@@ -129,8 +134,15 @@ def _ink_is_dark(look: np.ndarray) -> bool:
     border = float(_ring(dark, ring).mean())
     if border <= 0.25 or border >= 0.75:
         return border < 0.5
-    # Not clear-cut: uneven light or a shadow may make a class of its own; flatten (less a wide
-    # median) and look again.
+    # Not clear-cut: uneven light or a shadow may make a class of its own. Flattened by a median a
+    # fifth of the image wide, which follows a shadow's edge but not a sparse digit's strokes: a
+    # border that is (nearly) all one class settles it. Where the ink is dense (a tight crop) that
+    # median eats thick strokes, so anything less falls through to the wide median below.
+    fine = look.astype(np.int16) - cv2.medianBlur(look, max(3, (max(look.shape) // 5) | 1)) + 128
+    _, dark = cv2.threshold(np.clip(fine, 0, 255).astype(np.uint8), 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    border = float(_ring(dark, ring).mean())
+    if border <= 0.05 or border >= 0.95:
+        return border < 0.5
     flat = look.astype(np.int16) - cv2.medianBlur(look, max(3, (max(look.shape) // 2) | 1)) + 128
     _, dark = cv2.threshold(np.clip(flat, 0, 255).astype(np.uint8), 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
     border = float(_ring(dark, ring).mean())
@@ -142,16 +154,17 @@ def _ink_is_dark(look: np.ndarray) -> bool:
     return float(dark.mean()) <= 0.5
 
 
-def _background(x: np.ndarray) -> np.ndarray:
+def _background(x: np.ndarray, share: float = 0.5) -> np.ndarray:
     """Smooth background of an ink-positive image (ink bright): a grey opening with a square of
-    half the image (wider than any stroke, even in a digit that fills its frame), on a copy at
-    most LOOK_SIDE px, smoothed and brought back to full size. An opening keeps linear light
-    gradients and shadow edges; outside the image is ignored, so a tight crop needs no margin."""
+    ``share`` of the image's longer side (by default half: wider than any stroke, even in a digit
+    that fills its frame), on a copy at most LOOK_SIDE px, smoothed and brought back to full size.
+    An opening keeps linear light gradients, and shadow edges that the square fits beside;
+    outside the image is ignored, so a tight crop needs no margin."""
     if max(x.shape) > LOOK_SIDE:  # (smoothed, else the opening follows the noise's minima)
         small = cv2.GaussianBlur(_resize_longer(x, LOOK_SIDE), (5, 5), 0)
     else:  # a small image is a crop: its strokes are wide next to a 5 px blur
         small = x
-    k = max(3, (max(small.shape) // 2) | 1)
+    k = max(3, int(share * max(small.shape)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
     # Extended past the border by a quadratic fitted to a first (ink-free) opening, so that a
     # light gradient runs on instead of ending in a corner that the opening would cut off.
@@ -172,6 +185,20 @@ def _background(x: np.ndarray) -> np.ndarray:
     if bg.shape != x.shape:
         bg = cv2.resize(bg, (x.shape[1], x.shape[0]), interpolation=cv2.INTER_LINEAR)
     return bg
+
+
+def _stroke_share(r: np.ndarray) -> float:
+    """Typical stroke width of an ink-positive residual as a share of its longer side, measured
+    (roughly, from the distance transform's ridges) on a STROKE_SIDE px copy; 1.0 when the
+    image is no larger than that (a crop or a small scan: its strokes are not thin)."""
+    if max(r.shape) <= STROKE_SIDE:
+        return 1.0
+    small = _resize_longer(r, STROKE_SIDE)
+    binary = (small > 0.5 * float(np.percentile(small, 99.5))).astype(np.uint8)
+    dist = cv2.distanceTransform(cv2.copyMakeBorder(binary, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0),
+                                 cv2.DIST_L2, 3)
+    ridge = (dist > 0) & (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8)))
+    return 2.0 * float(np.median(dist[ridge])) / STROKE_SIDE if ridge.any() else 1.0
 
 
 _CURVATURE = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
@@ -222,6 +249,36 @@ def _drop_rules(weak: np.ndarray, strong: np.ndarray, r: np.ndarray) -> np.ndarr
         return weak
     keep = ~on_line | (r > 0.5 * (line_level + ink_level))
     return weak & keep.astype(np.uint8)
+
+
+def _drop_lines(weak: np.ndarray, strong: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Remove printed lines at any angle (ruled paper photographed at a slant, a margin line):
+    straight runs of thin weak ink across at least LINE_SHARE of the image (a probabilistic
+    Hough transform, which bridges the gaps a faint line leaves), where they are clearly fainter
+    than the rest of the ink. Only their thin parts go: where a line crosses a stroke, the stroke
+    (wider than the opening's disc) stays whole."""
+    side = max(weak.shape)
+    if side < LINE_MIN_SIDE:  # a small image's straight strokes are the digit's own
+        return weak
+    d = max(3, side // 40) | 1  # wider than a printed line, narrower than a digit's stroke
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (d, d))
+    thin = weak & (1 - cv2.morphologyEx(weak, cv2.MORPH_OPEN, disc))
+    length = LINE_SHARE * side
+    segments = cv2.HoughLinesP(thin, 1, np.pi / 180, threshold=max(10, int(length / 2)), minLineLength=length,
+                               maxLineGap=max(2.0, 0.03 * side))
+    if segments is None:
+        return weak
+    band = np.zeros_like(weak)
+    for x0, y0, x1, y1 in segments.reshape(-1, 4):
+        cv2.line(band, (int(x0), int(y0)), (int(x1), int(y1)), 1, d)
+    on_line = (band & thin).astype(bool)
+    rest = strong.astype(bool) & ~on_line
+    if not rest.any() or not on_line.any():
+        return weak
+    # a hairline digit's straight stroke is as dark as its other strokes: kept
+    if float(np.median(r[on_line])) > 0.6 * float(np.percentile(r[rest], 90)):
+        return weak
+    return weak & ~on_line.astype(np.uint8)
 
 
 def _select(stats: np.ndarray, mass: np.ndarray) -> list[int]:
@@ -281,21 +338,35 @@ def _thicken(ink: np.ndarray) -> np.ndarray:
 def image_to_ink(img: Image.Image) -> np.ndarray:
     """Ink image (float32, ink = 1, background = 0) of the digit in a photo/scan, cropped to it.
 
-    Polarity is detected, an uneven background subtracted, contrast stretched, specks, ruled lines and far away marks dropped; the digit's
-    box is returned (longer side at most DIGIT_SIDE px), with strokes much thinner than MNIST's
-    thickened. All zeros when nothing ink-like is found.
+    Polarity is detected, an uneven background subtracted, contrast stretched, specks, printed
+    lines and far away marks dropped; the digit's box is returned (longer side at most DIGIT_SIDE
+    px), with strokes much thinner than MNIST's thickened. All zeros when nothing ink-like is found.
     """
     gray = np.asarray(img.convert("L") if img.mode != "L" else img)
     if max(gray.shape) > WORK_SIDE:  # by a whole factor: INTER_AREA's fast path
         f = -(-max(gray.shape) // WORK_SIDE)
         gray = cv2.resize(gray, (max(1, gray.shape[1] // f), max(1, gray.shape[0] // f)), interpolation=cv2.INTER_AREA)
+    dark = _ink_is_dark(_resize_longer(gray, LOOK_SIDE))
+    ink = _ink(gray, dark)
+    if ink is None:  # a polarity misread under a deep shadow leaves only faint gaps: the other one
+        ink = _ink(gray, not dark)
+    return ink if ink is not None else np.zeros(gray.shape, np.float32)
+
+
+def _ink(gray: np.ndarray, dark: bool) -> np.ndarray | None:
+    """image_to_ink for the given polarity; None when nothing ink-like is found."""
     h, w = gray.shape
     side = max(h, w)
     x = gray.astype(np.float32) * (1 / 255.0)
-    dark = _ink_is_dark(_resize_longer(gray, LOOK_SIDE))
     if dark:
         x = 1.0 - x
     bg = _background(x)
+    # Strokes thin next to the image (a digit on a page): a square a few strokes wide models the
+    # background, so that it follows a shadow's edge and a band of shade instead of leaving them
+    # as ink. A crop keeps the half-image square.
+    share = BACKGROUND_STROKES * _stroke_share(x - bg)
+    if share < 0.5:
+        bg = _background(x, max(share, 0.1))
     r = x - bg
     if dark:  # light falls on ink and paper alike: contrast relative to the paper's brightness
         r /= np.maximum(1.0 - bg, 0.5)
@@ -304,23 +375,23 @@ def image_to_ink(img: Image.Image) -> np.ndarray:
     step = max(1, side // 200)  # statistics on a regular subsample of big images
     peak = float(np.percentile(rm[::step, ::step], 99.9)) if rm.size >= 1000 else float(rm.max())
     if peak < MIN_CONTRAST:
-        return np.zeros((h, w), np.float32)
+        return None
     t_otsu = _otsu(rm, peak)
     # Noise from background pixels away from ink edges (a tight crop has few of them).
     away = cv2.erode((rm < 0.5 * t_otsu).astype(np.uint8), np.ones((3, 3), np.uint8))
     noise = _noise(r[::step, ::step], away[::step, ::step].astype(bool))
     if peak < 6 * noise:
-        return np.zeros((h, w), np.float32)
+        return None
     t_hi = max(t_otsu, 4 * noise, 0.4 * peak)
     t_lo = max(0.5 * t_hi, 2.5 * noise)
     strong = (rm > t_hi).astype(np.uint8)
-    weak = _drop_rules((rm > t_lo).astype(np.uint8), strong, rm)
+    weak = _drop_lines(_drop_rules((rm > t_lo).astype(np.uint8), strong, rm), strong, rm)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(weak, connectivity=8)
     has_strong = np.bincount(labels[(strong & weak).astype(bool)], minlength=n)[1:] > 0
     mass = np.bincount(labels.ravel(), weights=np.maximum(rm, 0).ravel(), minlength=n)[1:] * has_strong
     chosen = _select(stats[1:], mass)
     if not chosen:
-        return np.zeros((h, w), np.float32)
+        return None
     ids = np.asarray(chosen) + 1
     left = max(0, int(stats[ids, 0].min()) - 2)
     top = max(0, int(stats[ids, 1].min()) - 2)
@@ -335,7 +406,7 @@ def image_to_ink(img: Image.Image) -> np.ndarray:
     ink = np.clip((r - floor) * (1.0 / max(ink_level - floor, 1e-6)), 0.0, 1.0) * keep
     box = ink_bbox(ink)
     if box is None:
-        return np.zeros((h, w), np.float32)
+        return None
     ink = ink[box[0] : box[1], box[2] : box[3]]
     if max(ink.shape) > DIGIT_SIDE:
         ink = _resize_longer(ink, DIGIT_SIDE)

@@ -50,13 +50,13 @@ def drawing_store(
                 row.save(update_fields=["label"])
             if enqueue is not None and created:
                 pk = row.pk
-                transaction.on_commit(lambda: _enqueue_quietly(enqueue, [pk]))
+                transaction.on_commit(lambda: enqueue_quietly(enqueue, [pk]))
     except IntegrityError:  # the same resubmit raced us: the row is there now
         row, created = Drawing.objects.get(client_id=client_id, content_hash=digest), False
     return row, created
 
 
-def _enqueue_quietly(enqueue: Enqueue, pks: list[int]) -> None:
+def enqueue_quietly(enqueue: Enqueue, pks: list[int]) -> None:
     try:
         enqueue(pks)
     except Exception as exc:  # broker down: the workers' sweep finds the row later

@@ -23,7 +23,7 @@ from django.utils import timezone
 from digits import uji
 from recognizer.jobs import enqueue_fill
 from recognizer.models import Drawing
-from recognizer.services import _enqueue_quietly, drawing_store
+from recognizer.services import enqueue_quietly, drawing_store
 from worker.jobs import MAX_BATCH
 
 Enqueue = Callable[[list[int]], None]
@@ -64,7 +64,7 @@ def uji_import(*, digits: Sequence[uji.PenDigit], enqueue: Enqueue | None) -> Im
         if enqueue is not None:
             for i in range(0, len(created), MAX_BATCH):
                 chunk = created[i:i + MAX_BATCH]
-                transaction.on_commit(lambda chunk=chunk: _enqueue_quietly(enqueue, chunk))
+                transaction.on_commit(lambda chunk=chunk: enqueue_quietly(enqueue, chunk))
     return ImportSummary(created=len(created), existing=len(digits) - len(created),
                          queued=len(created) if enqueue is not None else 0)
 

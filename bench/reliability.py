@@ -212,11 +212,20 @@ class SoakReport:
             f"p99={pct(lat, 99):.1f} max={max(lat, default=math.nan):.1f}",
             f"RSS, after warm-up ({self.warmup_s:.0f} s) vs end ({end_t:.0f} s), {len(self.rss)} samples:",
             *rss_lines(self.rss_after_warmup, end, ("after warm-up", "end")),
+            *self._trajectory(),
             f"Redis: used_memory {r0.used_memory / 2**20:.2f} -> {r1.used_memory / 2**20:.2f} MB (whole server); "
             f"keys under the prefix {len(r0.keys)} -> {len(r1.keys)}, of which without an expiry "
             f"{len(r0.kept)} -> {len(r1.kept)}; pub/sub channels {r0.channels} -> {r1.channels}",
             verdict(self.failures, "0 errors, 0 lost, RSS <= +10% after warm-up, no Redis growth, rows = acks"),
         ]
+
+
+    def _trajectory(self, points: int = 8) -> list[str]:
+        """Each process's RSS at a few evenly spaced samples: a leak climbs, a high-water mark levels off."""
+        picked = self.rss[::max(1, -(-len(self.rss) // points))] + ([self.rss[-1]] if len(self.rss) > 1 else [])
+        when = " ".join(f"{t:5.0f}s" for t, _ in picked)
+        return [f"RSS MB at {when}"] + [f"  {name:<20} " + " ".join(f"{s.get(name, 0) / 1024:6.0f}" for _, s in picked)
+                                        for name in self.rss[-1][1]]
 
 
 def verdict(failures: list[str], target: str) -> str:
@@ -236,7 +245,7 @@ def soak(stack: Stack, *, clients: int, seconds: float, warmup_s: float | None =
          submit_every: int = 5, data_dir: Path = DEFAULT_MNIST_DIR, seed: int = 0) -> SoakReport:
     """Clients draw at the page's pace for `seconds`, every `submit_every`-th drawing submitted."""
     warmup = min(60.0, seconds / 4) if warmup_s is None else warmup_s
-    drawings = make_drawings(data_dir, max(200, 4 * clients), seed)
+    drawings = make_drawings(data_dir, max(60, 4 * clients), seed)
     tag = f"rel{uuid.uuid4().hex[:6]}"
     pids = stack_pids(stack)
     # one drawing first: the web process subscribes its reply channel on its first socket, which is
@@ -263,9 +272,12 @@ def soak(stack: Stack, *, clients: int, seconds: float, warmup_s: float | None =
         return result
 
     result = run_async(run())
-    time.sleep(3.0)  # queues drain, the last fills are written
+    deadline = time.monotonic() + 15  # the queues drain, the last rows' predictions are filled in
+    time.sleep(1.0)
+    while (counts := stored_rows(tag))[1] < counts[0] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    rows, predicted = counts
     redis_end = redis_state(stack)
-    rows, predicted = stored_rows(tag)
     return SoakReport(clients, seconds, result, rss, warmup, redis_start, redis_end,
                       acked=len(set(result.stats.stored_ids)), rows=rows, predicted=predicted,
                       crashes=crash_failures(stack, pids))
@@ -442,7 +454,7 @@ class Tally:
     """Per category: how each hostile input was answered."""
 
     error: int = 0  # a protocol `error` / an HTTP 4xx JSON error
-    closed: int = 0  # the documented close (WebSocket) / the connection closed after the error (HTTP)
+    closed: int = 0  # the documented close (WebSocket frames only)
     other: int = 0  # answered, but not with an error (accepted: a prediction, an HTTP 2xx)
     unanswered: int = 0  # nothing within the timeout, an undocumented close, a 5xx or a reset
     codes: Counter[str] = field(default_factory=Counter)
@@ -609,7 +621,8 @@ class _Probe:
     def __init__(self, url: str) -> None:
         import threading
 
-        self.url, self.round_trips, self.stop = url, [], threading.Event()
+        self.url, self.stop = url, threading.Event()
+        self.round_trips: list[float] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -639,7 +652,7 @@ def big_body(port: int, *, kind: str, total: int = 100 * 2**20, timeout: float =
     a bare body; its size declared by Content-Length, or chunked (counted only while it is read)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     multipart, chunked = kind.startswith("multipart"), kind.endswith("chunked")
-    head = [f"POST /api/predict HTTP/1.1", f"Host: 127.0.0.1:{port}",
+    head = ["POST /api/predict HTTP/1.1", f"Host: 127.0.0.1:{port}",
             "Content-Type: " + ("multipart/form-data; boundary=bb" if multipart else "application/octet-stream"),
             "Transfer-Encoding: chunked" if chunked else f"Content-Length: {total}"]
     opening = b'--bb\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\n\r\n' if multipart else b""
@@ -726,11 +739,17 @@ class FuzzReport:
     sockets_ok: int  # sockets that still predicted after their hostile frames
     sockets_used: int
     body_mb: float
-    rss_start: dict[str, int]
-    rss_before: dict[str, int]  # after the warm-up pass
-    rss_after: dict[str, int]
+    rss_phases: list[tuple[str, dict[str, int]]]  # (after which phase, kB per process)
     crashes: list[str]
     seconds: float
+
+    @property
+    def rss_before(self) -> dict[str, int]:
+        return self.rss_phases[3][1]  # after the warm-up pass
+
+    @property
+    def rss_after(self) -> dict[str, int]:
+        return self.rss_phases[-1][1]
 
     @property
     def answered(self) -> tuple[int, int, int, int]:
@@ -741,6 +760,8 @@ class FuzzReport:
     @property
     def failures(self) -> list[str]:
         f = list(self.crashes)
+        if (tried := sum(t.total for t in self.tallies.values())) < self.frames:
+            f.append(f"{self.frames - tried} frames never sent (a socket could not connect again)")
         for kind, tallies in (("frame", self.tallies), ("upload", self.uploads)):
             for name, t in tallies.items():
                 if t.other or t.unanswered:
@@ -749,7 +770,8 @@ class FuzzReport:
               for b in self.bodies if not (400 <= b.status < 500 and b.json_error)]
         if self.sockets_ok < self.sockets_used:
             f.append(f"{self.sockets_used - self.sockets_ok} of {self.sockets_used} sockets stopped predicting")
-        f += [f"{name} RSS +{g:.1%}" for name, g in growth(self.rss_before, self.rss_after).items() if g > MEMORY_GROWTH_MAX]
+        f += [f"{name} RSS +{g:.1%} after the warm-up pass" for name, g in growth(self.rss_before, self.rss_after).items()
+              if g > MEMORY_GROWTH_MAX]
         return f
 
     def lines(self) -> list[str]:
@@ -770,7 +792,9 @@ class FuzzReport:
         e, c, o, u = self.answered
         out += [f"in all: {e} answered with an error, {c} closed as documented, {o} accepted, {u} unanswered; "
                 f"sockets still predicting afterwards: {self.sockets_ok}/{self.sockets_used}",
-                "RSS at the start vs after the warm-up pass:", *rss_lines(self.rss_start, self.rss_before, ("start", "warm")),
+                "RSS MB after each phase: " + ", ".join(label for label, _ in self.rss_phases),
+                *(f"  {name:<20} " + " ".join(f"{rss.get(name, 0) / 1024:7.1f}" for _, rss in self.rss_phases)
+                  for name in self.rss_before),
                 "RSS after the warm-up pass vs the end (judged):",
                 *rss_lines(self.rss_before, self.rss_after, ("warm", "end")),
                 verdict(self.failures, "every input answered with an error or a documented close, "
@@ -793,14 +817,15 @@ def _upload_round(stack: Stack, uploads: dict[str, Tally]) -> None:
 
 def fuzz(stack: Stack, *, frames: int = 2000, sockets: int = 8, upload_rounds: int = 1, body_mb: float = 100,
          seed: int = 0, timeout: float = 10.0) -> FuzzReport:
-    """A warm-up pass (one frame of each kind, each upload, each big body), then `frames` hostile
-    frames over `sockets` sockets, each hostile upload `upload_rounds` times, each big body again.
+    """A warm-up pass (frames of each kind on every socket at once, each upload, each big body), then
+    `frames` hostile frames over `sockets` sockets, each hostile upload `upload_rounds` times, each
+    big body again.
 
-    Growth is judged from the warm-up's end, as in the soak: the first big frame or body raises a
-    process's allocator high-water mark once; a leak keeps growing after it."""
+    Growth is judged from the warm-up's end, as in the soak: the first big frames or bodies arriving
+    together raise a process's allocator high-water mark once; a leak keeps growing after it."""
     pids, rss_start = stack_pids(stack), rss_sample(stack)
     started = time.perf_counter()
-    warm_frames, all_frames = fuzz_frames(len(GENERATORS), seed), fuzz_frames(frames, seed + 1)
+    warm_frames, all_frames = fuzz_frames(len(GENERATORS) * sockets, seed), fuzz_frames(frames, seed + 1)
     tallies = {frame.category: Tally() for frame in warm_frames}  # in the generators' order
     uploads: dict[str, Tally] = {}
     bodies: list[BigBody] = []
@@ -813,18 +838,24 @@ def fuzz(stack: Stack, *, frames: int = 2000, sockets: int = 8, upload_rounds: i
     def bodies_run() -> None:
         bodies.extend(big_body(stack.port, kind=kind, total=int(body_mb * 2**20)) for kind in BODY_KINDS)
 
-    ok = run_async(frames_run(warm_frames, 1))
+    phases = [("start", rss_start)]
+    ok = run_async(frames_run(warm_frames, sockets))
+    phases.append(("warm-up frames", rss_sample(stack)))
     _upload_round(stack, uploads)
+    phases.append(("warm-up uploads", rss_sample(stack)))
     bodies_run()
     time.sleep(1.0)
-    rss_warm = rss_sample(stack)
+    phases.append(("warm-up bodies", rss_sample(stack)))
     ok += run_async(frames_run(all_frames, sockets))
+    phases.append(("frames", rss_sample(stack)))
     for _ in range(upload_rounds):
         _upload_round(stack, uploads)
+    phases.append(("uploads", rss_sample(stack)))
     bodies_run()
-    time.sleep(2.0)  # let anything still in flight finish before the last RSS sample
+    time.sleep(1.0)  # let anything still in flight finish before the last RSS sample
+    phases.append(("bodies (end)", rss_sample(stack)))
     return FuzzReport(frames + len(warm_frames), sockets, tallies, uploads, bodies, sum(ok), len(ok), body_mb,
-                      rss_start, rss_warm, rss_sample(stack), crash_failures(stack, pids), time.perf_counter() - started)
+                      phases, crash_failures(stack, pids), time.perf_counter() - started)
 
 
 # ---- flood
@@ -863,6 +894,7 @@ def _flooder(port: int, source: str, threads: int, body: bytes, headers: dict[st
         w.start()
     for w in workers:
         w.join()
+    counts["cpu_ms"] = int(time.process_time() * 1000)  # what flooding cost this machine's cores itself
     out.put(dict(counts))
 
 
@@ -873,6 +905,8 @@ class FloodReport:
     quiet: LoadResult
     flooded: LoadResult
     flood: Counter[str]  # "<upload|health> <status>" -> requests
+    flood_s: float  # how long the flooder ran
+    flood_cpu_ms: int  # the flooder's own CPU time (it shares the machine's cores with the service)
     crashes: list[str]
 
     @property
@@ -904,8 +938,10 @@ class FloodReport:
             f"({len(self.quiet.stats.latencies)} drawings, {len(self.quiet.stats.errors)} errors, {self.quiet.stats.lost} lost)",
             f"  flooded:  p50 {self.flooded.latency(50):.1f} ms, p95 {self.flooded.latency(95):.1f} ms "
             f"({len(self.flooded.stats.latencies)} drawings, {len(self.flooded.stats.errors)} errors, {self.flooded.stats.lost} lost)",
-            f"  p95 ratio {self.ratio:.2f}x; flooder: {total} requests ({total / self.seconds:.0f}/s), {self.throttled} got 429: "
+            f"  p95 ratio {self.ratio:.2f}x; flooder: {total} requests in {self.flood_s:.1f} s ({total / self.flood_s:.0f}/s), {self.throttled} got 429: "
             + ", ".join(f"{k}: {v}" for k, v in sorted(self.flood.items())),
+            f"  the flooder's own CPU: {self.flood_cpu_ms / 1000:.1f} s in {self.flood_s:.1f} s "
+            f"({self.flood_cpu_ms / 10 / self.flood_s:.0f}% of one core, on the service's machine)",
             verdict(self.failures, f"others' p95 <= {P95_RATIO_MAX:g}x unloaded, the flooder throttled (429), no crash"),
         ]
 
@@ -914,7 +950,7 @@ def flood(stack: Stack, *, clients: int = 5, seconds: float = 20.0, threads: int
           data_dir: Path = DEFAULT_MNIST_DIR, seed: int = 0) -> FloodReport:
     """Others' final-prediction p95 unloaded, then while FLOODER floods (the stack must run its default limits)."""
     pids = stack_pids(stack)
-    drawings = make_drawings(data_dir, max(200, 4 * clients), seed)
+    drawings = make_drawings(data_dir, max(60, 4 * clients), seed)
     quiet = run_async(load_run(stack.url, drawings, clients=clients, duration=seconds, seed=seed))
     boundary = uuid.uuid4().hex
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"d.png\"\r\n"
@@ -927,13 +963,16 @@ def flood(stack: Stack, *, clients: int = 5, seconds: float = 20.0, threads: int
     try:
         if not ready.wait(60):
             raise RuntimeError("the flooder did not start")
+        flood_started = time.perf_counter()
         time.sleep(1.0)  # the flood is on before the measurement starts
         flooded = run_async(load_run(stack.url, drawings, clients=clients, duration=seconds, seed=seed + 1))
     finally:
         stop.set()
+    flood_s = time.perf_counter() - flood_started
     counts: Counter[str] = Counter(out.get(timeout=30))
+    cpu_ms = counts.pop("cpu_ms", 0)
     proc.join(10)
-    return FloodReport(clients, seconds, quiet, flooded, counts, crash_failures(stack, pids))
+    return FloodReport(clients, seconds, quiet, flooded, counts, flood_s, cpu_ms, crash_failures(stack, pids))
 
 
 # ---- the command line

@@ -33,7 +33,7 @@ def test_soak_small_loses_nothing_leaks_nothing_and_stores_every_acknowledged_su
 
 
 def test_fuzz_small_every_hostile_input_is_refused_and_nothing_crashes(stack: Stack) -> None:
-    report = fuzz(stack, frames=60, sockets=3, body_mb=8)
+    report = fuzz(stack, frames=60, sockets=3, upload_rounds=0, body_mb=8)  # uploads: the warm-up pass
     text = "\n".join(report.lines())
     assert report.failures == [], text
     assert len(report.tallies) == len(GENERATORS) and all(t.total >= 3 for t in report.tallies.values()), text
@@ -66,7 +66,10 @@ def test_flood_from_one_address_is_throttled_and_others_keep_being_served(limite
     assert report.crashes == [], text
     for run in (report.quiet, report.flooded):
         assert run.stats.latencies and run.stats.errors == [] and run.stats.lost == 0, text
-    assert report.throttled > 0 and any(k.startswith("upload 429") for k in report.flood), text
-    # Generous: 5 s is few drawings for a p95 on a shared 2-core VM (the bench's own target is 2x);
-    # unthrottled, a flood of uploads made others 15x slower (issue 12).
-    assert report.ratio <= 5.0, text
+    # throttled: at most the default limits' worth served (uploads 5/s and 60/min, health 20/s), the rest 429
+    assert report.flood["upload 429"] > 0 and report.flood["health 429"] > 0, text
+    assert report.flood["upload 200"] <= 60 and report.flood["health 200"] <= 20 * (report.flood_s + 1), text
+    # Generous: 5 s is few drawings for a p95, and the flooder's own threads take CPU from the service
+    # on a 2-core VM (the bench's target is 2x; 4.8x measured there, 2026-11-25); unthrottled, a flood
+    # of uploads made others 15x slower (issue 12).
+    assert report.ratio <= 10.0, text

@@ -22,7 +22,7 @@ STROKE_SIDE = 128  # ... and the strokes' width, which sets the background model
 BACKGROUND_STROKES = 5  # the background model's square spans this many stroke widths (a shadow's
 # edge or a badly lit band narrower than the square is taken for ink)
 LINE_SHARE = 0.25  # a printed line runs straight across at least this share of the image
-LINE_MIN_SIDE = 200  # ... of an image at least this large (photos and scans of a page)
+PAGE_SIDE = 256  # an image at least this large may be a photo of a page: shadows, printed lines
 DIGIT_SIDE = 80  # the cropped digit is returned at this longer side (4x MNIST's 20 px)
 MIN_CONTRAST = 0.08  # weakest ink/background difference (0..1 gray levels) that counts as ink
 THIN = 0.07  # stroke width / digit size below which strokes are thickened
@@ -195,6 +195,12 @@ def _stroke_share(r: np.ndarray) -> float:
         return 1.0
     small = _resize_longer(r, STROKE_SIDE)
     binary = (small > 0.5 * float(np.percentile(small, 99.5))).astype(np.uint8)
+    # specks and grain would pass for hairlines: only pieces of some size count
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    if n > 2:
+        area = stats[1:, cv2.CC_STAT_AREA]
+        lut = np.concatenate([[0], area >= 0.1 * area.max()]).astype(np.uint8)
+        binary = lut[labels]
     dist = cv2.distanceTransform(cv2.copyMakeBorder(binary, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0),
                                  cv2.DIST_L2, 3)
     ridge = (dist > 0) & (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8)))
@@ -258,7 +264,7 @@ def _drop_lines(weak: np.ndarray, strong: np.ndarray, r: np.ndarray) -> np.ndarr
     than the rest of the ink. Only their thin parts go: where a line crosses a stroke, the stroke
     (wider than the opening's disc) stays whole."""
     side = max(weak.shape)
-    if side < LINE_MIN_SIDE:  # a small image's straight strokes are the digit's own
+    if side < PAGE_SIDE // 2:  # a small image's straight strokes are the digit's own
         return weak
     d = max(3, side // 40) | 1  # wider than a printed line, narrower than a digit's stroke
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (d, d))
@@ -361,10 +367,10 @@ def _ink(gray: np.ndarray, dark: bool) -> np.ndarray | None:
     if dark:
         x = 1.0 - x
     bg = _background(x)
-    # Strokes thin next to the image (a digit on a page): a square a few strokes wide models the
-    # background, so that it follows a shadow's edge and a band of shade instead of leaving them
-    # as ink. A crop keeps the half-image square.
-    share = BACKGROUND_STROKES * _stroke_share(x - bg)
+    # A photo of a page with thin strokes: a square a few strokes wide models the background, so
+    # that it follows a shadow's edge and a band of shade instead of leaving them as ink. Crops
+    # and small images keep the half-image square.
+    share = BACKGROUND_STROKES * _stroke_share(x - bg) if side >= PAGE_SIDE else 1.0
     if share < 0.5:
         bg = _background(x, max(share, 0.1))
     r = x - bg

@@ -187,13 +187,9 @@ def _background(x: np.ndarray, share: float = 0.5) -> np.ndarray:
     return bg
 
 
-def _stroke_share(r: np.ndarray) -> float:
+def _stroke_share(small: np.ndarray) -> float:
     """Typical stroke width of an ink-positive residual as a share of its longer side, measured
-    (roughly, from the distance transform's ridges) on a STROKE_SIDE px copy; 1.0 when the
-    image is no larger than that (a crop or a small scan: its strokes are not thin)."""
-    if max(r.shape) <= STROKE_SIDE:
-        return 1.0
-    small = _resize_longer(r, STROKE_SIDE)
+    roughly (from the distance transform's ridges) on a small copy of it."""
     binary = (small > 0.5 * float(np.percentile(small, 99.5))).astype(np.uint8)
     # specks and grain would pass for hairlines: only pieces of some size count
     n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
@@ -204,7 +200,7 @@ def _stroke_share(r: np.ndarray) -> float:
     dist = cv2.distanceTransform(cv2.copyMakeBorder(binary, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0),
                                  cv2.DIST_L2, 3)
     ridge = (dist > 0) & (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8)))
-    return 2.0 * float(np.median(dist[ridge])) / STROKE_SIDE if ridge.any() else 1.0
+    return 2.0 * float(np.median(dist[ridge])) / max(small.shape) if ridge.any() else 1.0
 
 
 _CURVATURE = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
@@ -262,13 +258,13 @@ def _drop_lines(weak: np.ndarray, strong: np.ndarray, r: np.ndarray) -> np.ndarr
     straight runs of thin weak ink across at least LINE_SHARE of the image (a probabilistic
     Hough transform, which bridges the gaps a faint line leaves), where they are clearly fainter
     than the rest of the ink. Only their thin parts go: where a line crosses a stroke, the stroke
-    (wider than the opening's disc) stays whole."""
+    (wider than the opening's square) stays whole."""
     side = max(weak.shape)
     if side < PAGE_SIDE // 2:  # a small image's straight strokes are the digit's own
         return weak
     d = max(3, side // 40) | 1  # wider than a printed line, narrower than a digit's stroke
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (d, d))
-    thin = weak & (1 - cv2.morphologyEx(weak, cv2.MORPH_OPEN, disc))
+    square = cv2.getStructuringElement(cv2.MORPH_RECT, (d, d))  # separable: fast at any size
+    thin = weak & (1 - cv2.morphologyEx(weak, cv2.MORPH_OPEN, square))
     length = LINE_SHARE * side
     segments = cv2.HoughLinesP(thin, 1, np.pi / 180, threshold=max(10, int(length / 2)), minLineLength=length,
                                maxLineGap=max(2.0, 0.03 * side))
@@ -366,13 +362,15 @@ def _ink(gray: np.ndarray, dark: bool) -> np.ndarray | None:
     x = gray.astype(np.float32) * (1 / 255.0)
     if dark:
         x = 1.0 - x
-    bg = _background(x)
     # A photo of a page with thin strokes: a square a few strokes wide models the background, so
-    # that it follows a shadow's edge and a band of shade instead of leaving them as ink. Crops
-    # and small images keep the half-image square.
-    share = BACKGROUND_STROKES * _stroke_share(x - bg) if side >= PAGE_SIDE else 1.0
-    if share < 0.5:
-        bg = _background(x, max(share, 0.1))
+    # that it follows a shadow's edge and a band of shade instead of leaving them as ink (strokes
+    # measured against a first, half-image model on a small copy). Crops and small images keep
+    # the half-image square.
+    share = 0.5
+    if side >= PAGE_SIDE:
+        small = _resize_longer(x, STROKE_SIDE)
+        share = min(max(BACKGROUND_STROKES * _stroke_share(small - _background(small)), 0.1), 0.5)
+    bg = _background(x, share)
     r = x - bg
     if dark:  # light falls on ink and paper alike: contrast relative to the paper's brightness
         r /= np.maximum(1.0 - bg, 0.5)

@@ -17,11 +17,10 @@ from digits.train import stratified_split
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 SAMPLE = 20  # validation digits per variant in the worst-case tests
-# Variants the upload path (digits/images.py) does not read well yet at their hard end: photographed
-# ruled paper (perspective tilts the rules; tilted rules are kept as ink) and a shadow's edge across
-# the page (taken as ink). Their worst case is held to "never refused"; their typical case to the
-# level measured on 2026-11-25 (README, Model). All other variants: >= 90% and 0 refused at worst.
-WEAK = {"photo-ruled": 0.6, "photo-shadow": 0.7}
+# The upload path's weakest variant at its hard end: a deep shadow (45%) across a page photographed
+# at a slant, the digit at 30% of the frame (88% of 200 read, 2026-11-25, README Model). Held to
+# this at its worst and to >= 90% typically; all other variants: >= 90% and 0 refused at worst.
+WEAK = {"photo-shadow": 0.8}
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +120,5 @@ def test_the_worst_case_of_each_variant_is_read(variant: str, validation, predic
     assert r["count"] == SAMPLE and r["refused"] == 0, r
     if variant in WEAK:
         typical = upload_report(predictor, uploadset.build(images, labels, sources, variants=[v], count=SAMPLE))
-        assert typical[variant]["refused"] == 0 and typical[variant]["accuracy"] >= WEAK[variant], typical
-    else:
-        assert r["accuracy"] >= 0.9, r
+        assert typical[variant]["refused"] == 0 and typical[variant]["accuracy"] >= 0.9, typical
+    assert r["accuracy"] >= WEAK.get(variant, 0.9), r

@@ -8,14 +8,18 @@ the issue's target:
     python bench/reliability.py fuzz [--frames 2000]                  # hostile frames, uploads, 100 MB bodies
     python bench/reliability.py flood [--clients 5 --seconds 20]      # one address floods, others draw
 
+(the throwaway database is made on DATABASE_URL's server, as Django's test databases are; REDIS_URL
+defaults to redis://127.0.0.1:6379/13)
+
 - soak: 0 errors, 0 lost (final predictions and `stored` acknowledgements), every process's RSS at
-  most 10% above its size after warm-up, no Redis keys or channels left under the stack's prefix,
-  stored rows = acknowledged submits.
+  most 10% above its size after warm-up, no more Redis keys without an expiry nor channels under
+  the stack's prefix than before, stored rows = acknowledged submits.
 - fuzz: every frame, upload and 100 MB body answered with an error (a protocol `error`, an HTTP 4xx
   JSON error) or a documented close, no process crashed or restarted, RSS flat (<= 10%).
 - flood: 5 page-paced clients' final-prediction p95 while 127.0.0.2 floods uploads and health checks
   within 2x of their unloaded p95; the flooder is throttled (429). Default limits here; the other
-  scenarios' clients share one address, so their stacks run UNTHROTTLED.
+  scenarios' clients share one address, so their stacks run without the per-address limits
+  (ONE_ADDRESS).
 The scenario functions take a running Stack, so tests/bench/test_reliability.py runs them small.
 """
 from __future__ import annotations

@@ -17,8 +17,8 @@ cv2.setNumThreads(1)
 
 FORMATS = {"PNG", "JPEG"}
 WORK_SIDE = 512  # photos are analysed with their longer side at most this
-LOOK_SIDE = 64  # polarity and the background model are worked out on a copy this size
-STROKE_SIDE = 128  # ... and the strokes' width, which sets the background model's scale, on this
+LOOK_SIDE = 64  # polarity, the background model and the strokes' width (which sets the model's
+# scale) are worked out on a copy this size
 BACKGROUND_STROKES = 5  # the background model's square spans this many stroke widths (a shadow's
 # edge or a badly lit band narrower than the square is taken for ink)
 LINE_SHARE = 0.25  # a printed line runs straight across at least this share of the image
@@ -266,6 +266,8 @@ def _drop_lines(weak: np.ndarray, strong: np.ndarray, r: np.ndarray) -> np.ndarr
     square = cv2.getStructuringElement(cv2.MORPH_RECT, (d, d))  # separable: fast at any size
     thin = weak & (1 - cv2.morphologyEx(weak, cv2.MORPH_OPEN, square))
     length = LINE_SHARE * side
+    if cv2.countNonZero(thin) < length / 2:  # too few thin pixels for any line
+        return weak
     segments = cv2.HoughLinesP(thin, 1, np.pi / 180, threshold=max(10, int(length / 2)), minLineLength=length,
                                maxLineGap=max(2.0, 0.03 * side))
     if segments is None:
@@ -348,28 +350,30 @@ def image_to_ink(img: Image.Image) -> np.ndarray:
     if max(gray.shape) > WORK_SIDE:  # by a whole factor: INTER_AREA's fast path
         f = -(-max(gray.shape) // WORK_SIDE)
         gray = cv2.resize(gray, (max(1, gray.shape[1] // f), max(1, gray.shape[0] // f)), interpolation=cv2.INTER_AREA)
-    dark = _ink_is_dark(_resize_longer(gray, LOOK_SIDE))
-    ink = _ink(gray, dark)
+    look = _resize_longer(gray, LOOK_SIDE)
+    dark = _ink_is_dark(look)
+    ink = _ink(gray, look, dark)
     if ink is None:  # a polarity misread under a deep shadow leaves only faint gaps: the other one
-        ink = _ink(gray, not dark)
+        ink = _ink(gray, look, not dark)
     return ink if ink is not None else np.zeros(gray.shape, np.float32)
 
 
-def _ink(gray: np.ndarray, dark: bool) -> np.ndarray | None:
-    """image_to_ink for the given polarity; None when nothing ink-like is found."""
+def _ink(gray: np.ndarray, look: np.ndarray, dark: bool) -> np.ndarray | None:
+    """image_to_ink for the given polarity (``look``: the LOOK_SIDE copy of ``gray``); None when
+    nothing ink-like is found."""
     h, w = gray.shape
     side = max(h, w)
     x = gray.astype(np.float32) * (1 / 255.0)
     if dark:
         x = 1.0 - x
     # A photo of a page with thin strokes: a square a few strokes wide models the background, so
-    # that it follows a shadow's edge and a band of shade instead of leaving them as ink (strokes
-    # measured against a first, half-image model on a small copy). Crops and small images keep
-    # the half-image square.
+    # that it follows a shadow's edge and a band of shade instead of leaving them as ink. Crops and
+    # small images keep the half-image square.
     share = 0.5
-    if side >= PAGE_SIDE:
-        small = _resize_longer(x, STROKE_SIDE)
-        share = min(max(BACKGROUND_STROKES * _stroke_share(small - _background(small)), 0.1), 0.5)
+    if side >= PAGE_SIDE:  # ink found against a wide median of the small copy: cheap, and enough
+        ink_up = cv2.subtract(cv2.medianBlur(look, (max(look.shape) // 2) | 1), look) if dark else \
+            cv2.subtract(look, cv2.medianBlur(look, (max(look.shape) // 2) | 1))
+        share = min(max(BACKGROUND_STROKES * _stroke_share(ink_up), 0.1), 0.5)
     bg = _background(x, share)
     r = x - bg
     if dark:  # light falls on ink and paper alike: contrast relative to the paper's brightness

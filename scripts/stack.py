@@ -51,7 +51,7 @@ WEB_ARGS = ["--websocket-max-message-size", str(MAX_FRAME_BYTES),
             "--websocket-max-frame-size", str(MAX_FRAME_BYTES), "digitsite.asgi:application"]
 # For load generators and tests, whose clients all come from one address: the per-address limits off.
 UNTHROTTLED = {"THROTTLE_UPLOADS": "off", "THROTTLE_SOCKET_OPENS": "off", "THROTTLE_HEALTH": "off",
-               "WS_SOCKETS_PER_ADDRESS": "100000"}
+               "WS_SOCKETS_PER_ADDRESS": "100000", "WS_ADDRESS_RATE_PER_SECOND": "1e9", "WS_ADDRESS_RATE_BURST": "1e9"}
 SPARE_AFTER_S = 5.0  # a worker's spare starts once the worker has been up this long
 
 

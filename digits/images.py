@@ -42,7 +42,7 @@ class BadImage(ValueError):
 
 
 def decode_upload(
-    data: bytes, *, max_bytes: int = 5 * 2**20, max_pixels: int = 4096 * 4096
+    data: bytes, *, max_bytes: int = 5 * 2**20, max_pixels: int = 4096 * 4096, max_side: int = 4096
 ) -> Image.Image:
     """Validate and decode a PNG/JPEG upload into a grayscale ("L") image.
 
@@ -62,8 +62,9 @@ def decode_upload(
             w, h = img.size
             if w < 1 or h < 1:
                 raise BadImage("bad_image", "The image has no pixels.")
-            if w * h > max_pixels:
-                raise BadImage("too_large", f"The image is {w}x{h} pixels; at most {max_pixels} are allowed.")
+            if w * h > max_pixels or max(w, h) > max_side:  # 4097x1 is no 4096x4096 image either
+                raise BadImage("too_large", f"The image is {w}x{h} pixels; at most {max_side}x{max_side} "
+                                            f"({max_pixels} pixels) are allowed.")
             if img.format == "JPEG":
                 img.draft("L", (1024, 1024))  # let the decoder downscale big photos (>= 1024 kept)
             img.load()

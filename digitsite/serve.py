@@ -1,14 +1,23 @@
-"""The web process: daphne, with a graceful shutdown. Same arguments as the `daphne` command.
+"""The web process: daphne, with a graceful shutdown and a body limit. Same arguments as `daphne`.
 
 daphne's own SIGTERM handling stops the reactor at once: sockets drop without a close frame and
 submits being stored are cancelled. Here the first SIGTERM (or SIGINT) instead stops accepting
 connections, lets open sockets finish their predictions and submits (recognizer.draining) and HTTP
 requests in flight finish, all within WEB_DRAIN_S (10 s by default), then stops; a second signal
 stops at once.
+
+Bodies: twisted reads a whole request body (into memory up to 100 KB, then a temporary file) and
+parses a multipart one on the event loop, before daphne hands the request to the app, so the app's
+limit (digitsite.limits) came after the cost: a 100 MB multipart POST held every socket of the
+process for seconds. Here a body over settings.REQUEST_MAX_BYTES is answered `too_large` as soon as its
+declared length is known (or, chunked, as soon as it passes the limit), the rest is discarded
+unread, and no form is ever parsed (daphne
+passes the raw body on; nothing reads twisted's parsed form).
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -16,7 +25,9 @@ import sys
 import time
 from typing import Any
 
+import daphne.server
 from daphne.cli import CommandLineInterface
+from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import defer, reactor
@@ -25,6 +36,64 @@ log = logging.getLogger("digitsite.serve")
 
 DRAIN_S = float(os.environ.get("WEB_DRAIN_S", "10"))
 CLOSE_WAIT_S = 2.0  # for clients to answer the close frames (the closing handshake)
+
+
+LINGER_S = 10.0  # how long a refused body may go on arriving (discarded) before the connection is cut
+
+
+def _max_body_bytes() -> int:
+    from django.conf import settings  # configured by the time a request arrives (the app is loaded)
+
+    return int(settings.REQUEST_MAX_BYTES)
+
+
+class LimitedRequest(WebRequest):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._parsePOSTFormSubmission = False  # daphne sends the raw body on; the parsed form is unused
+        self._received = 0
+        self._refused = False
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > _max_body_bytes():
+            self._refuse()
+        super().gotLength(None if self._refused else length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._received += len(data)
+        if self._received > _max_body_bytes():
+            self._refuse()
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if not self._refused:
+            super().requestReceived(command, path, version)
+
+    def _refuse(self) -> None:
+        """Answer the API's `too_large` error and close the connection without reading the rest."""
+        self._refused = True
+        limit_mb = _max_body_bytes() // 2**20
+        body = json.dumps({"type": "error", "code": "too_large",
+                           "message": f"request bodies up to {limit_mb} MB"}).encode()
+        transport = self.channel.transport
+        transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        # A lingering close: closing with the body still arriving would reset the connection, and a
+        # client still sending (most do) would see a broken pipe instead of the answer. So: end our
+        # side after the answer, discard what still comes (handleContentChunk), and cut it off after
+        # LINGER_S at the latest.
+        transport.loseWriteConnection()
+        reactor.callLater(LINGER_S, transport.abortConnection)
+
+
+class LimitedHTTPFactory(HTTPFactory):
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = super().buildProtocol(addr)
+        protocol.requestFactory = LimitedRequest
+        return protocol
 
 
 class DrainingServer(Server):
@@ -38,6 +107,8 @@ class DrainingServer(Server):
         super().listen_success(port)
 
     def run(self) -> None:
+        # Server.run builds its factory from the module's HTTPFactory name: use the limited one
+        daphne.server.HTTPFactory = LimitedHTTPFactory
         reactor.callWhenRunning(self._install_signal_handlers)
         super().run()
 

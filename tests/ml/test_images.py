@@ -358,3 +358,11 @@ def test_large_photo_is_read_in_time(mnist_test, predictor) -> None:
     out = image_to_mnist(img)
     assert time.perf_counter() - started < 1.0
     assert predictor.predict(out).argmax() == labels[0]
+
+
+@pytest.mark.parametrize("size", [(4097, 1), (1, 4097)])
+def test_a_side_over_4096_is_refused_whatever_the_pixel_count(size: tuple[int, int]) -> None:
+    with pytest.raises(BadImage) as err:
+        decode_upload(encode(Image.new("L", size, 255)))
+    assert err.value.code == "too_large"
+    assert decode_upload(encode(Image.new("L", (4096, 1), 255))).size == (4096, 1)

@@ -95,6 +95,11 @@ def test_nginx_config_proxies_http_and_websocket_upgrades_to_every_web_container
     assert ["proxy_set_header", "Connection", "$connection_upgrade"] in http
     assert ["proxy_set_header", "X-Forwarded-For", "$proxy_add_x_forwarded_for"] in http  # TRUSTED_PROXIES
     assert ["proxy_set_header", "Host", "$http_host"] in http  # the exact origin check needs the port
+    # floods of uploads and health checks refused at the edge, with the app's 429
+    assert ["limit_req_status", "429"] in http
+    assert ["location", "=", "/api/predict"] in http and ["limit_req", "zone=uploads", "burst=10", "nodelay"] in http
+    assert ["limit_req", "zone=health", "burst=40", "nodelay"] in http
+    assert http.count(["proxy_pass", "$web"]) == 3  # every location reaches the web containers
 
 
 def test_compose_needs_a_secret_key_and_trusts_proxy_headers_only_from_its_private_networks():

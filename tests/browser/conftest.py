@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -148,7 +149,8 @@ def stop_web(stack: Stack) -> None:
 def start_web(stack: Stack, timeout: float = 60.0) -> None:
     """Start daphne again on the same port with the environment the stack gave it."""
     env = {**os.environ, **stack.env, "REDIS_URL": stack.redis_url, "PYTHONUNBUFFERED": "1"}
-    stack._spawn("web", web_command(stack.host, stack.port), env)
+    # web_command names the container's `python`; here, this environment's
+    stack._spawn("web", [sys.executable, *web_command(stack.host, stack.port)[1:]], env)
     stack.wait_healthy(timeout)
 
 

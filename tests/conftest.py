@@ -2,10 +2,13 @@
 processes on both queues and daphne, all through scripts.stack as `make run` does."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -69,6 +72,23 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
             client.delete(key)
     except redis.ConnectionError:
         pass
+
+
+@contextlib.contextmanager
+def stack_of_its_own(name: str, env: dict[str, str], log_dir: Path, **kwargs: Any) -> Iterator[Stack]:
+    """Another running service beside the session's (on the test database, e.g. with other limits),
+    with a Redis key prefix of its own, removed afterwards. `env`: the session stack's, changed."""
+    prefix = f"test-{name}-{uuid.uuid4().hex[:8]}:"
+    service = Stack(port=free_port(), redis_url=TEST_REDIS_URL, log_dir=log_dir,
+                    env={**env, "REDIS_PREFIX": prefix}, **kwargs)
+    service.start(timeout=120)
+    try:
+        yield service
+    finally:
+        service.stop()
+        broker = redis.Redis.from_url(TEST_REDIS_URL)
+        for key in broker.scan_iter(match=f"{prefix}*"):
+            broker.delete(key)
 
 
 def _dump_logs(service: Stack) -> None:

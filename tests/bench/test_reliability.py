@@ -6,16 +6,14 @@ needs the service's default per-address limits, so it gets a stack of its own on
 """
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from bench.reliability import BODY_KINDS, GENERATORS, flood, fuzz, soak
 from scripts.stack import UNTHROTTLED, Stack
-from tests.conftest import TEST_REDIS_URL, free_port
+from tests.conftest import stack_of_its_own
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -46,18 +44,9 @@ def test_fuzz_small_every_hostile_input_is_refused_and_nothing_crashes(stack: St
 @pytest.fixture(scope="module")
 def limited(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The service with its default per-address limits."""
-    prefix = f"test-flood-{uuid.uuid4().hex[:8]}:"
     env = {k: v for k, v in stack.env.items() if k not in UNTHROTTLED}
-    service = Stack(port=free_port(), redis_url=TEST_REDIS_URL, log_dir=tmp_path_factory.mktemp("flood"),
-                    env={**env, "REDIS_PREFIX": prefix})
-    service.start(timeout=120)
-    try:
+    with stack_of_its_own("flood", env, tmp_path_factory.mktemp("flood")) as service:
         yield service
-    finally:
-        service.stop()
-        broker = redis.Redis.from_url(TEST_REDIS_URL)
-        for key in broker.scan_iter(match=f"{prefix}*"):
-            broker.delete(key)
 
 
 def test_flood_from_one_address_is_throttled_and_others_keep_being_served(limited: Stack, mnist_dir: Path) -> None:

@@ -12,14 +12,13 @@ import uuid
 from contextlib import ExitStack
 
 import pytest
-import redis
 from PIL import Image, ImageDraw
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from recognizer.consumers import CLOSE_LIMITED
 from scripts.stack import Stack
-from tests.conftest import TEST_REDIS_URL, free_port
+from tests.conftest import stack_of_its_own
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -63,19 +62,10 @@ def open_socket(service: Stack, source: str, sockets: ExitStack) -> ClientConnec
 
 @pytest.fixture(scope="module")
 def limited(stack, tmp_path_factory):
-    prefix = f"test-limits-{uuid.uuid4().hex[:8]}:"
-    service = Stack(port=free_port(), redis_url=TEST_REDIS_URL, log_dir=tmp_path_factory.mktemp("limits"),
-                    env={**stack.env, "REDIS_PREFIX": prefix, "THROTTLE_UPLOADS": "3/minute",
-                         "THROTTLE_HEALTH": "5/minute", "THROTTLE_SOCKET_OPENS": "100/minute",
-                         "WS_SOCKETS_PER_ADDRESS": "3"})
-    service.start(timeout=120)
-    try:
+    env = {**stack.env, "THROTTLE_UPLOADS": "3/minute", "THROTTLE_HEALTH": "5/minute",
+           "THROTTLE_SOCKET_OPENS": "100/minute", "WS_SOCKETS_PER_ADDRESS": "3"}
+    with stack_of_its_own("limits", env, tmp_path_factory.mktemp("limits")) as service:
         yield service
-    finally:
-        service.stop()
-        broker = redis.Redis.from_url(TEST_REDIS_URL)
-        for key in broker.scan_iter(match=f"{prefix}*"):
-            broker.delete(key)
 
 
 def test_an_address_flooding_uploads_is_throttled_and_a_spoofed_forwarded_for_does_not_help(limited):

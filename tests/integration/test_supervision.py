@@ -22,13 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 from PIL import Image, ImageDraw
 from websockets.exceptions import ConnectionClosed
 
 from scripts.stack import Stack
-from tests.conftest import TEST_REDIS_URL, free_port
+from tests.conftest import stack_of_its_own
 from tests.digit_paths import digit_strokes
 from tests.wsclient import ProtocolClient
 
@@ -40,18 +39,10 @@ RETRY_S = 2  # WS_PREDICTION_TIMEOUT_S for this stack
 
 @pytest.fixture(scope="module")
 def supervised(stack, tmp_path_factory):
-    prefix = f"test-sup-{uuid.uuid4().hex[:8]}:"
-    service = Stack(port=free_port(), redis_url=TEST_REDIS_URL, web_processes=2, supervise=True,
-                    log_dir=tmp_path_factory.mktemp("supervised-logs"),
-                    env={**stack.env, "REDIS_PREFIX": prefix, "WS_PREDICTION_TIMEOUT_S": str(RETRY_S)})
-    service.start(timeout=120)
-    try:
+    env = {**stack.env, "WS_PREDICTION_TIMEOUT_S": str(RETRY_S)}
+    with stack_of_its_own("sup", env, tmp_path_factory.mktemp("supervised-logs"), web_processes=2,
+                          supervise=True) as service:
         yield service
-    finally:
-        service.stop()
-        broker = redis.Redis.from_url(TEST_REDIS_URL)
-        for key in broker.scan_iter(match=f"{prefix}*"):
-            broker.delete(key)
 
 
 def _proc(service: Stack, name: str) -> subprocess.Popen:

@@ -86,9 +86,24 @@ _clients: dict[asyncio.AbstractEventLoop, JobClient] = {}
 _starting: dict[asyncio.AbstractEventLoop, asyncio.Future[JobClient]] = {}
 
 
-async def job_client(publish: Publish = celery_publish,
+_pusher: TaskPusher | None = None
+
+
+def default_publish() -> Publish:
+    """PUBLISH_VIA: "redis" pushes batches straight into the Celery queues' lists from the event loop
+    (recognizer.publish); "celery" uses Celery's send_task (any broker Celery supports)."""
+    global _pusher
+    if settings.PUBLISH_VIA == "celery":
+        return celery_publish
+    if _pusher is None:
+        _pusher = TaskPusher(settings.CELERY_BROKER_URL, settings.REDIS_PREFIX)
+    return _pusher
+
+
+async def job_client(publish: Publish | None = None,
                      make_hub: Callable[[], ReplyHub] | None = None) -> JobClient:
-    """This process's (this event loop's) JobClient, started on first use."""
+    """This process's (this event loop's) JobClient, started on first use (`publish`: how its
+    batches leave; default_publish() unless a test gives one)."""
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is not None:
@@ -99,8 +114,8 @@ async def job_client(publish: Publish = celery_publish,
     _starting[loop] = starting
     try:
         hub = make_hub() if make_hub else ReplyHub(get_channel_layer())
-        batcher = JobBatcher(publish or default_publish(), in_flight=settings.BATCHES_IN_FLIGHT, lost_after_s=settings.BATCH_LOST_AFTER_S,
-                             in_thread=settings.PUBLISH_IN_THREAD)
+        batcher = JobBatcher(publish or default_publish(), in_flight=settings.BATCHES_IN_FLIGHT,
+                             lost_after_s=settings.BATCH_LOST_AFTER_S, in_thread=settings.PUBLISH_IN_THREAD)
         hub.on_batch_done = batcher.done
         await hub.start()
         client = _clients[loop] = JobClient(hub, batcher)

@@ -82,3 +82,13 @@ def test_messages_expire_and_name_their_task() -> None:
     envelope, _ = decode(task_message(PREDICT_TASK, PREDICT_QUEUE, ({"id": "b"},), argsrepr="x", expires_s=30))
     assert envelope["headers"]["task"] == PREDICT_TASK and envelope["headers"]["expires"]
     assert envelope["properties"]["delivery_info"]["routing_key"] == PREDICT_QUEUE
+
+
+def test_the_service_publishes_through_the_pusher_unless_told_to_use_celery(settings, monkeypatch) -> None:
+    from recognizer import jobs
+
+    monkeypatch.setattr(jobs, "_pusher", None)
+    settings.PUBLISH_VIA = "redis"
+    assert isinstance(jobs.default_publish(), TaskPusher)
+    settings.PUBLISH_VIA = "celery"
+    assert jobs.default_publish() is jobs.celery_publish

@@ -229,7 +229,8 @@ PUBLISH_IN_THREAD = env_bool("PUBLISH_IN_THREAD", True)
 # How a web process publishes its batches: "redis" pushes the Celery task message straight into the
 # queue's Redis list from the event loop (recognizer/publish.py); "celery" uses Celery's send_task
 # (in the publish thread when PUBLISH_IN_THREAD), which any Celery broker accepts.
-PUBLISH_VIA = os.environ.get("PUBLISH_VIA", "redis")
+# send_task stays the default until the direct push wins a clean A/B (README, benchmarks).
+PUBLISH_VIA = os.environ.get("PUBLISH_VIA", "celery")
 
 # Stored drawings whose prediction message was lost are queued again by the inference workers
 # after this many seconds (worker.drawings).

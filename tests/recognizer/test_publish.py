@@ -84,7 +84,7 @@ def test_messages_expire_and_name_their_task() -> None:
     assert envelope["properties"]["delivery_info"]["routing_key"] == PREDICT_QUEUE
 
 
-def test_the_service_publishes_through_the_pusher_unless_told_to_use_celery(settings, monkeypatch) -> None:
+def test_publish_via_chooses_the_pusher_or_celerys_send_task(settings, monkeypatch) -> None:
     from recognizer import jobs
 
     monkeypatch.setattr(jobs, "_pusher", None)

@@ -10,15 +10,15 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
-import redis
 from websockets.exceptions import ConnectionClosed
 
 from recognizer.consumers import CLOSE_RESTARTING
 from recognizer.models import Drawing
 from scripts.stack import Stack
-from tests.conftest import TEST_REDIS_URL, free_port
+from tests.conftest import stack_of_its_own
 from tests.dblock import drawings_locked
 from tests.digit_paths import digit_strokes
 from tests.wsclient import ProtocolClient
@@ -28,12 +28,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 CLIENTS = 10
 
 
-def test_sigterm_stores_and_acknowledges_submits_in_flight_then_closes_politely(stack, tmp_path):
-    prefix = f"test-drain-{uuid.uuid4().hex[:8]}:"
-    service = Stack(port=free_port(), redis_url=TEST_REDIS_URL, log_dir=tmp_path,
-                    env={**stack.env, "REDIS_PREFIX": prefix})
-    service.start(timeout=120)
-    broker = redis.Redis.from_url(TEST_REDIS_URL)
+@pytest.fixture
+def service(stack, tmp_path) -> Iterator[Stack]:
+    """A service of this test's own: the test stops (part of) it."""
+    with stack_of_its_own("drain", stack.env, tmp_path) as own:
+        yield own
+
+
+def test_sigterm_stores_and_acknowledges_submits_in_flight_then_closes_politely(service):
     clients: list[ProtocolClient] = []
     try:
         [web] = [p for name, p in service.procs if name == "web"]
@@ -65,18 +67,10 @@ def test_sigterm_stores_and_acknowledges_submits_in_flight_then_closes_politely(
     finally:
         for client in clients:
             client.close()
-        service.stop()
-        for key in broker.scan_iter(match=f"{prefix}*"):
-            broker.delete(key)
 
 
-def test_stopping_the_stack_drains_the_web_processes_before_the_workers(stack, tmp_path):
+def test_stopping_the_stack_drains_the_web_processes_before_the_workers(service):
     """`make run` stopped (Ctrl-C) with a submit in flight: stored, acknowledged, socket closed politely."""
-    prefix = f"test-drain-{uuid.uuid4().hex[:8]}:"
-    service = Stack(port=free_port(), redis_url=TEST_REDIS_URL, log_dir=tmp_path,
-                    env={**stack.env, "REDIS_PREFIX": prefix})
-    service.start(timeout=120)
-    broker = redis.Redis.from_url(TEST_REDIS_URL)
     client = ProtocolClient(service.url)
     try:
         drawing = f"drain-{uuid.uuid4().hex[:8]}"
@@ -98,6 +92,3 @@ def test_stopping_the_stack_drains_the_web_processes_before_the_workers(stack, t
         assert Drawing.objects.filter(client_id=drawing).count() == 1
     finally:
         client.close()
-        service.stop()
-        for key in broker.scan_iter(match=f"{prefix}*"):
-            broker.delete(key)

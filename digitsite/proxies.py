@@ -23,7 +23,7 @@ def parse_networks(spec: Iterable[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(s.strip(), strict=False) for s in spec if s.strip())
 
 
-def _trusted(address: str, networks: tuple[Network, ...]) -> bool:
+def is_trusted(address: str, networks: tuple[Network, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -33,10 +33,10 @@ def _trusted(address: str, networks: tuple[Network, ...]) -> bool:
 
 def client_address(peer: str, forwarded_for: str | None, networks: tuple[Network, ...]) -> str:
     """The address to count a request under, given its TCP peer and X-Forwarded-For."""
-    if not forwarded_for or not _trusted(peer, networks):
+    if not forwarded_for or not is_trusted(peer, networks):
         return peer
     for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
-        if not _trusted(hop, networks):
+        if not is_trusted(hop, networks):
             try:
                 return str(ipaddress.ip_address(hop))
             except ValueError:
@@ -51,7 +51,7 @@ class TrustedProxies:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket") and self.networks and scope.get("client"):
             peer, port = scope["client"][0], scope["client"][1]
-            if _trusted(peer, self.networks):
+            if is_trusted(peer, self.networks):
                 headers = dict(scope.get("headers") or [])
                 forwarded = headers.get(b"x-forwarded-for")
                 address = client_address(peer, forwarded.decode("latin-1") if forwarded else None, self.networks)

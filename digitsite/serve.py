@@ -13,6 +13,9 @@ process for seconds. Here a body over settings.REQUEST_MAX_BYTES is answered `to
 declared length is known (or, chunked, as soon as it passes the limit), the rest is discarded
 unread, and no form is ever parsed (daphne
 passes the raw body on; nothing reads twisted's parsed form).
+
+Floods: a new connection from an address that was refused by a rate limit and has not waited out
+its Retry-After is answered 429 here, before any HTTP is parsed (digitsite.penalties).
 """
 from __future__ import annotations
 
@@ -31,6 +34,9 @@ from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import defer, reactor
+from twisted.internet.protocol import Protocol
+
+from digitsite.penalties import Penalties, penalties, refusal
 
 log = logging.getLogger("digitsite.serve")
 
@@ -89,11 +95,72 @@ class LimitedRequest(WebRequest):
         reactor.callLater(LINGER_S, transport.abortConnection)
 
 
+REFUSED_LINGER_S = 2.0  # how long a refused connection's request may go on arriving (discarded)
+
+
+class RefusedConnection(Protocol):
+    """A connection from an address still serving its penalty: held a moment (unread), answered 429,
+    closed. The request is never parsed."""
+
+    def __init__(self, address: str, box: Penalties) -> None:
+        self.address, self.box = address, box
+        self.held = False
+        self.calls: list[Any] = []
+
+    def connectionMade(self) -> None:
+        hold = self.box.hold(self.address)
+        self.held = hold is not None
+        if hold:
+            self.transport.pauseProducing()  # nothing is read (or parsed) while it waits
+            self.calls.append(reactor.callLater(hold, self._answer))
+        else:
+            self._answer()
+
+    def _answer(self) -> None:
+        self._release()
+        self.transport.resumeProducing()  # read and discard the request: closing on unread data resets
+        self.transport.write(refusal(self.box.remaining(self.address)))
+        self.transport.loseWriteConnection()
+        self.calls.append(reactor.callLater(REFUSED_LINGER_S, self.transport.abortConnection))
+
+    def dataReceived(self, data: bytes) -> None:
+        pass
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self._release()
+        for call in self.calls:
+            if call.active():
+                call.cancel()
+
+    def _release(self) -> None:
+        if self.held:
+            self.held = False
+            self.box.release(self.address)
+
+
+def _trusted_proxies() -> Any:
+    from django.conf import settings
+
+    from digitsite.proxies import parse_networks
+
+    return parse_networks(settings.TRUSTED_PROXIES)
+
+
 class LimitedHTTPFactory(HTTPFactory):
     def buildProtocol(self, addr: Any) -> Any:
+        host = getattr(addr, "host", None)
+        if host is not None and penalties.remaining(host) > 0 and not self._is_proxy(host):
+            return RefusedConnection(host, penalties)
         protocol = super().buildProtocol(addr)
         protocol.requestFactory = LimitedRequest
         return protocol
+
+    def _is_proxy(self, host: str) -> bool:
+        from digitsite.proxies import is_trusted
+
+        if not hasattr(self, "_proxies"):
+            self._proxies = _trusted_proxies()
+        return is_trusted(host, self._proxies)
 
 
 class DrainingServer(Server):

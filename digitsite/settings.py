@@ -206,6 +206,8 @@ WS_ADDRESS_RATE_BURST = float(os.environ.get("WS_ADDRESS_RATE_BURST", "2000"))
 THROTTLE_UPLOADS = os.environ.get("THROTTLE_UPLOADS", "5/second;60/minute")
 THROTTLE_SOCKET_OPENS = os.environ.get("THROTTLE_SOCKET_OPENS", "10/second;120/minute")
 THROTTLE_HEALTH = os.environ.get("THROTTLE_HEALTH", "20/second")
+# An address refused by one of these and back before its Retry-After is answered 429 at accept,
+# after a hold of PENALTY_HOLD_S (default 1 s; read by digitsite.penalties in the web server).
 # While the pen is down, a connection's live prediction is refreshed at most this often (ms; 0: as
 # often as the workers answer). A pen-up state is always predicted at once.
 WS_LIVE_INTERVAL_MS = float(os.environ.get("WS_LIVE_INTERVAL_MS", "100"))

@@ -22,6 +22,8 @@ from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from digitsite.penalties import penalties
+
 log = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
@@ -115,7 +117,9 @@ class HttpThrottle:
             limit = self.limits().for_path(scope["path"])
             address = scope["client"][0]
             if limit is not None and not await limit.hit(address):
-                await self._refuse(send, limit, await limit.retry_after(address))
+                retry_after = await limit.retry_after(address)
+                penalties.refuse(address, retry_after)  # back before then: refused at accept (digitsite.serve)
+                await self._refuse(send, limit, retry_after)
                 return
         await self.app(scope, receive, send)
 

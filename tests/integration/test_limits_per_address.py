@@ -1,19 +1,21 @@
 """Per-address limits on the real stack: an address that floods uploads, health checks or sockets
 is throttled (429 / a refused socket), others go on being served, and X-Forwarded-For from a client
 (no trusted proxy in front) changes nothing. Clients of different addresses connect from 127.0.0.1
-and 127.0.0.2 (both loopback)."""
+and 127.0.0.2-6 (all loopback). An address refused once is refused at accept until its Retry-After
+(digitsite.penalties), so each test floods from an address of its own."""
 from __future__ import annotations
 
 import http.client
 import io
 import json
 import socket
+import time
 import uuid
 from contextlib import ExitStack
 
 import pytest
 from PIL import Image, ImageDraw
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from recognizer.consumers import CLOSE_LIMITED
@@ -22,7 +24,12 @@ from tests.conftest import stack_of_its_own
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-FLOODER, OTHER = "127.0.0.2", "127.0.0.1"
+OTHER = "127.0.0.1"
+FLOODER = "127.0.0.2"  # uploads
+HEALTH_FLOODER = "127.0.0.3"
+SOCKETS_FLOODER = "127.0.0.4"
+PROXY = "127.0.0.5"  # in TRUSTED_PROXIES
+EARLY = "127.0.0.6"  # comes back before its Retry-After
 
 
 def seven() -> bytes:
@@ -31,6 +38,17 @@ def seven() -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def raw(service: Stack, source: str, data: bytes) -> bytes:
+    """Send `data` as it is; everything the server answers before it closes."""
+    sock = socket.create_connection(("127.0.0.1", service.port), timeout=30, source_address=(source, 0))
+    with sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def request(service: Stack, source: str, method: str, path: str, body: bytes = b"",
@@ -63,7 +81,7 @@ def open_socket(service: Stack, source: str, sockets: ExitStack) -> ClientConnec
 @pytest.fixture(scope="module")
 def limited(stack, tmp_path_factory):
     env = {**stack.env, "THROTTLE_UPLOADS": "3/minute", "THROTTLE_HEALTH": "5/minute",
-           "THROTTLE_SOCKET_OPENS": "100/minute", "WS_SOCKETS_PER_ADDRESS": "3"}
+           "THROTTLE_SOCKET_OPENS": "100/minute", "WS_SOCKETS_PER_ADDRESS": "3", "TRUSTED_PROXIES": PROXY}
     with stack_of_its_own("limits", env, tmp_path_factory.mktemp("limits")) as service:
         yield service
 
@@ -79,7 +97,7 @@ def test_an_address_flooding_uploads_is_throttled_and_a_spoofed_forwarded_for_do
 
 
 def test_an_address_flooding_health_checks_is_throttled(limited):
-    statuses = [request(limited, FLOODER, "GET", "/livez")[0] for _ in range(7)]
+    statuses = [request(limited, HEALTH_FLOODER, "GET", "/livez")[0] for _ in range(7)]
     assert statuses[:5] == [200] * 5 and statuses[5:] == [429, 429], statuses
     assert request(limited, OTHER, "GET", "/livez")[0] == 200
 
@@ -87,8 +105,8 @@ def test_an_address_flooding_health_checks_is_throttled(limited):
 def test_an_address_gets_at_most_its_share_of_sockets(limited):
     with ExitStack() as sockets:
         for _ in range(3):
-            open_socket(limited, FLOODER, sockets)
-        extra = open_socket(limited, FLOODER, sockets)
+            open_socket(limited, SOCKETS_FLOODER, sockets)
+        extra = open_socket(limited, SOCKETS_FLOODER, sockets)
         assert json.loads(extra.recv(timeout=10))["code"] == "too_many_sockets"
         with pytest.raises(ConnectionClosed) as closed:
             extra.recv(timeout=10)
@@ -96,3 +114,33 @@ def test_an_address_gets_at_most_its_share_of_sockets(limited):
         other = open_socket(limited, OTHER, sockets)  # another address is let in
         other.send(json.dumps({"type": "clear", "seq": 1, "drawing": "d"}))
         assert json.loads(other.recv(timeout=10))["type"] == "prediction"
+
+
+def test_an_address_back_before_its_retry_after_is_refused_before_its_request_is_read(limited):
+    assert b" 400 " in raw(limited, EARLY, b"NOT HTTP AT ALL\r\n\r\n").split(b"\r\n")[0]  # parsed: a bad request
+    statuses = [request(limited, EARLY, "GET", "/livez")[0] for _ in range(6)]
+    assert statuses == [200] * 5 + [429], statuses
+    # Back at once: answered 429 by the web server without reading the request (the same bytes that
+    # were a bad request above), after a hold.
+    started = time.monotonic()
+    answer = raw(limited, EARLY, b"NOT HTTP AT ALL\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 429 "), answer
+    assert int(dict(h.split(b": ", 1) for h in head.split(b"\r\n")[1:])[b"Retry-After"]) >= 1
+    assert json.loads(body)["code"] == "rate_limited"
+    assert time.monotonic() - started >= 0.5  # held (PENALTY_HOLD_S, 1 s by default)
+    # every kind of request from it, a socket too, until its Retry-After; other addresses are served
+    assert upload(limited, EARLY)[0] == 429
+    with pytest.raises(InvalidStatus) as refused, ExitStack() as sockets:
+        open_socket(limited, EARLY, sockets)
+    assert refused.value.response.status_code == 429
+    assert request(limited, OTHER, "GET", "/livez")[0] == 200
+
+
+def test_a_trusted_proxy_is_never_refused_at_accept(limited):
+    # the proxy's own health checks (no X-Forwarded-For) count under its address and get 429 ...
+    statuses = [request(limited, PROXY, "GET", "/livez")[0] for _ in range(6)]
+    assert statuses == [200] * 5 + [429], statuses
+    # ... but the proxy stands for many clients: what it forwards for another client is served
+    status, _, _ = request(limited, PROXY, "GET", "/livez", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert status == 200

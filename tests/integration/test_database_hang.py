@@ -1,4 +1,4 @@
-"""A hung database (the drawings table held locked): sockets keep predicting, a submit is answered
+"""A hung database (the drawings table held locked 20 s): sockets keep predicting, a submit is answered
 `store_failed` within 5 s instead of waiting, and the resubmit after the database is back makes no
 second row (the first attempt, still waiting when it was given up on, lands as the same row)."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tests.wsclient import ProtocolClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-HANG_S = 8.0
+HANG_S = 20.0  # issue 12's figure
 ANSWER_WITHIN_S = 5.0  # issue 12
 
 
@@ -37,9 +37,26 @@ def test_a_hung_database_neither_stalls_predictions_nor_duplicates_a_resubmit(st
             answered_in = time.monotonic() - hung_at
             assert answer["type"] == "error" and answer["code"] == "store_failed", answer
             assert answered_in <= ANSWER_WITHIN_S, answered_in
+            # still hung later on: predictions go on, and another submit is answered as soon
+            late: list[float] = []
+            n = 0
+            while time.monotonic() - hung_at < HANG_S - 3:
+                n += 1
+                last = drawer.stream(digit_strokes(7), drawing=f"later-{n}-{uuid.uuid4().hex[:6]}", batch=20)
+                assert drawer.prediction_for(last, timeout=5)[0]["digit"] == 7
+                if n == 3:
+                    other = f"hang-other-{uuid.uuid4().hex[:6]}"
+                    drawer.stream(digit_strokes(3), drawing=other, batch=1000)
+                    asked = time.monotonic()
+                    seq2 = drawer.send(type="submit", drawing=other, label=3)
+                    drawer.until(lambda m: m.get("seq") == seq2 and m["type"] in ("stored", "error"), 10)
+                    late.append(time.monotonic() - asked)
+                    assert late[-1] <= ANSWER_WITHIN_S, late
+                time.sleep(1.0)
+            assert late, "the later submit was never sent"
             time.sleep(max(0.0, HANG_S - (time.monotonic() - hung_at)))
-        print(f"during the hang: 3 drawings predicted in {predicted_in:.2f} s; the submit answered "
-              f"store_failed after {answered_in:.2f} s")
+        print(f"during the {HANG_S:.0f} s hang: 3 drawings predicted in {predicted_in:.2f} s, {n} more later; the "
+              f"submit answered store_failed after {answered_in:.2f} s, a later one after {late[0]:.2f} s")
         seq = submitter.send(type="submit", drawing=drawing, label=4)  # the page's resubmit
         stored = submitter.until(lambda m: m.get("seq") == seq and m["type"] in ("stored", "error"), 10)[-1]
         assert stored["type"] == "stored", stored

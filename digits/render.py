@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import math
 from collections.abc import Sequence
 
@@ -168,6 +169,24 @@ def strokes_to_mnist(
         return None
     pts, lens = _concat(arrays)
     return mnist_normalize(_render(pts, lens, mnist_brush(pts, brush), 20))
+
+
+def strokes_json_to_mnist_bytes(drawings: Sequence[tuple[str, float, float, float]]) -> bytes:
+    """:func:`strokes_to_mnist` of many drawings, each given as (its strokes as JSON text, canvas
+    width, canvas height, brush): 784 bytes a drawing (255 = ink, rounded as the workers store an
+    image; all zeros for a drawing without ink), one drawing after another.
+
+    Made for process pools (the export's): the JSON text goes to a worker process as it is (one string
+    to pickle) and is parsed there, in parallel, instead of parsed in the sender and pickled as lists
+    of floats.
+    """
+    images = np.zeros((len(drawings), 28, 28), dtype=np.float32)
+    for i, (strokes_json, width, height, brush) in enumerate(drawings):
+        image = strokes_to_mnist(json.loads(strokes_json), (width, height), brush)
+        if image is not None:
+            images[i] = image
+    # the same rounding, element for element, as worker.pipeline.to_bytes28
+    return np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8).tobytes()
 
 
 # Brush diameter / size of the drawing (longer side of its centre lines). MNIST's own strokes

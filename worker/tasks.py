@@ -18,8 +18,9 @@ from django.conf import settings
 from worker import pipeline
 from worker.jobs import (
     FILL_TASK, HEAT_TASK, JOB_EXPIRES_S, PREDICT_QUEUE, PREDICT_TASK, PREPARE_QUEUE, PREPARE_TASK, Answer, Batch,
-    JobError, batch_repr,
+    JobError,
 )
+from worker.enqueue import enqueue
 from worker.heartbeat import Heartbeat, heartbeat_key
 from worker.model_registry import ModelWatcher, get_predictor, served_model_name
 from worker.push import push_answers
@@ -58,7 +59,7 @@ def prepare(batch: Batch) -> None:
     push_answers(batch.jobs, failed)
     if ready:
         wire = Batch(batch.id, ready).to_wire()
-        predict.apply_async((wire,), queue=PREDICT_QUEUE, expires=JOB_EXPIRES_S, argsrepr=batch_repr(wire))
+        enqueue(predict, PREDICT_QUEUE, wire, JOB_EXPIRES_S)
 
 
 @batch_task(PREDICT_TASK)
@@ -69,7 +70,7 @@ def predict(batch: Batch) -> None:
     push_answers(jobs, done.answers, batch=batch.id)
     if done.heat_jobs:  # a backward pass costs three forward ones: on the other queue, off the live path
         wire = Batch(batch.id, done.heat_jobs).to_wire()
-        heat.apply_async((wire,), queue=PREPARE_QUEUE, expires=settings.HEAT_EXPIRES_S, argsrepr=batch_repr(wire))
+        enqueue(heat, PREPARE_QUEUE, wire, settings.HEAT_EXPIRES_S)
 
 
 @batch_task(HEAT_TASK)

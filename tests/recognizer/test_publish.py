@@ -10,7 +10,8 @@ import msgpack
 import pytest
 import redis
 
-from recognizer.publish import TaskPusher, task_message
+from recognizer.publish import TaskPusher
+from worker.task_messages import task_message
 from worker.jobs import PREDICT_QUEUE, PREDICT_TASK, Batch, Job, Saliency, Strokes
 from tests.conftest import TEST_REDIS_URL
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -130,6 +131,14 @@ def rerender_strokes(image: np.ndarray, p: Params, rng: np.random.Generator) -> 
     strokes = skeleton_strokes(image, scale=1.0, tolerance=0.05)  # ~ the pixel path; sampled below
     if not strokes:
         return []
+    return place_strokes(strokes, p, rng)
+
+
+def place_strokes(strokes: Sequence[Sequence[Sequence[float]]], p: Params,
+                  rng: np.random.Generator) -> list[list[tuple[float, float]]]:
+    """Canvas strokes (CSS px) of dense polylines in source (MNIST) pixels, redrawn under ``p``:
+    sparse mouse sampling, jitter, and the digit's 20 px box scaled to ``p.size`` at ``p.position``.
+    The hook for strokes that were changed after tracing (:mod:`digits.stroke_styles`)."""
     arrays = _simplify(strokes, p, rng)
     k = p.size / MNIST_BOX  # canvas px per source px
     pts = np.concatenate(arrays) * k
@@ -154,6 +163,15 @@ def canvas_style(image: np.ndarray, rng: np.random.Generator, params: Params | N
         img = np.asarray(image, dtype=np.float32)
         return img / 255.0 if img.max(initial=0) > 1.0 else img
     return out
+
+
+def draw_strokes(strokes: Sequence[Sequence[Sequence[float]]], rng: np.random.Generator,
+                 params: Params | None = None) -> np.ndarray | None:
+    """The (28, 28) float32 image of dense source-pixel polylines drawn like a canvas drawing (as
+    :func:`canvas_style` draws a traced digit), or None without ink."""
+    p = params if params is not None else sample_params(rng)
+    placed = place_strokes(strokes, p, rng)
+    return strokes_to_mnist(placed, p.canvas, p.brush) if placed else None
 
 
 # --------------------------------------------------------------------------- datasets

@@ -2,6 +2,7 @@
 
     python -m digits.finetune --data export.npz --holdout-writers W01,W02,W03,W04 --epochs 3
     python -m digits.finetune --data export.npz --holdout-fraction 0.2 --by time
+    python -m digits.finetune --styles 0.4 --uji-dir ../shared/data/uji-pen --name cnn-v7 ...  (make finetune-styles)
 
 ``--data`` is what ``manage.py export_drawings`` writes: ``FILE.npz`` (28x28 images as the workers
 saw them, labels, ids) and ``FILE.csv`` beside it (the manifest: client ids and dates). A share of the
@@ -15,12 +16,18 @@ The new model and the starting model are measured the same way: MNIST validation
 canvas-style copies, and the held-out collected drawings (per class). Both sets of figures go into
 the new card with both data sources. This module writes a new version (weights + card) and never
 touches ``current.json``: making a model current is a person's decision.
+
+``--styles P`` (with or without collected drawings) adds writing styles MNIST lacks: each 1, 4, 5 and
+7 of an epoch is replaced, with probability P, by a copy of it whose traced strokes got a style
+(:mod:`digits.stroke_styles`: flagged and looped 1s, crossed 7s, open 4s, two-stroke 5s and 7s).
+``--uji-dir`` also measures both models on the UJI dev writers' pen digits (never trained on).
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import hashlib
+import json
 import math
 import re
 import shlex
@@ -48,6 +55,7 @@ DEFAULT_MODELS = REPO_ROOT / "models"
 DEFAULT_DATA_DIR = tr.DEFAULT_DATA_DIR
 WRITER_ID = re.compile(r"^uji-(W\d+)-")  # import_uji's client ids: uji-<writer>-<label>-<sample>
 HOLDOUT_BY = ("writer", "time")
+STYLE_SEED = 3000  # + the base's seed: the styled copies' seed (digits.train's canvas-style copies use 1000 +)
 
 Log = Callable[[str], None]
 
@@ -143,7 +151,7 @@ def holdout_share(collected: Collected, fraction: float, by: str | None = None, 
 
 @dataclass
 class FinetuneConfig:
-    data: Path  # the export's FILE.npz
+    data: Path | None = None  # the export's FILE.npz (None: MNIST and styled copies only, --styles)
     models_dir: Path = DEFAULT_MODELS
     base: str | None = None  # the starting model (default: the current one)
     name: str | None = None  # the new model's name (default: <base>-ft<n>, the first free n)
@@ -169,6 +177,14 @@ class FinetuneConfig:
     command: str = ""  # recorded in the card
     elastic: float = 0.5
     thickness: float = 0.3
+    canvas_variants: int = 1  # canvas-style copies per MNIST image (digits.train's seeds; 1: its first)
+    style_fraction: float = 0.0  # a 1, 4, 5 or 7 replaced by a styled copy (digits.stroke_styles)
+    style_variants: int = 2  # styled copies per such MNIST training image
+    uji_dir: Path | None = None  # also measure the UJI dev writers (never trained on)
+    note: str = ""  # recorded in the card (how the recipe was chosen, ...)
+    teacher: str | None = None  # distil from this model (in models_dir) on the MNIST samples that are not styled
+    distill_weight: float = 0.7  # as digits.train
+    distill_temperature: float = 3.0
 
 
 def next_name(models_dir: Path, base: str) -> str:
@@ -179,8 +195,9 @@ def next_name(models_dir: Path, base: str) -> str:
 
 
 def measure(model: DigitNet, images: np.ndarray, labels: np.ndarray) -> dict:
-    """evaluate's figures (accuracy, per class, confusion, ECE) of ``model`` at its own temperature."""
-    x = tr.to_tensor(images)
+    """evaluate's figures (accuracy, per class, confusion, ECE) of ``model`` at its own temperature
+    (``images`` uint8, 255 = ink, or float in [0, 1] as :func:`digits.uji.render` gives them)."""
+    x = tr.to_tensor(images) if images.dtype == np.uint8 else torch.from_numpy(images).float().unsqueeze(1)
     logits = tr.logits_of(model, x)
     t = float(model.temperature)
     probs = torch.softmax(logits.double() / t, dim=1).numpy()
@@ -202,19 +219,25 @@ def finetune(cfg: FinetuneConfig, log: Log = print) -> dict:
         raise ValueError(f"invalid model name {name!r}")
     if (models_dir / f"{name}.json").exists() or (models_dir / f"{name}.pt").exists():
         raise FileExistsError(f"model {name} exists in {models_dir}: a fine-tune writes a new version")
+    if cfg.data is None and cfg.style_fraction <= 0:
+        raise ValueError("nothing to fine-tune on: give collected drawings (--data) or styled copies (--styles)")
     _, base_card, base = load_model(models_dir, base_name)
 
-    collected = load_collected(cfg.data)
-    if cfg.holdout_writers and cfg.holdout_by == "time":
-        raise ValueError("held-out writers and a time-based hold-out exclude each other")
-    if cfg.holdout_writers:
-        split = holdout_writers(collected, cfg.holdout_writers)
-    else:
-        split = holdout_share(collected, cfg.holdout_fraction, cfg.holdout_by, seed=int(base_card["training"]["seed"]))
-    if not len(split.train):
-        raise ValueError("no collected drawings left to train on")
-    log(f"collected: {len(collected)} drawings from {collected.path}; {len(split.train)} to train on, "
-        f"{len(split.held_out)} held out ({split.describe()})")
+    collected: Collected | None = None
+    split: Holdout | None = None
+    if cfg.data is not None:
+        collected = load_collected(cfg.data)
+        if cfg.holdout_writers and cfg.holdout_by == "time":
+            raise ValueError("held-out writers and a time-based hold-out exclude each other")
+        if cfg.holdout_writers:
+            split = holdout_writers(collected, cfg.holdout_writers)
+        else:
+            split = holdout_share(collected, cfg.holdout_fraction, cfg.holdout_by,
+                                  seed=int(base_card["training"]["seed"]))
+        if not len(split.train):
+            raise ValueError("no collected drawings left to train on")
+        log(f"collected: {len(collected)} drawings from {collected.path}; {len(split.train)} to train on, "
+            f"{len(split.held_out)} held out ({split.describe()})")
 
     # The starting model's own split: its validation images stay unseen by both models.
     seed = int(base_card["training"]["seed"])
@@ -225,11 +248,22 @@ def finetune(cfg: FinetuneConfig, log: Log = print) -> dict:
     if cfg.canvas_val:  # the set evaluate and train select on (grid of brushes, sizes, places)
         sets["canvas_val"] = (build_dataset(images[val_idx], VAL_SEED, mode="grid", cache_dir=cfg.cache_dir,
                                             progress=cfg.progress, desc="canvas-style val"), labels[val_idx])
-    sets["held_out"] = (collected.images[split.held_out], collected.labels[split.held_out])
+    if collected is not None and split is not None:
+        sets["held_out"] = (collected.images[split.held_out], collected.labels[split.held_out])
+    if cfg.uji_dir is not None:  # measured, never trained on
+        from digits import uji
+
+        pen = uji.load_dev(Path(cfg.uji_dir))
+        sets["uji_dev"] = (uji.render(pen), uji.labels(pen))
     before = figures(base, sets)
     log("before: " + _summary_line(base_name, before))
 
-    model = _fit(cfg, base, images[train_idx], labels[train_idx], collected, split, seed, log)
+    teacher = None
+    if cfg.teacher:  # selected on the base's validation split, as digits.train requires
+        teacher, teacher_card = tr.load_teacher(models_dir, cfg.teacher)
+        if teacher_card["data"].get("validation_split") != tr.split_description(tr.Config(seed=seed, val_fraction=val_fraction)):
+            raise ValueError(f"teacher {cfg.teacher} was selected on another validation split than {base_name}")
+    model = _fit(cfg, base, images[train_idx], labels[train_idx], collected, split, seed, log, teacher)
 
     calibration = _calibrate(model, sets)
     after = figures(model, sets)
@@ -252,15 +286,21 @@ def _summary_line(name: str, figs: dict[str, dict]) -> str:
 
 
 def _fit(cfg: FinetuneConfig, base: DigitNet, mnist_images: np.ndarray, mnist_labels: np.ndarray,
-         collected: Collected, split: Holdout, seed: int, log: Log) -> DigitNet:
+         collected: Collected | None, split: Holdout | None, seed: int, log: Log,
+         teacher: torch.nn.Module | None = None) -> DigitNet:
     """The starting weights trained ``cfg.epochs`` more epochs; the last epoch's weights are kept
-    (nothing here looks at the held-out drawings or chooses on the validation split)."""
+    (nothing here looks at the held-out drawings or chooses on the validation split).
+
+    With ``cfg.style_fraction``, each 1, 4, 5 or 7 of an epoch that has styled copies
+    (:func:`digits.stroke_styles.build_pool`) is replaced by one of them with that probability (the
+    copy is already drawn like a canvas drawing: it stands for the image and its canvas-style copy)."""
     model = DigitNet(channels=base.channels)
     model.load_state_dict(base.state_dict())
     model.temperature.fill_(1.0)  # trained on raw logits; refitted after
     per_epoch = min(cfg.mnist_per_epoch or len(mnist_images), len(mnist_images))
     share = cfg.collected_share
-    n_collected = max(len(split.train), round(per_epoch * share / (1 - share))) if share > 0 else 0
+    have_collected = collected is not None and split is not None and share > 0
+    n_collected = max(len(split.train), round(per_epoch * share / (1 - share))) if have_collected else 0
     steps = math.ceil((per_epoch + n_collected) / cfg.batch_size)
     tcfg = tr.Config(epochs=cfg.epochs, seed=seed, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                      label_smoothing=cfg.label_smoothing, threads=cfg.threads, progress=cfg.progress,
@@ -268,16 +308,32 @@ def _fit(cfg: FinetuneConfig, base: DigitNet, mnist_images: np.ndarray, mnist_la
     opt, sched = tr.make_optimizer(model, tcfg, steps)
     aug = tr.Augment(elastic=cfg.elastic, thickness=cfg.thickness)
     canvas_all = None
-    if cfg.canvas_fraction > 0:  # the same copies (seed, cache) as digits.train's first variant
-        canvas_all = build_dataset(mnist_images, 1000 + seed, cache_dir=cfg.cache_dir, progress=cfg.progress,
-                                   desc="canvas-style train")
+    if cfg.canvas_fraction > 0:  # the same copies (seeds, cache) as digits.train's first variants
+        canvas_all = np.stack([build_dataset(mnist_images, 1000 + seed + 7919 * v, cache_dir=cfg.cache_dir,
+                                             progress=cfg.progress, desc=f"canvas-style train {v + 1}")
+                               for v in range(max(1, cfg.canvas_variants))])
+    pool = None
+    if cfg.style_fraction > 0:
+        from digits.stroke_styles import build_pool
+
+        pool = build_pool(mnist_images, mnist_labels, STYLE_SEED + seed, variants=cfg.style_variants,
+                          cache_dir=cfg.cache_dir, progress=cfg.progress)
+        log(f"styled copies: {len(pool)} of {len(np.unique(pool.source))} MNIST training digits "
+            f"({', '.join(f'{k} {v}' for k, v in pool.counts().items())})")
+        by_source = np.argsort(pool.source, kind="stable")
+        sorted_source = pool.source[by_source]
     outliers = None
     if cfg.outliers > 0:
         from digits.refusal import synthetic_non_digits
 
         outliers = torch.from_numpy(synthetic_non_digits(cfg.outlier_count, seed=seed)[0]).unsqueeze(1)
-    ours = collected.images[split.train]
-    ours_labels = collected.labels[split.train]
+    if teacher is not None:
+        tcfg.distill_weight, tcfg.distill_temperature = cfg.distill_weight, cfg.distill_temperature
+        log(f"distilling from {cfg.teacher} on the MNIST samples that are not styled (weight {cfg.distill_weight})")
+    if collected is not None and split is not None:
+        ours, ours_labels = collected.images[split.train], collected.labels[split.train]
+    else:
+        ours, ours_labels = np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64)
     rng = np.random.default_rng(seed)
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
@@ -285,14 +341,37 @@ def _fit(cfg: FinetuneConfig, base: DigitNet, mnist_images: np.ndarray, mnist_la
         # every collected training drawing at least once an epoch, the rest of the share drawn at random
         rep = np.concatenate([np.arange(len(ours)), rng.integers(0, len(ours), n_collected - len(ours))]) \
             if n_collected else np.zeros(0, np.int64)
-        x = tr.to_tensor(np.concatenate([mnist_images[pick], ours[rep]]))
+        mnist_x = mnist_images[pick]
+        mnist_canvas = None
+        if canvas_all is not None:
+            mnist_canvas = canvas_all[0, pick] if len(canvas_all) == 1 else \
+                canvas_all[rng.integers(0, len(canvas_all), len(pick)), pick]
+        styled = ""
+        use = np.zeros(len(pick), dtype=bool)
+        if pool is not None:
+            first = np.searchsorted(sorted_source, pick, "left")
+            copies = np.searchsorted(sorted_source, pick, "right") - first
+            use = (copies > 0) & (rng.random(len(pick)) < cfg.style_fraction)
+            which = by_source[first[use] + (rng.random(int(use.sum())) * copies[use]).astype(np.int64)]
+            mnist_x = mnist_x.copy()
+            mnist_x[use] = pool.images[which]
+            if mnist_canvas is not None:
+                mnist_canvas = mnist_canvas.copy()
+                mnist_canvas[use] = pool.images[which]
+            styled = f" ({int(use.sum())} of them styled)"
+        x = tr.to_tensor(np.concatenate([mnist_x, ours[rep]]))
         y = torch.from_numpy(np.concatenate([mnist_labels[pick], ours_labels[rep]]).astype(np.int64))
         canvas = None
-        if canvas_all is not None:  # a collected drawing is already drawn on a canvas: its own copy
-            canvas = tr.to_tensor(np.concatenate([canvas_all[pick], ours[rep]])).unsqueeze(0)
-        loss = tr.train_one_epoch(model, x, y, opt, sched, tcfg, aug, epoch, canvas, outliers)
-        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f} on {per_epoch} MNIST + {n_collected} collected "
-            f"samples  {time.perf_counter() - t0:.0f}s")
+        if mnist_canvas is not None:  # a collected drawing is already drawn on a canvas: its own copy
+            canvas = tr.to_tensor(np.concatenate([mnist_canvas, ours[rep]])).unsqueeze(0)
+        if teacher is None:
+            loss = tr.train_one_epoch(model, x, y, opt, sched, tcfg, aug, epoch, canvas, outliers)
+        else:  # the teacher never saw styled or collected digits: those learn from their labels alone
+            mask = torch.from_numpy(np.concatenate([~use, np.zeros(len(rep), dtype=bool)]))
+            loss = tr.train_one_epoch(model, x, y, opt, sched, tcfg, aug, epoch, canvas, outliers, teacher,
+                                      distill_mask=mask)
+        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f} on {per_epoch} MNIST{styled} + {n_collected} "
+            f"collected samples  {time.perf_counter() - t0:.0f}s")
     return model.eval()
 
 
@@ -314,20 +393,24 @@ def _calibrate(model: DigitNet, sets: dict[str, tuple[np.ndarray, np.ndarray]]) 
 
 
 def _metrics(figs: dict[str, dict]) -> dict:
-    out = {"val_accuracy": figs["val"]["accuracy"]}
+    keys = ("count", "accuracy", "errors", "per_class_accuracy", "confusion", "ece")
+    out = {"val_accuracy": figs["val"]["accuracy"], "val_ece": figs["val"]["ece"]}
     if "canvas_val" in figs:
         out["canvas_val_accuracy"] = figs["canvas_val"]["accuracy"]
-    held = figs["held_out"]
-    out["held_out_collected_accuracy"] = held["accuracy"]  # a plain figure, for lists of models
-    out["held_out_collected"] = {k: held[k] for k in ("count", "accuracy", "errors", "per_class_accuracy", "confusion", "ece")}
+    if "held_out" in figs:
+        held = figs["held_out"]
+        out["held_out_collected_accuracy"] = held["accuracy"]  # a plain figure, for lists of models
+        out["held_out_collected"] = {k: held[k] for k in keys}
+    if "uji_dev" in figs:
+        pen = figs["uji_dev"]
+        out["uji_dev_accuracy"] = pen["accuracy"]
+        out["uji_dev"] = {k: pen[k] for k in keys}
     return out
 
 
 def _card(cfg: FinetuneConfig, name: str, base_name: str, base_card: dict, model: DigitNet, weights: Path,
-          collected: Collected, split: Holdout, counts: dict[str, int], before: dict, after: dict,
+          collected: Collected | None, split: Holdout | None, counts: dict[str, int], before: dict, after: dict,
           calibration: dict, wall_s: float) -> dict:
-    known = sorted({w for w in collected.writers if w})
-    held = set(split.writers)
     data = {
         "dir": str(cfg.data_dir),
         "description": base_card["data"].get("description", "MNIST training part"),
@@ -336,7 +419,11 @@ def _card(cfg: FinetuneConfig, name: str, base_name: str, base_card: dict, model
         "validation_split": base_card["data"].get("validation_split", tr.split_description(
             tr.Config(seed=int(base_card["training"]["seed"]), val_fraction=float(base_card["training"].get("val_fraction", 0.1))))),
         "augmentation": tr.Augment(elastic=cfg.elastic, thickness=cfg.thickness).describe(),
-        "collected": {
+    }
+    if collected is not None and split is not None:
+        known = sorted({w for w in collected.writers if w})
+        held = set(split.writers)
+        data["collected"] = {
             "file": str(collected.path),
             "sha256": hashlib.sha256(collected.path.read_bytes()).hexdigest(),
             "count": len(collected),
@@ -348,12 +435,23 @@ def _card(cfg: FinetuneConfig, name: str, base_name: str, base_card: dict, model
             "unknown_writer_count": sum(w is None for w in collected.writers),
             "held_out_ids": collected.ids[split.held_out].tolist(),
             "share_of_training_samples": cfg.collected_share,
-        },
-    }
-    if cfg.canvas_fraction > 0:
+        }
+    seed = int(base_card["training"]["seed"])
+    if cfg.canvas_fraction > 0 and cfg.canvas_variants <= 1:
         data["canvas_style"] = (f"1 canvas-style copy of each MNIST training image (digits.canvas_style, seed "
-                                f"{1000 + int(base_card['training']['seed'])}); an MNIST sample is replaced by it "
+                                f"{1000 + seed}); an MNIST sample is replaced by it "
                                 f"with probability {cfg.canvas_fraction}")
+    elif cfg.canvas_fraction > 0:
+        data["canvas_style"] = (f"{cfg.canvas_variants} canvas-style copies of each MNIST training image "
+                                f"(digits.canvas_style, digits.train's seeds {1000 + seed} + 7919 v); an MNIST sample "
+                                f"is replaced by one of them with probability {cfg.canvas_fraction}")
+    if cfg.style_fraction > 0:
+        from digits.stroke_styles import describe
+
+        data["stroke_styles"] = describe(cfg.style_fraction, cfg.style_variants) + f" (seed {STYLE_SEED + seed})"
+    if cfg.uji_dir is not None:
+        data["uji_dev"] = (f"UJI dev writers ({cfg.uji_dir}): measured only, never trained on (digits.uji: "
+                           "pen strokes drawn on the page's canvas)")
     if cfg.outliers > 0:
         data["outlier_exposure"] = f"{cfg.outlier_count} synthetic non-digits, {cfg.outliers:.0%} of a batch"
     return {
@@ -366,7 +464,7 @@ def _card(cfg: FinetuneConfig, name: str, base_name: str, base_card: dict, model
         "data": data,
         "training": {
             "epochs": cfg.epochs,
-            "seed": int(base_card["training"]["seed"]),  # the base's: evaluate rebuilds the same split from it
+            "seed": seed,  # the base's: evaluate rebuilds the same split from it
             "val_fraction": float(base_card["training"].get("val_fraction", 0.1)),
             "mnist_per_epoch": cfg.mnist_per_epoch or counts["train"],
             "batch_size": cfg.batch_size,
@@ -378,11 +476,21 @@ def _card(cfg: FinetuneConfig, name: str, base_name: str, base_card: dict, model
             "wall_time_s": round(wall_s, 1),
             "threads": cfg.threads,
             "calibration": calibration,
+            **({"note": cfg.note} if cfg.note else {}),
+            **({"distillation": {
+                "teacher": cfg.teacher,
+                "teacher_sha256": json.loads((Path(cfg.models_dir) / f"{cfg.teacher}.json").read_text())["weights"]["sha256"],
+                "loss": f"on the MNIST samples that are not styled: {1 - cfg.distill_weight:g} x the label loss + "
+                        f"{cfg.distill_weight:g} x T^2 x KL(teacher || student) at temperature T = "
+                        f"{cfg.distill_temperature:g}; styled copies (and collected drawings): the label loss alone",
+            }} if cfg.teacher else {}),
         },
         "metrics": _metrics(after),
         "comparison": {
-            "measured": "both models on the same sets: the MNIST validation split of the training part, its "
-                        "canvas-style copies, and the held-out collected drawings",
+            "measured": "both models on the same sets: the MNIST validation split of the training part"
+                        + (", its canvas-style copies" if cfg.canvas_val else "")
+                        + (", the held-out collected drawings" if collected is not None else "")
+                        + (", the UJI dev writers" if cfg.uji_dir is not None else ""),
             "before": {"model": base_name, **_metrics(before)},
             "after": {"model": name, **_metrics(after)},
         },
@@ -402,10 +510,12 @@ def _writers(text: str) -> tuple[str, ...]:
 
 
 def add_arguments(p: argparse.ArgumentParser, *, models_dir: Path = DEFAULT_MODELS,
-                  data_dir: Path = DEFAULT_DATA_DIR) -> None:
-    """The options of ``python -m digits.finetune`` and ``manage.py retrain`` (one definition)."""
+                  data_dir: Path = DEFAULT_DATA_DIR, styles: bool = False) -> None:
+    """The options of ``python -m digits.finetune`` and ``manage.py retrain`` (one definition);
+    ``styles``: also the styled copies' options, and ``--data`` optional (``python -m digits.finetune``)."""
     d = FinetuneConfig(data=Path())
-    p.add_argument("--data", type=Path, required=True, help="an export's FILE.npz (FILE.csv beside it)")
+    p.add_argument("--data", type=Path, required=not styles, default=None,
+                   help="an export's FILE.npz (FILE.csv beside it)")
     p.add_argument("--models-dir", type=Path, default=models_dir)
     p.add_argument("--base", default=None, help="starting model (default: the current one)")
     p.add_argument("--name", default=None, help="the new model's name (default: <base>-ft<n>)")
@@ -429,6 +539,21 @@ def add_arguments(p: argparse.ArgumentParser, *, models_dir: Path = DEFAULT_MODE
     p.add_argument("--threads", type=int, default=d.threads)
     p.add_argument("--cache-dir", type=Path, default=d.cache_dir)
     p.add_argument("--progress", action="store_true")
+    if styles:
+        from digits.uji import DEFAULT_DIR as UJI_DIR
+
+        p.add_argument("--canvas-variants", type=int, default=d.canvas_variants,
+                       help="canvas-style copies per MNIST image (digits.train's seeds)")
+        p.add_argument("--styles", dest="style_fraction", type=float, default=d.style_fraction,
+                       help="probability that a 1, 4, 5 or 7 is replaced by a styled copy (digits.stroke_styles)")
+        p.add_argument("--style-variants", type=int, default=d.style_variants, help="styled copies per such digit")
+        p.add_argument("--uji-dir", type=Path, default=None,
+                       help=f"also measure the UJI dev writers, never trained on (e.g. {UJI_DIR})")
+        p.add_argument("--note", default="", help="recorded in the card's training section")
+        p.add_argument("--teacher", default=None,
+                       help="distil from this model (in --models-dir) on the MNIST samples that are not styled")
+        p.add_argument("--distill-weight", type=float, default=d.distill_weight)
+        p.add_argument("--distill-temperature", type=float, default=d.distill_temperature)
 
 
 def config_from(options: dict, command: str) -> FinetuneConfig:
@@ -439,7 +564,7 @@ def config_from(options: dict, command: str) -> FinetuneConfig:
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="python -m digits.finetune", description=__doc__.split("\n")[0])
-    add_arguments(p)
+    add_arguments(p, styles=True)
     return finetune(config_from(vars(p.parse_args(argv)), shlex.join(["python", "-m", "digits.finetune", *argv])))
 
 

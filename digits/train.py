@@ -235,6 +235,7 @@ def train_one_epoch(
     canvas: torch.Tensor | None = None,
     outliers: torch.Tensor | None = None,
     teacher: nn.Module | None = None,
+    distill_mask: torch.Tensor | None = None,
 ) -> float:
     """One pass over (x, y) in a seed+epoch determined order; returns the mean loss.
 
@@ -243,7 +244,9 @@ def train_one_epoch(
     synthetic non-digits; ``cfg.outliers * batch`` of them join each batch with a uniform target
     (outlier exposure: the model learns to spread its probability on things that are not digits).
     ``teacher``: a model whose softened predictions on the same augmented digits the student also
-    matches (knowledge distillation, :func:`distillation_loss`).
+    matches (knowledge distillation, :func:`distillation_loss`); with ``distill_mask`` (N,) bool only
+    the samples it marks do, the others learn from their labels alone (samples the teacher was never
+    shown the like of, such as :mod:`digits.stroke_styles` copies).
     """
     model.train()
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
@@ -269,8 +272,14 @@ def train_one_epoch(
         if teacher is not None:
             with torch.no_grad():
                 target = teacher(xb[: len(idx)])
-            kd = distillation_loss(logits[: len(idx)], target, cfg.distill_temperature)
-            loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * kd
+            if distill_mask is None:
+                kd = distillation_loss(logits[: len(idx)], target, cfg.distill_temperature)
+                loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * kd
+            else:
+                ce = F.cross_entropy(logits[: len(idx)], y[idx], label_smoothing=cfg.label_smoothing, reduction="none")
+                kd = distillation_loss(logits[: len(idx)], target, cfg.distill_temperature, per_sample=True)
+                w = cfg.distill_weight * distill_mask[idx].float()
+                loss = ((1 - w) * ce + w * kd).mean()
         if n_out:
             loss = loss - cfg.outlier_weight * F.log_softmax(logits[len(idx) :], dim=1).mean()
         opt.zero_grad(set_to_none=True)
@@ -283,10 +292,15 @@ def train_one_epoch(
     return total / max(count, 1)
 
 
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
+                      per_sample: bool = False) -> torch.Tensor:
     """KL(teacher || student) of the logits softened by ``temperature``, times temperature**2
-    (Hinton et al. 2015: keeps its gradients on the scale of the cross-entropy's)."""
+    (Hinton et al. 2015: keeps its gradients on the scale of the cross-entropy's); the batch mean,
+    or with ``per_sample`` one value per sample."""
     t = temperature
+    if per_sample:
+        return F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1),
+                        reduction="none", log_target=True).sum(dim=1) * (t * t)
     return F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1),
                     reduction="batchmean", log_target=True) * (t * t)
 

@@ -15,6 +15,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from digitsite.penalties import penalties
 from digitsite.throttle import address_limits
 from recognizer import draining
 from recognizer.jobs import enqueue_fill, job_client, new_job_id
@@ -63,7 +64,9 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
         address = (self.scope.get("client") or ["unknown"])[0]
         opens = address_limits().socket_opens
         if opens is not None and not await opens.hit(address):
-            await self._refuse("rate_limited", "too many new connections from this address; retry in a minute")
+            retry_after = await opens.retry_after(address)
+            penalties.refuse(address, retry_after)  # back before then: refused at accept (digitsite.serve)
+            await self._refuse("rate_limited", f"too many new connections from this address; retry in {retry_after} s")
             return
         shared = address_sockets().open(address)
         if shared is None:

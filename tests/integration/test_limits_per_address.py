@@ -30,6 +30,7 @@ HEALTH_FLOODER = "127.0.0.3"
 SOCKETS_FLOODER = "127.0.0.4"
 PROXY = "127.0.0.5"  # in TRUSTED_PROXIES
 EARLY = "127.0.0.6"  # comes back before its Retry-After
+OPENER = "127.0.0.7"  # opens sockets too often
 
 
 def seven() -> bytes:
@@ -81,7 +82,7 @@ def open_socket(service: Stack, source: str, sockets: ExitStack) -> ClientConnec
 @pytest.fixture(scope="module")
 def limited(stack, tmp_path_factory):
     env = {**stack.env, "THROTTLE_UPLOADS": "3/minute", "THROTTLE_HEALTH": "5/minute",
-           "THROTTLE_SOCKET_OPENS": "100/minute", "WS_SOCKETS_PER_ADDRESS": "3", "TRUSTED_PROXIES": PROXY}
+           "THROTTLE_SOCKET_OPENS": "12/minute", "WS_SOCKETS_PER_ADDRESS": "3", "TRUSTED_PROXIES": PROXY}
     with stack_of_its_own("limits", env, tmp_path_factory.mktemp("limits")) as service:
         yield service
 
@@ -144,3 +145,23 @@ def test_a_trusted_proxy_is_never_refused_at_accept(limited):
     # ... but the proxy stands for many clients: what it forwards for another client is served
     status, _, _ = request(limited, PROXY, "GET", "/livez", headers={"X-Forwarded-For": "203.0.113.9"})
     assert status == 200
+
+
+def test_an_address_opening_sockets_too_often_is_refused_then_refused_at_accept(limited):
+    for _ in range(12):  # THROTTLE_SOCKET_OPENS: 12 a minute
+        with ExitStack() as sockets:
+            ws = open_socket(limited, OPENER, sockets)
+            ws.send(json.dumps({"type": "clear", "seq": 1, "drawing": "d"}))
+            assert json.loads(ws.recv(timeout=10))["type"] == "prediction"
+    with ExitStack() as sockets:
+        refused = open_socket(limited, OPENER, sockets)
+        error = json.loads(refused.recv(timeout=10))
+        assert error["code"] == "rate_limited" and "retry in" in error["message"]
+        with pytest.raises(ConnectionClosed) as closed:
+            refused.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == CLOSE_LIMITED
+    with pytest.raises(InvalidStatus) as at_accept, ExitStack() as sockets:
+        open_socket(limited, OPENER, sockets)
+    assert at_accept.value.response.status_code == 429
+    with ExitStack() as sockets:  # others are let in
+        open_socket(limited, OTHER, sockets)

@@ -205,7 +205,12 @@ def test_sockets_over_an_address_limit_are_told_why_and_closed(settings, monkeyp
     from limits.aio.storage import MemoryStorage
 
     from digitsite import throttle
+    from digitsite.penalties import Penalties
+    from recognizer import consumers
     from recognizer.consumers import CLOSE_LIMITED
+
+    box = Penalties()
+    monkeypatch.setattr(consumers, "penalties", box)
 
     settings.WS_SOCKETS_PER_ADDRESS = 2
     monkeypatch.setattr(throttle, "_limits", throttle.AddressLimits(MemoryStorage(), "off", "3/minute", "off"))
@@ -227,6 +232,8 @@ def test_sockets_over_an_address_limit_are_told_why_and_closed(settings, monkeyp
             await second.disconnect()
             fourth = WebsocketCommunicator(RecognizeConsumer.as_asgi(), "/ws/recognize/")
             assert await refused(fourth) == "rate_limited"  # a fourth opening within the minute
+            # and the web server refuses the address's next connections at accept until its Retry-After
+            assert box.remaining("unknown") > 1  # (the communicator's scope has no client address)
             seq = await send_strokes(first, 1, "one")  # the sockets already open go on
             await until(first, lambda m: m["type"] == "prediction" and m["seq"] == seq)
         finally:

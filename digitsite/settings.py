@@ -171,11 +171,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "ack_emulation": False,
     **({"global_keyprefix": REDIS_PREFIX} if REDIS_PREFIX else {}),
 }
-CELERY_TASK_IGNORE_RESULT = True
-CELERY_RESULT_BACKEND = None
-# msgpack: drawings' points and images travel as they are (bytes stay bytes, no base64 or JSON text).
-CELERY_TASK_SERIALIZER = "msgpack"
-CELERY_ACCEPT_CONTENT = ["msgpack"]
+CELERY_TASK_IGNORE_RESULT = True  # no result backend (none is set)
+# The serializer (msgpack) is set in digitsite/celery.py: CELERY_TASK_SERIALIZER and
+# CELERY_ACCEPT_CONTENT are also Celery 3's names, so every worker warned they were deprecated.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_TASK_ACKS_LATE = True  # with ack emulation off, an ack is bookkeeping in the worker's memory
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

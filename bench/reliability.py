@@ -1002,10 +1002,14 @@ def throwaway_database() -> Iterator[str]:
     from django.db import connection
 
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    test_name = connection.settings_dict["NAME"]
     try:
         yield _database_url(connection.settings_dict)
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
+        if connection.vendor == "sqlite":  # WAL mode's files outlive the database Django removes
+            for suffix in ("-wal", "-shm"):
+                Path(f"{test_name}{suffix}").unlink(missing_ok=True)
 
 
 def main() -> None:

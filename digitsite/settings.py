@@ -106,20 +106,21 @@ DATABASES = {
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=0, conn_health_checks=True
     )
 }
+# `make run` on a machine without PostgreSQL: the web processes store submits while the workers
+# fill in predictions. With SQLite's defaults a transaction that reads and then writes fails at
+# once with "database is locked" when another holds the write lock (the busy timeout does not
+# apply to that upgrade): 1,237 of 17,160 submits answered store_failed in a 100-socket soak
+# (2026-11-26). IMMEDIATE takes the write lock at BEGIN, so writers wait their turn (timeout);
+# WAL lets reads go on meanwhile. (tests/test_sqlite_writers.py)
+SQLITE_OPTIONS = {
+    "timeout": 20,
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not :memory:) so that test servers started as subprocesses share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")}
-    # `make run` on a machine without PostgreSQL: the web processes store submits while the workers
-    # fill in predictions. With SQLite's defaults a transaction that reads and then writes fails at
-    # once with "database is locked" when another holds the write lock (the busy timeout does not
-    # apply to that upgrade): 1,237 of 17,160 submits answered store_failed in a 100-socket soak
-    # (2026-11-26). IMMEDIATE takes the write lock at BEGIN, so writers wait their turn (timeout);
-    # WAL lets reads go on meanwhile.
-    DATABASES["default"].setdefault("OPTIONS", {}).update({
-        "timeout": 20,
-        "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-    })
+    DATABASES["default"].setdefault("OPTIONS", {}).update(SQLITE_OPTIONS)
 else:
     # One test database per test run, so that runs against one server (CI beside a developer's
     # run) never drop each other's database.

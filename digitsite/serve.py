@@ -20,6 +20,7 @@ its Retry-After is answered 429 here, before any HTTP is parsed (digitsite.penal
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.protocol import Protocol
 
 from digitsite.penalties import Penalties, penalties, refusal
+from digitsite.proxies import is_trusted, parse_networks
 
 log = logging.getLogger("digitsite.serve")
 
@@ -138,10 +140,9 @@ class RefusedConnection(Protocol):
             self.box.release(self.address)
 
 
+@functools.cache
 def _trusted_proxies() -> Any:
-    from django.conf import settings
-
-    from digitsite.proxies import parse_networks
+    from django.conf import settings  # configured by the time a connection arrives (the app is loaded)
 
     return parse_networks(settings.TRUSTED_PROXIES)
 
@@ -149,18 +150,11 @@ def _trusted_proxies() -> Any:
 class LimitedHTTPFactory(HTTPFactory):
     def buildProtocol(self, addr: Any) -> Any:
         host = getattr(addr, "host", None)
-        if host is not None and penalties.remaining(host) > 0 and not self._is_proxy(host):
+        if host is not None and penalties.remaining(host) > 0 and not is_trusted(host, _trusted_proxies()):
             return RefusedConnection(host, penalties)
         protocol = super().buildProtocol(addr)
         protocol.requestFactory = LimitedRequest
         return protocol
-
-    def _is_proxy(self, host: str) -> bool:
-        from digitsite.proxies import is_trusted
-
-        if not hasattr(self, "_proxies"):
-            self._proxies = _trusted_proxies()
-        return is_trusted(host, self._proxies)
 
 
 class DrainingServer(Server):

@@ -195,6 +195,7 @@ def build_dataset(
     chunk: int = 1000,
     progress: bool = True,
     desc: str = "canvas-style",
+    workers: int = 1,
 ) -> np.ndarray:
     """Canvas-style copies (uint8 (N, 28, 28), 255 = ink) of ``images`` (uint8 (N, 28, 28)).
 
@@ -202,6 +203,7 @@ def build_dataset(
     grid (:func:`grid_params`). Image ``i`` uses ``np.random.default_rng([seed, i])``: the result is
     deterministic and independent of chunking. With a ``cache_dir`` the finished array is cached as
     ``<key>.npz``, and finished chunks are kept as they go so an interrupted build resumes.
+    ``workers`` > 1 renders the chunks in that many processes (the same result).
     """
     if mode not in ("random", "grid"):
         raise ValueError(f"unknown mode {mode!r}")
@@ -218,22 +220,38 @@ def build_dataset(
         part_dir.mkdir(parents=True, exist_ok=True)
     out = np.zeros(images.shape, dtype=np.uint8)
     bar = tqdm(total=len(images), desc=desc, disable=not progress, unit="img")
+    todo: list[tuple[int, int]] = []
     for start in range(0, len(images), chunk):
         stop = min(start + chunk, len(images))
         part = part_dir / f"{start:07d}-{stop:07d}.npy" if part_dir is not None else None
         if part is not None and part.exists():
             out[start:stop] = np.load(part)
+            bar.update(stop - start)
         else:
-            for i in range(start, stop):
-                rng = np.random.default_rng([seed, i])
-                p = grid_params(i, rng) if mode == "grid" else sample_params(rng)
-                img = canvas_style(images[i], rng, p)
-                out[i] = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
-            if part is not None:
-                tmp = part.with_suffix(".tmp.npy")
-                np.save(tmp, out[start:stop])
-                tmp.replace(part)
+            todo.append((start, stop))
+
+    def keep(start: int, stop: int, rendered: np.ndarray) -> None:
+        out[start:stop] = rendered
+        if part_dir is not None:
+            part = part_dir / f"{start:07d}-{stop:07d}.npy"
+            tmp = part.with_suffix(".tmp.npy")
+            np.save(tmp, rendered)
+            tmp.replace(part)
         bar.update(stop - start)
+
+    if workers > 1 and len(todo) > 1:  # every image has its own generator: the chunks are independent
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: a forked copy of a process that already runs torch's thread pools can hang
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            jobs = [(start, stop, pool.submit(_render_chunk, images[start:stop], seed, start, mode))
+                    for start, stop in todo]
+            for start, stop, job in jobs:
+                keep(start, stop, job.result())
+    else:
+        for start, stop in todo:
+            keep(start, stop, _render_chunk(images[start:stop], seed, start, mode))
     bar.close()
     if final is not None and part_dir is not None:
         tmp = final.with_suffix(".tmp.npz")
@@ -243,6 +261,17 @@ def build_dataset(
         for f in part_dir.glob("*.npy"):
             f.unlink()
         part_dir.rmdir()
+    return out
+
+
+def _render_chunk(images: np.ndarray, seed: int, first: int, mode: str) -> np.ndarray:
+    """Canvas-style copies of ``images``, the first being image ``first`` of the whole set."""
+    out = np.zeros(images.shape, dtype=np.uint8)
+    for k in range(len(images)):
+        i = first + k
+        rng = np.random.default_rng([seed, i])
+        p = grid_params(i, rng) if mode == "grid" else sample_params(rng)
+        out[k] = np.clip(np.rint(canvas_style(images[k], rng, p) * 255.0), 0, 255).astype(np.uint8)
     return out
 
 

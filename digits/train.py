@@ -6,6 +6,8 @@
     python -m digits.train --epochs 45 --seed 2 --channels 32,64,96,128 --name cnn-v4 --version 4.0.0 \
         --canvas-fraction 0.7 --canvas-variants 3 --elastic 0.5 --thickness 0.3 --outliers 0.1
     python -m digits.train ... (cnn-v4's options) --name cnn-v6 --version 6.0.0 --teacher teacher-wide-v1
+    python -m digits.train ... --epochs 90 --canvas-variants 6 --styles 0.3 --uploads 0.3 --upload-variants 2 \
+        --name cnn-v16 --teacher teacher-wide-v1 --workers 2 [--device cuda]   (make train)
 
 Training data: the training part's images, mixed (``--canvas-fraction``) with canvas-style copies of
 them (:mod:`digits.canvas_style`: skeleton -> polylines -> sparse-sampling simplification -> redrawn
@@ -13,6 +15,11 @@ with a random round brush at a random size and place -> the serving preprocessin
 affine jitter, elastic distortion and stroke thickness variation (dilate/erode) on the fly. After
 training the softmax temperature is fitted on the validation split (stored in the model's
 ``temperature`` buffer, so the saved weights carry it; ECE before/after goes into the card).
+
+``--styles P`` replaces a 1, 4, 5 or 7 with probability P by a copy whose traced strokes got a writing
+style MNIST lacks (:mod:`digits.stroke_styles`), and ``--uploads P`` any sample by an upload rendition of
+it (:mod:`digits.upload_renditions`: one of the upload set's recipes read back by the service's upload
+path). ``--device cuda`` trains the network on a GPU; the data, and every random draw, stay on the CPU.
 
 ``--teacher NAME`` adds knowledge distillation: the student also matches the softened predictions of a
 trained (larger, slower) model on the same augmented batches. The teacher must have been selected on
@@ -86,6 +93,14 @@ class Config:
     teacher_dir: Path = DEFAULT_OUT
     distill_weight: float = 0.7  # share of the loss that matches the teacher (the rest: the labels)
     distill_temperature: float = 3.0
+    styles: float = 0.0  # a 1, 4, 5 or 7 replaced by a copy with a writing style MNIST lacks (stroke_styles)
+    style_variants: int = 3
+    uploads: float = 0.0  # a sample replaced by its upload rendition (digits.upload_renditions)
+    upload_variants: int = 1
+    distill_all: bool = False  # also match the teacher on styled copies and upload renditions (a teacher
+    # trained with them); else those learn from their labels alone
+    workers: int = 1  # processes that build the canvas-style copies, styled copies and upload renditions
+    device: str = "cpu"  # where the network trains ("cuda" on a GPU machine); the data stays on the CPU
 
 
 @dataclass
@@ -166,16 +181,18 @@ def _affine_theta(n: int, h: int, aug: Augment, gen: torch.Generator) -> torch.T
     )
 
 
-def elastic_field(n: int, h: int, w: int, aug: Augment, gen: torch.Generator) -> torch.Tensor:
-    """(n, h, w, 2) smooth random displacements in normalised grid units (|d| ~ alpha px)."""
-    noise = torch.rand(n * 2, 1, h, w, generator=gen) * 2 - 1
-    k = _gaussian_kernel(aug.elastic_sigma)
+def elastic_field(n: int, h: int, w: int, aug: Augment, gen: torch.Generator,
+                  device: torch.device | str = "cpu") -> torch.Tensor:
+    """(n, h, w, 2) smooth random displacements in normalised grid units (|d| ~ alpha px), on ``device``
+    (drawn from the CPU generator ``gen`` either way)."""
+    noise = (torch.rand(n * 2, 1, h, w, generator=gen) * 2 - 1).to(device)
+    k = _gaussian_kernel(aug.elastic_sigma).to(device)
     pad = len(k) // 2
     noise = F.conv2d(F.pad(noise, (pad, pad, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
     noise = F.conv2d(F.pad(noise, (0, 0, pad, pad), mode="reflect"), k.view(1, 1, -1, 1))
     noise = noise / noise.flatten(1).std(dim=1).clamp_min(1e-6).view(-1, 1, 1, 1)
     field = noise.view(n, 2, h, w).permute(0, 2, 3, 1) * aug.elastic_alpha
-    return field * torch.tensor([2.0 / w, 2.0 / h])
+    return field * torch.tensor([2.0 / w, 2.0 / h], device=device)
 
 
 def thickness_jitter(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
@@ -183,8 +200,8 @@ def thickness_jitter(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.T
     [0.3, 1], towards the 3x3 grey dilation (max-pool) or erosion (min-pool). An erosion that would
     remove more than half of the ink is not applied (thin digits must stay readable)."""
     n = len(x)
-    u = torch.rand(n, generator=gen)
-    strength = (0.3 + 0.7 * torch.rand(n, generator=gen)).view(n, 1, 1, 1)
+    u = torch.rand(n, generator=gen).to(x.device)
+    strength = (0.3 + 0.7 * torch.rand(n, generator=gen)).view(n, 1, 1, 1).to(x.device)
     dil, ero = u < p / 2, (u >= p / 2) & (u < p)
     if not (dil.any() or ero.any()):
         return x
@@ -202,14 +219,15 @@ def thickness_jitter(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.T
 
 def augment(x: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.Tensor:
     """Thickness variation, then one resampling that composes the random affine map with an
-    elastic distortion (for a random subset), on (N,1,H,W) in [0, 1]."""
+    elastic distortion (for a random subset), on (N,1,H,W) in [0, 1], wherever x lives (the random
+    draws come from the CPU generator ``gen``, so a GPU run draws the same numbers)."""
     if aug.thickness:
         x = thickness_jitter(x, aug.thickness, gen)
     n, _, h, w = x.shape
-    grid = F.affine_grid(_affine_theta(n, h, aug, gen), list(x.shape), align_corners=False)
+    grid = F.affine_grid(_affine_theta(n, h, aug, gen).to(x.device), list(x.shape), align_corners=False)
     if aug.elastic:
-        mask = (torch.rand(n, generator=gen) < aug.elastic).float().view(n, 1, 1, 1)
-        grid = grid + elastic_field(n, h, w, aug, gen) * mask
+        mask = (torch.rand(n, generator=gen) < aug.elastic).float().view(n, 1, 1, 1).to(x.device)
+        grid = grid + elastic_field(n, h, w, aug, gen, x.device) * mask
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False).clamp_(0.0, 1.0)
 
 
@@ -221,6 +239,24 @@ def random_affine(x: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.
 
 
 # --- training -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Styled:
+    """Styled copies for training: ``images`` (M, 1, 28, 28); sample ``i``'s copies are
+    ``images[first[i] : first[i] + count[i]]`` (count 0: none)."""
+
+    images: torch.Tensor
+    first: torch.Tensor
+    count: torch.Tensor
+
+    @classmethod
+    def from_pool(cls, images: np.ndarray, source: np.ndarray, n: int) -> "Styled":
+        order = np.argsort(source, kind="stable")
+        count = np.bincount(source, minlength=n)
+        first = np.concatenate([[0], np.cumsum(count)[:-1]])
+        return cls(to_tensor(images[order]), torch.from_numpy(first.astype(np.int64)),
+                   torch.from_numpy(count.astype(np.int64)))
 
 
 def train_one_epoch(
@@ -236,6 +272,8 @@ def train_one_epoch(
     outliers: torch.Tensor | None = None,
     teacher: nn.Module | None = None,
     distill_mask: torch.Tensor | None = None,
+    styled: "Styled | None" = None,
+    uploads: torch.Tensor | None = None,
 ) -> float:
     """One pass over (x, y) in a seed+epoch determined order; returns the mean loss.
 
@@ -247,8 +285,13 @@ def train_one_epoch(
     matches (knowledge distillation, :func:`distillation_loss`); with ``distill_mask`` (N,) bool only
     the samples it marks do, the others learn from their labels alone (samples the teacher was never
     shown the like of, such as :mod:`digits.stroke_styles` copies).
+    ``uploads`` (U, N, 1, 28, 28): upload renditions of x, standing in for a sample with probability
+    ``cfg.uploads``; ``styled``: copies of x's 1s, 4s, 5s and 7s with writing styles MNIST lacks, standing
+    in for such a sample with probability ``cfg.styles``. Neither is matched to the teacher (it never saw
+    their like) unless ``cfg.distill_all``. Batches go to the model's device before augmentation.
     """
     model.train()
+    device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
     order = torch.randperm(len(x), generator=gen)
     batches = range(0, len(x), cfg.batch_size)
@@ -263,22 +306,42 @@ def train_one_epoch(
             if use.any():
                 xb = xb.clone()
                 xb[use] = canvas[variant[use], idx[use]]
+        unseen = torch.zeros(len(idx), dtype=torch.bool)  # samples the teacher never saw the like of
+        if uploads is not None and cfg.uploads > 0:
+            up = torch.rand(len(idx), generator=gen) < cfg.uploads
+            copy_ = torch.randint(0, uploads.shape[0], (len(idx),), generator=gen)
+            if up.any():
+                xb = xb.clone()
+                xb[up] = uploads[copy_[up], idx[up]]
+                unseen |= up
+        if styled is not None and cfg.styles > 0:
+            n_copies = styled.count[idx]
+            st = (n_copies > 0) & (torch.rand(len(idx), generator=gen) < cfg.styles)
+            pick = styled.first[idx] + (torch.rand(len(idx), generator=gen) * n_copies).long()
+            if st.any():
+                xb = xb.clone()
+                xb[st] = styled.images[pick[st]]
+                unseen |= st
         n_out = int(round(len(idx) * cfg.outliers)) if outliers is not None else 0
         if n_out:
             xb = torch.cat([xb, outliers[torch.randint(0, len(outliers), (n_out,), generator=gen)]])
-        xb = augment(xb, aug, gen)
+        xb = augment(xb.to(device, non_blocking=True), aug, gen)
+        yb = y[idx].to(device, non_blocking=True)
         logits = model(xb)
-        loss = F.cross_entropy(logits[: len(idx)], y[idx], label_smoothing=cfg.label_smoothing)
+        loss = F.cross_entropy(logits[: len(idx)], yb, label_smoothing=cfg.label_smoothing)
         if teacher is not None:
             with torch.no_grad():
                 target = teacher(xb[: len(idx)])
-            if distill_mask is None:
+            if cfg.distill_all:
+                unseen[:] = False
+            learn = ~unseen if distill_mask is None else distill_mask[idx] & ~unseen
+            if bool(learn.all()):
                 kd = distillation_loss(logits[: len(idx)], target, cfg.distill_temperature)
                 loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * kd
             else:
-                ce = F.cross_entropy(logits[: len(idx)], y[idx], label_smoothing=cfg.label_smoothing, reduction="none")
+                ce = F.cross_entropy(logits[: len(idx)], yb, label_smoothing=cfg.label_smoothing, reduction="none")
                 kd = distillation_loss(logits[: len(idx)], target, cfg.distill_temperature, per_sample=True)
-                w = cfg.distill_weight * distill_mask[idx].float()
+                w = cfg.distill_weight * learn.to(device).float()
                 loss = ((1 - w) * ce + w * kd).mean()
         if n_out:
             loss = loss - cfg.outlier_weight * F.log_softmax(logits[len(idx) :], dim=1).mean()
@@ -316,9 +379,11 @@ def load_teacher(models_dir: Path, name: str) -> tuple[nn.Module, dict]:
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
     """Accuracy of ``model`` (eval mode) on (x, y)."""
     model.eval()
+    device = next(model.parameters()).device
     correct = 0
     for start in range(0, len(x), batch_size):
-        correct += int((model(x[start : start + batch_size]).argmax(1) == y[start : start + batch_size]).sum())
+        predicted = model(x[start : start + batch_size].to(device)).argmax(1).cpu()
+        correct += int((predicted == y[start : start + batch_size]).sum())
     return correct / max(len(x), 1)
 
 
@@ -329,7 +394,8 @@ def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torc
     t = model.temperature.clone()
     model.temperature.fill_(1.0)
     try:
-        return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+        device = next(model.parameters()).device
+        return torch.cat([model(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
     finally:
         model.temperature.copy_(t)
 
@@ -380,6 +446,8 @@ def fit(
     canvas_val: torch.Tensor | None = None,
     outliers: torch.Tensor | None = None,
     teacher: nn.Module | None = None,
+    styled: Styled | None = None,
+    uploads: torch.Tensor | None = None,
 ) -> tuple[DigitNet, float, int]:
     """Train for cfg.epochs; returns (model with the best validation weights, best score, best epoch).
 
@@ -387,13 +455,13 @@ def fit(
     validation images) the mean of the accuracies on both.
     """
     torch.manual_seed(cfg.seed)
-    model = DigitNet(channels=cfg.channels)
+    model = DigitNet(channels=cfg.channels).to(cfg.device)
     steps = math.ceil(len(train[0]) / cfg.batch_size)
     opt, sched = make_optimizer(model, cfg, steps)
     start_epoch, best_acc, best_epoch, best_state = 0, -1.0, -1, copy.deepcopy(model.state_dict())
     ckpt = checkpoint_path(cfg)
     if cfg.resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=False, map_location=cfg.device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
@@ -401,7 +469,8 @@ def fit(
         log(f"resumed from {ckpt} after epoch {start_epoch}")
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        loss = train_one_epoch(model, *train, opt, sched, cfg, aug, epoch, canvas, outliers, teacher)
+        loss = train_one_epoch(model, *train, opt, sched, cfg, aug, epoch, canvas, outliers, teacher,
+                               styled=styled, uploads=uploads)
         acc = evaluate(model, *val)
         score, extra = acc, ""
         if canvas_val is not None:
@@ -415,7 +484,7 @@ def fit(
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                     "epoch": epoch + 1, "best_acc": best_acc, "best_epoch": best_epoch, "best": best_state}, ckpt)
     model.load_state_dict(best_state)
-    return model.eval(), best_acc, best_epoch
+    return model.cpu().eval(), best_acc, best_epoch
 
 
 # --- saving -------------------------------------------------------------------------------------
@@ -493,6 +562,18 @@ def build_card(cfg: Config, model: DigitNet, weights: Path, counts: dict[str, in
             f"blobs, letters {', '.join(TRAIN_LETTERS)}); "
             f"{cfg.outliers:.0%} of a batch, loss weight {cfg.outlier_weight} x cross-entropy to uniform"
         )
+    if cfg.styles > 0:
+        from digits.finetune import STYLE_SEED
+        from digits.stroke_styles import describe
+
+        card["data"]["stroke_styles"] = describe(cfg.styles, cfg.style_variants) + f" (seed {STYLE_SEED + cfg.seed})"
+    if cfg.uploads > 0:
+        from digits import upload_renditions
+
+        card["data"]["upload_renditions"] = upload_renditions.describe(cfg.uploads, cfg.upload_variants)
+    if cfg.device != "cpu":
+        card["training"]["device"] = (f"{cfg.device} ({torch.cuda.get_device_name()})" if cfg.device.startswith("cuda")
+                                      and torch.cuda.is_available() else cfg.device)
     card["training"]["val_fraction"] = cfg.val_fraction
     if calibration:
         card["training"]["calibration"] = calibration
@@ -544,6 +625,16 @@ def parse_args(argv: list[str]) -> Config:
     p.add_argument("--teacher-dir", type=Path, default=d.teacher_dir, help="where the teacher's card is")
     p.add_argument("--distill-weight", type=float, default=d.distill_weight)
     p.add_argument("--distill-temperature", type=float, default=d.distill_temperature)
+    p.add_argument("--styles", type=float, default=d.styles,
+                   help="probability that a 1, 4, 5 or 7 is replaced by a styled copy (digits.stroke_styles)")
+    p.add_argument("--style-variants", type=int, default=d.style_variants)
+    p.add_argument("--uploads", type=float, default=d.uploads,
+                   help="probability that a sample is replaced by an upload rendition (digits.upload_renditions)")
+    p.add_argument("--upload-variants", type=int, default=d.upload_variants)
+    p.add_argument("--distill-all", action="store_true",
+                   help="match the teacher on styled copies and upload renditions too (a teacher trained with them)")
+    p.add_argument("--workers", type=int, default=d.workers, help="processes that build the copies")
+    p.add_argument("--device", default=d.device, help='where the network trains: "cpu" or "cuda"')
     return Config(**vars(p.parse_args(argv)))
 
 
@@ -552,7 +643,7 @@ def canvas_copies(images: np.ndarray, cfg: Config, seed: int, variants: int, des
     """(variants, N, 1, 28, 28) float canvas-style copies of uint8 ``images``."""
     sets = [
         build_dataset(images, seed + 7919 * v, mode=mode, cache_dir=cfg.cache_dir, progress=cfg.progress,
-                      desc=f"{desc} {v + 1}/{variants}")
+                      desc=f"{desc} {v + 1}/{variants}", workers=cfg.workers)
         for v in range(variants)
     ]
     return torch.stack([to_tensor(a) for a in sets])
@@ -581,6 +672,24 @@ def main(argv: list[str] | None = None) -> dict:
 
         outliers = torch.from_numpy(synthetic_non_digits(cfg.outlier_count, seed=cfg.seed)[0]).unsqueeze(1)
         print(f"outlier exposure: {len(outliers)} synthetic non-digits (scribbles, blobs, letters)")
+    styled = None
+    if cfg.styles > 0:
+        from digits.finetune import STYLE_SEED  # the same copies (and cache) as the styles fine-tune's
+        from digits.stroke_styles import build_pool
+
+        pool = build_pool(images[train_idx], labels[train_idx], STYLE_SEED + cfg.seed, variants=cfg.style_variants,
+                          cache_dir=cfg.cache_dir, progress=cfg.progress)
+        styled = Styled.from_pool(pool.images, pool.source, len(train_idx))
+        print(f"styled copies: {len(pool)} of {int((styled.count > 0).sum())} training digits "
+              f"({', '.join(f'{k} {v}' for k, v in pool.counts().items())})")
+    uploads = None
+    if cfg.uploads > 0:
+        from digits import upload_renditions
+
+        uploads = torch.stack([to_tensor(a) for a in upload_renditions.build(
+            images[train_idx], labels[train_idx], copies=cfg.upload_variants, cache_dir=cfg.cache_dir,
+            workers=cfg.workers, progress=cfg.progress)])
+        print(f"upload renditions: {uploads.shape[0]} of each of {uploads.shape[1]} training digits")
     teacher = teacher_card = None
     if cfg.teacher:
         teacher, teacher_card = load_teacher(cfg.teacher_dir, cfg.teacher)
@@ -588,8 +697,11 @@ def main(argv: list[str] | None = None) -> dict:
             # the teacher must not have seen the student's validation images
             raise SystemExit(f"teacher {cfg.teacher} was selected on another validation split; use its seed")
         print(f"distilling from {cfg.teacher} (weight {cfg.distill_weight}, temperature {cfg.distill_temperature})")
+    if teacher is not None:
+        teacher = teacher.to(cfg.device)
     model, score, best_epoch = fit(cfg, (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx]), aug,
-                                   canvas=canvas, canvas_val=canvas_val, outliers=outliers, teacher=teacher)
+                                   canvas=canvas, canvas_val=canvas_val, outliers=outliers, teacher=teacher,
+                                   styled=styled, uploads=uploads)
     val_acc = evaluate(model, x[val_idx], y[val_idx])
 
     calibration = None
@@ -629,7 +741,9 @@ def main(argv: list[str] | None = None) -> dict:
             "teacher": teacher_card["name"],
             "teacher_sha256": teacher_card["weights"]["sha256"],
             "loss": f"{1 - cfg.distill_weight:g} x the label loss + {cfg.distill_weight:g} x T^2 x "
-                    f"KL(teacher || student) at temperature T = {cfg.distill_temperature:g}, on the same augmented batch",
+                    f"KL(teacher || student) at temperature T = {cfg.distill_temperature:g}, on the same augmented batch"
+                    + ("; styled copies and upload renditions (the teacher never saw their like) learn from their "
+                       "labels alone" if (cfg.styles > 0 or cfg.uploads > 0) and not cfg.distill_all else ""),
         }
     write_json(out / f"{cfg.name}.json", card)
     if cfg.set_current:

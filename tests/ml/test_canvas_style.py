@@ -110,3 +110,11 @@ def test_build_dataset_is_cached_and_resumable(digits: np.ndarray, tmp_path: Pat
     # grid mode and another seed differ
     assert not np.array_equal(build_dataset(imgs, 4, cache_dir=None, progress=False), ref)
     assert not np.array_equal(build_dataset(imgs, 3, mode="grid", cache_dir=None, progress=False), ref)
+
+
+def test_build_dataset_in_several_processes_gives_the_same_copies(digits: np.ndarray, tmp_path: Path) -> None:
+    imgs = digits[:6]
+    ref = build_dataset(imgs, 3, cache_dir=None, progress=False)
+    np.testing.assert_array_equal(build_dataset(imgs, 3, cache_dir=None, chunk=2, workers=2, progress=False), ref)
+    np.testing.assert_array_equal(build_dataset(imgs, 3, cache_dir=tmp_path, chunk=2, workers=2, progress=False), ref)
+    assert len(list(tmp_path.glob("*.npz"))) == 1

@@ -121,20 +121,26 @@ def _ring(a: np.ndarray, width: int) -> np.ndarray:
                            a[width:-width, -width:].ravel()])
 
 
-def _ink_is_dark(look: np.ndarray) -> bool:
+def _ink_is_dark(look: np.ndarray, small: bool = False) -> bool:
     """Polarity of a small uint8 copy: dark ink on light paper, or the inverse.
 
     The two Otsu classes are compared where they meet the border: background holds most of it,
     even in a crop with no margin (ink touches the border only where strokes end). Only when the
     border is shared (a digit that fills its frame, e.g. a small scan of a 0) does topology
     decide: the ink is the class with one piece reaching all four sides, the background the
-    corners and holes it leaves."""
+    corners and holes it leaves. For a ``small`` image (a crop or a scan, not a photo of a page)
+    that is asked first: a bold digit cropped to its ink is most of the picture, which the median
+    flattening below takes for the paper."""
     look = cv2.GaussianBlur(look, (3, 3), 0)
     ring = max(1, min(look.shape) // 32)
     _, dark = cv2.threshold(look, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
     border = float(_ring(dark, ring).mean())
     if border <= 0.25 or border >= 0.75:
         return border < 0.5
+    if small:  # shadows are a photo's: a crop's mixed border is ink reaching the edges
+        spans_dark, spans_light = _spans(dark), _spans(1 - dark)
+        if spans_dark != spans_light:
+            return spans_dark
     # Not clear-cut: uneven light or a shadow may make a class of its own. Flattened by a median a
     # fifth of the image wide, which follows a shadow's edge but not a sparse digit's strokes: a
     # border that is (nearly) all one class settles it. Where the ink is dense (a tight crop) that
@@ -352,7 +358,7 @@ def image_to_ink(img: Image.Image) -> np.ndarray:
         f = -(-max(gray.shape) // WORK_SIDE)
         gray = cv2.resize(gray, (max(1, gray.shape[1] // f), max(1, gray.shape[0] // f)), interpolation=cv2.INTER_AREA)
     look = _resize_longer(gray, LOOK_SIDE)
-    dark = _ink_is_dark(look)
+    dark = _ink_is_dark(look, small=max(gray.shape) < PAGE_SIDE)
     ink = _ink(gray, look, dark)
     if ink is None:  # a polarity misread under a deep shadow leaves only faint gaps: the other one
         ink = _ink(gray, look, not dark)

@@ -259,6 +259,18 @@ class Styled:
                    torch.from_numpy(count.astype(np.int64)))
 
 
+def _stand_in(xb: torch.Tensor, idx: torch.Tensor, copies: torch.Tensor, p: float,
+              gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch ``xb`` (samples ``idx``) with each sample replaced, with probability ``p``, by one of
+    its ``copies`` (V, N, 1, 28, 28) chosen at random; and which ones were."""
+    use = torch.rand(len(idx), generator=gen) < p
+    variant = torch.randint(0, copies.shape[0], (len(idx),), generator=gen)
+    if use.any():
+        xb = xb.clone()
+        xb[use] = copies[variant[use], idx[use]]
+    return xb, use
+
+
 def train_one_epoch(
     model: nn.Module,
     x: torch.Tensor,
@@ -272,7 +284,7 @@ def train_one_epoch(
     outliers: torch.Tensor | None = None,
     teacher: nn.Module | None = None,
     distill_mask: torch.Tensor | None = None,
-    styled: "Styled | None" = None,
+    styled: Styled | None = None,
     uploads: torch.Tensor | None = None,
 ) -> float:
     """One pass over (x, y) in a seed+epoch determined order; returns the mean loss.
@@ -301,19 +313,11 @@ def train_one_epoch(
         idx = order[start : start + cfg.batch_size]
         xb = x[idx]
         if canvas is not None and cfg.canvas_fraction > 0:
-            use = torch.rand(len(idx), generator=gen) < cfg.canvas_fraction
-            variant = torch.randint(0, canvas.shape[0], (len(idx),), generator=gen)
-            if use.any():
-                xb = xb.clone()
-                xb[use] = canvas[variant[use], idx[use]]
+            xb, _ = _stand_in(xb, idx, canvas, cfg.canvas_fraction, gen)
         unseen = torch.zeros(len(idx), dtype=torch.bool)  # samples the teacher never saw the like of
         if uploads is not None and cfg.uploads > 0:
-            up = torch.rand(len(idx), generator=gen) < cfg.uploads
-            copy_ = torch.randint(0, uploads.shape[0], (len(idx),), generator=gen)
-            if up.any():
-                xb = xb.clone()
-                xb[up] = uploads[copy_[up], idx[up]]
-                unseen |= up
+            xb, up = _stand_in(xb, idx, uploads, cfg.uploads, gen)
+            unseen |= up
         if styled is not None and cfg.styles > 0:
             n_copies = styled.count[idx]
             st = (n_copies > 0) & (torch.rand(len(idx), generator=gen) < cfg.styles)

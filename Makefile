@@ -43,7 +43,7 @@ bench: install-dev
 	$(PY) bench/e2e.py --clients 1 && $(PY) bench/e2e.py --clients 50 && $(PY) bench/compare.py
 
 # Retrains the current model's recipe into $(TRAIN_OUT): teacher-wide-v1, then cnn-v16 distilled from it with
-# the writing styles MNIST lacks and upload renditions of the training digits (about 25 + 60 minutes on 2 cores;
+# the writing styles MNIST lacks and upload renditions of the training digits (about 25 + 8 + 45 minutes on 2 cores;
 # cnn-v16 itself was trained on a lent GPU with DEVICE=cuda). The exact commands are also in the model cards.
 TRAIN_OUT ?= models
 DEVICE ?= cpu

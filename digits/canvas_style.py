@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from digits.parallel import map_chunks
 from digits.render import strokes_to_mnist
 from digits.strokes import rdp, skeleton_strokes
 
@@ -239,19 +240,10 @@ def build_dataset(
             tmp.replace(part)
         bar.update(stop - start)
 
-    if workers > 1 and len(todo) > 1:  # every image has its own generator: the chunks are independent
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # spawn: a forked copy of a process that already runs torch's thread pools can hang
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            jobs = [(start, stop, pool.submit(_render_chunk, images[start:stop], seed, start, mode))
-                    for start, stop in todo]
-            for start, stop, job in jobs:
-                keep(start, stop, job.result())
-    else:
-        for start, stop in todo:
-            keep(start, stop, _render_chunk(images[start:stop], seed, start, mode))
+    # every image has its own generator: the chunks are independent
+    calls = [(images[start:stop], seed, start, mode) for start, stop in todo]
+    for (start, stop), rendered in zip(todo, map_chunks(_render_chunk, calls, workers)):
+        keep(start, stop, rendered)
     bar.close()
     if final is not None and part_dir is not None:
         tmp = final.with_suffix(".tmp.npz")

@@ -336,9 +336,9 @@ def train_one_epoch(
         if teacher is not None:
             with torch.no_grad():
                 target = teacher(xb[: len(idx)])
-            if cfg.distill_all:
-                unseen[:] = False
-            learn = ~unseen if distill_mask is None else distill_mask[idx] & ~unseen
+            learn = torch.ones(len(idx), dtype=torch.bool) if distill_mask is None else distill_mask[idx]
+            if not cfg.distill_all:
+                learn = learn & ~unseen
             if bool(learn.all()):
                 kd = distillation_loss(logits[: len(idx)], target, cfg.distill_temperature)
                 loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * kd

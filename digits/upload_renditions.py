@@ -16,8 +16,6 @@ canvas-style copies.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ from tqdm import tqdm
 
 from digits.canvas_style import CACHE_DIR, data_hash
 from digits.images import BadImage, decode_upload, image_to_mnist
+from digits.parallel import map_chunks
 from digits.uploadset import VARIANTS, make_upload
 
 SEED = 41_017  # training renditions (the upload test set has uploadset.SEED)
@@ -69,19 +68,11 @@ def build(images: np.ndarray, labels: np.ndarray, seed: int = SEED, *, copies: i
         refused = 0
         spans = [(s, min(s + chunk, len(images))) for s in range(0, len(images), chunk)]
         bar = tqdm(total=len(images), desc=f"upload renditions {c + 1}/{copies}", disable=not progress, unit="img")
-        if workers > 1:
-            # spawn: a forked copy of a process that already runs torch's thread pools can hang
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                jobs = [(a, b, pool.submit(_render_chunk, images[a:b], labels[a:b], a, seed, c)) for a, b in spans]
-                for a, b, job in jobs:
-                    out[a:b], r = job.result()
-                    refused += r
-                    bar.update(b - a)
-        else:
-            for a, b in spans:
-                out[a:b], r = _render_chunk(images[a:b], labels[a:b], a, seed, c)
-                refused += r
-                bar.update(b - a)
+        calls = [(images[a:b], labels[a:b], a, seed, c) for a, b in spans]
+        for (a, b), (rendered, r) in zip(spans, map_chunks(_render_chunk, calls, workers)):
+            out[a:b] = rendered
+            refused += r
+            bar.update(b - a)
         bar.close()
         if refused:
             print(f"upload renditions {c + 1}/{copies}: {refused} of {len(images)} refused (kept as they were)")

@@ -1,5 +1,5 @@
 # make run   set up (venv, pinned dependencies, migrations) and run the whole service
-# make test  set up and run every test (unit, integration on the real stack, browser)
+# make test  set up, lint (ruff, mypy on digits/) and run every test (unit, integration on the real stack, browser)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
 
-.PHONY: run test install install-dev browser migrate bench train finetune-styles screenshot clean
+.PHONY: run test lint install install-dev browser migrate bench train finetune-styles screenshot clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,13 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: install-dev browser
+test: lint browser
 	$(PY) -m pytest
+
+# ruff over the whole tree, mypy over the ML core (settings in pyproject.toml); part of make test.
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # The service's end-to-end figures, then the service against the queue-less baseline (uvicorn: dev deps).
 bench: install-dev

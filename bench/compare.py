@@ -31,10 +31,11 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -395,7 +396,8 @@ def step_row(step: Step, p95_ms: float | None = None) -> str:
     return (f"{step.system:<10} {step.clients:>7} {r.wall_s:>6.1f} {r.messages_per_s:>7.0f} {r.predictions_per_s:>7.0f} "
             f"{r.latency(50):>7.1f} {r.latency(95):>7.1f} {r.latency(99):>7.1f} {errors:>6} {s.lost:>4} "
             f"{s.correct:>4}/{len(s.latencies):<4} {step.cpu_total_ms:>7.0f} {step.cpu_per_prediction:>6.2f} "
-            f"{step.cpu_per_message:>6.2f} {100 * r.client_cpu_ms / (r.wall_s * 1000):>6.0f}% {100 * step.others_ms / (r.wall_s * 1000):>6.0f}%  {groups}{verdict}")
+            f"{step.cpu_per_message:>6.2f} {100 * r.client_cpu_ms / (r.wall_s * 1000):>6.0f}% "
+            f"{100 * step.others_ms / (r.wall_s * 1000):>6.0f}%  {groups}{verdict}")
 
 
 def measure(system: System, drawings: Sequence[Drawing], clients: int, duration: float, args: argparse.Namespace) -> Step:
@@ -464,20 +466,22 @@ def machine_line(root: Path) -> str:
     load1 = os.getloadavg()[0]
     return (f"machine: {os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}, "
             f"python {platform.python_version()}, load average {load1:.2f} at start; "
-            f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {code}")
+            f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {code}")
 
 
 def summary(reports: dict[str, SystemReport], args: argparse.Namespace) -> list[str]:
     lines = ["", "== summary"]
     for r in reports.values():
         if r.single:
-            lines.append(f"{r.name:<10} 1 client: p50 {r.single.load.latency(50):.1f} ms, p95 {r.single.load.latency(95):.1f} ms, "
+            lines.append(f"{r.name:<10} 1 client: p50 {r.single.load.latency(50):.1f} ms, "
+                         f"p95 {r.single.load.latency(95):.1f} ms, "
                          f"{r.single.cpu_per_message:.2f} CPU-ms per message")
         if r.capacity:
             lines.append(f"{r.name:<10} capacity: {'' if r.capacity.bounded else '>= '}{r.capacity.clients} clients")
         if r.soak:
             s = r.soak.load.stats
-            lines.append(f"{r.name:<10} soak {r.soak.clients} clients x {args.soak_s:g} s: errors {len(s.errors)}, lost {s.lost}, "
+            lines.append(f"{r.name:<10} soak {r.soak.clients} clients x {args.soak_s:g} s: "
+                         f"errors {len(s.errors)}, lost {s.lost}, "
                          f"p95 {r.soak.load.latency(95):.1f} ms, p99 {r.soak.load.latency(99):.1f} ms")
     svc, inp = reports.get("service"), reports.get("inprocess")
     if svc and inp and svc.capacity and inp.capacity:
@@ -486,7 +490,8 @@ def summary(reports: dict[str, SystemReport], args: argparse.Namespace) -> list[
         for s, i in _common_steps(svc, inp):  # the same offered load on both
             both = "both passed" if s.passes(args.p95_ms) and i.passes(args.p95_ms) else "not both passed"
             lines.append(f"CPU-ms at {s.clients} clients ({both}): per prediction service {s.cpu_per_prediction:.2f}, "
-                         f"inprocess {i.cpu_per_prediction:.2f} (service/inprocess {s.cpu_per_prediction / i.cpu_per_prediction:.2f}); "
+                         f"inprocess {i.cpu_per_prediction:.2f} "
+                         f"(service/inprocess {s.cpu_per_prediction / i.cpu_per_prediction:.2f}); "
                          f"per client message service {s.cpu_per_message:.2f}, inprocess {i.cpu_per_message:.2f} "
                          f"(service/inprocess {s.cpu_per_message / i.cpu_per_message:.2f})")
     return lines

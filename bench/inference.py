@@ -59,7 +59,7 @@ def main() -> None:
         for batch in (64, 1000):
             images = rng.random((batch, 28, 28), dtype=np.float32)
             predictor.predict(images)
-            secs = time_calls(lambda: predictor.predict(images), 10)
+            secs = time_calls(lambda images=images: predictor.predict(images), 10)
             print(f"batch {batch:4d}, {threads} thread(s): {batch / statistics.median(secs):,.0f} images/s")
 
 

@@ -15,9 +15,10 @@ import os
 import random
 import sys
 import time
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Coroutine, Sequence, TypeVar
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -120,7 +121,7 @@ async def client(
         await asyncio.sleep(stagger)  # clients in lockstep would send in bursts no real crowd makes
     try:
         ws = await websockets.connect(ws_url, origin=base_url, max_size=2**22, open_timeout=timeout)
-    except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as exc:
+    except (TimeoutError, OSError, websockets.WebSocketException) as exc:
         stats.errors.append(f"connect:{type(exc).__name__}")
         return
     waiters: dict[int, asyncio.Future[tuple[dict[str, Any], float]]] = {}
@@ -152,7 +153,7 @@ async def client(
                 for phase, ms in (pred.get("timings") or {}).items():
                     stats.phases.setdefault(phase, []).append(ms)
                 stats.correct += pred["digit"] == label
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 stats.lost += 1
             waiters.pop(seq, None)
             if submit_every and n % submit_every == 0:

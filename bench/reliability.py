@@ -42,9 +42,10 @@ import time
 import uuid
 import zlib
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -53,7 +54,7 @@ if str(ROOT) not in sys.path:
 import websockets  # noqa: E402
 
 from bench.compare import machine_line, redis_pid  # noqa: E402
-from bench.load import CANVAS, DEFAULT_MNIST_DIR, BRUSH, LoadResult, load_run, make_drawings, pct, run_async  # noqa: E402
+from bench.load import BRUSH, CANVAS, DEFAULT_MNIST_DIR, LoadResult, load_run, make_drawings, pct, run_async  # noqa: E402
 from scripts.stack import UNTHROTTLED, Stack  # noqa: E402
 
 MEMORY_GROWTH_MAX = 0.10  # the issue's "flat memory": at most 10% above the reference sample
@@ -355,14 +356,15 @@ def _gen_truncated(rng: random.Random, seq: int) -> Frame:
 
 
 def _gen_not_object(rng: random.Random, seq: int) -> Frame:
-    return Frame("JSON, not an object", rng.choice(["[]", "null", "7", '"stroke"', "true", f"[{_dumps(_stroke(seq))}]"]), text=True)
+    choices = ["[]", "null", "7", '"stroke"', "true", f"[{_dumps(_stroke(seq))}]"]
+    return Frame("JSON, not an object", rng.choice(choices), text=True)
 
 
 def _gen_deep(rng: random.Random, seq: int) -> Frame:
     depth = rng.randint(2_000, 60_000)
     if rng.random() < 0.5:
         return Frame("deeply nested JSON", "[" * depth + "]" * depth, text=True)
-    return Frame("deeply nested JSON", '{"type":"stroke","seq":%d,"points":' % seq + '{"a":' * depth + "1" + "}" * depth + "}",
+    return Frame("deeply nested JSON", f'{{"type":"stroke","seq":{seq},"points":' + '{"a":' * depth + "1" + "}" * depth + "}",
                  text=True)
 
 
@@ -502,7 +504,7 @@ async def _fuzz_socket(url: str, frames: list[Frame], tallies: dict[str, Tally],
                     tally.unanswered += 1
                 tally.codes[f"close {code or 'without a close frame'}"] += 1
                 ws = await connect()
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 tally.unanswered += 1
                 tally.codes["no answer"] += 1
                 await ws.close()
@@ -515,7 +517,7 @@ async def _fuzz_socket(url: str, frames: list[Frame], tallies: dict[str, Tally],
             msg = json.loads(await asyncio.wait_for(ws.recv(), timeout))
             if msg["type"] == "prediction":
                 return msg["seq"] == 1 and msg["digit"] is not None
-    except (OSError, asyncio.TimeoutError, websockets.WebSocketException):
+    except (TimeoutError, OSError, websockets.WebSocketException):
         return False
     finally:
         await ws.close()
@@ -566,7 +568,8 @@ SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" width="112" height="112"><path 
 
 def hostile_uploads() -> list[tuple[str, str, dict[str, str], bytes]]:
     """(name, method, headers, body) of each hostile request to /api/predict."""
-    def multipart(data: bytes, filename: str = "d.png", ctype: str = "image/png", name: str = "image") -> tuple[dict[str, str], bytes]:
+    def multipart(data: bytes, filename: str = "d.png", ctype: str = "image/png",
+                  name: str = "image") -> tuple[dict[str, str], bytes]:
         boundary = uuid.uuid4().hex
         body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n"
                 f"Content-Type: {ctype}\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
@@ -944,8 +947,10 @@ class FloodReport:
             f"  unloaded: p50 {self.quiet.latency(50):.1f} ms, p95 {self.quiet.latency(95):.1f} ms "
             f"({len(self.quiet.stats.latencies)} drawings, {len(self.quiet.stats.errors)} errors, {self.quiet.stats.lost} lost)",
             f"  flooded:  p50 {self.flooded.latency(50):.1f} ms, p95 {self.flooded.latency(95):.1f} ms "
-            f"({len(self.flooded.stats.latencies)} drawings, {len(self.flooded.stats.errors)} errors, {self.flooded.stats.lost} lost)",
-            f"  p95 ratio {self.ratio:.2f}x; flooder: {total} requests in {self.flood_s:.1f} s ({total / self.flood_s:.0f}/s), {self.throttled} got 429: "
+            f"({len(self.flooded.stats.latencies)} drawings, {len(self.flooded.stats.errors)} errors, "
+            f"{self.flooded.stats.lost} lost)",
+            f"  p95 ratio {self.ratio:.2f}x; flooder: {total} requests in {self.flood_s:.1f} s "
+            f"({total / self.flood_s:.0f}/s), {self.throttled} got 429: "
             + ", ".join(f"{k}: {v}" for k, v in sorted(self.flood.items())),
             f"  the flooder's own CPU: {self.flood_cpu_ms / 1000:.1f} s in {self.flood_s:.1f} s "
             f"({self.flood_cpu_ms / 10 / self.flood_s:.0f}% of one core, on the service's machine)",

@@ -86,7 +86,7 @@ def make_sheet(models: list[str], out: Path, *, models_dir: Path = DEFAULT_MODEL
     if len(splits) != 1:
         raise ValueError(f"the models were selected on different validation splits: {sorted(splits)}")
     images, labels = load_sets(data_dir, predictors[0].card, progress=False)["canvas_val"]
-    probs = sum(p.predict(images.astype(np.float32) / 255.0) for p in predictors)
+    probs = np.sum([p.predict(images.astype(np.float32) / 255.0) for p in predictors], axis=0)
     wrong = probs.argmax(axis=1) != labels
     items = sheet_items(np.flatnonzero(wrong), np.flatnonzero(~wrong), n_correct, seed)
     contact_sheet(images[items], out / "sheet.png")

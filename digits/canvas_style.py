@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from digits.parallel import map_chunks
 from digits.render import strokes_to_mnist
-from digits.strokes import rdp, skeleton_strokes
+from digits.strokes import Polyline, rdp, skeleton_strokes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR = Path(os.environ.get("DIGITS_CACHE_DIR", REPO_ROOT / ".cache" / "canvas_style"))
@@ -117,7 +117,7 @@ def _mouse_sample(pts: np.ndarray, p: Params, rng: np.random.Generator) -> np.nd
     return rdp(sampled, p.tolerance)
 
 
-def _simplify(strokes: list[list[tuple[float, float]]], p: Params, rng: np.random.Generator) -> list[np.ndarray]:
+def _simplify(strokes: Sequence[Polyline], p: Params, rng: np.random.Generator) -> list[np.ndarray]:
     out = []
     for s in strokes:
         pts = _mouse_sample(np.asarray(s, dtype=np.float64).reshape(-1, 2), p, rng)
@@ -135,7 +135,7 @@ def rerender_strokes(image: np.ndarray, p: Params, rng: np.random.Generator) -> 
     return place_strokes(strokes, p, rng)
 
 
-def place_strokes(strokes: Sequence[Sequence[Sequence[float]]], p: Params,
+def place_strokes(strokes: Sequence[Polyline], p: Params,
                   rng: np.random.Generator) -> list[list[tuple[float, float]]]:
     """Canvas strokes (CSS px) of dense polylines in source (MNIST) pixels, redrawn under ``p``:
     sparse mouse sampling, jitter, and the digit's 20 px box scaled to ``p.size`` at ``p.position``.
@@ -166,7 +166,7 @@ def canvas_style(image: np.ndarray, rng: np.random.Generator, params: Params | N
     return out
 
 
-def draw_strokes(strokes: Sequence[Sequence[Sequence[float]]], rng: np.random.Generator,
+def draw_strokes(strokes: Sequence[Polyline], rng: np.random.Generator,
                  params: Params | None = None) -> np.ndarray | None:
     """The (28, 28) float32 image of dense source-pixel polylines drawn like a canvas drawing (as
     :func:`canvas_style` draws a traced digit), or None without ink."""
@@ -250,8 +250,8 @@ def build_dataset(
         with open(tmp, "wb") as f:
             np.savez_compressed(f, images=out)
         tmp.replace(final)
-        for f in part_dir.glob("*.npy"):
-            f.unlink()
+        for part in part_dir.glob("*.npy"):
+            part.unlink()
         part_dir.rmdir()
     return out
 

@@ -22,7 +22,7 @@ import statistics
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -184,9 +184,11 @@ def load_sets(
     v_img, v_lab = tr_img[val], tr_lab[val]
     return {
         "val": (v_img, v_lab),
-        "canvas_val": (build_dataset(v_img, VAL_SEED, mode="grid", cache_dir=cache_dir, progress=progress, desc="canvas-style val"), v_lab),
+        "canvas_val": (build_dataset(v_img, VAL_SEED, mode="grid", cache_dir=cache_dir, progress=progress,
+                                     desc="canvas-style val"), v_lab),
         "test": (te_img, te_lab),
-        "canvas_test": (build_dataset(te_img, TEST_SEED, mode="grid", cache_dir=cache_dir, progress=progress, desc="canvas-style test"), te_lab),
+        "canvas_test": (build_dataset(te_img, TEST_SEED, mode="grid", cache_dir=cache_dir, progress=progress,
+                                      desc="canvas-style test"), te_lab),
     }
 
 
@@ -211,7 +213,8 @@ def upload_report(predictor: Predictor, uploads: Iterable[uploadset.Upload]) -> 
         by_variant.setdefault(u.variant, []).append(u)
     report = {}
     for name, items in by_variant.items():
-        images, labels, codes = [], [], {}
+        images, labels = [], []
+        codes: dict[str, int] = {}
         for u in items:
             try:
                 images.append(upload_input(u.data))
@@ -299,7 +302,7 @@ def evaluate(
         "temperature": temperature,
         "data_dir": str(data_dir),
         "canvas_style": {"test_seed": TEST_SEED, "val_seed": VAL_SEED, "mode": "grid", "format_version": FORMAT_VERSION},
-        "evaluated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "evaluated": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     for name, (images, labels) in sets.items():
         probs = predict_all(predictor, images)

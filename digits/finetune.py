@@ -33,11 +33,10 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -300,7 +299,8 @@ def _fit(cfg: FinetuneConfig, base: DigitNet, mnist_images: np.ndarray, mnist_la
     per_epoch = min(cfg.mnist_per_epoch or len(mnist_images), len(mnist_images))
     share = cfg.collected_share
     have_collected = collected is not None and split is not None and share > 0
-    n_collected = max(len(split.train), round(per_epoch * share / (1 - share))) if have_collected else 0
+    n_collected = (max(len(split.train), round(per_epoch * share / (1 - share)))
+                   if split is not None and have_collected else 0)
     steps = math.ceil((per_epoch + n_collected) / cfg.batch_size)
     tcfg = tr.Config(epochs=cfg.epochs, seed=seed, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                      label_smoothing=cfg.label_smoothing, threads=cfg.threads, progress=cfg.progress,
@@ -417,7 +417,8 @@ def _card(cfg: FinetuneConfig, name: str, base_name: str, base_card: dict, model
         "train_count": counts["train"],
         "val_count": counts["val"],
         "validation_split": base_card["data"].get("validation_split", tr.split_description(
-            tr.Config(seed=int(base_card["training"]["seed"]), val_fraction=float(base_card["training"].get("val_fraction", 0.1))))),
+            tr.Config(seed=int(base_card["training"]["seed"]),
+                      val_fraction=float(base_card["training"].get("val_fraction", 0.1))))),
         "augmentation": tr.Augment(elastic=cfg.elastic, thickness=cfg.thickness).describe(),
     }
     if collected is not None and split is not None:
@@ -495,7 +496,7 @@ def _card(cfg: FinetuneConfig, name: str, base_name: str, base_card: dict, model
             "after": {"model": name, **_metrics(after)},
         },
         "weights": {"file": weights.name, "sha256": tr.sha256_file(weights), "bytes": weights.stat().st_size},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,8 @@ class DigitNet(nn.Module):
     one image takes well under a millisecond on one CPU thread; convolutions dominate, with a large
     per-operator overhead, hence few layers and :func:`fuse_for_inference` for serving.
     """
+
+    temperature: torch.Tensor  # a buffer (register_buffer leaves it untyped)
 
     def __init__(self, dropout: float = 0.25, channels: Sequence[int] = DEFAULT_CHANNELS) -> None:
         super().__init__()
@@ -85,6 +87,9 @@ class FusedDigitNet(nn.Module):
     dispatch per call (single-image latency is dominated by per-operator overhead).
     """
 
+    temperature: torch.Tensor
+    classifier: nn.Linear
+
     def __init__(self, model: DigitNet) -> None:
         super().__init__()
         convs: list[nn.Conv2d] = []
@@ -99,7 +104,8 @@ class FusedDigitNet(nn.Module):
                 pool_after[-1] = True
             elif not isinstance(layer, nn.ReLU):
                 raise TypeError(f"cannot fuse layer {layer}")
-        self.convs = nn.ModuleList(convs).to(memory_format=torch.channels_last)
+        # Module.to takes memory_format at run time; torch's stubs do not list it.
+        self.convs = nn.ModuleList(convs).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.pool_after = tuple(pool_after)
         self.classifier = copy.deepcopy(model.classifier)
         self.register_buffer("temperature", model.temperature.detach().clone())

@@ -6,15 +6,14 @@ import hashlib
 import io
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from digits.cards import current_model_name
 from digits.network import DEFAULT_CHANNELS, DigitNet, fuse_for_inference
-
 
 CHUNK = 256  # images per forward pass in predict()
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -68,6 +67,7 @@ class Predictor:
         with torch.enable_grad():
             logits = self._model(x)
             logits[torch.arange(len(arr)), torch.as_tensor(list(digits))].sum().backward()
+        assert x.grad is not None  # backward() filled it
         evidence = (x.grad * x).detach().clamp_(min=0)
         smooth = torch.nn.functional.avg_pool2d(evidence, 3, stride=1, padding=1)[:, 0].numpy()
         peak = smooth.reshape(len(arr), -1).max(axis=1)[:, None, None]

@@ -151,7 +151,8 @@ def synthetic_non_digits(
     from digits.render import strokes_to_mnist
 
     rng = np.random.default_rng(seed)
-    images, kinds = [], []
+    images: list[np.ndarray] = []
+    kinds: list[str] = []
     while len(images) < n:
         kind = ("scribble", "blob", "letter")[len(images) % 3]
         if kind == "blob":

@@ -91,7 +91,7 @@ def _coverage(w: int, h: int, starts: np.ndarray, dirs: np.ndarray, radius: floa
     Arrays are (segments, pixels): reductions over axis 0 are the fast ones in numpy.
     """
     grid = _grid(w, h)
-    a = starts - np.float32([w / 2, h / 2])
+    a = starts - np.array([w / 2, h / 2], dtype=np.float32)
     len2 = (dirs * dirs).sum(axis=1)
     inv = np.divide(1.0, len2, out=np.zeros_like(len2), where=len2 > 0)[:, None]
     len2 = len2[:, None]
@@ -117,6 +117,7 @@ def _coverage(w: int, h: int, starts: np.ndarray, dirs: np.ndarray, radius: floa
         d2 += q
         d2 = d2.min(axis=0)
         best = d2 if best is None else np.minimum(best, d2)
+    assert best is not None  # callers pass at least one segment
     dist = np.sqrt(best.clip(0.0, None))
     # Overlap of the stroke's cross-section [-r, r] with the pixel's footprint [d-0.5, d+0.5].
     cov = np.minimum(dist + 0.5, radius)

@@ -45,7 +45,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from digits.canvas_style import CACHE_DIR, FORMAT_VERSION, MNIST_BOX, data_hash, draw_strokes
-from digits.strokes import densify, rdp, skeleton_strokes
+from digits.strokes import Polyline, densify, rdp, skeleton_strokes
 
 STYLE_VERSION = 2  # bump when a style changes (invalidates cached pools)
 
@@ -56,7 +56,7 @@ StyleFn = Callable[[Strokes, np.random.Generator], "Strokes | None"]
 # --------------------------------------------------------------------------- geometry
 
 
-def _arrays(strokes: Sequence[Sequence[Sequence[float]]]) -> Strokes:
+def _arrays(strokes: Sequence[Polyline]) -> Strokes:
     return [np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in strokes if len(s)]
 
 

@@ -17,6 +17,7 @@ from skimage.morphology import skeletonize
 
 Pixel = tuple[int, int]  # (row, col)
 Path = list[Pixel]
+Polyline = Sequence[Sequence[float]] | np.ndarray  # points as JSON gives them, or an (n, 2) array
 
 _ORTH = ((-1, 0), (1, 0), (0, -1), (0, 1))
 _DIAG = ((-1, -1), (-1, 1), (1, -1), (1, 1))
@@ -103,6 +104,7 @@ def _trace(adj: dict[Pixel, list[Pixel]], node_of: dict[Pixel, int]) -> list[tup
     """Edges (node_a, node_b, pixel path) of the skeleton graph; node-free cycles get node -1."""
     edges: list[tuple[int, int, Path]] = []
     seen: set[tuple[Pixel, Pixel]] = set()
+    prev: Pixel | None
     for start in sorted(node_of):
         for first in adj[start]:
             if (start, first) in seen or (first in node_of and node_of[first] == node_of[start]):
@@ -277,7 +279,7 @@ def stroke_width(image: np.ndarray) -> float:
     return max(1.0, float(img.sum()) / length) if length else 1.0
 
 
-def densify(stroke: Sequence[Sequence[float]], step: float) -> list[tuple[float, float]]:
+def densify(stroke: Polyline, step: float) -> list[tuple[float, float]]:
     """Insert points so that consecutive points are at most ``step`` apart (like mouse sampling)."""
     if step <= 0:
         raise ValueError("step must be positive")

@@ -26,8 +26,8 @@ trained (larger, slower) model on the same augmented batches. The teacher must h
 the same validation split (same seed), so that split stays unseen by both.
 
 Model selection uses a validation split of the training part only (its images and their canvas-style
-copies); the test set is evaluated once, at the end, for the model card.  A checkpoint per epoch goes to ``<out>/.ckpt/`` (not committed), and
-``--resume`` continues from it.
+copies); the test set is evaluated once, at the end, for the model card. A checkpoint per epoch goes
+to ``<out>/.ckpt/`` (not committed), and ``--resume`` continues from it.
 """
 
 from __future__ import annotations
@@ -40,10 +40,11 @@ import math
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -251,7 +252,7 @@ class Styled:
     count: torch.Tensor
 
     @classmethod
-    def from_pool(cls, images: np.ndarray, source: np.ndarray, n: int) -> "Styled":
+    def from_pool(cls, images: np.ndarray, source: np.ndarray, n: int) -> Styled:
         order = np.argsort(source, kind="stable")
         count = np.bincount(source, minlength=n)
         first = np.concatenate([[0], np.cumsum(count)[:-1]])
@@ -327,7 +328,7 @@ def train_one_epoch(
                 xb[st] = styled.images[pick[st]]
                 unseen |= st
         n_out = int(round(len(idx) * cfg.outliers)) if outliers is not None else 0
-        if n_out:
+        if outliers is not None and n_out:
             xb = torch.cat([xb, outliers[torch.randint(0, len(outliers), (n_out,), generator=gen)]])
         xb = augment(xb.to(device, non_blocking=True), aug, gen)
         yb = y[idx].to(device, non_blocking=True)
@@ -392,7 +393,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 @torch.no_grad()
-def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+def logits_of(model: DigitNet, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Logits of ``model`` (eval mode) at temperature 1."""
     model.eval()
     t = model.temperature.clone()
@@ -511,7 +512,7 @@ def write_json(path: Path, data: dict) -> None:
 def build_card(cfg: Config, model: DigitNet, weights: Path, counts: dict[str, int], metrics: dict[str, float],
                aug: Augment, wall_s: float, argv: list[str], best_epoch: int,
                calibration: dict | None = None) -> dict:
-    card = {
+    card: dict[str, Any] = {
         "name": cfg.name,
         "version": cfg.version,
         "architecture": {
@@ -546,7 +547,7 @@ def build_card(cfg: Config, model: DigitNet, weights: Path, counts: dict[str, in
         },
         "metrics": metrics,
         "weights": {"file": weights.name, "sha256": sha256_file(weights), "bytes": weights.stat().st_size},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if cfg.canvas_fraction > 0:
         card["data"]["canvas_style"] = (
@@ -591,7 +592,7 @@ def _channels(text: str) -> tuple[int, int, int, int]:
     widths = tuple(int(c) for c in text.split(","))
     if len(widths) != 4:
         raise argparse.ArgumentTypeError("four comma-separated widths, e.g. 32,64,96,128")
-    return widths  # type: ignore[return-value]
+    return widths
 
 
 def parse_args(argv: list[str]) -> Config:

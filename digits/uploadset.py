@@ -56,7 +56,7 @@ def _grid() -> list[Variant]:
             for dark in (True, False):
                 for framing in ("tight", "margin"):
                     name = f"{fmt.lower()}-{side}-{'dark' if dark else 'light'}-{framing}"
-                    out.append(Variant(name, fmt, side, dark, framing))  # type: ignore[arg-type]
+                    out.append(Variant(name, fmt, side, dark, framing))
     return out
 
 
@@ -170,8 +170,8 @@ def _margin(image28: np.ndarray, side: int, c: Choices, share: tuple[float, floa
 def _paper(h: int, w: int, c: Choices, colour: Sequence[float], mottle: float) -> np.ndarray:
     """(h, w, 3) float32 BGR paper: a base colour, low-frequency mottling and fine grain."""
     rng = c.rng
-    low = rng.standard_normal((max(2, h // 24), max(2, w // 24)), dtype=np.float32)
-    low = cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC)
+    coarse = rng.standard_normal((max(2, h // 24), max(2, w // 24)), dtype=np.float32)
+    low = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
     texture = (low * mottle + rng.standard_normal((h, w), dtype=np.float32) * 2.0)[..., None]
     return np.asarray(colour, np.float32)[None, None, :] + texture
 
@@ -219,8 +219,8 @@ def _shadow(img: np.ndarray, c: Choices, depth: float) -> np.ndarray:
 def _perspective(img: np.ndarray, c: Choices, amount: float) -> np.ndarray:
     """The page seen at an angle: each corner moved by up to ``amount`` of the image's size."""
     h, w = img.shape[:2]
-    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    jitter = np.float32([[c.free(-1, 1) * amount * w, c.free(-1, 1) * amount * h] for _ in range(4)])
+    src = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
+    jitter = np.array([[c.free(-1, 1) * amount * w, c.free(-1, 1) * amount * h] for _ in range(4)], dtype=np.float32)
     m = cv2.getPerspectiveTransform(src, src + jitter)
     return cv2.warpPerspective(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
@@ -243,8 +243,8 @@ def _scene(image28: np.ndarray, v: Variant, c: Choices) -> np.ndarray:
     ys, xs = np.nonzero(ink > 0.05)
     digit = float(max(np.ptp(ys), np.ptp(xs)) + 1)  # the digit's longer side, px
     if v.scene == "blurred":  # out of focus: blur relative to the digit (and so to its strokes)
-        ground, fg = c.u(245, 215), c.u(20, 70)
-        return cv2.GaussianBlur(ground + (fg - ground) * ink, (0, 0), c.u(0.015, 0.04) * digit)
+        bg, fg = c.u(245, 215), c.u(20, 70)
+        return cv2.GaussianBlur(bg + (fg - bg) * ink, (0, 0), c.u(0.015, 0.04) * digit)
     if v.scene == "board":
         ground = _paper(h, w, c, (45.0, 55.0, 40.0), mottle=c.u(3, 8))
         chalk = ink * np.clip(0.8 + 0.2 * c.rng.standard_normal(ink.shape, dtype=np.float32), 0, 1)

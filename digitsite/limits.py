@@ -9,7 +9,8 @@ compose balancer, nginx refuses it first (`client_max_body_size`, deploy/nginx.c
 from __future__ import annotations
 
 import json
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

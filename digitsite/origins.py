@@ -8,7 +8,8 @@ in CSRF_TRUSTED_ORIGINS. No Origin, no socket: non-browser clients must send one
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from channels.security.websocket import WebsocketDenier

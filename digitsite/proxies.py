@@ -10,8 +10,8 @@ the scheme (https: Django's request.is_secure(), secure redirects and cookies).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 Scope = dict[str, Any]
 App = Callable[[Scope, Any, Any], Awaitable[None]]

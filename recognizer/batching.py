@@ -30,7 +30,8 @@ OnFailed = Callable[[BaseException], Awaitable[None]]
 
 
 def _is_async(fn: object) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+    # An object whose __call__ is a coroutine function (callable() would not say whether it is async).
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
 
 
 class JobBatcher:

@@ -7,15 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from recognizer.protocol import (
-    MAX_POINTS_PER_DRAWING,
-    MAX_POINTS_PER_STROKE,
-    ClearMsg,
-    Point,
-    ProtocolError,
-    StrokeMsg,
-    UndoMsg,
-)
+from recognizer.protocol import MAX_POINTS_PER_DRAWING, MAX_POINTS_PER_STROKE, ClearMsg, Point, ProtocolError, StrokeMsg, UndoMsg
 
 
 @dataclass

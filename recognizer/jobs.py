@@ -17,7 +17,16 @@ from recognizer.batching import JobBatcher, OnFailed, Publish
 from recognizer.publish import TaskPusher
 from recognizer.replies import Handler, ReplyHub
 from worker.jobs import (
-    FILL_TASK, JOB_EXPIRES_S, PREDICT_QUEUE, PREDICT_TASK, PREPARE_QUEUE, PREPARE_TASK, Answer, Batch, Job, batch_repr,
+    FILL_TASK,
+    JOB_EXPIRES_S,
+    PREDICT_QUEUE,
+    PREDICT_TASK,
+    PREPARE_QUEUE,
+    PREPARE_TASK,
+    Answer,
+    Batch,
+    Job,
+    batch_repr,
 )
 
 # A broker that does not answer fails the publish quickly (the client is told), instead of kombu's

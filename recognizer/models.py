@@ -57,7 +57,8 @@ class Drawing(models.Model):
     prediction, the 28x28 image and the PNG (`predicted_at` is empty until then)."""
 
     client_id = models.CharField(max_length=64, help_text="Drawing id chosen by the page.")
-    content_hash = models.CharField(max_length=64, default="", help_text="sha256 of strokes, canvas and brush: a resubmit is the same row.")
+    content_hash = models.CharField(max_length=64, default="",
+                                    help_text="sha256 of strokes, canvas and brush: a resubmit is the same row.")
     strokes = models.JSONField(help_text="[[[x, y], ...], ...] in canvas CSS pixels.")
     canvas_width = models.FloatField()
     canvas_height = models.FloatField()

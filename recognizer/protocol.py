@@ -9,7 +9,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 MAX_FRAME_BYTES = 256 * 1024
 MAX_POINTS_PER_STROKE = 10_000
@@ -62,7 +62,7 @@ class SubmitMsg:
     label: int | None
 
 
-Message = Union[StrokeMsg, UndoMsg, ClearMsg, SubmitMsg]
+Message = StrokeMsg | UndoMsg | ClearMsg | SubmitMsg
 
 
 def check_message(text: str | None, data: bytes | None, *, last_seq: int | None) -> Message:

@@ -14,14 +14,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
-from worker.jobs import (
-    JOB_EXPIRES_S,
-    PREDICT_TASK,
-    PREPARE_QUEUE,
-    PREPARE_TASK,
-    Batch,
-    batch_repr,
-)
+from worker.jobs import JOB_EXPIRES_S, PREDICT_TASK, PREPARE_QUEUE, PREPARE_TASK, Batch, batch_repr
 from worker.task_messages import task_message
 
 __all__ = ["TaskPusher", "task_message"]

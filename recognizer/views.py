@@ -1,7 +1,6 @@
 """HTTP: the page, image upload prediction, health."""
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import time
@@ -56,7 +55,7 @@ async def api_predict(request: HttpRequest) -> JsonResponse:
     job = Job(id=job_id, client=job_id, reply=jobs.reply, upload=data, saliency=Saliency.INLINE)
     try:
         answer = await jobs.run(job, timeout=UPLOAD_TIMEOUT_S)
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         return _error(503, "unavailable", "the recogniser did not answer in time; retry later")
     except Exception:  # the broker refused the job
         log.warning("could not queue upload %s", job_id, exc_info=True)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from websockets.sync.client import connect
 

@@ -29,7 +29,7 @@ def task_message(task: str, queue: str, args: tuple[Any, ...], *, argsrepr: str,
     task_id = task_id or str(uuid.uuid4())
     expires = None
     if expires_s is not None:
-        expires = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=expires_s)).isoformat()
+        expires = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=expires_s)).isoformat()
     body = msgpack.packb([list(args), {}, _EMBED], use_bin_type=True)
     envelope = {
         "body": base64.b64encode(body).decode(),

@@ -16,12 +16,20 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
 
 from worker import pipeline
-from worker.jobs import (
-    FILL_TASK, HEAT_TASK, JOB_EXPIRES_S, PREDICT_QUEUE, PREDICT_TASK, PREPARE_QUEUE, PREPARE_TASK, Answer, Batch,
-    JobError,
-)
 from worker.enqueue import enqueue
 from worker.heartbeat import Heartbeat, heartbeat_key
+from worker.jobs import (
+    FILL_TASK,
+    HEAT_TASK,
+    JOB_EXPIRES_S,
+    PREDICT_QUEUE,
+    PREDICT_TASK,
+    PREPARE_QUEUE,
+    PREPARE_TASK,
+    Answer,
+    Batch,
+    JobError,
+)
 from worker.model_registry import ModelWatcher, get_predictor, served_model_name
 from worker.push import push_answers
 

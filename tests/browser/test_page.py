@@ -10,7 +10,8 @@ import json
 import math
 import re
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 from PIL import Image, ImageDraw

@@ -20,8 +20,12 @@ def digit_photo(digit: int, *, dark_on_light: bool, fmt: str = "PNG", size: int 
     draw = ImageDraw.Draw(img)
     for stroke in digit_strokes(digit, scale=size / 280 * 0.8, offset=(size * 0.1, size * 0.1)):
         draw.line(stroke, fill=ink, width=size // 22, joint="curve")
+    return _encoded(img.convert("RGB"), fmt)
+
+
+def _encoded(img: Image.Image, fmt: str = "PNG") -> bytes:
     buf = io.BytesIO()
-    img.convert("RGB").save(buf, format=fmt)
+    img.save(buf, format=fmt)
     return buf.getvalue()
 
 
@@ -78,7 +82,7 @@ def bomb() -> bytes:
         ("huge.png", png_header_only(20000, 20000), "too_large"),
         ("bomb.png", bomb(), "too_large"),
         ("big.bin", b"\x00" * (6 * 2**20), "too_large"),
-        ("blank.png", (lambda b: (Image.new("L", (200, 200), 255).save(b, format="PNG"), b.getvalue())[1])(io.BytesIO()), "empty_image"),
+        ("blank.png", _encoded(Image.new("L", (200, 200), 255)), "empty_image"),
     ],
 )
 def test_bad_uploads_get_400_with_a_json_error_fast(stack, name, data, code):

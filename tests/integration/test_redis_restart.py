@@ -1,6 +1,7 @@
 """Redis restarted under a running service: the sockets open before it predict again, without
-reconnecting, and what was submitted meanwhile is stored and predicted. With one reply subscription per web process, a subscription that did not come back
-would leave every socket of that process without answers: this is the test that it does."""
+reconnecting, and what was submitted meanwhile is stored and predicted. With one reply subscription
+per web process, a subscription that did not come back would leave every socket of that process
+without answers: this is the test that it does."""
 import os
 import signal
 import subprocess

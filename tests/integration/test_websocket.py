@@ -120,22 +120,29 @@ def test_socket_idle_for_15_seconds_still_works(ws):
     assert final["digit"] == 4
 
 
+def raw_stroke(seq: int, points: str, *, stroke: int = 0) -> str:
+    """A stroke frame with `points` as raw JSON text (NaN and 1e999 are not what json.dumps writes)."""
+    return (f'{{"type": "stroke", "seq": {seq}, "drawing": "m", "stroke": {stroke}, "points": {points}, '
+            '"final": true, "canvas": [280, 280], "brush": 16}')
+
+
 BAD_FRAMES = [
     ("not json at all", "bad_json"),
     ("[1,2,3]", "bad_json"),
     ('{"type": "fly", "seq": 1000}', "unknown_type"),
     ('{"type": "stroke", "seq": 1001}', "bad_message"),
-    ('{"type": "stroke", "seq": 1002, "drawing": "m", "stroke": 0, "points": [[1, "x"]], "final": true, "canvas": [280, 280], "brush": 16}', "bad_message"),
-    ('{"type": "stroke", "seq": 1003, "drawing": "m", "stroke": 0, "points": [[NaN, 1]], "final": true, "canvas": [280, 280], "brush": 16}', "bad_json"),
-    ('{"type": "stroke", "seq": 1004, "drawing": "m", "stroke": 0, "points": [[1e999, 1]], "final": true, "canvas": [280, 280], "brush": 16}', "bad_message"),
-    ('{"type": "stroke", "seq": 1005, "drawing": "m", "stroke": 0, "points": [[1e15, 1]], "final": true, "canvas": [280, 280], "brush": 16}', "bad_message"),
+    (raw_stroke(1002, '[[1, "x"]]'), "bad_message"),
+    (raw_stroke(1003, "[[NaN, 1]]"), "bad_json"),
+    (raw_stroke(1004, "[[1e999, 1]]"), "bad_message"),
+    (raw_stroke(1005, "[[1e15, 1]]"), "bad_message"),
     (json.dumps({"type": "stroke", "seq": 1006, "drawing": "m", "stroke": 0, "points": [[1, 1]] * 10001,
                  "final": True, "canvas": [280, 280], "brush": 16}), "too_large"),
     (json.dumps({"type": "undo", "seq": 1007, "drawing": "m", "pad": "x" * 300_000}), "too_large"),
-    (json.dumps({"type": "undo", "seq": 1010, "drawing": "m", "pad": "x" * 1_500_000}), "too_large"),  # past daphne's default 1 MiB
+    # past daphne's default 1 MiB:
+    (json.dumps({"type": "undo", "seq": 1010, "drawing": "m", "pad": "x" * 1_500_000}), "too_large"),
     ('{"type": "undo", "seq": 5, "drawing": "m"}', "bad_seq"),
     ('{"type": "submit", "seq": 1008, "drawing": "m", "label": 12}', "bad_message"),
-    ('{"type": "stroke", "seq": 1009, "drawing": "m", "stroke": 3, "points": [[1, 1]], "final": true, "canvas": [280, 280], "brush": 16}', "bad_stroke"),
+    (raw_stroke(1009, "[[1, 1]]", stroke=3), "bad_stroke"),
 ]
 
 

@@ -91,7 +91,7 @@ def test_the_list_shows_review_columns_thumbnail_and_the_triage_link(client: Cli
     response = client.get(CHANGELIST)
     html = response.content.decode()
     assert response.status_code == 200
-    assert f'name="form-0-review_label"' in html  # editable in place
+    assert 'name="form-0-review_label"' in html  # editable in place
     assert "data:image/png;base64," in html and "waiting for its prediction" in html
     assert reverse("review:triage") in html
     shown = {r.pk: r for r in response.context["cl"].result_list}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
-from datetime import datetime, timezone as tz
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,8 +21,8 @@ from recognizer.models import Drawing
 pytestmark = pytest.mark.django_db
 
 _ids = itertools.count()
-WEEK1 = datetime(2026, 11, 10, 12, tzinfo=tz.utc)  # a Tuesday: its week starts Monday 2026-11-09
-WEEK2 = datetime(2026, 11, 18, 12, tzinfo=tz.utc)  # week of 2026-11-16
+WEEK1 = datetime(2026, 11, 10, 12, tzinfo=UTC)  # a Tuesday: its week starts Monday 2026-11-09
+WEEK2 = datetime(2026, 11, 18, 12, tzinfo=UTC)  # week of 2026-11-16
 
 
 def make(model: str, predicted: int | None, *, label: int | None = None, review: int | None = None,

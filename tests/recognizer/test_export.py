@@ -22,12 +22,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from recognizer import export
-from recognizer.export import (
-    ZIP_NAMES,
-    drawings_for_export,
-    export_to_files,
-    export_to_zip,
-)
+from recognizer.export import ZIP_NAMES, drawings_for_export, export_to_files, export_to_zip
 from recognizer.models import Drawing
 from tests.digit_paths import digit_strokes
 from worker.pipeline import prepare_strokes

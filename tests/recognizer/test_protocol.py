@@ -52,8 +52,10 @@ def test_valid_messages_become_typed_values():
         (stroke(points="nope"), "bad_message"),
         (stroke(points=[[1e308 * 10, 2]]).replace("Infinity", "1e999"), "bad_message"),
         (stroke(points=[[1e12, 2]]), "bad_message"),
-        ('{"type":"stroke","seq":1,"drawing":"d","stroke":0,"points":[[NaN,1]],"final":false,"canvas":[9,9],"brush":3}', "bad_json"),
-        ('{"type":"stroke","seq":1,"drawing":"d","stroke":0,"points":[[Infinity,1]],"final":false,"canvas":[9,9],"brush":3}', "bad_json"),
+        ('{"type":"stroke","seq":1,"drawing":"d","stroke":0,"points":[[NaN,1]],'
+         '"final":false,"canvas":[9,9],"brush":3}', "bad_json"),
+        ('{"type":"stroke","seq":1,"drawing":"d","stroke":0,"points":[[Infinity,1]],'
+         '"final":false,"canvas":[9,9],"brush":3}', "bad_json"),
         (stroke(stroke=-1), "bad_message"),
         (stroke(stroke=64), "too_large"),
         (stroke(final="yes"), "bad_message"),

@@ -11,9 +11,9 @@ import pytest
 import redis
 
 from recognizer.publish import TaskPusher
-from worker.task_messages import task_message
-from worker.jobs import PREDICT_QUEUE, PREDICT_TASK, Batch, Job, Saliency, Strokes
 from tests.conftest import TEST_REDIS_URL
+from worker.jobs import PREDICT_QUEUE, PREDICT_TASK, Batch, Job, Saliency, Strokes
+from worker.task_messages import task_message
 
 # Fields that differ per message by nature (ids, the moment it expires, the sender; the body is
 # compared decoded, apart from the moment it was sent).

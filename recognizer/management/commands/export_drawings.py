@@ -3,7 +3,8 @@ training data (recognizer.export does the work): FILE.npz, FILE.strokes.jsonl an
 from __future__ import annotations
 
 import time
-from datetime import datetime, time as day_start
+from datetime import datetime
+from datetime import time as day_start
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser

@@ -23,7 +23,7 @@ from django.utils import timezone
 from digits import uji
 from recognizer.jobs import enqueue_fill
 from recognizer.models import Drawing
-from recognizer.services import enqueue_quietly, drawing_store
+from recognizer.services import drawing_store, enqueue_quietly
 from worker.jobs import MAX_BATCH
 
 Enqueue = Callable[[list[int]], None]

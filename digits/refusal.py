@@ -18,8 +18,8 @@ the tests draw); see ``docs/`` / the report for the figures.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
-from scipy import ndimage
 
 INK_LEVEL = 0.5  # a pixel at or above this share of the image's peak counts as ink (hairlines are faint)
 MAX_INK_SHARE = 0.34  # share of the 28x28 frame that is ink
@@ -30,29 +30,27 @@ MAX_PIECES = 3  # separate ink components (of at least MIN_PIECE px)
 MIN_PIECE = 4
 MIN_CONFIDENCE = 0.5  # calibrated top probability
 
-_EIGHT = np.ones((3, 3), dtype=bool)
-_FOUR = ndimage.generate_binary_structure(2, 1)
-
-
 def features(image28: np.ndarray) -> dict[str, float]:
-    """Ink share, hole count and piece count of a (28, 28) image in [0, 1] (ink = 1)."""
+    """Ink share, hole count, piece count and stroke thickness of a (28, 28) image in [0, 1] (ink = 1).
+
+    Every prediction pays for this, so it is OpenCV on uint8 masks (about 0.07 ms; scipy.ndimage's
+    label and distance transform gave the same figures in about 0.2 ms)."""
     img = np.asarray(image28, dtype=np.float32).reshape(28, 28)
     peak = max(float(img.max()), 1e-6)
-    ink = img >= INK_LEVEL * peak
-    share = float(ink.mean())
+    ink = (img >= INK_LEVEL * peak).view(np.uint8)
+    share = cv2.countNonZero(ink) / ink.size
     # holes: background components (4-connected) that do not touch the border
-    bg, n_bg = ndimage.label(~ink, structure=_FOUR)
-    holes = 0
-    if n_bg > 1:
-        border = set(np.unique(np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]]))) - {0}
-        sizes = np.bincount(bg.ravel(), minlength=n_bg + 1)
-        holes = sum(1 for lab in range(1, n_bg + 1) if lab not in border and sizes[lab] >= MIN_HOLE)
+    _, _, stats, _ = cv2.connectedComponentsWithStats((img < INK_LEVEL * peak).view(np.uint8), connectivity=4)
+    holes = sum(1 for x, y, w, h, area in stats[1:].tolist()
+                if x > 0 and y > 0 and x + w < 28 and y + h < 28 and area >= MIN_HOLE)
     # pieces: ink components (8-connected) on a lower threshold (anti-aliased thin strokes)
-    fg, n_fg = ndimage.label(img >= 0.25 * peak, structure=_EIGHT)
-    pieces = int((np.bincount(fg.ravel(), minlength=n_fg + 1)[1:] >= MIN_PIECE).sum()) if n_fg else 0
-    # thickness: the largest inscribed disc (a filled shape is much "thicker" than any stroke)
-    thickness = float(ndimage.distance_transform_edt(np.pad(ink, 1)).max())
-    return {"ink_share": share, "holes": float(holes), "pieces": float(pieces), "thickness": thickness}
+    _, _, stats, _ = cv2.connectedComponentsWithStats((img >= 0.25 * peak).view(np.uint8), connectivity=8)
+    pieces = sum(1 for area in stats[1:, cv2.CC_STAT_AREA].tolist() if area >= MIN_PIECE)
+    # thickness: the largest inscribed disc (a filled shape is much "thicker" than any stroke); the
+    # exact Euclidean distance to the nearest background pixel, the frame counting as background
+    padded = cv2.copyMakeBorder(ink, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    thickness = cv2.minMaxLoc(cv2.distanceTransform(padded, cv2.DIST_L2, cv2.DIST_MASK_PRECISE))[1]
+    return {"ink_share": share, "holes": float(holes), "pieces": float(pieces), "thickness": float(thickness)}
 
 
 def assess(image28: np.ndarray, probabilities: np.ndarray) -> tuple[bool, str | None]:

@@ -29,6 +29,28 @@ def test_many_loops_is_a_scribble() -> None:
     assert assess(grid, CONFIDENT) == (True, "too many loops")
 
 
+def test_features_measure_what_they_name() -> None:
+    img = np.zeros((28, 28), np.float32)
+    img[0, :] = img[27, :] = img[:, 0] = img[:, 27] = 1.0  # a frame on the image's edge: one hole inside
+    img[10:19, 10:19] = 0.9  # a filled 9x9 square: 5 px from its centre to the nearest background
+    img[3:5, 3:5] = 0.4  # faint (below half the peak): a piece, not ink
+    img[3, 22] = 1.0  # one pixel: too small to be a piece
+    f = features(img)
+    assert f["holes"] == 1.0  # the background around the square, inside the frame (the frame touches the border)
+    assert f["pieces"] == 3.0  # frame, square, faint mark
+    assert f["thickness"] == 5.0
+    assert f["ink_share"] == (4 * 27 + 81 + 1) / 784
+
+    u = np.zeros((28, 28), np.float32)
+    u[0:20, 5] = u[0:20, 20] = u[19, 5:21] = 1.0  # a U open at the image's top edge: no hole
+    ring = np.zeros((28, 28), np.float32)
+    ring[5:15, 5:15] = 1.0
+    ring[7:13, 7:13] = 0.0  # a 6x6 hole
+    ring[20:26, 16] = 1.0  # and a separate bar
+    assert (features(u)["holes"], features(u)["pieces"]) == (0.0, 1.0)
+    assert (features(ring)["holes"], features(ring)["pieces"]) == (1.0, 2.0)
+
+
 def test_many_separate_marks() -> None:
     dots = np.zeros((28, 28), np.float32)
     for r, c in [(5, 5), (5, 20), (20, 5), (20, 20), (12, 12)]:

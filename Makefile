@@ -1,5 +1,5 @@
 # make run   set up (venv, pinned dependencies, migrations) and run the whole service
-# make test  set up, lint (ruff, mypy on digits/) and run every test (unit, integration on the real stack, browser)
+# make test  set up, lint (ruff, mypy) and run every test (unit, integration on the real stack, browser)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -38,7 +38,7 @@ browser:
 test: lint browser
 	$(PY) -m pytest
 
-# ruff over the whole tree, mypy over the ML core (settings in pyproject.toml); part of make test.
+# ruff over the whole tree, mypy over the code (not bench/ or tests/); settings in pyproject.toml. Part of make test.
 lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

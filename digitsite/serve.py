@@ -34,11 +34,15 @@ from daphne.cli import CommandLineInterface
 from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
-from twisted.internet import defer, reactor
+from twisted.internet import defer
+from twisted.internet import reactor as _reactor
 from twisted.internet.protocol import Protocol
 
 from digitsite.penalties import Penalties, penalties, refusal
 from digitsite.proxies import is_trusted, parse_networks
+
+# Twisted's reactor and transports are zope interfaces, which mypy cannot check calls against.
+reactor: Any = _reactor
 
 log = logging.getLogger("digitsite.serve")
 
@@ -86,7 +90,7 @@ class LimitedRequest(WebRequest):
         limit_mb = _max_body_bytes() // 2**20
         body = json.dumps({"type": "error", "code": "too_large",
                            "message": f"request bodies up to {limit_mb} MB"}).encode()
-        transport = self.channel.transport
+        transport: Any = self.channel.transport
         transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
                         b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
         # A lingering close: closing with the body still arriving would reset the connection, and a
@@ -108,6 +112,8 @@ class RefusedConnection(Protocol):
         self.address, self.box = address, box
         self.held = False
         self.calls: list[Any] = []
+
+    transport: Any
 
     def connectionMade(self) -> None:
         hold = self.box.hold(self.address)

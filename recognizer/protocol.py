@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 MAX_FRAME_BYTES = 256 * 1024
 MAX_POINTS_PER_STROKE = 10_000
@@ -98,11 +99,11 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not allowed")
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**53
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -176,4 +177,6 @@ def _check_submit(obj: dict[str, Any], seq: int) -> SubmitMsg:
     return SubmitMsg(seq=seq, drawing=_drawing(obj), label=label)
 
 
-_CHECKERS = {"stroke": _check_stroke, "undo": _check_undo, "clear": _check_clear, "submit": _check_submit}
+_CHECKERS: dict[str, Callable[[dict[str, Any], int], Message]] = {
+    "stroke": _check_stroke, "undo": _check_undo, "clear": _check_clear, "submit": _check_submit,
+}

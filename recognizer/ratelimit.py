@@ -7,6 +7,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class Budget(Protocol):
+    def take(self) -> bool:
+        """Spend one event's token: False when the budget is spent."""
+        ...
 
 
 class TokenBucket:
@@ -29,7 +36,7 @@ class TokenBucket:
 class AllOf:
     """Takes a token from each bucket in turn; refused as soon as one refuses."""
 
-    def __init__(self, *buckets: TokenBucket) -> None:
+    def __init__(self, *buckets: Budget) -> None:
         self.buckets = buckets
 
     def take(self) -> bool:

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from recognizer.drawing import DrawingState
 from recognizer.protocol import ProtocolError, SubmitMsg, check_message
-from recognizer.ratelimit import TokenBucket
+from recognizer.ratelimit import Budget
 from worker.jobs import Answer, Job, Saliency, Strokes
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class Pending:
 
 class RecognitionSession:
     def __init__(self, *, client: str, sink: JobSink, send: Send, store: Store, new_id: Callable[[], str],
-                 timeout_s: float, bucket: TokenBucket, max_attempts: int = 2, store_timeout_s: float = 4.0,
+                 timeout_s: float, bucket: Budget, max_attempts: int = 2, store_timeout_s: float = 4.0,
                  live_interval_s: float = 0.0, load_factor: float = 8.0) -> None:
         self.client = client
         self._sink, self._send, self._store, self._new_id = sink, send, store, new_id

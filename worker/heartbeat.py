@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import cast
 
 import redis
 
@@ -47,10 +48,10 @@ def beat(client: redis.Redis, key: str, members: Iterable[str], now: float | Non
     pipe.execute()
 
 
-def _per_queue(members: Iterable[bytes]) -> dict[str, int]:
+def _per_queue(members: Iterable[bytes | str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for member in members:
-        queue = member.decode().rsplit("@", 1)[-1]
+        queue = (member.decode() if isinstance(member, bytes) else member).rsplit("@", 1)[-1]
         counts[queue] = counts.get(queue, 0) + 1
     return counts
 
@@ -58,7 +59,8 @@ def _per_queue(members: Iterable[bytes]) -> dict[str, int]:
 def live_workers(client: redis.Redis, key: str, now: float | None = None) -> dict[str, int]:
     """Queue -> number of workers that beat within HEARTBEAT_TTL_S."""
     now = time.time() if now is None else now
-    return _per_queue(client.zrangebyscore(key, now - HEARTBEAT_TTL_S, "+inf"))
+    members = client.zrangebyscore(key, now - HEARTBEAT_TTL_S, "+inf")  # without scores: the members
+    return _per_queue(cast("list[bytes | str]", members))
 
 
 def worker_report(client: redis.Redis, key: str, now: float | None = None) -> tuple[dict[str, int], dict[str, int]]:

@@ -164,17 +164,20 @@ def predict_jobs(model: Model, jobs: Sequence[Job], *, model_name: str) -> Predi
             continue
         job.timings["preprocess"] = job.timings.get("preprocess", 0.0) + _ms(start)
 
-    inked = [job for job in jobs if images.get(job.id) is not None]
+    inked = {job.id: image for job in jobs if (image := images.get(job.id)) is not None}
     start = time.perf_counter()
+    predictions: dict[str, Prediction] = {}
+    heat: dict[str, bytes] = {}
     try:
-        predictions = dict(zip((j.id for j in inked), classify_batch(model, [images[j.id] for j in inked])))
-        inline = [j for j in inked if j.saliency is Saliency.INLINE]
-        heat = dict(zip((j.id for j in inline), saliency_maps(
-            model, [images[j.id] for j in inline], [predictions[j.id].digit for j in inline])))
+        predictions = dict(zip(inked, classify_batch(model, list(inked.values()))))
+        inline = [(j.id, d) for j in jobs if j.id in inked and j.saliency is Saliency.INLINE
+                  and (d := predictions[j.id].digit) is not None]
+        heat = dict(zip((jid for jid, _ in inline), saliency_maps(
+            model, [inked[jid] for jid, _ in inline], [d for _, d in inline])))
     except Exception:
         log.exception("inference failed for a batch of %d", len(inked))
         predictions, heat = {}, {}
-        errors.update({j.id: JobError("internal", "inference failed") for j in inked})
+        errors.update({jid: JobError("internal", "inference failed") for jid in inked})
     forward_ms = _ms(start)
 
     answers, later = [], []
@@ -194,6 +197,6 @@ def predict_jobs(model: Model, jobs: Sequence[Job], *, model_name: str) -> Predi
 
 def heat_answers(model: Model, jobs: Sequence[Job]) -> list[Answer]:
     """Heat-map jobs (an image and the digit to explain) in one backward pass."""
-    ready = [j for j in jobs if j.image is not None and j.explain is not None]
-    maps = saliency_maps(model, [j.image for j in ready], [j.explain for j in ready])  # type: ignore[misc]
-    return [Answer(job.id, job.client, saliency=heat) for job, heat in zip(ready, maps)]
+    ready = [(j, j.image, j.explain) for j in jobs if j.image is not None and j.explain is not None]
+    maps = saliency_maps(model, [image for _, image, _ in ready], [digit for _, _, digit in ready])
+    return [Answer(job.id, job.client, saliency=heat) for (job, _, _), heat in zip(ready, maps)]

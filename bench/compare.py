@@ -17,6 +17,7 @@ most clients whose p95 stays <= --p95-ms with no error and nothing lost), and th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib.util
 import inspect
@@ -41,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.database import throwaway_database  # noqa: E402
 from bench.load import DEFAULT_MNIST_DIR, Drawing, LoadResult, load_run, make_drawings, run_async  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -289,8 +291,10 @@ class Service:
         stack_module = load_stack_module(root)
         self.prefix = f"bench-{uuid.uuid4().hex[:8]}:"
         self.redis_url = redis_url
+        self._database = contextlib.ExitStack()  # a migrated database of its own (bench/database.py)
+        db_url = self._database.enter_context(throwaway_database())
         # all the bench's clients come from 127.0.0.1: the per-address limits off
-        env = {"REDIS_PREFIX": self.prefix, **getattr(stack_module, "UNTHROTTLED", {})}
+        env = {"REDIS_PREFIX": self.prefix, "DATABASE_URL": db_url, **getattr(stack_module, "UNTHROTTLED", {})}
         kwargs: dict[str, Any] = {"port": free_port(), "redis_url": redis_url, "env": env,
                                   "log_dir": log_dir or Path(tempfile.mkdtemp(prefix="bench-stack-"))}
         self.web_processes_supported = "web_processes" in inspect.signature(stack_module.Stack).parameters
@@ -304,7 +308,11 @@ class Service:
 
     def start(self) -> Service:
         with _signals_held():  # Stack.start cleans up after itself; do not interrupt it halfway
-            self.stack.start(timeout=120)
+            try:
+                self.stack.start(timeout=120)
+            except BaseException:
+                self._database.close()
+                raise
         self.url = self.stack.url  # port=0 stacks know their port only now
         return self
 
@@ -319,6 +327,7 @@ class Service:
     def stop(self) -> None:
         with _signals_held():
             self.stack.stop()
+            self._database.close()
             try:  # leave the machine's Redis as we found it
                 import redis
 

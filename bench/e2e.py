@@ -57,11 +57,13 @@ def main() -> None:
     if args.url:
         run(args, args.url.rstrip("/"))
         return
-    from scripts.stack import UNTHROTTLED, Stack  # noqa: E402
+    from bench.database import throwaway_database
+    from scripts.stack import UNTHROTTLED, Stack
 
     redis_url, prefix = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13"), f"bench-{uuid.uuid4().hex[:8]}:"
-    try:  # a prefix of its own: never touches a running service's queues
-        with Stack(port=free_port(), redis_url=redis_url, env={"REDIS_PREFIX": prefix, **UNTHROTTLED}) as stack:
+    try:  # a prefix and a database of its own: never touches a running service's queues or drawings
+        with throwaway_database() as db_url, Stack(port=free_port(), redis_url=redis_url,
+                                                   env={"REDIS_PREFIX": prefix, "DATABASE_URL": db_url, **UNTHROTTLED}) as stack:
             time.sleep(1.0)
             run(args, stack.url)
     finally:

@@ -54,6 +54,7 @@ if str(ROOT) not in sys.path:
 import websockets  # noqa: E402
 
 from bench.compare import machine_line, redis_pid  # noqa: E402
+from bench.database import throwaway_database  # noqa: E402
 from bench.load import BRUSH, CANVAS, DEFAULT_MNIST_DIR, LoadResult, load_run, make_drawings, pct, run_async  # noqa: E402
 from scripts.stack import UNTHROTTLED, Stack  # noqa: E402
 
@@ -989,34 +990,6 @@ def flood(stack: Stack, *, clients: int = 5, seconds: float = 20.0, threads: int
 
 # ---- the command line
 
-def _database_url(settings_dict: dict[str, Any]) -> str:
-    if settings_dict["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{settings_dict['NAME']}"
-    user = settings_dict.get("USER") or ""
-    auth = f"{user}:{settings_dict['PASSWORD']}@" if settings_dict.get("PASSWORD") else f"{user}@" if user else ""
-    return f"postgres://{auth}{settings_dict['HOST']}:{settings_dict['PORT'] or 5432}/{settings_dict['NAME']}"
-
-
-@contextlib.contextmanager
-def throwaway_database() -> Iterator[str]:
-    """A database of the bench's own (Django's test database machinery, migrated), as a DATABASE_URL."""
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digitsite.settings")
-    django.setup()
-    from django.db import connection
-
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    test_name = connection.settings_dict["NAME"]
-    try:
-        yield _database_url(connection.settings_dict)
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
-        if connection.vendor == "sqlite":  # WAL mode's files outlive the database Django removes
-            for suffix in ("-wal", "-shm"):
-                Path(f"{test_name}{suffix}").unlink(missing_ok=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="scenario", required=True)
@@ -1038,8 +1011,6 @@ def main() -> None:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--data-dir", default=str(DEFAULT_MNIST_DIR))
     args = parser.parse_args()
-    # Nothing the bench's own database holds is signed; the settings only refuse to start without a key.
-    os.environ.setdefault("DJANGO_SECRET_KEY", "bench-reliability-signs-nothing")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13")
     prefix = f"bench-{uuid.uuid4().hex[:8]}:"
     print(machine_line(ROOT), flush=True)

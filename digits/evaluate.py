@@ -21,7 +21,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -283,7 +283,7 @@ def evaluate(
     cache_dir: Path | None = CACHE_DIR,
     uji_dir: Path | None = DEFAULT_UJI_DIR,
     upload_count: int = uploadset.DEFAULT_COUNT,
-    log=print,
+    log: Callable[[str], None] = print,
 ) -> dict:
     """Evaluate ``model`` (default: the current one); returns the report dict (also saved as JSON).
 

@@ -411,7 +411,7 @@ def fit_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:
     log_t = torch.zeros((), requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
 
-    def closure():
+    def closure() -> torch.Tensor:
         opt.zero_grad()
         loss = F.cross_entropy(logits / log_t.exp(), y)
         loss.backward()
@@ -428,7 +428,8 @@ def ece_of(logits: torch.Tensor, y: torch.Tensor, temperature: float = 1.0) -> f
     return expected_calibration_error(probs, y.numpy())
 
 
-def make_optimizer(model: nn.Module, cfg: Config, steps_per_epoch: int):
+def make_optimizer(model: nn.Module, cfg: Config,
+                   steps_per_epoch: int) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.OneCycleLR]:
     """AdamW with a one-cycle schedule (warm-up then cosine annealing), stepped per batch."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(

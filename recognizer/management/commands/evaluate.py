@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from digits import evaluate as ev
 
@@ -14,7 +15,7 @@ class Command(BaseCommand):
             "matrices (printed and saved as PNG), expected calibration error, inference speed, upload "
             "accuracy and refusals per variant, and UJI dev writers' pen digits (per class, ECE).")
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--model", default=None, help="model name (default: the current one)")
         parser.add_argument("--models-dir", type=Path, default=Path(settings.MODELS_DIR))
         parser.add_argument("--data-dir", type=Path, default=Path(settings.MNIST_DIR))
@@ -28,7 +29,7 @@ class Command(BaseCommand):
                             help="validation digits per upload variant (0: no upload figures)")
         parser.add_argument("--no-progress", dest="progress", action="store_false")
 
-    def handle(self, *args, **opts) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         ev.evaluate(opts["model"], models_dir=opts["models_dir"], data_dir=opts["data_dir"], out=opts["out"],
                     write_card=opts["write_card"], speed_runs=opts["speed_runs"], progress=opts["progress"],
                     cache_dir=opts["cache_dir"], uji_dir=opts["uji_dir"], upload_count=opts["upload_count"],

@@ -6,6 +6,7 @@ import time
 from datetime import datetime
 from datetime import time as day_start
 from pathlib import Path
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
@@ -36,7 +37,7 @@ class Command(BaseCommand):
         parser.add_argument("--since", type=parse_since, default=None,
                             help="only drawings made on or after this date (or ISO date-time)")
 
-    def handle(self, *args, **opts) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         if opts["out"].suffix != ".npz":
             raise CommandError("--out must end in .npz")
         started = time.perf_counter()

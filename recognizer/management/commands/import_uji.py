@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -87,7 +88,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-queue", dest="queue", action="store_false",
                             help="do not queue predictions: the workers' sweep fills them in")
 
-    def handle(self, *args, **opts) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         try:
             digits = uji_load(opts["path"])
         except (FileNotFoundError, ValueError) as exc:

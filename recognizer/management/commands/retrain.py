@@ -7,6 +7,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -22,7 +23,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         finetune.add_arguments(parser, models_dir=Path(settings.MODELS_DIR), data_dir=Path(settings.MNIST_DIR))
 
-    def handle(self, *args, **opts) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         if not Path(opts["data"]).exists():
             raise CommandError(f"--data {opts['data']}: no such export")
         if sys.argv[1:2] == ["retrain"]:

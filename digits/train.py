@@ -50,6 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from digits.canvas_style import CACHE_DIR, build_dataset
@@ -102,6 +103,8 @@ class Config:
     # trained with them); else those learn from their labels alone
     workers: int = 1  # processes that build the canvas-style copies, styled copies and upload renditions
     device: str = "cpu"  # where the network trains ("cuda" on a GPU machine); the data stays on the CPU
+    init: str | None = None  # start from this trained model's weights (a card in teacher_dir), not at random
+    swa: bool = False  # constant learning rate, and the model is the average of the weights after each epoch
 
 
 @dataclass
@@ -429,9 +432,12 @@ def ece_of(logits: torch.Tensor, y: torch.Tensor, temperature: float = 1.0) -> f
 
 
 def make_optimizer(model: nn.Module, cfg: Config,
-                   steps_per_epoch: int) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.OneCycleLR]:
-    """AdamW with a one-cycle schedule (warm-up then cosine annealing), stepped per batch."""
+                   steps_per_epoch: int) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW with a one-cycle schedule (warm-up then cosine annealing), stepped per batch; with
+    ``cfg.swa`` a constant rate (the averaging of weights does the annealing's work)."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.swa:
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, pct_start=0.2
     )
@@ -458,14 +464,23 @@ def fit(
     """Train for cfg.epochs; returns (model with the best validation weights, best score, best epoch).
 
     The score is the validation accuracy, or with ``canvas_val`` (canvas-style copies of the
-    validation images) the mean of the accuracies on both.
+    validation images) the mean of the accuracies on both. With ``cfg.swa`` nothing is chosen: the
+    model is the average of the weights (and BatchNorm statistics) after every epoch of the run
+    (stochastic weight averaging), scored after each epoch for the log.
     """
     torch.manual_seed(cfg.seed)
     model = DigitNet(channels=cfg.channels).to(cfg.device)
+    if cfg.init:
+        _, _, start = load_model(cfg.teacher_dir, cfg.init)
+        model.load_state_dict(start.state_dict())
+        model.temperature.fill_(1.0)  # trained on raw logits; calibrated again at the end
     steps = math.ceil(len(train[0]) / cfg.batch_size)
     opt, sched = make_optimizer(model, cfg, steps)
+    average = AveragedModel(model, use_buffers=True) if cfg.swa else None
     start_epoch, best_acc, best_epoch, best_state = 0, -1.0, -1, copy.deepcopy(model.state_dict())
     ckpt = checkpoint_path(cfg)
+    if cfg.resume and cfg.swa:
+        raise ValueError("--resume does not keep the running average of --swa")
     if cfg.resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=False, map_location=cfg.device)
         model.load_state_dict(state["model"])
@@ -477,13 +492,17 @@ def fit(
         t0 = time.perf_counter()
         loss = train_one_epoch(model, *train, opt, sched, cfg, aug, epoch, canvas, outliers, teacher,
                                styled=styled, uploads=uploads)
-        acc = evaluate(model, *val)
+        scored: nn.Module = model
+        if average is not None:
+            average.update_parameters(model)
+            scored = average.module
+        acc = evaluate(scored, *val)
         score, extra = acc, ""
         if canvas_val is not None:
-            c_acc = evaluate(model, canvas_val, val[1])
+            c_acc = evaluate(scored, canvas_val, val[1])
             score, extra = (acc + c_acc) / 2, f"  canvas val acc {c_acc:.4%}"
-        if score > best_acc:
-            best_acc, best_epoch, best_state = score, epoch + 1, copy.deepcopy(model.state_dict())
+        if score > best_acc or average is not None:  # an average is kept whole, never chosen by epoch
+            best_acc, best_epoch, best_state = score, epoch + 1, copy.deepcopy(scored.state_dict())
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}  val acc {acc:.4%}{extra}  "
             f"(best {best_acc:.4%} @ {best_epoch})  {time.perf_counter() - t0:.0f}s")
         ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -641,6 +660,9 @@ def parse_args(argv: list[str]) -> Config:
                    help="match the teacher on styled copies and upload renditions too (a teacher trained with them)")
     p.add_argument("--workers", type=int, default=d.workers, help="processes that build the copies")
     p.add_argument("--device", default=d.device, help='where the network trains: "cpu" or "cuda"')
+    p.add_argument("--init", default=d.init, help="start from this trained model's weights (its card in --teacher-dir)")
+    p.add_argument("--swa", action="store_true",
+                   help="constant learning rate; the model is the average of the weights after each epoch")
     return Config(**vars(p.parse_args(argv)))
 
 
@@ -705,6 +727,12 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"distilling from {cfg.teacher} (weight {cfg.distill_weight}, temperature {cfg.distill_temperature})")
     if teacher is not None:
         teacher = teacher.to(cfg.device)
+    init_card = None
+    if cfg.init:
+        _, init_card, _ = load_model(cfg.teacher_dir, cfg.init)
+        if init_card["data"].get("validation_split") != split_description(cfg):
+            raise SystemExit(f"{cfg.init} was selected on another validation split; use its seed")
+        print(f"starting from {cfg.init}'s weights" + (", averaging the weights after each epoch" if cfg.swa else ""))
     model, score, best_epoch = fit(cfg, (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx]), aug,
                                    canvas=canvas, canvas_val=canvas_val, outliers=outliers, teacher=teacher,
                                    styled=styled, uploads=uploads)
@@ -751,6 +779,12 @@ def main(argv: list[str] | None = None) -> dict:
                     + ("; styled copies and upload renditions (the teacher never saw their like) learn from their "
                        "labels alone" if (cfg.styles > 0 or cfg.uploads > 0) and not cfg.distill_all else ""),
         }
+    if init_card is not None:
+        card["training"]["init"] = {"from": init_card["name"], "sha256": init_card["weights"]["sha256"]}
+    if cfg.swa:
+        card["training"]["lr_schedule"] = f"constant {cfg.lr:g} (AdamW)"
+        card["training"]["selection"] = (f"none: the average of the weights and BatchNorm statistics after each of the "
+                                         f"{cfg.epochs} epochs (stochastic weight averaging)")
     write_json(out / f"{cfg.name}.json", card)
     if cfg.set_current:
         write_json(out / "current.json", {"model": cfg.name})

@@ -105,3 +105,37 @@ def test_distilled_model_records_its_teacher(tiny_data: Path, tmp_path: Path) ->
     assert load_predictor(out, "small").predict(np.zeros((1, 28, 28), np.float32)).shape == (1, 10)
     with pytest.raises(SystemExit, match="another validation split"):
         main([*args, "--seed", "1", "--name", "other", "--teacher", "big", "--teacher-dir", str(out)])
+
+
+def test_swa_keeps_the_average_of_the_weights_after_each_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from digits import train as tr
+
+    def set_weights(model: torch.nn.Module, *args: object, **kwargs: object) -> float:
+        epoch = args[6]  # train_one_epoch(model, x, y, opt, sched, cfg, aug, epoch, ...)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(1.0 + 2.0 * float(epoch))  # 1, 3, 5 after epochs 0, 1, 2
+        return 0.0
+
+    monkeypatch.setattr(tr, "train_one_epoch", set_weights)
+    x, y = torch.rand(20, 1, 28, 28), torch.arange(20) % 10
+    cfg = tr.Config(epochs=3, swa=True, threads=1, progress=False)
+    model, _, last = tr.fit(cfg, (x, y), (x, y), tr.Augment(), log=lambda _: None)
+    assert last == 3  # the whole run, not an epoch chosen on validation
+    for p in model.parameters():
+        assert torch.allclose(p, torch.full_like(p, 3.0))
+
+
+def test_a_model_trained_on_from_another_records_where_it_started(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "models"
+    args = ["--data-dir", str(tiny_data), "--seed", "0", "--out", str(out), "--channels", "4,8,8,8",
+            "--batch-size", "32", "--threads", "1", "--no-progress", "--no-set-current"]
+    base = main([*args, "--epochs", "1", "--name", "base"])
+    card = main([*args, "--epochs", "2", "--name", "averaged", "--init", "base", "--teacher-dir", str(out),
+                 "--swa", "--lr", "1e-4"])
+    assert card["training"]["init"] == {"from": "base", "sha256": base["weights"]["sha256"]}
+    assert "average of the weights" in card["training"]["selection"]
+    assert card["training"]["lr_schedule"].startswith("constant")
+    assert load_predictor(out, "averaged").predict(np.zeros((1, 28, 28), np.float32)).shape == (1, 10)
+    with pytest.raises(SystemExit, match="another validation split"):
+        main([*args, "--seed", "1", "--epochs", "1", "--name", "other", "--init", "base", "--teacher-dir", str(out)])

@@ -110,6 +110,9 @@ class FusedDigitNet(nn.Module):
         self.classifier = copy.deepcopy(model.classifier)
         self.register_buffer("temperature", model.temperature.detach().clone())
         self.eval()
+        # Never trained: a heat map's backward pass needs the gradient of the input, and gradients of
+        # the weights beside it would cost a third of its time (1.44 -> 1.00 ms for one image).
+        self.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = ((x - MNIST_MEAN) * (1.0 / MNIST_STD)).contiguous(memory_format=torch.channels_last)

@@ -57,6 +57,21 @@ def test_fused_copy_matches_eval_model() -> None:
         torch.testing.assert_close(fused(x[:1]), model(x[:1]), atol=1e-4, rtol=1e-4)
 
 
+def test_fused_copy_gives_input_gradients_without_weight_gradients() -> None:
+    """Heat maps differentiate the input only; the eval-only copy computes no weight gradients."""
+    model = make_model()
+    fused = fuse_for_inference(model)
+    assert not any(p.requires_grad for p in fused.parameters())
+    assert all(p.requires_grad for p in model.parameters())  # the trained model is left as it was
+    x = torch.rand(3, 1, 28, 28, requires_grad=True)
+    fused(x)[:, 3].sum().backward()
+    y = x.detach().clone().requires_grad_(True)
+    model.eval()(y)[:, 3].sum().backward()
+    assert x.grad is not None and y.grad is not None
+    torch.testing.assert_close(x.grad, y.grad, atol=1e-4, rtol=1e-3)
+    assert all(p.grad is None for p in fused.parameters())
+
+
 def test_widths_are_configurable_and_fuse() -> None:
     torch.manual_seed(0)
     model = DigitNet(channels=(16, 24, 32, 48)).eval()

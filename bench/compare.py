@@ -318,7 +318,8 @@ class Service:
 
     def cpu_roots(self) -> dict[str, list[int]]:
         pid = redis_pid(self.redis_url)
-        return {"web+workers": [proc.pid for _, proc in self.stack.procs], "redis": [pid] if pid else []}
+        # one group per process, so a run shows where the CPU goes (web, each worker, Redis)
+        return {**{name: [proc.pid] for name, proc in self.stack.procs}, "redis": [pid] if pid else []}
 
     def describe(self) -> str:
         names = [name for name, _ in self.stack.procs]

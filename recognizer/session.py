@@ -6,7 +6,10 @@ the newest state is predicted next, so a burst always ends with a prediction for
 an older answer never overtakes a newer one, and a flood cannot pile work up in Redis. While the pen
 is down, the live prediction is refreshed at most every `live_interval_s` (the page sends a partial
 stroke every 50 ms), or every few round trips when the workers answer slowly; a pen-up state (a
-final stroke, undo, clear) is never held back.
+final stroke, undo, clear) is never held back, not even behind a pen-down refresh still in flight:
+it is asked for at once, beside it (so two requests at most, and the pen-down answer, if it comes
+later, is dropped as older). The pen-up state is the one the person looks at; waiting for a refresh
+it replaces would add a whole round trip to it.
 
 Every request ends in an answer: a failed publish is an `unavailable` error for the newest state;
 an answer that does not come in time is asked again once (for the newest state), then it is an
@@ -115,10 +118,15 @@ class RecognitionSession:
             task = asyncio.ensure_future(self._keep(msg, self._snapshot(received).strokes))
             self._stores.add(task)
             task.add_done_callback(self._stores.discard)
-        elif self.live is None:
+        elif self.live is None or self._pen_up_overtakes():
             self._next_live()
         else:
             self.dirty = True
+
+    def _pen_up_overtakes(self) -> bool:
+        """The newest state is pen-up and the request in flight is a pen-down refresh: ask at once."""
+        live = self.pending.get(self.live) if self.live is not None else None
+        return live is not None and live.pen_down and not self.state.open_stroke
 
     def _next_live(self) -> None:
         """Ask for the newest state now, or (pen down, asked too recently) once the interval is up."""
@@ -188,14 +196,15 @@ class RecognitionSession:
 
     async def _enqueue_failed(self, job_id: str) -> None:
         p = self._forget(job_id)
-        if p is not None and not self.closed:
+        # a newer request still out answers (or fails) for the newest state itself
+        if p is not None and not self.closed and self.live is None:
             await self._unavailable(p, "the recogniser is unavailable; retry later")
 
     async def _expire(self, job_id: str) -> None:
         """No answer in time (its job lost with a worker, or none runs): ask once more, then say so."""
         p = self._forget(job_id)
-        if p is None or self.closed:
-            return
+        if p is None or self.closed or self.live is not None:
+            return  # (a newer request is out: it answers, or fails, for the newest state)
         if p.attempts >= self._max_attempts:
             await self._unavailable(p, "no prediction in time; retry later")
             return

@@ -93,6 +93,46 @@ def test_one_job_in_flight_and_the_newest_state_predicted_next() -> None:
     run(go())
 
 
+def test_a_pen_up_state_is_asked_for_at_once_beside_a_pen_down_refresh_in_flight() -> None:
+    async def go() -> None:
+        h = Harness()
+        await h.stroke()  # pen down: a refresh goes out
+        up = await h.stroke(points=((60, 60),), final=True)
+        assert len(h.sink.jobs) == 2, "the pen-up state waited for the pen-down refresh's round trip"
+        refresh, final = h.sink.jobs
+        assert final.saliency is Saliency.AFTER and len(final.strokes.strokes[0]) == 3
+        again = await h.stroke(stroke=1, final=True)  # a pen-up behind a pen-up waits its turn
+        assert len(h.sink.jobs) == 2
+        await h.answer(final)
+        assert len(h.sink.jobs) == 3 and h.sink.jobs[2].strokes.strokes[1] == [[10.0, 10.0], [50.0, 90.0]]
+        await h.answer(refresh)  # the older answer comes last: never shown over the newer one
+        await h.answer(h.sink.jobs[2])
+        assert [m["seq"] for m in h.of("prediction")] == [up, again] and not h.of("error")
+    run(go())
+
+
+def test_the_overtaken_refresh_lost_or_failed_asks_nothing_and_errs_nothing() -> None:
+    async def go() -> None:
+        h = Harness(timeout_s=0.2)
+        await h.stroke()
+        await asyncio.sleep(0.1)
+        up = await h.stroke(points=((60, 60),), final=True)
+        refresh, final = h.sink.jobs
+        await asyncio.sleep(0.15)  # the refresh's timeout has passed, the pen-up's has not
+        assert len(h.sink.jobs) == 2 and not h.of("error"), "the lost refresh was asked again beside the pen-up"
+        await h.answer(final)
+        assert [m["seq"] for m in h.of("prediction")] == [up]
+
+        h2 = Harness()
+        await h2.stroke()
+        up2 = await h2.stroke(points=((60, 60),), final=True)
+        await h2.sink.failures[h2.sink.jobs[0].id](ConnectionError("broker hiccup"))
+        assert not h2.of("error"), "an error for the newest seq while its own request is still out"
+        await h2.answer(h2.sink.jobs[1])
+        assert [m["seq"] for m in h2.of("prediction")] == [up2]
+    run(go())
+
+
 def test_a_failed_publish_answers_the_newest_seq_and_the_next_message_tries_again() -> None:
     async def go() -> None:
         h = Harness()

@@ -4,7 +4,8 @@
 every client message, preprocesses and predicts right there in its event loop, with the service's
 own code (recognizer.protocol, recognizer.drawing, worker.pipeline, digits.predictor). It answers
 every message (no coalescing), sends predictions shaped exactly as the service does (docs/protocol.md)
-and the saliency message after pen-up predictions as the service does, checks the Origin header and
+and the saliency message of a pen-up prediction that stayed the newest state for WS_HEAT_DELAY_MS, as
+the service does, checks the Origin header and
 rate-limits like the service. What it does not do: `submit` is checked like the service checks it and
 then refused with an `unavailable` error (nothing is stored: there is no database here); no retry
 and no `unavailable` for a dead worker (there is none); `POST /api/predict` is not served.
@@ -15,6 +16,7 @@ and no `unavailable` for a dead worker (there is none); `POST /api/predict` is n
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -37,6 +39,7 @@ MODELS_DIR = Path(os.environ.get("MODELS_DIR", ROOT / "models"))
 ALLOWED_HOSTS = frozenset(os.environ.get("INPROCESS_ALLOWED_HOSTS", "127.0.0.1,localhost").split(","))
 # The service's WS_RATE_PER_SECOND / WS_RATE_BURST (digitsite/settings.py), not imported: no Django.
 RATE_PER_SECOND, RATE_BURST = 100.0, 200.0
+HEAT_DELAY_S = float(os.environ.get("WS_HEAT_DELAY_MS", "150")) / 1000  # the service's default
 WS_PATH = "/ws/recognize/"
 
 Scope = dict[str, Any]
@@ -107,9 +110,25 @@ async def recognize_socket(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "websocket.accept"})
     state, last_seq = DrawingState(), None
     bucket = TokenBucket(RATE_PER_SECOND, RATE_BURST)
+    loop = asyncio.get_running_loop()
+    heat_timer: asyncio.TimerHandle | None = None
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def send_heat(drawing: str, seq: int, image: bytes, digit: int) -> None:
+        if state.drawing == drawing and state.seq == seq:  # still the newest state: worth explaining
+            heat = saliency_map(predictor, image, digit)
+            await _send_json(send, {"type": "saliency", "drawing": drawing, "seq": seq, "saliency": heat})
+
+    def heat_due(*args: Any) -> None:
+        task = loop.create_task(send_heat(*args))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
     while True:
         event = await receive()
         if event["type"] == "websocket.disconnect":
+            if heat_timer is not None:
+                heat_timer.cancel()
             return
         received = time.perf_counter()
         if not bucket.take():
@@ -130,9 +149,11 @@ async def recognize_socket(scope: Scope, receive: Receive, send: Send) -> None:
         # Blocking work in the event loop, on purpose: one process per core, one thread each.
         answer, image = prediction_answer(predictor, state, received)
         await _send_json(send, answer)
-        if image is not None and not state.open_stroke:  # pen up: the heat map follows, as in the service
-            heat = saliency_map(predictor, image, answer["digit"])
-            await _send_json(send, {"type": "saliency", "drawing": state.drawing, "seq": state.seq, "saliency": heat})
+        if image is not None and not state.open_stroke and answer["digit"] is not None:
+            # pen up: the heat map once the state stayed the newest for a moment, as in the service
+            if heat_timer is not None:
+                heat_timer.cancel()
+            heat_timer = loop.call_later(HEAT_DELAY_S, heat_due, state.drawing, state.seq, image, answer["digit"])
 
 
 async def http(scope: Scope, receive: Receive, send: Send) -> None:

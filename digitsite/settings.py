@@ -231,6 +231,9 @@ WS_PREDICTION_TIMEOUT_S = float(os.environ.get("WS_PREDICTION_TIMEOUT_S", "5"))
 # stops counting after BATCH_LOST_AFTER_S.
 BATCHES_IN_FLIGHT = int(os.environ.get("BATCHES_IN_FLIGHT", "2"))
 BATCH_LOST_AFTER_S = float(os.environ.get("BATCH_LOST_AFTER_S", "3"))
+# A pen-up prediction's heat map is asked for once the prediction has stayed on screen this long
+# with nothing newer drawn (ms): between strokes it would be replaced before anyone looked at it.
+WS_HEAT_DELAY_MS = float(os.environ.get("WS_HEAT_DELAY_MS", "150"))
 # A heat map not computed within this many seconds is dropped (it is optional: under overload the
 # preprocess queue sheds heat maps instead of falling ever further behind).
 HEAT_EXPIRES_S = float(os.environ.get("HEAT_EXPIRES_S", "2"))

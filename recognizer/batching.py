@@ -20,11 +20,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 
-from worker.jobs import MAX_BATCH, PREDICT_QUEUE, Batch, Job
+from worker.jobs import MAX_BATCH, PREDICT_TASK, Batch, Job
 
 log = logging.getLogger(__name__)
 
-# (queue, batch): a coroutine function runs on the event loop; a blocking one in the publish thread
+# (task name, batch): a coroutine function runs on the event loop; a blocking one in the publish thread
 Publish = Callable[[str, Batch], None] | Callable[[str, Batch], Awaitable[None]]
 OnFailed = Callable[[BaseException], Awaitable[None]]
 
@@ -36,11 +36,11 @@ def _is_async(fn: object) -> bool:
 
 class JobBatcher:
     def __init__(self, publish: Publish, *, max_batch: int = MAX_BATCH, in_flight: int = 2,
-                 lost_after_s: float = 3.0, windowed: tuple[str, ...] = (PREDICT_QUEUE,), in_thread: bool = True,
+                 lost_after_s: float = 3.0, windowed: tuple[str, ...] = (PREDICT_TASK,), in_thread: bool = True,
                  executor: Executor | None = None) -> None:
         self._publish = publish
         self._max_batch, self._window, self._lost_after_s = max_batch, in_flight, lost_after_s
-        self._windowed = windowed  # queues whose batches count against the window (uploads do not)
+        self._windowed = windowed  # tasks whose batches count against the window (uploads, heat maps do not)
         # One thread: publishes leave in order, and Celery's producer is used by one thread only.
         # in_thread=False publishes on the event loop itself (no thread hand-off; the loop waits).
         self._executor = (executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-publish")
@@ -62,7 +62,7 @@ class JobBatcher:
 
     def add(self, job: Job, on_failed: OnFailed) -> None:
         """Queue `job` for the next batch; `on_failed` is awaited if its batch cannot be published."""
-        self._pending.setdefault(job.queue, []).append((job, on_failed))
+        self._pending.setdefault(job.task, []).append((job, on_failed))
         self._kick()
 
     def done(self, batch_id: str) -> None:
@@ -71,7 +71,7 @@ class JobBatcher:
             self._kick()
 
     def _kick(self) -> None:
-        if self._flushing is None and self._next_queue() is not None:
+        if self._flushing is None and self._next_task() is not None:
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
 
     def _room(self) -> bool:
@@ -93,31 +93,31 @@ class JobBatcher:
         self._recheck = None
         self._kick()
 
-    def _next_queue(self) -> str | None:
-        for queue, items in self._pending.items():
-            if items and (queue not in self._windowed or self._room()):
-                return queue
+    def _next_task(self) -> str | None:
+        for task, items in self._pending.items():
+            if items and (task not in self._windowed or self._room()):
+                return task
         return None
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            while (queue := self._next_queue()) is not None:
-                items = self._pending[queue]
-                chunk, self._pending[queue] = items[:self._max_batch], items[self._max_batch:]
+            while (task := self._next_task()) is not None:
+                items = self._pending[task]
+                chunk, self._pending[task] = items[:self._max_batch], items[self._max_batch:]
                 batch = Batch(uuid.uuid4().hex, [job for job, _ in chunk])
-                if queue in self._windowed:
+                if task in self._windowed:
                     self._out[batch.id] = time.monotonic()
                 try:
                     if self._executor is None:
-                        published = self._publish(queue, batch)
+                        published = self._publish(task, batch)
                         if inspect.isawaitable(published):
                             await published
                     else:
-                        await loop.run_in_executor(self._executor, self._publish, queue, batch)
+                        await loop.run_in_executor(self._executor, self._publish, task, batch)
                 except Exception as exc:  # broker down: every job of the batch is told
                     self._out.pop(batch.id, None)
-                    log.warning("could not publish a batch of %d to %s: %s", len(chunk), queue, exc)
+                    log.warning("could not publish a batch of %d for %s: %s", len(chunk), task, exc)
                     await asyncio.gather(*(failed(exc) for _, failed in chunk), return_exceptions=True)
                 else:
                     self.published_batches += 1

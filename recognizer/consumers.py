@@ -77,7 +77,7 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
         self.session = RecognitionSession(
             client=new_job_id(), sink=self.jobs, send=self.send_json, store=store_submitted, new_id=new_job_id,
             timeout_s=settings.WS_PREDICTION_TIMEOUT_S, live_interval_s=settings.WS_LIVE_INTERVAL_MS / 1000,
-            load_factor=settings.WS_LIVE_LOAD_FACTOR,
+            load_factor=settings.WS_LIVE_LOAD_FACTOR, heat_delay_s=settings.WS_HEAT_DELAY_MS / 1000,
             # this socket's budget, and its address's (shared by all the address's sockets here)
             bucket=AllOf(TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST), shared),
         )

@@ -18,11 +18,10 @@ from recognizer.publish import TaskPusher
 from recognizer.replies import Handler, ReplyHub
 from worker.jobs import (
     FILL_TASK,
+    HEAT_TASK,
     JOB_EXPIRES_S,
     PREDICT_QUEUE,
-    PREDICT_TASK,
-    PREPARE_QUEUE,
-    PREPARE_TASK,
+    TASK_QUEUES,
     Answer,
     Batch,
     Job,
@@ -38,13 +37,14 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-def celery_publish(queue: str, batch: Batch) -> None:
+def celery_publish(task: str, batch: Batch) -> None:
     """Publish one batch as one Celery message (blocking)."""
     from digitsite.celery import app
 
     wire = batch.to_wire()
-    app.send_task(PREPARE_TASK if queue == PREPARE_QUEUE else PREDICT_TASK, args=(wire,), queue=queue,
-                  expires=JOB_EXPIRES_S, argsrepr=batch_repr(wire), retry_policy=PUBLISH_RETRY)
+    app.send_task(task, args=(wire,), queue=TASK_QUEUES[task],
+                  expires=settings.HEAT_EXPIRES_S if task == HEAT_TASK else JOB_EXPIRES_S, argsrepr=batch_repr(wire),
+                  retry_policy=PUBLISH_RETRY)
 
 
 def enqueue_fill(pks: list[int]) -> None:
@@ -105,7 +105,7 @@ def default_publish() -> Publish:
     if settings.PUBLISH_VIA == "celery":
         return celery_publish
     if _pusher is None:
-        _pusher = TaskPusher(settings.CELERY_BROKER_URL, settings.REDIS_PREFIX)
+        _pusher = TaskPusher(settings.CELERY_BROKER_URL, settings.REDIS_PREFIX, {HEAT_TASK: settings.HEAT_EXPIRES_S})
     return _pusher
 
 

@@ -14,7 +14,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
-from worker.jobs import JOB_EXPIRES_S, PREDICT_TASK, PREPARE_QUEUE, PREPARE_TASK, Batch, batch_repr
+from worker.jobs import JOB_EXPIRES_S, TASK_QUEUES, Batch, batch_repr
 from worker.task_messages import task_message
 
 __all__ = ["TaskPusher", "task_message"]
@@ -23,8 +23,9 @@ __all__ = ["TaskPusher", "task_message"]
 class TaskPusher:
     """Publishes batches (JobBatcher's `publish`) straight into the Celery queues' Redis lists."""
 
-    def __init__(self, redis_url: str, prefix: str = "") -> None:
+    def __init__(self, redis_url: str, prefix: str = "", expires_s: dict[str, float] | None = None) -> None:
         self._url, self._prefix = redis_url, prefix
+        self._expires_s = expires_s or {}  # per task name; JOB_EXPIRES_S for the others
         self._clients: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
 
     def _client(self) -> aioredis.Redis:
@@ -38,8 +39,9 @@ class TaskPusher:
                 retry_on_error=[ConnectionError, TimeoutError])
         return client
 
-    async def __call__(self, queue: str, batch: Batch) -> None:
+    async def __call__(self, task: str, batch: Batch) -> None:
         wire = batch.to_wire()
-        task = PREPARE_TASK if queue == PREPARE_QUEUE else PREDICT_TASK
-        message = task_message(task, queue, (wire,), argsrepr=batch_repr(wire), expires_s=JOB_EXPIRES_S)
+        queue = TASK_QUEUES[task]
+        message = task_message(task, queue, (wire,), argsrepr=batch_repr(wire),
+                               expires_s=self._expires_s.get(task, JOB_EXPIRES_S))
         await self._client().lpush(f"{self._prefix}{queue}", message)

@@ -11,6 +11,10 @@ it is asked for at once, beside it (so two requests at most, and the pen-down an
 later, is dropped as older). The pen-up state is the one the person looks at; waiting for a refresh
 it replaces would add a whole round trip to it.
 
+The heat map of a pen-up prediction is asked for only once that prediction has stayed on screen
+for `heat_delay_s` with nothing newer drawn: a backward pass costs three forward ones, and the
+heat map of a state the next stroke replaces within a blink would never be looked at.
+
 Every request ends in an answer: a failed publish is an `unavailable` error for the newest state;
 an answer that does not come in time is asked again once (for the newest state), then it is an
 `unavailable` error. Nothing waits in silence.
@@ -29,7 +33,7 @@ from typing import Any, Protocol
 from recognizer.drawing import DrawingState
 from recognizer.protocol import ProtocolError, SubmitMsg, check_message
 from recognizer.ratelimit import Budget
-from worker.jobs import Answer, Job, Saliency, Strokes
+from worker.jobs import Answer, Job, Strokes
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +75,14 @@ class Pending:
 class RecognitionSession:
     def __init__(self, *, client: str, sink: JobSink, send: Send, store: Store, new_id: Callable[[], str],
                  timeout_s: float, bucket: Budget, max_attempts: int = 2, store_timeout_s: float = 4.0,
-                 live_interval_s: float = 0.0, load_factor: float = 8.0) -> None:
+                 live_interval_s: float = 0.0, load_factor: float = 8.0, heat_delay_s: float = 0.0) -> None:
         self.client = client
         self._sink, self._send, self._store, self._new_id = sink, send, store, new_id
         self._timeout_s, self._bucket, self._max_attempts = timeout_s, bucket, max_attempts
         self._store_timeout_s = store_timeout_s
         self._live_interval_s = live_interval_s
+        self._heat_delay_s = heat_delay_s
+        self._heat_timer: asyncio.TimerHandle | None = None  # asks for the heat map on screen
         self._load_factor = load_factor  # a pen-down refresh waits at least this many (smoothed) round trips
         self._round_trip_s = 0.0  # smoothed time from a live request to its answer
         self._live_at = -1e9  # perf_counter when the last live request was made...
@@ -163,9 +169,7 @@ class RecognitionSession:
 
     def _request(self, p: Pending) -> str:
         job_id = self._new_id()
-        # the heat map only when the pen is up, in a message after the prediction
-        job = Job(id=job_id, client=self.client, reply=self._sink.reply, strokes=p.strokes,
-                  saliency=Saliency.NONE if p.pen_down else Saliency.AFTER)
+        job = Job(id=job_id, client=self.client, reply=self._sink.reply, strokes=p.strokes)
         self.pending[job_id] = p
         p.timer = asyncio.get_running_loop().call_later(self._timeout_s, self._spawn, self._expire, job_id)
 
@@ -232,12 +236,30 @@ class RecognitionSession:
         elif answer.prediction is not None and p.drawing == self.state.drawing and p.seq > self.shown_seq:
             self.shown_seq = p.seq
             await self._send(self._prediction_message(p, answer, sent_at))
-            if not p.pen_down and answer.image is not None:
-                self._heat_owed[answer.id] = (p.drawing, p.seq)
-                while len(self._heat_owed) > 8:
-                    self._heat_owed.popitem(last=False)
+            digit = answer.prediction.digit
+            if not p.pen_down and answer.image is not None and digit is not None:
+                if self._heat_timer is not None:
+                    self._heat_timer.cancel()
+                self._heat_timer = asyncio.get_running_loop().call_later(
+                    self._heat_delay_s, self._ask_heat, p.drawing, p.seq, answer.image, digit)
         if was_live and self.dirty:
             self._next_live()
+
+    def _ask_heat(self, drawing: str, seq: int, image: bytes, digit: int) -> None:
+        """The heat map of the prediction on screen, if it is still the newest state (nothing drawn since)."""
+        self._heat_timer = None
+        if self.closed or drawing != self.state.drawing or seq != self.shown_seq or seq != self.state.seq:
+            return
+        job_id = self._new_id()
+        self._heat_owed[job_id] = (drawing, seq)
+        while len(self._heat_owed) > 8:
+            self._heat_owed.popitem(last=False)
+
+        async def failed(exc: BaseException) -> None:  # a nicety: the prediction is on screen already
+            self._heat_owed.pop(job_id, None)
+
+        self._sink.submit(Job(id=job_id, client=self.client, reply=self._sink.reply, image=image, explain=digit),
+                          failed)
 
     async def _saliency(self, answer: Answer) -> None:
         """The heat map for a prediction already sent; only the one on screen is worth sending."""
@@ -296,6 +318,8 @@ class RecognitionSession:
         self.closed = True
         if self._throttle is not None:
             self._throttle.cancel()
+        if self._heat_timer is not None:
+            self._heat_timer.cancel()
         for p in self.pending.values():
             if p.timer is not None:
                 p.timer.cancel()

@@ -38,9 +38,8 @@ def drawings_fill(model: pipeline.Model, pks: list[int]) -> int:
     Drawing.objects.filter(pk__in=[r.pk for r in rows]).update(prediction_attempts=F("prediction_attempts") + 1)
     jobs = [Job(id=str(r.pk), client="", reply="", png=True,
                 strokes=Strokes(r.strokes, (r.canvas_width, r.canvas_height), r.brush)) for r in rows]
-    done = pipeline.predict_jobs(model, jobs, model_name=model.name)
     filled = 0
-    for answer in done.answers:
+    for answer in pipeline.predict_jobs(model, jobs, model_name=model.name):
         if answer.prediction is None:
             log.warning("drawing %s: no prediction (%s)", answer.id, answer.error)
             continue

@@ -23,19 +23,21 @@ MAX_BATCH = 64  # jobs per Celery message: bounds one worker step (and one forwa
 PREPARE_TASK = "worker.tasks.prepare"  # decode uploads (up to 10-30 ms each): their own queue
 PREDICT_TASK = "worker.tasks.predict"  # strokes or ready 28x28 images -> predictions
 FILL_TASK = "worker.tasks.fill_drawings"  # stored drawings (by primary key) -> their predictions
-HEAT_TASK = "worker.tasks.heat"  # heat maps of predictions already sent: off the live path
+HEAT_TASK = "worker.tasks.heat"  # heat maps of predictions already shown: off the live path
 PREPARE_QUEUE = "preprocess"
 PREDICT_QUEUE = "inference"
 QUEUES = (PREPARE_QUEUE, PREDICT_QUEUE)
+TASK_QUEUES = {PREPARE_TASK: PREPARE_QUEUE, HEAT_TASK: PREPARE_QUEUE, PREDICT_TASK: PREDICT_QUEUE,
+               FILL_TASK: PREDICT_QUEUE}
 
 ANSWERS_TYPE = "job.answers"  # channel-layer message type of an `Answers`
 
 
 class Saliency(str, Enum):
-    """Whether (and when) a job wants the heat map of the pixels that drove its prediction."""
+    """Whether a job wants the heat map of the pixels that drove its prediction in its answer. (A
+    drawing's heat map is a job of its own, `explain`, asked for once its prediction stayed on screen.)"""
 
     NONE = "none"
-    AFTER = "after"  # in a later message, after every prediction of the batch went out
     INLINE = "inline"  # in the answer itself (uploads: one reply per request)
 
 
@@ -58,7 +60,8 @@ class Strokes:
 @dataclass
 class Job:
     """One thing to recognise. Exactly one of `strokes`, `upload` (PNG/JPEG bytes) or `image`
-    (784 bytes, the model's input) is set; a prepare step turns an upload into an image."""
+    (784 bytes, the model's input) is set; a prepare step turns an upload into an image. A job with
+    `explain` set asks only for the heat map of `image` for that digit (a prediction already sent)."""
 
     id: str
     client: str  # the connection (or waiting request) in the web process that gets the answer
@@ -73,8 +76,14 @@ class Job:
     timings: dict[str, float] = field(default_factory=dict)  # ms per phase so far
 
     @property
+    def task(self) -> str:
+        if self.explain is not None:
+            return HEAT_TASK
+        return PREPARE_TASK if self.upload is not None else PREDICT_TASK
+
+    @property
     def queue(self) -> str:
-        return PREPARE_QUEUE if self.upload is not None else PREDICT_QUEUE
+        return TASK_QUEUES[self.task]
 
     def to_wire(self) -> dict[str, Any]:
         d: dict[str, Any] = {"id": self.id, "client": self.client, "reply": self.reply, "sent_at": self.sent_at}
@@ -138,7 +147,7 @@ class JobError:
 @dataclass(frozen=True)
 class Answer:
     """The worker's reply to one job: a prediction (with the image it saw, the PNG if asked for,
-    the heat map if inline) or an error. A heat map sent AFTER comes as an Answer of its own with
+    the heat map if inline) or an error. A heat map asked for on its own (`explain`) comes as an Answer with
     only `saliency` set (`prediction` and `error` both None)."""
 
     id: str

@@ -132,13 +132,7 @@ def prepare_uploads(jobs: Sequence[Job], limits: UploadLimits) -> tuple[list[Job
     return ready, failed
 
 
-@dataclass
-class Predicted:
-    answers: list[Answer]
-    heat_jobs: list[Job]  # heat maps still owed: image and digit of each pen-up prediction
-
-
-def predict_jobs(model: Model, jobs: Sequence[Job], *, model_name: str) -> Predicted:
+def predict_jobs(model: Model, jobs: Sequence[Job], *, model_name: str) -> list[Answer]:
     """Answer a batch: render strokes, then one forward pass for every image with ink.
 
     `model_name` names the empty prediction of a drawing without ink (no forward pass needed)."""
@@ -180,7 +174,7 @@ def predict_jobs(model: Model, jobs: Sequence[Job], *, model_name: str) -> Predi
         errors.update({jid: JobError("internal", "inference failed") for jid in inked})
     forward_ms = _ms(start)
 
-    answers, later = [], []
+    answers = []
     for job in jobs:
         timings = {**job.timings, "inference": forward_ms, "batch": float(len(jobs))}
         if job.id in errors:
@@ -190,9 +184,7 @@ def predict_jobs(model: Model, jobs: Sequence[Job], *, model_name: str) -> Predi
         prediction = predictions[job.id] if image is not None else Prediction.empty(model_name)
         answers.append(Answer(job.id, job.client, prediction=prediction, image=image, png=pngs.get(job.id),
                               saliency=heat.get(job.id), timings=timings))
-        if image is not None and job.saliency is Saliency.AFTER and prediction.digit is not None:
-            later.append(Job(id=job.id, client=job.client, reply=job.reply, image=image, explain=prediction.digit))
-    return Predicted(answers, later)
+    return answers
 
 
 def heat_answers(model: Model, jobs: Sequence[Job]) -> list[Answer]:

@@ -1,37 +1,33 @@
 """Celery tasks: thin wrappers that decode a batch, run one pipeline step and push the answers.
 
 `prepare` (queue "preprocess") decodes uploaded images and passes the batch on; `predict` (queue
-"inference") renders drawings and runs one forward pass for the whole batch. Each batch's answers
-go back with one publish per web process (see worker.jobs); heat maps follow in a second one.
+"inference") renders drawings and runs one forward pass for the whole batch; `heat` (queue
+"preprocess") computes the heat maps of predictions the web processes showed, in one backward pass.
+Each batch's answers go back with one publish per web process (see worker.jobs).
 """
 from __future__ import annotations
 
 import functools
 import logging
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
-from kombu.asynchronous import get_event_loop
 
 from worker import pipeline
 from worker.enqueue import enqueue
 from worker.heartbeat import Heartbeat, heartbeat_key
-from worker.heat_buffer import HeatBuffer
 from worker.jobs import (
     FILL_TASK,
     HEAT_TASK,
     JOB_EXPIRES_S,
     PREDICT_QUEUE,
     PREDICT_TASK,
-    PREPARE_QUEUE,
     PREPARE_TASK,
     Answer,
     Batch,
-    Job,
     JobError,
 )
 from worker.model_registry import ModelWatcher, get_predictor, served_model_name
@@ -74,35 +70,17 @@ def prepare(batch: Batch) -> None:
         enqueue(predict, PREDICT_QUEUE, wire, JOB_EXPIRES_S)
 
 
-HEAT_BATCH = 8  # heat-map jobs per heat task at most (a backward pass of eight: 5 ms here)...
-HEAT_WAIT_S = 0.02  # ...or those gathered this long after the first (the map follows its prediction)
-
-
-def _send_heat(jobs: list[Job]) -> None:
-    enqueue(heat, PREPARE_QUEUE, Batch(uuid.uuid4().hex, jobs).to_wire(), settings.HEAT_EXPIRES_S)
-
-
-def _event_loop_call_later() -> Any:
-    hub = get_event_loop()  # the worker's own loop (kombu's hub): runs the call between tasks
-    return hub.call_later if hub is not None else None
-
-
-_heat_buffer = HeatBuffer(_send_heat, size=HEAT_BATCH, wait_s=HEAT_WAIT_S, call_later=_event_loop_call_later)
-
-
 @batch_task(PREDICT_TASK)
 def predict(batch: Batch) -> None:
     model = get_predictor()
     jobs = batch.jobs
-    done = pipeline.predict_jobs(model, jobs, model_name=model.name)
-    push_answers(jobs, done.answers, batch=batch.id)
-    if done.heat_jobs:  # a backward pass costs three forward ones: on the other queue, off the live path
-        _heat_buffer.add(done.heat_jobs)
+    push_answers(jobs, pipeline.predict_jobs(model, jobs, model_name=model.name), batch=batch.id)
 
 
 @batch_task(HEAT_TASK)
 def heat(batch: Batch) -> None:
-    """Heat maps for predictions already sent, in one backward pass."""
+    """Heat maps for predictions already shown, in one backward pass (a backward pass costs three
+    forward ones: on the other queue, off the live path)."""
     push_answers(batch.jobs, pipeline.heat_answers(get_predictor(), batch.jobs))
 
 
@@ -161,10 +139,6 @@ def _ready(sender: Any = None, **_: Any) -> None:
 
 @worker_shutdown.connect
 def _stopping(**_: Any) -> None:
-    try:
-        _heat_buffer.flush()
-    except Exception:  # the broker may be gone already: heat maps are a nicety
-        log.warning("heat maps still waiting were dropped at shutdown", exc_info=True)
     if _heartbeat is not None:
         _heartbeat.stop()
     if _sweeper is not None:

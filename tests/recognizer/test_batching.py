@@ -6,6 +6,9 @@ import threading
 import time
 
 from recognizer.batching import JobBatcher
+from worker.jobs import HEAT_TASK as HEAT
+from worker.jobs import PREDICT_TASK as PREDICT
+from worker.jobs import PREPARE_TASK as PREPARE
 from worker.jobs import Batch, Job, Strokes
 
 
@@ -22,12 +25,12 @@ class Recorder:
         self.delay, self.fail = delay, fail
         self.lock = threading.Lock()
 
-    def __call__(self, queue: str, batch: Batch) -> None:
+    def __call__(self, task: str, batch: Batch) -> None:
         time.sleep(self.delay)
         if self.fail:
             raise ConnectionError("broker down")
         with self.lock:
-            self.batches.append((queue, [j.id for j in batch.jobs]))
+            self.batches.append((task, [j.id for j in batch.jobs]))
             self.ids.append(batch.id)
 
 
@@ -48,11 +51,11 @@ def test_jobs_of_one_loop_turn_leave_as_one_batch_and_a_lone_job_is_not_held_bac
         for i in range(5):
             b.add(job(i), nothing)
         await settle(b)
-        assert rec.batches == [("inference", ["j0", "j1", "j2", "j3", "j4"])]
+        assert rec.batches == [(PREDICT, ["j0", "j1", "j2", "j3", "j4"])]
         start = time.perf_counter()
         b.add(job(9), nothing)
         await settle(b)
-        assert rec.batches[-1] == ("inference", ["j9"])
+        assert rec.batches[-1] == (PREDICT, ["j9"])
         assert time.perf_counter() - start < 0.05
     asyncio.run(go())
 
@@ -74,7 +77,7 @@ def test_while_the_window_is_full_jobs_gather_and_leave_together_when_a_batch_co
         assert len(rec.batches) == 2
         b.done(rec.ids[0])
         await settle(b)
-        assert rec.batches[-1] == ("inference", [f"j{i}" for i in range(2, 9)])
+        assert rec.batches[-1] == (PREDICT, [f"j{i}" for i in range(2, 9)])
         assert (b.published_batches, b.published_jobs, b.waiting) == (3, 9, 0)
     asyncio.run(go())
 
@@ -102,14 +105,22 @@ def test_uploads_do_not_wait_for_the_prediction_window_and_batches_split_by_size
             b.add(job(i), nothing)
         b.add(job(0, upload=True), nothing)
         await settle(b)
-        assert sorted(rec.batches) == sorted([("inference", ["j0", "j1", "j2"]), ("inference", ["j3", "j4", "j5"]),
-                                              ("inference", ["j6"]), ("preprocess", ["u0"])])
+        assert sorted(rec.batches) == sorted([(PREDICT, ["j0", "j1", "j2"]), (PREDICT, ["j3", "j4", "j5"]),
+                                              (PREDICT, ["j6"]), (PREPARE, ["u0"])])
         full = JobBatcher(Recorder(), in_flight=1)
         full.add(job(0), nothing)
         await settle(full)
         full.add(job(1, upload=True), nothing)
+        full.add(Job(id="h1", client="c", reply="r", image=bytes(784), explain=3), nothing)
         await settle(full)
-        assert full.waiting == 0, "an upload waited for a prediction batch's window"
+        assert full.waiting == 0, "an upload or a heat map waited for a prediction batch's window"
+        # each kind leaves as its own task: an upload and a heat map never share a message
+        rec2 = Recorder()
+        mixed = JobBatcher(rec2)
+        mixed.add(job(2, upload=True), nothing)
+        mixed.add(Job(id="h2", client="c", reply="r", image=bytes(784), explain=3), nothing)
+        await settle(mixed)
+        assert sorted(rec2.batches) == sorted([(PREPARE, ["u2"]), (HEAT, ["h2"])])
     asyncio.run(go())
 
 
@@ -132,7 +143,7 @@ def test_a_failed_publish_tells_every_job_of_the_batch_and_frees_its_place() -> 
         rec.fail = False
         b.add(job(5), nothing)
         await settle(b)
-        assert rec.batches == [("inference", ["j5"])]
+        assert rec.batches == [(PREDICT, ["j5"])]
     asyncio.run(go())
 
 
@@ -148,5 +159,5 @@ def test_publishing_on_the_event_loop_batches_the_same_way() -> None:
         await settle(b)
         b.done(rec.ids[0])
         await settle(b)
-        assert rec.batches == [("inference", ["j0", "j1", "j2", "j3"]), ("inference", ["j7", "j8"])]
+        assert rec.batches == [(PREDICT, ["j0", "j1", "j2", "j3"]), (PREDICT, ["j7", "j8"])]
     asyncio.run(go())

@@ -54,7 +54,7 @@ def test_the_pushed_message_matches_celerys_send_task(settings) -> None:
                       argsrepr="(<batch of 1>,)")
     try:
         [celerys_raw] = r.lrange(f"{prefix}{PREDICT_QUEUE}", 0, -1)
-        asyncio.run(TaskPusher(TEST_REDIS_URL, prefix)(PREDICT_QUEUE, batch()))
+        asyncio.run(TaskPusher(TEST_REDIS_URL, prefix)(PREDICT_TASK, batch()))
         ours_raw, _ = r.lrange(f"{prefix}{PREDICT_QUEUE}", 0, -1)  # LPUSH: the newest first
     finally:
         for key in r.scan_iter(match=f"{prefix}*"):
@@ -72,7 +72,7 @@ def test_a_broker_that_does_not_answer_fails_the_publish_within_seconds() -> Non
     pusher = TaskPusher("redis://127.0.0.1:1/0")  # nothing listens there
 
     async def go() -> None:
-        await asyncio.wait_for(pusher(PREDICT_QUEUE, batch()), 5)
+        await asyncio.wait_for(pusher(PREDICT_TASK, batch()), 5)
 
     with pytest.raises(Exception) as failed:
         asyncio.run(go())

@@ -11,7 +11,7 @@ import pytest
 
 from recognizer.ratelimit import TokenBucket
 from recognizer.session import RecognitionSession, StoreRequest
-from worker.jobs import Answer, Job, JobError, Prediction, Saliency
+from worker.jobs import HEAT_TASK, PREPARE_QUEUE, Answer, Job, JobError, Prediction, Saliency
 
 PROBS = [0.01] * 3 + [0.91] + [0.01] * 6
 
@@ -32,7 +32,7 @@ class FakeSink:
 
 class Harness:
     def __init__(self, *, timeout_s: float = 5.0, store_fails: bool = False, store_hangs: bool = False,
-                 store_timeout_s: float = 4.0, rate: float = 1000) -> None:
+                 store_timeout_s: float = 4.0, rate: float = 1000, heat_delay_s: float = 10.0) -> None:
         self.sink = FakeSink()
         self.sent: list[dict[str, Any]] = []
         self.stored: list[StoreRequest] = []
@@ -52,7 +52,8 @@ class Harness:
 
         self.session = RecognitionSession(client="c1", sink=self.sink, send=send, store=store,
                                           new_id=lambda: f"j{next(ids)}", timeout_s=timeout_s,
-                                          bucket=TokenBucket(rate, rate), store_timeout_s=store_timeout_s)
+                                          bucket=TokenBucket(rate, rate), store_timeout_s=store_timeout_s,
+                                          heat_delay_s=heat_delay_s)
 
     async def frame(self, **msg: Any) -> int:
         self.seq += 1
@@ -100,7 +101,7 @@ def test_a_pen_up_state_is_asked_for_at_once_beside_a_pen_down_refresh_in_flight
         up = await h.stroke(points=((60, 60),), final=True)
         assert len(h.sink.jobs) == 2, "the pen-up state waited for the pen-down refresh's round trip"
         refresh, final = h.sink.jobs
-        assert final.saliency is Saliency.AFTER and len(final.strokes.strokes[0]) == 3
+        assert len(final.strokes.strokes[0]) == 3
         again = await h.stroke(stroke=1, final=True)  # a pen-up behind a pen-up waits its turn
         assert len(h.sink.jobs) == 2
         await h.answer(final)
@@ -224,32 +225,68 @@ def test_worker_errors_reach_the_client_with_their_seq() -> None:
     run(go())
 
 
-def test_the_heat_map_is_sent_only_for_the_prediction_on_screen() -> None:
+def heat_jobs(h: Harness) -> list[Job]:
+    return [j for j in h.sink.jobs if j.explain is not None]
+
+
+def test_a_pen_up_predictions_heat_map_is_asked_for_once_it_stayed_on_screen() -> None:
     async def go() -> None:
-        h = Harness()
+        h = Harness(heat_delay_s=0.05)
         seq = await h.stroke(final=True)
         job = h.sink.jobs[0]
-        assert job.saliency is Saliency.AFTER
-        await h.answer(job)
-        await h.session.on_answer(Answer(job.id, job.client, saliency=bytes([255]) * 784), 0.0)
+        assert job.saliency is Saliency.NONE and job.explain is None  # the prediction itself: no heat map
+        await h.answer(job, digit=7)
+        assert not heat_jobs(h), "the heat map was asked for before the prediction stayed on screen"
+        await asyncio.sleep(0.08)
+        [heat_job] = heat_jobs(h)
+        assert heat_job.explain == 7 and heat_job.image == bytes(784) and heat_job.strokes is None
+        assert heat_job.task == HEAT_TASK and heat_job.queue == PREPARE_QUEUE
+        await h.session.on_answer(Answer(heat_job.id, heat_job.client, saliency=bytes([255]) * 784), 0.0)
         [heat] = h.of("saliency")
         assert (heat["drawing"], heat["seq"]) == ("d", seq)
-        # a heat map for a prediction no longer on screen is dropped
-        await h.stroke(stroke=1, final=True)
-        job2 = h.sink.jobs[1]
-        await h.answer(job2)
-        await h.stroke(stroke=2, final=True)
-        await h.answer(h.sink.jobs[2])
-        await h.session.on_answer(Answer(job2.id, job2.client, saliency=bytes(784)), 0.0)
-        assert len(h.of("saliency")) == 1
     run(go())
 
 
-def test_pen_down_strokes_ask_for_no_heat_map() -> None:
+def test_no_heat_map_for_a_state_replaced_within_the_delay_nor_for_pen_down() -> None:
     async def go() -> None:
-        h = Harness()
-        await h.stroke(final=False)
-        assert h.sink.jobs[0].saliency is Saliency.NONE
+        h = Harness(heat_delay_s=0.05)
+        await h.stroke(final=True)
+        await h.answer(h.sink.jobs[0])
+        await h.stroke(stroke=1)  # the next stroke starts at once: the pen-up state is gone
+        await h.answer(h.sink.jobs[1])
+        await asyncio.sleep(0.08)
+        assert not heat_jobs(h), "a heat map for a state nobody looks at any more"
+        await h.stroke(stroke=1, points=((90, 90),), final=True)
+        await h.answer(h.sink.jobs[2])
+        await h.frame(type="clear", drawing="d")  # cleared within the delay: nothing to explain either
+        await asyncio.sleep(0.08)
+        assert not heat_jobs(h)
+    run(go())
+
+
+def test_a_heat_map_that_comes_after_the_drawing_moved_on_is_dropped() -> None:
+    async def go() -> None:
+        h = Harness(heat_delay_s=0.0)
+        await h.stroke(final=True)
+        await h.answer(h.sink.jobs[0])
+        await asyncio.sleep(0.01)
+        [heat_job] = heat_jobs(h)
+        await h.stroke(stroke=1, final=True)
+        await h.answer(h.sink.jobs[-1])
+        await h.session.on_answer(Answer(heat_job.id, heat_job.client, saliency=bytes(784)), 0.0)
+        assert not h.of("saliency")
+    run(go())
+
+
+def test_a_failed_heat_map_publish_errs_nothing() -> None:
+    async def go() -> None:
+        h = Harness(heat_delay_s=0.0)
+        await h.stroke(final=True)
+        await h.answer(h.sink.jobs[0])
+        await asyncio.sleep(0.01)
+        [heat_job] = heat_jobs(h)
+        await h.sink.failures[heat_job.id](ConnectionError("broker hiccup"))
+        assert not h.of("error") and len(h.of("prediction")) == 1
     run(go())
 
 
@@ -297,7 +334,7 @@ def test_pen_down_refreshes_are_spaced_and_pen_up_is_never_held_back() -> None:
         assert len(h.sink.jobs[1].strokes.strokes[0]) == 5  # the newest state
         await h.answer(h.sink.jobs[1])
         last = await h.stroke(points=((70, 70),), final=True)  # pen up: at once
-        assert len(h.sink.jobs) == 3 and h.sink.jobs[2].saliency is Saliency.AFTER
+        assert len(h.sink.jobs) == 3
         await h.answer(h.sink.jobs[2])
         assert h.of("prediction")[-1]["seq"] == last
     run(go())

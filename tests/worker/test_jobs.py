@@ -7,7 +7,21 @@ from pathlib import Path
 
 import msgpack
 
-from worker.jobs import Answer, Answers, Batch, Job, JobError, Prediction, Saliency, Strokes
+from worker.jobs import (
+    HEAT_TASK,
+    PREDICT_QUEUE,
+    PREDICT_TASK,
+    PREPARE_QUEUE,
+    PREPARE_TASK,
+    Answer,
+    Answers,
+    Batch,
+    Job,
+    JobError,
+    Prediction,
+    Saliency,
+    Strokes,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,7 +33,7 @@ def over_the_wire(value: dict) -> dict:
 def test_a_batch_of_every_kind_of_job_survives_the_wire() -> None:
     jobs = [
         Job(id="a", client="c1", reply="web.1", strokes=Strokes([[[1.0, 2.5], [3.0, 4.0]]], (280.0, 200.0), 16.0),
-            png=True, saliency=Saliency.AFTER),
+            png=True),
         Job(id="b", client="c2", reply="web.1", upload=b"\x89PNG\x00\xff", saliency=Saliency.INLINE),
         Job(id="c", client="c3", reply="web.2", image=bytes(range(256)) * 3 + bytes(16), explain=4,
             timings={"preprocess": 1.5}),
@@ -29,6 +43,14 @@ def test_a_batch_of_every_kind_of_job_survives_the_wire() -> None:
     for original, copy in zip(jobs, batch.jobs):
         copy.sent_at = original.sent_at
         assert copy == original
+
+
+def test_each_kind_of_job_names_its_task_and_queue() -> None:
+    drawing = Job(id="a", client="c", reply="r", strokes=Strokes([[[1.0, 2.0]]], (280.0, 280.0), 16.0))
+    upload = Job(id="b", client="c", reply="r", upload=b"png")
+    heat = Job(id="c", client="c", reply="r", image=bytes(784), explain=3)
+    assert [(j.task, j.queue) for j in (drawing, upload, heat)] == [
+        (PREDICT_TASK, PREDICT_QUEUE), (PREPARE_TASK, PREPARE_QUEUE), (HEAT_TASK, PREPARE_QUEUE)]
 
 
 def test_answers_survive_the_wire() -> None:

@@ -9,7 +9,7 @@ import pytest
 from digits.predictor import load_predictor
 from tests.digit_paths import digit_strokes
 from worker import pipeline
-from worker.jobs import Job, Saliency, Strokes
+from worker.jobs import Job, Strokes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,11 +40,11 @@ def strokes_job(i: int, digit: int, **kw) -> Job:
 def test_a_batch_is_one_forward_pass_and_each_job_gets_its_own_digit(model) -> None:
     counting = CountingModel(model)
     jobs = [strokes_job(d, d) for d in range(10)]
-    done = pipeline.predict_jobs(counting, jobs, model_name=model.name)
+    answers = pipeline.predict_jobs(counting, jobs, model_name=model.name)
     assert counting.calls == [10]
-    assert [a.prediction.digit for a in done.answers] == list(range(10))
-    assert [a.id for a in done.answers] == [j.id for j in jobs]
-    for answer in done.answers:
+    assert [a.prediction.digit for a in answers] == list(range(10))
+    assert [a.id for a in answers] == [j.id for j in jobs]
+    for answer in answers:
         single = pipeline.classify(model, answer.image)
         assert answer.prediction.probabilities == pytest.approx(single["probabilities"], abs=1e-5)
 
@@ -52,20 +52,22 @@ def test_a_batch_is_one_forward_pass_and_each_job_gets_its_own_digit(model) -> N
 def test_an_empty_drawing_and_a_broken_job_do_not_spoil_the_batch(model) -> None:
     empty = Job(id="e", client="c", reply="r", strokes=Strokes([], (280.0, 280.0), 16.0))
     broken = Job(id="b", client="c", reply="r")  # neither strokes nor an image
-    done = pipeline.predict_jobs(model, [empty, strokes_job(1, 4), broken], model_name="m")
-    by_id = {a.id: a for a in done.answers}
+    answers = pipeline.predict_jobs(model, [empty, strokes_job(1, 4), broken], model_name="m")
+    by_id = {a.id: a for a in answers}
     assert by_id["e"].prediction.digit is None and by_id["e"].image is None
     assert by_id["j1"].prediction.digit == 4
     assert by_id["b"].error.code == "internal" and by_id["b"].prediction is None
 
 
 def test_heat_maps_of_a_batch_match_one_at_a_time(model) -> None:
-    jobs = [strokes_job(d, d, saliency=Saliency.AFTER, png=(d == 2)) for d in (2, 5, 8)]
-    done = pipeline.predict_jobs(model, jobs, model_name=model.name)
-    assert done.answers[0].png.startswith(b"\x89PNG") and done.answers[1].png is None
-    later = pipeline.heat_answers(model, done.heat_jobs)
-    assert [answer.id for answer in later] == ["j2", "j5", "j8"]
-    for answer, job in zip(later, done.heat_jobs):
+    jobs = [strokes_job(d, d, png=(d == 2)) for d in (2, 5, 8)]
+    answers = pipeline.predict_jobs(model, jobs, model_name=model.name)
+    assert answers[0].png.startswith(b"\x89PNG") and answers[1].png is None
+    assert all(a.saliency is None for a in answers)  # a drawing's heat map is a job of its own
+    heat_jobs = [Job(id=f"h{a.id}", client="c", reply="r", image=a.image, explain=a.prediction.digit) for a in answers]
+    later = pipeline.heat_answers(model, heat_jobs)
+    assert [answer.id for answer in later] == ["hj2", "hj5", "hj8"]
+    for answer, job in zip(later, heat_jobs):
         one = pipeline.to_bytes28(model.saliency(pipeline.from_bytes28(job.image), job.explain))
         assert answer.is_saliency_only
         assert np.abs(np.frombuffer(answer.saliency, np.uint8).astype(int) - np.frombuffer(one, np.uint8)).max() <= 1

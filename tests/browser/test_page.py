@@ -229,6 +229,33 @@ def test_undo_and_clear_change_the_prediction(pad: Pad) -> None:
     expect(pad.page.locator("#history li")).to_have_count(1)  # the cleared drawing
 
 
+def warm_pixels(page: Page) -> int:
+    """Pixels of the model's view (#preview, 28x28) painted in the heat map's yellow-to-red, not grey."""
+    return page.evaluate("""() => {
+        const data = document.querySelector('#preview').getContext('2d').getImageData(0, 0, 28, 28).data;
+        let warm = 0;
+        for (let i = 0; i < data.length; i += 4) if (data[i] - data[i + 2] > 60) warm++;
+        return warm;
+    }""")
+
+
+def test_the_heat_map_comes_once_the_drawing_rests_and_shows_on_request(pad: Pad) -> None:
+    pad.draw(3)
+    final = pad.expect_digit(3)
+    toggle = pad.page.locator("#saliency-toggle")
+    expect(toggle).to_be_visible(timeout=5000)  # the drawing rested: its heat map came
+    heat = next(m for m in pad.received if m["type"] == "saliency")
+    assert (heat["drawing"], heat["seq"]) == (final["drawing"], final["seq"])
+    assert warm_pixels(pad.page) == 0, "the heat map was painted before the person asked for it"
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-pressed", "true")
+    expect(toggle).to_have_text("Hide heat map")
+    assert warm_pixels(pad.page) > 10, "the heat map is not painted over the model's view"
+    toggle.click()
+    expect(toggle).to_have_text("Show heat map")
+    assert warm_pixels(pad.page) == 0
+
+
 @pytest.mark.django_db(transaction=True)
 def test_submit_stores_the_drawing_without_a_label(pad: Pad) -> None:
     pad.draw(4)

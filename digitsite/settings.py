@@ -221,7 +221,7 @@ THROTTLE_HEALTH = os.environ.get("THROTTLE_HEALTH", "20/second")
 # often as the workers answer). A pen-up state is always predicted at once.
 WS_LIVE_INTERVAL_MS = float(os.environ.get("WS_LIVE_INTERVAL_MS", "100"))
 # ...or, when the workers answer slowly, at most every this many (smoothed) round trips.
-WS_LIVE_LOAD_FACTOR = float(os.environ.get("WS_LIVE_LOAD_FACTOR", "8"))
+WS_LIVE_LOAD_FACTOR = float(os.environ.get("WS_LIVE_LOAD_FACTOR", "16"))
 # An unanswered prediction (its job lost with a worker) is asked again once, after this many seconds,
 # for the drawing's newest state; then the client gets an `unavailable` error.
 WS_PREDICTION_TIMEOUT_S = float(os.environ.get("WS_PREDICTION_TIMEOUT_S", "5"))

@@ -75,7 +75,7 @@ class Pending:
 class RecognitionSession:
     def __init__(self, *, client: str, sink: JobSink, send: Send, store: Store, new_id: Callable[[], str],
                  timeout_s: float, bucket: Budget, max_attempts: int = 2, store_timeout_s: float = 4.0,
-                 live_interval_s: float = 0.0, load_factor: float = 8.0, heat_delay_s: float = 0.0) -> None:
+                 live_interval_s: float = 0.0, load_factor: float = 16.0, heat_delay_s: float = 0.0) -> None:
         self.client = client
         self._sink, self._send, self._store, self._new_id = sink, send, store, new_id
         self._timeout_s, self._bucket, self._max_attempts = timeout_s, bucket, max_attempts

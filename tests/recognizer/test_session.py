@@ -264,13 +264,19 @@ def test_no_heat_map_for_a_state_replaced_within_the_delay_nor_for_pen_down() ->
     run(go())
 
 
+async def heat_asked_at_once() -> tuple[Harness, Job]:
+    """A session without a heat delay, a pen-up prediction shown, and the heat job it asked for."""
+    h = Harness(heat_delay_s=0.0)
+    await h.stroke(final=True)
+    await h.answer(h.sink.jobs[0])
+    await asyncio.sleep(0.01)
+    [heat_job] = heat_jobs(h)
+    return h, heat_job
+
+
 def test_a_heat_map_that_comes_after_the_drawing_moved_on_is_dropped() -> None:
     async def go() -> None:
-        h = Harness(heat_delay_s=0.0)
-        await h.stroke(final=True)
-        await h.answer(h.sink.jobs[0])
-        await asyncio.sleep(0.01)
-        [heat_job] = heat_jobs(h)
+        h, heat_job = await heat_asked_at_once()
         await h.stroke(stroke=1, final=True)
         await h.answer(h.sink.jobs[-1])
         await h.session.on_answer(Answer(heat_job.id, heat_job.client, saliency=bytes(784)), 0.0)
@@ -280,11 +286,7 @@ def test_a_heat_map_that_comes_after_the_drawing_moved_on_is_dropped() -> None:
 
 def test_a_failed_heat_map_publish_errs_nothing() -> None:
     async def go() -> None:
-        h = Harness(heat_delay_s=0.0)
-        await h.stroke(final=True)
-        await h.answer(h.sink.jobs[0])
-        await asyncio.sleep(0.01)
-        [heat_job] = heat_jobs(h)
+        h, heat_job = await heat_asked_at_once()
         await h.sink.failures[heat_job.id](ConnectionError("broker hiccup"))
         assert not h.of("error") and len(h.of("prediction")) == 1
     run(go())

@@ -129,6 +129,8 @@ async def recognize_socket(scope: Scope, receive: Receive, send: Send) -> None:
         if event["type"] == "websocket.disconnect":
             if heat_timer is not None:
                 heat_timer.cancel()
+            for task in tasks:  # nothing is sent on a closed socket
+                task.cancel()
             return
         received = time.perf_counter()
         if not bucket.take():

@@ -15,6 +15,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from worker.jobs import TASK_QUEUES
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -190,12 +192,8 @@ CELERY_TASK_ACKS_LATE = True  # with ack emulation off, an ack is bookkeeping in
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "preprocess"
-CELERY_TASK_ROUTES = {  # the names and queues of worker.jobs
-    "worker.tasks.prepare": {"queue": "preprocess"},
-    "worker.tasks.predict": {"queue": "inference"},
-    "worker.tasks.fill_drawings": {"queue": "inference"},
-    "worker.tasks.heat": {"queue": "preprocess"},
-}
+# the names and queues of worker.jobs, the one place they are written (it imports nothing heavy)
+CELERY_TASK_ROUTES = {task: {"queue": queue} for task, queue in TASK_QUEUES.items()}
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_WORKER_DISABLE_RATE_LIMITS = True
 

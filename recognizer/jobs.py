@@ -37,13 +37,17 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+def task_expires_s(task: str) -> float:
+    """How long a batch of `task` may wait in its queue: heat maps are optional and shed sooner."""
+    return settings.HEAT_EXPIRES_S if task == HEAT_TASK else JOB_EXPIRES_S
+
+
 def celery_publish(task: str, batch: Batch) -> None:
     """Publish one batch as one Celery message (blocking)."""
     from digitsite.celery import app
 
     wire = batch.to_wire()
-    app.send_task(task, args=(wire,), queue=TASK_QUEUES[task],
-                  expires=settings.HEAT_EXPIRES_S if task == HEAT_TASK else JOB_EXPIRES_S, argsrepr=batch_repr(wire),
+    app.send_task(task, args=(wire,), queue=TASK_QUEUES[task], expires=task_expires_s(task), argsrepr=batch_repr(wire),
                   retry_policy=PUBLISH_RETRY)
 
 
@@ -105,7 +109,7 @@ def default_publish() -> Publish:
     if settings.PUBLISH_VIA == "celery":
         return celery_publish
     if _pusher is None:
-        _pusher = TaskPusher(settings.CELERY_BROKER_URL, settings.REDIS_PREFIX, {HEAT_TASK: settings.HEAT_EXPIRES_S})
+        _pusher = TaskPusher(settings.CELERY_BROKER_URL, settings.REDIS_PREFIX, task_expires_s)
     return _pusher
 
 

@@ -8,6 +8,7 @@ from the database thread after a commit, still use send_task.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -23,9 +24,9 @@ __all__ = ["TaskPusher", "task_message"]
 class TaskPusher:
     """Publishes batches (JobBatcher's `publish`) straight into the Celery queues' Redis lists."""
 
-    def __init__(self, redis_url: str, prefix: str = "", expires_s: dict[str, float] | None = None) -> None:
+    def __init__(self, redis_url: str, prefix: str = "", expires_s: Callable[[str], float] | None = None) -> None:
         self._url, self._prefix = redis_url, prefix
-        self._expires_s = expires_s or {}  # per task name; JOB_EXPIRES_S for the others
+        self._expires_s = expires_s or (lambda task: JOB_EXPIRES_S)  # task name -> seconds in the queue at most
         self._clients: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
 
     def _client(self) -> aioredis.Redis:
@@ -43,5 +44,5 @@ class TaskPusher:
         wire = batch.to_wire()
         queue = TASK_QUEUES[task]
         message = task_message(task, queue, (wire,), argsrepr=batch_repr(wire),
-                               expires_s=self._expires_s.get(task, JOB_EXPIRES_S))
+                               expires_s=self._expires_s(task))
         await self._client().lpush(f"{self._prefix}{queue}", message)

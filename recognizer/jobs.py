@@ -20,7 +20,6 @@ from worker.jobs import (
     FILL_TASK,
     HEAT_TASK,
     JOB_EXPIRES_S,
-    PREDICT_QUEUE,
     TASK_QUEUES,
     Answer,
     Batch,
@@ -55,7 +54,7 @@ def enqueue_fill(pks: list[int]) -> None:
     """Ask a worker to predict stored drawings (blocking; called after their commit)."""
     from digitsite.celery import app
 
-    app.send_task(FILL_TASK, args=(pks,), queue=PREDICT_QUEUE, retry_policy=PUBLISH_RETRY)
+    app.send_task(FILL_TASK, args=(pks,), queue=TASK_QUEUES[FILL_TASK], retry_policy=PUBLISH_RETRY)
 
 
 class JobClient:

@@ -22,13 +22,15 @@ MAX_BATCH = 64  # jobs per Celery message: bounds one worker step (and one forwa
 # Task names and queues: the web side publishes by name and never imports worker code.
 PREPARE_TASK = "worker.tasks.prepare"  # decode uploads (up to 10-30 ms each): their own queue
 PREDICT_TASK = "worker.tasks.predict"  # strokes or ready 28x28 images -> predictions
-FILL_TASK = "worker.tasks.fill_drawings"  # stored drawings (by primary key) -> their predictions
+# Stored drawings (by primary key) -> their predictions. Filling one in writes to the database, and a
+# hung database holds its worker: on the preprocess queue, never in front of a live prediction.
+FILL_TASK = "worker.tasks.fill_drawings"
 HEAT_TASK = "worker.tasks.heat"  # heat maps of predictions already shown: off the live path
 PREPARE_QUEUE = "preprocess"
 PREDICT_QUEUE = "inference"
 QUEUES = (PREPARE_QUEUE, PREDICT_QUEUE)
-TASK_QUEUES = {PREPARE_TASK: PREPARE_QUEUE, HEAT_TASK: PREPARE_QUEUE, PREDICT_TASK: PREDICT_QUEUE,
-               FILL_TASK: PREDICT_QUEUE}
+TASK_QUEUES = {PREPARE_TASK: PREPARE_QUEUE, HEAT_TASK: PREPARE_QUEUE, FILL_TASK: PREPARE_QUEUE,
+               PREDICT_TASK: PREDICT_QUEUE}
 
 ANSWERS_TYPE = "job.answers"  # channel-layer message type of an `Answers`
 

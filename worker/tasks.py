@@ -2,7 +2,8 @@
 
 `prepare` (queue "preprocess") decodes uploaded images and passes the batch on; `predict` (queue
 "inference") renders drawings and runs one forward pass for the whole batch; `heat` (queue
-"preprocess") computes the heat maps of predictions the web processes showed, in one backward pass.
+"preprocess") computes the heat maps of predictions the web processes showed, in one backward pass;
+`fill_drawings` (queue "preprocess": it writes to the database, which may hang) predicts stored drawings.
 Each batch's answers go back with one publish per web process (see worker.jobs).
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from worker.jobs import (
     PREDICT_QUEUE,
     PREDICT_TASK,
     PREPARE_TASK,
+    TASK_QUEUES,
     Answer,
     Batch,
     JobError,
@@ -102,7 +104,7 @@ def fill_drawings(pks: list[int]) -> None:
 
 
 def enqueue_fill(pks: list[int]) -> None:
-    fill_drawings.apply_async((pks,), queue=PREDICT_QUEUE)
+    fill_drawings.apply_async((pks,), queue=TASK_QUEUES[FILL_TASK])
 
 
 _heartbeat: Heartbeat | None = None
@@ -126,7 +128,7 @@ def _ready(sender: Any = None, **_: Any) -> None:
     if _watcher is None:
         _watcher = ModelWatcher()
         _watcher.start()
-    if PREDICT_QUEUE in queues:
+    if TASK_QUEUES[FILL_TASK] in queues:  # the sweep runs where the drawings are filled in
         global _sweeper
         import redis
 

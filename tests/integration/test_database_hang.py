@@ -7,11 +7,15 @@ import time
 import uuid
 
 import pytest
+import redis
 
 from recognizer.models import Drawing
+from recognizer.services import drawing_store
 from tests.dblock import drawings_locked
 from tests.digit_paths import digit_strokes
 from tests.wsclient import ProtocolClient
+from worker.jobs import FILL_TASK, TASK_QUEUES
+from worker.task_messages import task_message
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -66,3 +70,41 @@ def test_a_hung_database_neither_stalls_predictions_nor_duplicates_a_resubmit(st
     finally:
         submitter.close()
         drawer.close()
+
+
+def test_stored_drawings_waiting_on_a_hung_database_never_hold_up_live_predictions(stack):
+    """Filling in a stored drawing's prediction writes to the database; while the database hangs,
+    that write waits, and whichever worker runs it waits with it. Live predictions must not."""
+    row, _ = drawing_store(client_id=f"hang-fill-{uuid.uuid4().hex[:8]}", strokes=digit_strokes(6),
+                           canvas=(280, 280), brush=16, label=6)  # stored, its prediction not yet asked
+    broker = redis.Redis.from_url(stack.redis_url)
+    drawer = ProtocolClient(stack.url)
+    try:
+        with drawings_locked():
+            # the message a submit queues after its commit, as the web process sends it
+            queue = TASK_QUEUES[FILL_TASK]
+            broker.lpush(f"{stack.env['REDIS_PREFIX']}{queue}",
+                         task_message(FILL_TASK, queue, ([row.pk],), argsrepr=f"([{row.pk}],)"))
+            time.sleep(1.0)  # a worker has taken it and waits on the lock
+            waits = []
+            for n, digit in enumerate((2, 5, 8)):
+                asked = time.monotonic()
+                last = drawer.stream(digit_strokes(digit), drawing=f"beside-fill-{n}-{uuid.uuid4().hex[:6]}",
+                                     batch=20)
+                prediction, _ = drawer.prediction_for(last, timeout=10)
+                waited = time.monotonic() - asked
+                assert prediction["type"] == "prediction" and prediction["digit"] == digit, prediction
+                assert waited < 2.0, f"a live prediction waited {waited:.1f} s behind a fill on a hung database"
+                waits.append(waited)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # the database is back: the row gets its prediction
+            row.refresh_from_db()
+            if row.predicted_at is not None:
+                break
+            time.sleep(0.2)
+        assert row.predicted_at is not None and row.predicted_digit == 6, (row.predicted_at, row.predicted_digit)
+        print(f"3 drawings predicted beside a fill held by the locked table, each in at most {max(waits):.2f} s; "
+              "the stored drawing filled in once the lock went")
+    finally:
+        drawer.close()
+        broker.close()

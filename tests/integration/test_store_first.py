@@ -12,6 +12,7 @@ from scripts.stack import Stack
 from tests.conftest import TEST_REDIS_URL, free_port
 from tests.digit_paths import digit_strokes
 from tests.wsclient import ProtocolClient
+from worker.jobs import FILL_TASK, TASK_QUEUES
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -53,9 +54,10 @@ def test_submits_are_stored_with_the_workers_down_and_predicted_when_they_return
         assert Drawing.objects.filter(pk__in=ids, predicted_at__isnull=True).count() == SUBMITS
         time.sleep(max(0.0, DOWN_S - (time.monotonic() - down_since)))  # the outage, in full
 
-        assert broker.llen(f"{prefix}inference") >= 1  # the predictions asked for wait in the queue...
-        broker.delete(f"{prefix}inference")  # ...and are lost, as with a broker restart: the sweep must find them
-        service.add_worker("inference")
+        queue = TASK_QUEUES[FILL_TASK]
+        assert broker.llen(f"{prefix}{queue}") >= 1  # the predictions asked for wait in the queue...
+        broker.delete(f"{prefix}{queue}")  # ...and are lost, as with a broker restart: the sweep must find them
+        service.add_worker(queue)
         deadline = time.monotonic() + 60
         while Drawing.objects.filter(pk__in=ids, predicted_at__isnull=True).exists():
             assert time.monotonic() < deadline, "stored drawings were never predicted"

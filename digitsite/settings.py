@@ -247,6 +247,9 @@ PUBLISH_VIA = os.environ.get("PUBLISH_VIA", "redis")
 # Stored drawings whose prediction message was lost are queued again by the inference workers
 # after this many seconds (worker.drawings).
 DRAWING_SWEEP_S = float(os.environ.get("DRAWING_SWEEP_S", "10"))
+# A worker filling in stored drawings waits at most this long for a lock on their rows (a hung
+# database), then leaves them to the sweep: it also reads uploads and heat maps (PostgreSQL only).
+DRAWING_FILL_LOCK_WAIT_S = float(os.environ.get("DRAWING_FILL_LOCK_WAIT_S", "2"))
 
 LOGGING = {
     "version": 1,

@@ -3,17 +3,22 @@
 A submit stores the drawing first and queues its primary key after the commit; if that message is
 lost (broker down, worker killed), the sweep finds rows still waiting and queues them again, up to
 MAX_ATTEMPTS times (a row that fails that often is left for a person to look at in the admin).
+
+The worker that fills drawings in also reads uploads and heat maps, so its writes wait at most
+DRAWING_FILL_LOCK_WAIT_S for a lock: on a hung database the rows are left to a later sweep instead
+of holding everything queued behind them.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import redis
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import OperationalError, close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -27,24 +32,58 @@ log = logging.getLogger(__name__)
 SWEEP_S = settings.DRAWING_SWEEP_S  # how often waiting rows are looked for
 WAITING_S = settings.DRAWING_SWEEP_S  # a row waiting this long has lost its message
 MAX_ATTEMPTS = 5
+LOCK_WAIT_S = settings.DRAWING_FILL_LOCK_WAIT_S
+
+
+@contextlib.contextmanager
+def lock_waits_bounded(seconds: float) -> Iterator[None]:
+    """A transaction whose statements give up waiting for a lock after `seconds`: PostgreSQL's
+    lock_timeout for this transaction; SQLite's busy timeout for this connection meanwhile (its
+    transactions take the write lock as they begin)."""
+    ms = max(1, round(seconds * 1000))
+    if connection.vendor != "sqlite":
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute(f"SET LOCAL lock_timeout = {ms}")
+            yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA busy_timeout")
+        before = int(cursor.fetchone()[0])
+        cursor.execute(f"PRAGMA busy_timeout = {ms}")
+    try:
+        with transaction.atomic():
+            yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA busy_timeout = {before}")
 
 
 def drawings_fill(model: pipeline.Model, pks: list[int]) -> int:
-    """Predict the stored drawings `pks` still waiting, in one forward pass; returns how many."""
+    """Predict the stored drawings `pks` still waiting, in one forward pass; returns how many (0 when
+    the database kept their rows locked: they stay waiting for the sweep)."""
     rows = list(Drawing.objects.filter(pk__in=pks, predicted_at__isnull=True)
                 .only("pk", "strokes", "canvas_width", "canvas_height", "brush"))
     if not rows:
         return 0
-    Drawing.objects.filter(pk__in=[r.pk for r in rows]).update(prediction_attempts=F("prediction_attempts") + 1)
-    jobs = [Job(id=str(r.pk), client="", reply="", png=True,
-                strokes=Strokes(r.strokes, (r.canvas_width, r.canvas_height), r.brush)) for r in rows]
-    filled = 0
-    for answer in pipeline.predict_jobs(model, jobs, model_name=model.name):
-        if answer.prediction is None:
-            log.warning("drawing %s: no prediction (%s)", answer.id, answer.error)
-            continue
-        filled += drawing_record_prediction(pk=int(answer.id), prediction=answer.prediction.to_wire(),
-                                            image28=answer.image, png=answer.png or b"")
+    try:
+        with lock_waits_bounded(LOCK_WAIT_S):  # counted before predicting: a drawing that kills workers stops
+            Drawing.objects.filter(pk__in=[r.pk for r in rows]).update(prediction_attempts=F("prediction_attempts") + 1)
+        jobs = [Job(id=str(r.pk), client="", reply="", png=True,
+                    strokes=Strokes(r.strokes, (r.canvas_width, r.canvas_height), r.brush)) for r in rows]
+        answers = pipeline.predict_jobs(model, jobs, model_name=model.name)
+        filled = 0
+        with lock_waits_bounded(LOCK_WAIT_S):
+            for answer in answers:
+                if answer.prediction is None:
+                    log.warning("drawing %s: no prediction (%s)", answer.id, answer.error)
+                    continue
+                filled += drawing_record_prediction(pk=int(answer.id), prediction=answer.prediction.to_wire(),
+                                                    image28=answer.image, png=answer.png or b"")
+    except OperationalError as exc:  # a lock not granted in time (or the database away)
+        log.warning("%d stored drawings left for the sweep: %s", len(rows), exc)
+        return 0
     return filled
 
 

@@ -73,3 +73,47 @@ def test_the_prediction_is_queued_after_the_commit_not_before() -> None:
     row = store(5, "after-commit", queued)
     # pytest-django's test transaction never commits: nothing may have been queued yet
     assert queued == [] and Drawing.objects.filter(pk=row.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_fill_gives_up_on_rows_a_hung_database_keeps_locked() -> None:
+    """The worker that fills drawings in also reads uploads: it waits DRAWING_FILL_LOCK_WAIT_S for a
+    locked table, not as long as the lock lasts, and leaves the rows waiting for the sweep."""
+    import threading
+    import time
+
+    from django.db import connections
+
+    from worker import drawings
+
+    row = store(4, f"locked-{uuid.uuid4().hex[:6]}")
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another connection, as another process would hold it
+        other = connections.create_connection("default")
+        try:
+            with other.cursor() as cursor:
+                if other.vendor == "postgresql":  # EXCLUSIVE: reads go on, writes wait
+                    cursor.execute("BEGIN")
+                    cursor.execute(f"LOCK TABLE {Drawing._meta.db_table} IN EXCLUSIVE MODE")
+                else:  # SQLite: the one writer
+                    cursor.execute("BEGIN IMMEDIATE")
+                locked.set()
+                release.wait(20)
+                cursor.execute("ROLLBACK")
+        finally:
+            other.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        started = time.monotonic()
+        assert drawings_fill(load_predictor(ROOT / "models"), [row.pk]) == 0
+        waited = time.monotonic() - started
+        assert waited < drawings.LOCK_WAIT_S + 1.5, waited
+    finally:
+        release.set()
+        holder.join()
+    row.refresh_from_db()
+    assert row.predicted_at is None and row.prediction_attempts == 0  # still waiting, as the sweep finds it

@@ -1,12 +1,15 @@
 """Stored drawings get their predictions: in a batch, once, and again by the sweep when lost."""
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import redis
+from django.db import connections
 from django.utils import timezone
 
 from digits.predictor import load_predictor
@@ -14,7 +17,7 @@ from recognizer.models import Drawing
 from recognizer.services import drawing_store
 from tests.conftest import TEST_REDIS_URL
 from tests.digit_paths import digit_strokes
-from worker.drawings import MAX_ATTEMPTS, Sweeper, drawings_fill, drawings_waiting
+from worker.drawings import LOCK_WAIT_S, MAX_ATTEMPTS, Sweeper, drawings_fill, drawings_waiting
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,13 +82,6 @@ def test_the_prediction_is_queued_after_the_commit_not_before() -> None:
 def test_a_fill_gives_up_on_rows_a_hung_database_keeps_locked() -> None:
     """The worker that fills drawings in also reads uploads: it waits DRAWING_FILL_LOCK_WAIT_S for a
     locked table, not as long as the lock lasts, and leaves the rows waiting for the sweep."""
-    import threading
-    import time
-
-    from django.db import connections
-
-    from worker import drawings
-
     row = store(4, f"locked-{uuid.uuid4().hex[:6]}")
     locked, release = threading.Event(), threading.Event()
 
@@ -111,7 +107,7 @@ def test_a_fill_gives_up_on_rows_a_hung_database_keeps_locked() -> None:
         started = time.monotonic()
         assert drawings_fill(load_predictor(ROOT / "models"), [row.pk]) == 0
         waited = time.monotonic() - started
-        assert waited < drawings.LOCK_WAIT_S + 1.5, waited
+        assert waited < LOCK_WAIT_S + 1.5, waited
     finally:
         release.set()
         holder.join()

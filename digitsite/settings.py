@@ -250,6 +250,9 @@ DRAWING_SWEEP_S = float(os.environ.get("DRAWING_SWEEP_S", "10"))
 # A worker filling in stored drawings waits at most this long for a lock on their rows (a hung
 # database), then leaves them to the sweep: it also reads uploads and heat maps (PostgreSQL only).
 DRAWING_FILL_LOCK_WAIT_S = float(os.environ.get("DRAWING_FILL_LOCK_WAIT_S", "2"))
+# A worker whose task runs longer than this ends itself for a fresh one (worker/watchdog.py: the
+# solo pool enforces no Celery time limit). The longest task expected, 64 large uploads, takes ~5 s.
+WORKER_TASK_TIME_LIMIT_S = float(os.environ.get("WORKER_TASK_TIME_LIMIT_S", "60"))
 
 LOGGING = {
     "version": 1,

@@ -86,7 +86,7 @@ class ModelWatcher:
     Each tick reads the choice (one indexed query); when it names another model than the one
     served, the new model is loaded here, off the live path, and swapped in. A model that fails
     to load (missing, corrupt) leaves the old one serving. Nothing happens before the process has
-    loaded a model (a preprocess worker loads one on its first heat map)."""
+    loaded a model (a preprocess worker loads one on its first heat map or stored drawing)."""
 
     def __init__(self, wanted: Callable[[], str] = current_model_name,
                  load: Callable[[str], Predictor] = _load, interval_s: float = WATCH_S) -> None:

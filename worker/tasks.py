@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import task_postrun, task_prerun, worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
 
 from worker import pipeline
@@ -34,6 +34,7 @@ from worker.jobs import (
 )
 from worker.model_registry import ModelWatcher, get_predictor, served_model_name
 from worker.push import push_answers
+from worker.watchdog import TaskWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,17 @@ def enqueue_fill(pks: list[int]) -> None:
 _heartbeat: Heartbeat | None = None
 _sweeper: Any = None
 _watcher: ModelWatcher | None = None
+_watchdog = TaskWatchdog(settings.WORKER_TASK_TIME_LIMIT_S)
+
+
+@task_prerun.connect
+def _task_started(task: Any = None, **_: Any) -> None:
+    _watchdog.task_started(getattr(task, "name", "?"))
+
+
+@task_postrun.connect
+def _task_finished(**_: Any) -> None:
+    _watchdog.task_finished()
 
 
 @worker_ready.connect
@@ -125,6 +137,7 @@ def _ready(sender: Any = None, **_: Any) -> None:
     _heartbeat = Heartbeat(settings.REDIS_URL, heartbeat_key(settings.REDIS_PREFIX), getattr(sender, "hostname", "worker"),
                            queues, serving=served_model_name)
     _heartbeat.start()
+    _watchdog.start()
     if _watcher is None:
         _watcher = ModelWatcher()
         _watcher.start()
@@ -141,6 +154,7 @@ def _ready(sender: Any = None, **_: Any) -> None:
 
 @worker_shutdown.connect
 def _stopping(**_: Any) -> None:
+    _watchdog.stop()
     if _heartbeat is not None:
         _heartbeat.stop()
     if _sweeper is not None:

@@ -244,11 +244,11 @@ PUBLISH_IN_THREAD = env_bool("PUBLISH_IN_THREAD", True)
 # default: 3-11% less CPU per message from 20 clients on, p95 as good or better (README, 2026-11-25).
 PUBLISH_VIA = os.environ.get("PUBLISH_VIA", "redis")
 
-# Stored drawings whose prediction message was lost are queued again by the inference workers
-# after this many seconds (worker.drawings).
+# Stored drawings whose prediction message was lost are queued again after this many seconds by
+# the workers that fill them in, the preprocess workers (worker.drawings).
 DRAWING_SWEEP_S = float(os.environ.get("DRAWING_SWEEP_S", "10"))
 # A worker filling in stored drawings waits at most this long for a lock on their rows (a hung
-# database), then leaves them to the sweep: it also reads uploads and heat maps (PostgreSQL only).
+# database), then leaves them to the sweep: the same worker reads uploads and heat maps.
 DRAWING_FILL_LOCK_WAIT_S = float(os.environ.get("DRAWING_FILL_LOCK_WAIT_S", "2"))
 # A worker whose task runs longer than this ends itself for a fresh one (worker/watchdog.py: the
 # solo pool enforces no Celery time limit). The longest task expected, 64 large uploads, takes ~5 s.

@@ -68,7 +68,8 @@ def drawings_fill(model: pipeline.Model, pks: list[int]) -> int:
     if not rows:
         return 0
     try:
-        with lock_waits_bounded(LOCK_WAIT_S):  # counted before predicting: a drawing that kills workers stops
+        # counted before predicting, so a drawing that crashes its worker is not asked for forever
+        with lock_waits_bounded(LOCK_WAIT_S):
             Drawing.objects.filter(pk__in=[r.pk for r in rows]).update(prediction_attempts=F("prediction_attempts") + 1)
         jobs = [Job(id=str(r.pk), client="", reply="", png=True,
                     strokes=Strokes(r.strokes, (r.canvas_width, r.canvas_height), r.brush)) for r in rows]

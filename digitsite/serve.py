@@ -16,6 +16,9 @@ passes the raw body on; nothing reads twisted's parsed form).
 
 Floods: a new connection from an address that was refused by a rate limit and has not waited out
 its Retry-After is answered 429 here, before any HTTP is parsed (digitsite.penalties).
+
+Hangs: an event loop that stops turning for WEB_LOOP_STALL_LIMIT_S (30 s) ends the process for a
+fresh one (digitsite.watchdog); its sockets reconnect to the others meanwhile.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ from twisted.internet.protocol import Protocol
 
 from digitsite.penalties import Penalties, penalties, refusal
 from digitsite.proxies import is_trusted, parse_networks
+from digitsite.watchdog import Watchdog, watch_event_loop
 
 # Twisted's reactor and transports are zope interfaces, which mypy cannot check calls against.
 reactor: Any = _reactor
@@ -47,6 +51,7 @@ reactor: Any = _reactor
 log = logging.getLogger("digitsite.serve")
 
 DRAIN_S = float(os.environ.get("WEB_DRAIN_S", "10"))
+LOOP_STALL_LIMIT_S = float(os.environ.get("WEB_LOOP_STALL_LIMIT_S", "30"))
 CLOSE_WAIT_S = 2.0  # for clients to answer the close frames (the closing handshake)
 
 
@@ -177,7 +182,14 @@ class DrainingServer(Server):
         # Server.run builds its factory from the module's HTTPFactory name: use the limited one
         daphne.server.HTTPFactory = LimitedHTTPFactory
         reactor.callWhenRunning(self._install_signal_handlers)
+        reactor.callWhenRunning(self._watch_loop)
         super().run()
+
+    def _watch_loop(self) -> None:
+        dog = Watchdog(LOOP_STALL_LIMIT_S)
+        watch_event_loop(asyncio.get_event_loop(), dog)  # the reactor's loop
+        dog.start()
+        log.info("event loop watched: a stall of %.0f s ends this process", LOOP_STALL_LIMIT_S)
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_event_loop()  # the reactor's loop

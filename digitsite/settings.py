@@ -250,7 +250,7 @@ DRAWING_SWEEP_S = float(os.environ.get("DRAWING_SWEEP_S", "10"))
 # A worker filling in stored drawings waits at most this long for a lock on their rows (a hung
 # database), then leaves them to the sweep: the same worker reads uploads and heat maps.
 DRAWING_FILL_LOCK_WAIT_S = float(os.environ.get("DRAWING_FILL_LOCK_WAIT_S", "2"))
-# A worker whose task runs longer than this ends itself for a fresh one (worker/watchdog.py: the
+# A worker whose task runs longer than this ends itself for a fresh one (digitsite/watchdog.py: the
 # solo pool enforces no Celery time limit). The longest task expected, 64 large uploads, takes ~5 s.
 WORKER_TASK_TIME_LIMIT_S = float(os.environ.get("WORKER_TASK_TIME_LIMIT_S", "60"))
 

@@ -17,6 +17,7 @@ from celery import shared_task
 from celery.signals import task_postrun, task_prerun, worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
 
+from digitsite.watchdog import Watchdog
 from worker import pipeline
 from worker.enqueue import enqueue
 from worker.heartbeat import Heartbeat, heartbeat_key
@@ -34,7 +35,6 @@ from worker.jobs import (
 )
 from worker.model_registry import ModelWatcher, get_predictor, served_model_name
 from worker.push import push_answers
-from worker.watchdog import TaskWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -111,17 +111,17 @@ def enqueue_fill(pks: list[int]) -> None:
 _heartbeat: Heartbeat | None = None
 _sweeper: Any = None
 _watcher: ModelWatcher | None = None
-_watchdog = TaskWatchdog(settings.WORKER_TASK_TIME_LIMIT_S)
+_watchdog = Watchdog(settings.WORKER_TASK_TIME_LIMIT_S)  # the solo pool enforces no Celery time limit
 
 
 @task_prerun.connect
 def _task_started(task: Any = None, **_: Any) -> None:
-    _watchdog.task_started(getattr(task, "name", "?"))
+    _watchdog.begin(f"task {getattr(task, 'name', '?')}")
 
 
 @task_postrun.connect
 def _task_finished(**_: Any) -> None:
-    _watchdog.task_finished()
+    _watchdog.end()
 
 
 @worker_ready.connect

@@ -30,6 +30,7 @@ import requests
 from PIL import Image, ImageDraw
 from websockets.exceptions import ConnectionClosed
 
+from digitsite.watchdog import EXIT_STUCK
 from recognizer.models import Drawing
 from recognizer.services import drawing_store
 from scripts.stack import Stack
@@ -39,7 +40,6 @@ from tests.digit_paths import digit_strokes
 from tests.wsclient import ProtocolClient
 from worker.jobs import FILL_TASK, TASK_QUEUES
 from worker.task_messages import task_message
-from worker.watchdog import EXIT_STUCK
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -361,3 +361,12 @@ def test_a_worker_stuck_in_a_task_ends_itself_and_its_replacement_serves(supervi
         broker.close()
     print(f"\na fill held by a locked table: {name} ended {ended:.1f} s after its task was queued (limit {TASK_LIMIT_S} s), "
           f"an upload read {served:.1f} s after it was queued, the row filled in once the table was free")
+
+
+def test_every_web_process_watches_its_event_loop(supervised):
+    """A web process whose event loop stops turning ends itself for a fresh one (the mechanism:
+    tests/digitsite/test_watchdog.py); here, that each web process the stack starts arms it."""
+    logs = sorted(supervised.log_dir.glob("web*.log"))
+    assert len(logs) == 2
+    for log in logs:
+        assert "event loop watched: a stall of 30 s ends this process" in log.read_text(errors="replace"), log.name

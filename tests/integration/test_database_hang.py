@@ -1,23 +1,20 @@
 """A hung database (the drawings table held locked 20 s): sockets keep predicting, a submit is answered
 `store_failed` within 5 s instead of waiting, and the resubmit after the database is back makes no
-second row (the first attempt, still waiting when it was given up on, lands as the same row)."""
+second row (the first attempt, still waiting when it was given up on, lands as the same row). A
+stored drawing's fill held up by the hung database holds up neither live predictions nor uploads."""
 from __future__ import annotations
 
 import time
 import uuid
 
 import pytest
-import redis
 import requests
 
 from digits.render import drawing_png
 from recognizer.models import Drawing
-from recognizer.services import drawing_store
-from tests.dblock import drawings_locked
+from tests.dblock import drawings_locked, queue_fill, stored_drawing
 from tests.digit_paths import digit_strokes
 from tests.wsclient import ProtocolClient
-from worker.jobs import FILL_TASK, TASK_QUEUES
-from worker.task_messages import task_message
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -79,16 +76,11 @@ def test_stored_drawings_waiting_on_a_hung_database_hold_up_neither_predictions_
     that write waits, and the worker running it with it. Live predictions never queue behind it
     (another queue), and uploads (the same queue) only until the write gives up after
     DRAWING_FILL_LOCK_WAIT_S (2 s); the row is filled in by the sweep once the database is back."""
-    row, _ = drawing_store(client_id=f"hang-fill-{uuid.uuid4().hex[:8]}", strokes=digit_strokes(6),
-                           canvas=(280, 280), brush=16, label=6)  # stored, its prediction not yet asked
-    broker = redis.Redis.from_url(stack.redis_url)
+    row = stored_drawing(6, "hang-fill")
     drawer = ProtocolClient(stack.url)
     try:
         with drawings_locked():
-            # the message a submit queues after its commit, as the web process sends it
-            queue = TASK_QUEUES[FILL_TASK]
-            broker.lpush(f"{stack.env['REDIS_PREFIX']}{queue}",
-                         task_message(FILL_TASK, queue, ([row.pk],), argsrepr=f"([{row.pk}],)"))
+            queue_fill(stack, row.pk)
             queued = time.monotonic()
             time.sleep(1.0)  # a worker has taken it and waits on the lock
             waits = []
@@ -119,4 +111,3 @@ def test_stored_drawings_waiting_on_a_hung_database_hold_up_neither_predictions_
               f"{time.monotonic() - deadline + 30:.1f} s after the lock went")
     finally:
         drawer.close()
-        broker.close()

@@ -25,21 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 from PIL import Image, ImageDraw
 from websockets.exceptions import ConnectionClosed
 
 from digitsite.watchdog import EXIT_STUCK
 from recognizer.models import Drawing
-from recognizer.services import drawing_store
 from scripts.stack import Stack
 from tests.conftest import stack_of_its_own
-from tests.dblock import drawings_locked
+from tests.dblock import drawings_locked, queue_fill, stored_drawing
 from tests.digit_paths import digit_strokes
 from tests.wsclient import ProtocolClient
-from worker.jobs import FILL_TASK, TASK_QUEUES
-from worker.task_messages import task_message
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -331,34 +327,27 @@ def test_a_worker_stuck_in_a_task_ends_itself_and_its_replacement_serves(supervi
     holds (its own lock wait lifted for this stack) past WORKER_TASK_TIME_LIMIT_S ends its worker;
     the supervisor's replacement reads uploads again while the database still hangs, and the row
     is filled in by the sweep once the database is back: nothing stuck, nothing lost."""
-    row, _ = drawing_store(client_id=f"stuck-{uuid.uuid4().hex[:8]}", strokes=digit_strokes(6),
-                           canvas=(280, 280), brush=16, label=6)
+    row = stored_drawing(6, "stuck")
     name = "worker-preprocess0"
     stuck = _proc(supervised, name)
-    broker = redis.Redis.from_url(supervised.redis_url)
-    try:
-        with drawings_locked():
-            queue = TASK_QUEUES[FILL_TASK]
-            broker.lpush(f"{supervised.env['REDIS_PREFIX']}{queue}",
-                         task_message(FILL_TASK, queue, ([row.pk],), argsrepr=f"([{row.pk}],)"))
-            queued = time.monotonic()
-            try:
-                status = stuck.wait(timeout=TASK_LIMIT_S + 10)
-            except subprocess.TimeoutExpired:
-                pytest.fail(f"{name} still stuck {TASK_LIMIT_S + 10} s after its task began")
-            ended = time.monotonic() - queued
-            assert status == EXIT_STUCK, status
-            while not _upload_predicts(supervised.url, 4):
-                assert time.monotonic() - queued < TASK_LIMIT_S + 30, "no upload read since the stuck worker ended"
-            served = time.monotonic() - queued
-        assert _proc(supervised, name).pid != stuck.pid
-        deadline = time.monotonic() + 40  # the replacement's sweep runs every DRAWING_SWEEP_S (10 s)
-        while row.predicted_at is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-            row.refresh_from_db()
-        assert row.predicted_at is not None and row.predicted_digit == 6, (row.predicted_at, row.predicted_digit)
-    finally:
-        broker.close()
+    with drawings_locked():
+        queue_fill(supervised, row.pk)
+        queued = time.monotonic()
+        try:
+            status = stuck.wait(timeout=TASK_LIMIT_S + 10)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{name} still stuck {TASK_LIMIT_S + 10} s after its task began")
+        ended = time.monotonic() - queued
+        assert status == EXIT_STUCK, status
+        while not _upload_predicts(supervised.url, 4):
+            assert time.monotonic() - queued < TASK_LIMIT_S + 30, "no upload read since the stuck worker ended"
+        served = time.monotonic() - queued
+    assert _proc(supervised, name).pid != stuck.pid
+    deadline = time.monotonic() + 40  # the replacement's sweep runs every DRAWING_SWEEP_S (10 s)
+    while row.predicted_at is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        row.refresh_from_db()
+    assert row.predicted_at is not None and row.predicted_digit == 6, (row.predicted_at, row.predicted_digit)
     print(f"\na fill held by a locked table: {name} ended {ended:.1f} s after its task was queued (limit {TASK_LIMIT_S} s), "
           f"an upload read {served:.1f} s after it was queued, the row filled in once the table was free")
 

@@ -98,7 +98,8 @@ def test_stored_drawings_waiting_on_a_hung_database_hold_up_neither_predictions_
                 "image": ("three.png", drawing_png(digit_strokes(3), (280, 280), 16), "image/png")})
             upload_s = time.monotonic() - asked
             assert reply.status_code == 200 and reply.json()["digit"] == 3, reply.text
-            assert upload_s < 2.0, f"an upload waited {upload_s:.1f} s behind a fill on a hung database"
+            # a fill the worker took late gives up late: bounded by its lock wait, not by the hang
+            assert upload_s < 3.5, f"an upload waited {upload_s:.1f} s behind a fill on a hung database"
         deadline = time.monotonic() + 30  # the sweep runs every DRAWING_SWEEP_S (10 s)
         while time.monotonic() < deadline:
             row.refresh_from_db()

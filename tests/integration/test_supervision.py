@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 from PIL import Image, ImageDraw
 from websockets.exceptions import ConnectionClosed
@@ -36,6 +37,7 @@ from tests.conftest import stack_of_its_own
 from tests.dblock import drawings_locked, queue_fill, stored_drawing
 from tests.digit_paths import digit_strokes
 from tests.wsclient import ProtocolClient
+from worker.jobs import FILL_TASK, TASK_QUEUES
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -327,8 +329,15 @@ def test_a_worker_stuck_in_a_task_ends_itself_and_its_replacement_serves(supervi
     holds (its own lock wait lifted for this stack) past WORKER_TASK_TIME_LIMIT_S ends its worker;
     the supervisor's replacement reads uploads again while the database still hangs, and the row
     is filled in by the sweep once the database is back: nothing stuck, nothing lost."""
-    row = stored_drawing(6, "stuck")
     name = "worker-preprocess0"
+    queue = f"{supervised.env['REDIS_PREFIX']}{TASK_QUEUES[FILL_TASK]}"
+    broker = redis.Redis.from_url(supervised.redis_url)
+    deadline = time.monotonic() + 90
+    while broker.llen(queue):  # the worker free first: the fills of earlier tests' submits done
+        assert time.monotonic() < deadline, "the earlier tests' fills never drained"
+        time.sleep(0.2)
+    broker.close()
+    row = stored_drawing(6, "stuck")
     stuck = _proc(supervised, name)
     with drawings_locked():
         queue_fill(supervised, row.pk)

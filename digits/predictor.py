@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from digits import cards
 from digits.cards import current_model_name
 from digits.network import DEFAULT_CHANNELS, DigitNet, fuse_for_inference
 
@@ -89,7 +90,7 @@ def load_model(models_dir: Path, name: str | None = None) -> tuple[str, dict, Di
     if not MODEL_NAME.fullmatch(name):
         raise ValueError(f"invalid model name {name!r}")
     card = json.loads((models_dir / f"{name}.json").read_text())
-    weights_path = models_dir / card["weights"]["file"]
+    weights_path = cards.weights_path(models_dir, card)  # confined to models_dir
     data = weights_path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != card["weights"]["sha256"]:

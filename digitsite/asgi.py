@@ -1,7 +1,8 @@
 """ASGI entry point: HTTP through Django, WebSockets through Channels (served by digitsite.serve).
 
-Outermost first: the client's real address (TrustedProxies), then per-address limits and the body
-limit for HTTP, the exact origin check for WebSockets.
+Outermost first: the client's real address (TrustedProxies), then for HTTP the origin check of API
+POSTs (before any limit is counted), per-address limits and the body limit; for WebSockets the exact
+origin check.
 """
 import os
 
@@ -14,7 +15,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from digitsite.limits import RequestBodyLimit  # noqa: E402
-from digitsite.origins import SameOriginWebSocket  # noqa: E402
+from digitsite.origins import SameOriginPosts, SameOriginWebSocket  # noqa: E402
 from digitsite.proxies import TrustedProxies, parse_networks  # noqa: E402
 from digitsite.throttle import HttpThrottle  # noqa: E402
 from recognizer.routing import websocket_urlpatterns  # noqa: E402
@@ -22,7 +23,8 @@ from recognizer.routing import websocket_urlpatterns  # noqa: E402
 application = TrustedProxies(
     ProtocolTypeRouter(
         {
-            "http": HttpThrottle(RequestBodyLimit(django_asgi_app, settings.REQUEST_MAX_BYTES)),
+            "http": SameOriginPosts(HttpThrottle(RequestBodyLimit(django_asgi_app, settings.REQUEST_MAX_BYTES)),
+                                    settings.ALLOWED_HOSTS, settings.CSRF_TRUSTED_ORIGINS),
             "websocket": SameOriginWebSocket(URLRouter(websocket_urlpatterns), settings.ALLOWED_HOSTS,
                                              settings.CSRF_TRUSTED_ORIGINS),
         }

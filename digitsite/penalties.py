@@ -8,7 +8,12 @@ Retry-After has passed are answered by the web server itself, before any HTTP is
 (digitsite.serve): a fixed 429 after a short hold (a closed-loop flooder then sends a request per
 hold per connection instead of as fast as the server answers), the request never read.
 
-Per process, in memory: each web process learns of an address by refusing it once. Connections from
+Only floods are refused so: an address that goes on asking after its 429 (more than
+PENALTY_AFTER_REFUSALS refusals before its Retry-After has passed), or whose new sockets were refused
+(recognizer.consumers). A person's sixth upload in a second gets its 429 and nothing more: the page,
+the admin and their sockets are still served.
+
+Per process, in memory: each web process learns of an address by refusing it. Connections from
 TRUSTED_PROXIES are never refused here (the proxy's address stands for many clients); sockets
 already open are not touched.
 """
@@ -21,6 +26,8 @@ import time
 HOLD_S = float(os.environ.get("PENALTY_HOLD_S", "1.0"))  # how long a refused connection waits for its answer
 MAX_HELD = 128  # connections held at once per address; more are answered at once (file descriptors)
 MAX_ADDRESSES = 10_000  # addresses remembered at once; the oldest go first
+# refusals of one address's requests before its Retry-After has passed that make it a flood
+PENALTY_AFTER_REFUSALS = int(os.environ.get("PENALTY_AFTER_REFUSALS", "10"))
 
 
 class Penalties:
@@ -66,7 +73,28 @@ class Penalties:
             self._held.pop(address, None)
 
 
+class Refusals:
+    """Address -> how many of its requests were refused since its first refusal, until that
+    refusal's Retry-After has passed: past `limit`, the address is flooding."""
+
+    def __init__(self, limit: int = PENALTY_AFTER_REFUSALS, max_addresses: int = MAX_ADDRESSES) -> None:
+        self.limit, self.max_addresses = limit, max_addresses
+        self._seen: dict[str, tuple[int, float]] = {}  # address -> (refusals, until when they count)
+
+    def flooding(self, address: str, retry_after: float) -> bool:
+        """One more request of `address` refused for `retry_after` s: whether it is now a flood."""
+        now = time.monotonic()
+        count, until = self._seen.pop(address, (0, 0.0))
+        if now >= until:
+            count, until = 0, now + retry_after
+        self._seen[address] = (count + 1, until)  # re-inserted last: the dict's order is the age
+        while len(self._seen) > self.max_addresses:
+            del self._seen[next(iter(self._seen))]
+        return count + 1 > self.limit
+
+
 penalties = Penalties()  # the process's
+refusals = Refusals()  # the process's, for HTTP limits (digitsite.throttle)
 
 
 def refusal(retry_after: float) -> bytes:

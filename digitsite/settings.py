@@ -32,7 +32,12 @@ if not SECRET_KEY:
         raise ImproperlyConfigured(
             "DJANGO_SECRET_KEY is not set. Set it to a long random string (or DJANGO_DEBUG=1 for development); "
             "manage.py and `make run` make one for this checkout in .secret_key.")
-    SECRET_KEY = "django-insecure-debug-only"  # DEBUG only; `check --deploy` flags it
+    # DEBUG: this checkout's own random key (.secret_key, made once, 0600), never a constant that
+    # anyone reading the code could sign sessions with; shared by the checkout's processes.
+    from digitsite.secret import use_checkout_key
+
+    use_checkout_key()
+    SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
@@ -46,11 +51,13 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "axes",
+    "csp",
     "recognizer",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -83,6 +90,27 @@ X_FRAME_OPTIONS = "DENY"
 # (DJANGO_HSTS_PRELOAD=1), not a default.
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD or not HTTPS else ["security.W021"]
 
+# Content-Security-Policy (django-csp): scripts only from this site's files (no inline script, no
+# eval), so injected markup cannot run; data: and blob: images are the predictions' and uploads'
+# pictures; inline style *attributes* (the admin's thumbnails) are allowed, style elements are not.
+# connect-src 'self' covers the page's own WebSocket (ws/wss to the same host).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# Behind a proxy: only its own address(es), never whole private ranges (any client on them could
+# then write X-Forwarded-For and choose the address its limits and lockouts are counted under).
 TRUSTED_PROXIES = [p for p in os.environ.get("TRUSTED_PROXIES", "").split(",") if p.strip()]
 
 ROOT_URLCONF = "digitsite.urls"
@@ -123,6 +151,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not :memory:) so that test servers started as subprocesses share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")}
     DATABASES["default"].setdefault("OPTIONS", {}).update(SQLITE_OPTIONS)
+    # Django's backend, the file (and so its -wal and -shm) created 0600: it holds sessions and password hashes
+    DATABASES["default"]["ENGINE"] = "digitsite.sqlite3"
 else:
     # One test database per test run, so that runs against one server (CI beside a developer's
     # run) never drop each other's database.

@@ -23,7 +23,7 @@ from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from digitsite.penalties import penalties
+from digitsite.penalties import penalties, refusals
 
 log = logging.getLogger(__name__)
 
@@ -41,27 +41,24 @@ class Limit:
     shared: bool  # counted in Redis (all processes) rather than in this process
     _warned_at: float = 0.0
 
-    async def hit(self, address: str) -> bool:
-        """Count one event from `address`; whether it is within every window."""
+    async def refused(self, address: str) -> int | None:
+        """Count one event from `address`: None when every window allows it, else the seconds until
+        the window that refused it allows one again (its Retry-After, at least 1)."""
         try:
             for item in self.items:
                 if not await self.limiter.hit(item, self.name, address):
-                    return False
-            return True
+                    stats = await self.limiter.get_window_stats(item, self.name, address)
+                    return max(1, int(stats.reset_time - time.time() + 0.999))
+            return None
         except Exception as exc:  # the counter is down: let it through, say so now and then
             if time.monotonic() - self._warned_at > 10:
                 self._warned_at = time.monotonic()
                 log.warning("rate limit %s not counted (%r): allowing", self.name, exc)
-            return True
+            return None
 
-    async def retry_after(self, address: str) -> int:
-        """Seconds until `address` may try again (at least 1)."""
-        try:
-            resets = [(await self.limiter.get_window_stats(item, self.name, address)).reset_time
-                      for item in self.items]
-            return max(1, int(max(resets) - time.time() + 0.999))
-        except Exception:
-            return 1
+    async def hit(self, address: str) -> bool:
+        """Count one event from `address`; whether it is within every window."""
+        return await self.refused(address) is None
 
 
 def make_limit(name: str, spec: str, storage: Storage, shared: bool) -> Limit | None:
@@ -108,7 +105,8 @@ def address_limits() -> AddressLimits:
 
 
 class HttpThrottle:
-    """Answers `429 rate_limited` (with Retry-After) before the app or the body is touched."""
+    """Answers `429 rate_limited` (with the refusing window's Retry-After) before the app or the body is
+    touched; an address that goes on asking regardless is refused at accept (digitsite.penalties)."""
 
     def __init__(self, app: App, limits: Callable[[], AddressLimits] = address_limits) -> None:
         self.app, self.limits = app, limits
@@ -117,9 +115,10 @@ class HttpThrottle:
         if scope["type"] == "http" and scope.get("client"):
             limit = self.limits().for_path(scope["path"])
             address = scope["client"][0]
-            if limit is not None and not await limit.hit(address):
-                retry_after = await limit.retry_after(address)
-                penalties.refuse(address, retry_after)  # back before then: refused at accept (digitsite.serve)
+            retry_after = await limit.refused(address) if limit is not None else None
+            if limit is not None and retry_after is not None:
+                if refusals.flooding(address, retry_after):  # asks on and on: refused at accept until then
+                    penalties.refuse(address, retry_after)
                 await self._refuse(send, limit, retry_after)
                 return
         await self.app(scope, receive, send)

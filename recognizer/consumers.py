@@ -63,8 +63,8 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
             return
         address = (self.scope.get("client") or ["unknown"])[0]
         opens = address_limits().socket_opens
-        if opens is not None and not await opens.hit(address):
-            retry_after = await opens.retry_after(address)
+        retry_after = await opens.refused(address) if opens is not None else None
+        if retry_after is not None:
             penalties.refuse(address, retry_after)  # back before then: refused at accept (digitsite.serve)
             await self._refuse("rate_limited", f"too many new connections from this address; retry in {retry_after} s")
             return

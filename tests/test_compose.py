@@ -1,11 +1,14 @@
 """docker-compose.yml is valid and runs the same commands as `make run` (no Docker engine here), and
 deploy/nginx.conf, its balancer, sends HTTP and WebSocket upgrades to every web container."""
+import asyncio
+import ipaddress
 import re
 import shlex
 from pathlib import Path
 
 import yaml
 
+from digitsite.proxies import TrustedProxies, parse_networks
 from scripts.stack import web_command, worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,9 +105,38 @@ def test_nginx_config_proxies_http_and_websocket_upgrades_to_every_web_container
     assert http.count(["proxy_pass", "$web"]) == 3  # every location reaches the web containers
 
 
-def test_compose_needs_a_secret_key_and_trusts_proxy_headers_only_from_its_private_networks():
-    env = load()["services"]["web"]["environment"]
+def test_compose_needs_a_secret_key_and_trusts_proxy_headers_only_from_the_balancer():
+    compose = load()
+    env = compose["services"]["web"]["environment"]
     assert ":?" in env["DJANGO_SECRET_KEY"], "a default key would be used silently"
     assert "--proxy-headers" not in web_command("0.0.0.0", 8000)  # daphne would believe anyone
-    assert set(env["TRUSTED_PROXIES"].split(":-")[1].rstrip("}").split(",")) == {
-        "172.16.0.0/12", "10.0.0.0/8", "192.168.0.0/16"}
+    trusted = env["TRUSTED_PROXIES"].split(":-")[1].rstrip("}")
+    balancer = compose["services"]["balancer"]["networks"]["edge"]["ipv4_address"]
+    assert trusted == balancer  # one address, the balancer's, fixed on its own network
+    subnet = compose["networks"]["edge"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(balancer) in ipaddress.ip_network(subnet)
+    assert "edge" in compose["services"]["web"]["networks"]
+
+
+def _counted_as(peer: str, forwarded_for: str | None, trusted: str) -> str:
+    """The address the real ASGI stack's outermost layer hands on for a request from `peer`."""
+    seen: list[str] = []
+
+    async def app(scope, receive, send) -> None:
+        seen.append(scope["client"][0])
+
+    headers = [(b"x-forwarded-for", forwarded_for.encode())] if forwarded_for else []
+    scope = {"type": "http", "path": "/api/predict", "client": [peer, 4444], "headers": headers, "scheme": "http"}
+    asyncio.run(TrustedProxies(app, parse_networks(trusted.split(",")))(scope, None, None))
+    return seen[0]
+
+
+def test_a_client_on_a_private_network_forging_forwarded_for_is_counted_as_itself_under_compose():
+    trusted = load()["services"]["web"]["environment"]["TRUSTED_PROXIES"].split(":-")[1].rstrip("}")
+    # a LAN client, another container on the edge network, Docker's gateway: all private, none the balancer
+    for peer in ("192.168.1.20", "10.3.4.5", "172.28.0.7", "172.28.0.1", "172.17.0.1"):
+        for forged in ("203.0.113.9", "1.2.3.4, 198.51.100.7", "172.28.0.2"):
+            assert _counted_as(peer, forged, trusted) == peer
+    # what the balancer appends ($proxy_add_x_forwarded_for: the peer it saw, last) is believed
+    assert _counted_as("172.28.0.2", "203.0.113.9, 192.168.1.20", trusted) == "192.168.1.20"
+    assert _counted_as("172.28.0.2", None, trusted) == "172.28.0.2"

@@ -38,3 +38,33 @@ def test_check_deploy_flags_a_site_served_without_https() -> None:
     assert result.returncode != 0
     for check in ("security.W004", "security.W008", "security.W012", "security.W016"):  # HSTS, redirect, cookies
         assert check in result.stdout + result.stderr
+
+
+def test_debug_without_a_key_uses_the_checkouts_random_key_never_a_constant() -> None:
+    code = "import django; django.setup(); from django.conf import settings; print(settings.SECRET_KEY)"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={**base, "DJANGO_SETTINGS_MODULE": "digitsite.settings", "DJANGO_DEBUG": "1"})
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip()
+    assert key == (ROOT / ".secret_key").read_text().strip()  # the checkout's own, made once
+    assert len(key) >= 50 and "insecure" not in key
+    assert (ROOT / ".secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_a_new_sqlite_database_and_its_wal_are_readable_by_their_owner_only(tmp_path: Path, django_db_blocker) -> None:
+    from django.db.utils import ConnectionHandler
+
+    name = tmp_path / "db.sqlite3"
+    handler = ConnectionHandler({"default": {"ENGINE": "digitsite.sqlite3", "NAME": str(name),
+                                             "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;"}}})
+    with django_db_blocker.unblock():
+        try:
+            with handler["default"].cursor() as cursor:
+                cursor.execute("CREATE TABLE t (x integer)")
+                cursor.execute("INSERT INTO t VALUES (1)")
+                files = sorted(tmp_path.iterdir())
+                assert [f.name for f in files] == ["db.sqlite3", "db.sqlite3-shm", "db.sqlite3-wal"]
+                assert {oct(f.stat().st_mode & 0o777) for f in files} == {oct(0o600)}
+        finally:
+            handler.close_all()

@@ -3,11 +3,14 @@ origins are let in (origins), and the per-address limits (throttle)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from typing import Any
 
 from limits.aio.storage import MemoryStorage
 
-from digitsite.origins import SameOriginWebSocket, origin_allowed
+from digitsite.origins import SameOriginPosts, SameOriginWebSocket, origin_allowed
+from digitsite.penalties import PENALTY_AFTER_REFUSALS, Refusals, penalties
 from digitsite.proxies import TrustedProxies, client_address, parse_networks
 from digitsite.throttle import AddressLimits, HttpThrottle
 from recognizer.ratelimit import AddressSockets, AllOf, TokenBucket
@@ -138,3 +141,73 @@ def test_sockets_per_address_are_capped_and_share_one_message_budget() -> None:
     assert book.open("1.1.1.1") is not None
     book.close("1.1.1.1"), book.close("1.1.1.1")
     assert book.sockets("1.1.1.1") == 0 and "1.1.1.1" not in book._open
+
+
+def _post(mw: Any, client: str, headers: dict[bytes, bytes], path: str = "/api/predict",
+          method: str = "POST") -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(mw({**_scope("http", client, headers), "path": path, "method": method}, None, send))
+    return sent
+
+
+def test_retry_after_comes_from_the_window_that_refused() -> None:
+    limits = AddressLimits(MemoryStorage(), uploads="2/second;3/minute", socket_opens="off", health="off")
+    assert limits.uploads is not None
+
+    async def go() -> list[int | None]:
+        return [await limits.uploads.refused("1.1.1.1") for _ in range(3)]
+
+    first = asyncio.run(go())
+    assert first[:2] == [None, None] and first[2] == 1  # the second's window: 1 s, not the minute's 60
+    time.sleep(1.05)
+    second = asyncio.run(go())
+    assert second[0] is None and second[1] is not None and 55 <= second[1] <= 60  # now the minute refuses
+
+
+def test_a_persons_refused_upload_is_not_a_site_wide_penalty_but_a_flood_is() -> None:
+    limits = AddressLimits(MemoryStorage(), uploads="5/second", socket_opens="off", health="off")
+
+    async def app(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    mw = HttpThrottle(app, limits=lambda: limits)
+    statuses = [_post(mw, "7.7.7.7", {})[0]["status"] for _ in range(6)]
+    assert statuses == [200] * 5 + [429]
+    assert penalties.remaining("7.7.7.7") == 0  # the page, the admin and sockets are still served
+    for _ in range(PENALTY_AFTER_REFUSALS):  # one that goes on asking regardless
+        assert _post(mw, "7.7.7.7", {})[0]["status"] == 429
+    assert penalties.remaining("7.7.7.7") > 0  # refused at accept (digitsite.serve) until its Retry-After
+
+
+def test_refusals_count_as_a_flood_only_within_their_retry_after() -> None:
+    book = Refusals(limit=2)
+    assert [book.flooding("a", 0.2) for _ in range(3)] == [False, False, True]
+    time.sleep(0.25)
+    assert book.flooding("a", 0.2) is False  # a new window of refusals
+    assert book.flooding("b", 10) is False
+
+
+def test_cross_site_posts_to_the_api_are_refused_before_any_limit() -> None:
+    hit: list[str] = []
+
+    async def app(scope, receive, send) -> None:
+        hit.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    mw = SameOriginPosts(app, ["localhost", "127.0.0.1"], ["https://app.example.org"])
+    host = {b"host": b"localhost:8000"}
+    refused = _post(mw, "1.1.1.1", {**host, b"origin": b"http://evil.example"})
+    assert refused[0]["status"] == 403 and json.loads(refused[1]["body"])["code"] == "cross_site"
+    assert _post(mw, "1.1.1.1", {**host, b"origin": b"null"})[0]["status"] == 403  # a sandboxed frame
+    assert _post(mw, "1.1.1.1", {**host, b"origin": b"http://localhost:3000"})[0]["status"] == 403  # another port
+    assert hit == []  # the throttle behind it never saw them: no limit counted
+    assert _post(mw, "1.1.1.1", {**host, b"origin": b"http://localhost:8000"})[0]["status"] == 200  # the page
+    assert _post(mw, "1.1.1.1", {**host, b"origin": b"https://app.example.org"})[0]["status"] == 200  # trusted
+    assert _post(mw, "1.1.1.1", host)[0]["status"] == 200  # no Origin: curl, scripts
+    assert _post(mw, "1.1.1.1", {**host, b"origin": b"http://evil.example"}, method="GET")[0]["status"] == 200
+    assert _post(mw, "1.1.1.1", {**host, b"origin": b"http://evil.example"}, path="/admin/login/")[0]["status"] == 200
+    assert len(hit) == 5

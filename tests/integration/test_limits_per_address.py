@@ -1,8 +1,10 @@
 """Per-address limits on the real stack: an address that floods uploads, health checks or sockets
 is throttled (429 / a refused socket), others go on being served, and X-Forwarded-For from a client
-(no trusted proxy in front) changes nothing. Clients of different addresses connect from 127.0.0.1
-and 127.0.0.2-6 (all loopback). An address refused once is refused at accept until its Retry-After
-(digitsite.penalties), so each test floods from an address of its own."""
+(no trusted proxy in front) changes nothing; a person's upload too many is refused alone, with the
+Retry-After of the window that refused it, and cross-site posts are refused without counting. Clients
+of different addresses connect from 127.0.0.1 and 127.0.0.2-9 (all loopback). An address that asks
+on after its 429 is refused at accept until its Retry-After (digitsite.penalties), so each test
+floods from an address of its own."""
 from __future__ import annotations
 
 import http.client
@@ -31,6 +33,8 @@ SOCKETS_FLOODER = "127.0.0.4"
 PROXY = "127.0.0.5"  # in TRUSTED_PROXIES
 EARLY = "127.0.0.6"  # comes back before its Retry-After
 OPENER = "127.0.0.7"  # opens sockets too often
+PERSON = "127.0.0.8"  # one upload too many
+CROSS = "127.0.0.9"  # a browser made to post here by another site
 
 
 def seven() -> bytes:
@@ -63,13 +67,16 @@ def request(service: Stack, source: str, method: str, path: str, body: bytes = b
         conn.close()
 
 
-def upload(service: Stack, source: str, spoof: str | None = None) -> tuple[int, dict[str, str], bytes]:
+def upload(service: Stack, source: str, spoof: str | None = None,
+           origin: str | None = None) -> tuple[int, dict[str, str], bytes]:
     boundary = uuid.uuid4().hex
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"d.png\"\r\n"
             f"Content-Type: image/png\r\n\r\n").encode() + seven() + f"\r\n--{boundary}--\r\n".encode()
     headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     if spoof:
         headers["X-Forwarded-For"] = spoof
+    if origin:
+        headers["Origin"] = origin
     return request(service, source, "POST", "/api/predict", body, headers)
 
 
@@ -81,8 +88,9 @@ def open_socket(service: Stack, source: str, sockets: ExitStack) -> ClientConnec
 
 @pytest.fixture(scope="module")
 def limited(stack, tmp_path_factory):
-    env = {**stack.env, "THROTTLE_UPLOADS": "3/minute", "THROTTLE_HEALTH": "5/minute",
-           "THROTTLE_SOCKET_OPENS": "12/minute", "WS_SOCKETS_PER_ADDRESS": "3", "TRUSTED_PROXIES": PROXY}
+    env = {**stack.env, "THROTTLE_UPLOADS": "3/5 seconds;5/minute", "THROTTLE_HEALTH": "5/minute",
+           "THROTTLE_SOCKET_OPENS": "12/minute", "WS_SOCKETS_PER_ADDRESS": "3", "TRUSTED_PROXIES": PROXY,
+           "PENALTY_AFTER_REFUSALS": "2"}
     with stack_of_its_own("limits", env, tmp_path_factory.mktemp("limits")) as service:
         yield service
 
@@ -119,8 +127,8 @@ def test_an_address_gets_at_most_its_share_of_sockets(limited):
 
 def test_an_address_back_before_its_retry_after_is_refused_before_its_request_is_read(limited):
     assert b" 400 " in raw(limited, EARLY, b"NOT HTTP AT ALL\r\n\r\n").split(b"\r\n")[0]  # parsed: a bad request
-    statuses = [request(limited, EARLY, "GET", "/livez")[0] for _ in range(6)]
-    assert statuses == [200] * 5 + [429], statuses
+    statuses = [request(limited, EARLY, "GET", "/livez")[0] for _ in range(8)]
+    assert statuses == [200] * 5 + [429] * 3, statuses  # asked on after its 429: more than PENALTY_AFTER_REFUSALS
     # Back at once: answered 429 by the web server without reading the request (the same bytes that
     # were a bad request above), after a hold.
     started = time.monotonic()
@@ -165,3 +173,29 @@ def test_an_address_opening_sockets_too_often_is_refused_then_refused_at_accept(
     assert at_accept.value.response.status_code == 429
     with ExitStack() as sockets:  # others are let in
         open_socket(limited, OTHER, sockets)
+
+
+def test_a_persons_upload_too_many_is_refused_alone_with_the_refusing_windows_retry_after(limited):
+    assert [upload(limited, PERSON)[0] for _ in range(3)] == [200, 200, 200]
+    status, headers, body = upload(limited, PERSON)
+    assert status == 429 and json.loads(body)["code"] == "rate_limited"
+    retry_after = int(headers["retry-after"])
+    assert 1 <= retry_after <= 5  # the 5-second window refused it, not the minute's (60)
+    # nothing else of the site is refused for it: the page, the admin, health, a drawing socket
+    assert request(limited, PERSON, "GET", "/")[0] == 200
+    assert request(limited, PERSON, "GET", "/admin/login/")[0] == 200
+    assert request(limited, PERSON, "GET", "/livez")[0] == 200
+    with ExitStack() as sockets:
+        ws = open_socket(limited, PERSON, sockets)
+        ws.send(json.dumps({"type": "clear", "seq": 1, "drawing": "d"}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "prediction"
+    time.sleep(retry_after)  # and the Retry-After it was told is true
+    assert upload(limited, PERSON)[0] == 200
+
+
+def test_cross_site_upload_posts_are_refused_and_count_no_limit(limited):
+    for _ in range(5):  # more than the 3 uploads its address may make
+        status, _, body = upload(limited, CROSS, origin="http://evil.example")
+        assert status == 403 and json.loads(body)["code"] == "cross_site"
+    site = f"http://127.0.0.1:{limited.port}"
+    assert [upload(limited, CROSS, origin=site)[0] for _ in range(3)] == [200, 200, 200]  # none was counted

@@ -68,3 +68,15 @@ def test_saliency_highlights_the_ink_that_decides(predictor):
     assert heat.shape == (28, 28) and heat.max() == pytest.approx(1.0) and heat.min() >= 0
     ink, background = image > 0.5, image < 0.05
     assert heat[ink].mean() > 5 * heat[background].mean()
+
+
+def test_a_cards_weights_file_must_lie_in_the_models_directory(tmp_path) -> None:
+    from digits.cards import weights_path
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "outside.pt").write_bytes(b"x")
+    (tmp_path / "models" / "link.pt").symlink_to(tmp_path / "outside.pt")
+    assert weights_path(tmp_path / "models", {"weights": {"file": "m.pt"}}) == tmp_path / "models" / "m.pt"
+    for name in ("../outside.pt", str(tmp_path / "outside.pt"), "sub/../../outside.pt", "link.pt", "..", ""):
+        with pytest.raises(ValueError, match="is not a file in"):
+            weights_path(tmp_path / "models", {"weights": {"file": name}})

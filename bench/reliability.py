@@ -555,11 +555,12 @@ def bomb_png(side: int = 30_000) -> bytes:
             + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
 
 
-def _gif() -> bytes:
+def _tiff() -> bytes:
+    """A TIFF with ink: a format the page does not offer (PNG, JPEG, WebP, GIF are read)."""
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.open(io.BytesIO(_png(112, 112))).save(buf, format="GIF")
+    Image.open(io.BytesIO(_png(112, 112))).save(buf, format="TIFF")
     return buf.getvalue()
 
 
@@ -586,7 +587,7 @@ def hostile_uploads() -> list[tuple[str, str, dict[str, str], bytes]]:
         ("zero-byte file", *multipart(b"")),
         ("PNG as text/plain body, no multipart", {"Content-Type": "text/plain"}, good),
         ("multipart without the image field", *multipart(good, name="file")),
-        ("GIF", *multipart(_gif(), "d.gif", "image/gif")),
+        ("TIFF", *multipart(_tiff(), "d.tif", "image/tiff")),
         ("SVG", *multipart(SVG, "d.svg", "image/svg+xml")),
         ("6 MB file", *multipart(good + bytes(6 * 2**20), "big.png")),
     ]

@@ -36,7 +36,7 @@ def index(request: HttpRequest) -> HttpResponse:
 
 @csrf_exempt  # a stateless API: it changes nothing and reads no session
 async def api_predict(request: HttpRequest) -> JsonResponse:
-    """Predict the digit in an uploaded PNG/JPEG (multipart field `image`)."""
+    """Predict the digit in an uploaded PNG, JPEG, WebP or GIF (multipart field `image`)."""
     if request.method != "POST":
         return _error(405, "method_not_allowed", "POST a multipart form with an 'image' file")
     started = time.perf_counter()

@@ -57,7 +57,8 @@ def prepare_strokes(strokes: Sequence[Sequence[Sequence[float]]], canvas: Sequen
 
 
 def prepare_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> bytes:
-    """Uploaded PNG/JPEG -> model input bytes; raises digits.images.BadImage."""
+    """Uploaded PNG/JPEG/WebP/GIF -> model input bytes; raises digits.images.BadImage (refused from its
+    headers when it would cost more than any real image: see digits.upload_guard)."""
     return to_bytes28(image_to_mnist(decode_upload(data, max_bytes=max_bytes, max_pixels=max_pixels)))
 
 

@@ -349,7 +349,7 @@ def test_a_file_that_is_not_an_image_gives_an_error_message(pad: Pad) -> None:
         page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a digit\n"}])
     assert answer.value.status == 400
     message = page.locator("#message")
-    expect(message).to_have_text(re.compile(r"PNG or JPEG"))
+    expect(message).to_have_text(re.compile(r"PNG, JPEG, WebP or GIF"))
     expect(message).to_have_attribute("data-kind", "error")
     expect(page.locator("#digit")).to_have_text("–")
 

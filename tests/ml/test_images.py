@@ -74,14 +74,15 @@ def test_png_and_jpeg_decode_to_grayscale() -> None:
 
 
 @pytest.mark.parametrize(
-    "data",
-    [b"not an image at all", encode(Image.new("L", (30, 30)), "GIF"), encode(Image.new("RGB", (30, 30)), "BMP")],
-    ids=["text", "gif", "bmp"],
+    ("data", "code"),
+    [(b"not an image at all", "bad_image"), (encode(Image.new("RGB", (30, 30)), "BMP"), "unsupported_format"),
+     (encode(Image.new("L", (30, 30)), "TIFF"), "unsupported_format")],
+    ids=["text", "bmp", "tiff"],
 )
-def test_other_formats_are_bad_images(data: bytes) -> None:
+def test_other_formats_are_refused(data: bytes, code: str) -> None:
     with pytest.raises(BadImage) as err:
         decode_upload(data)
-    assert err.value.code == "bad_image" and str(err.value)
+    assert err.value.code == code and "PNG, JPEG, WebP or GIF" in str(err.value)
 
 
 def test_empty_and_truncated_files() -> None:

@@ -16,7 +16,7 @@ $(VENV)/.installed: requirements.txt $(VENV)/bin/python
 	$(PIP) install -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements-dev.txt requirements.txt $(VENV)/.installed
+$(VENV)/.installed-dev: requirements-dev.txt requirements-ops.txt requirements.txt $(VENV)/.installed
 	$(PIP) install -r requirements-dev.txt
 	touch $@
 
@@ -28,6 +28,17 @@ migrate: install
 
 run: migrate
 	$(PY) -m scripts.stack
+
+# Flower, the Celery monitor (an optional extra: requirements-ops.txt), for the service `make run` started (same
+# REDIS_URL/REDIS_PREFIX): the workers, their queues and the queues' depths on http://127.0.0.1:$(FLOWER_PORT)/.
+# It does not switch task events on (that costs the live path): CELERY_EVENTS=1 on the service does (docs/operations.md).
+# Its HTTP API (/api/...) also needs FLOWER_UNAUTHENTICATED_API=1 or --basic_auth (FLOWER_ARGS).
+FLOWER_PORT ?= 5555
+FLOWER_ARGS ?=
+.PHONY: flower
+flower: install
+	$(PIP) install -r requirements-ops.txt
+	$(VENV)/bin/celery -A digitsite flower --address=127.0.0.1 --port=$(FLOWER_PORT) --enable_events=False $(FLOWER_ARGS)
 
 # Debian's chromium for the browser tests (Playwright's own browser download cannot work offline).
 browser:

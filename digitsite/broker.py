@@ -3,11 +3,19 @@
 kombu builds a new redis-py client for every command it sends, and each redis-py client copies a
 table of ~170 response callbacks: about 0.4 ms of Python per command on a small machine, three or
 more times per task. A client only wraps the channel's connection pool and is safe to share, so
-each channel keeps one. Selected with CELERY_BROKER_TRANSPORT.
+each channel keeps one.
+
+It serves redis:// and rediss:// URLs: use_as_redis_transport() (digitsite/celery.py calls it) puts it
+under kombu's own aliases, so the broker URL keeps its scheme and tools that read it (Flower's broker
+page and queue lengths, `celery inspect`'s broker info) take it for the Redis broker it is.
 """
 from typing import Any
 
+from kombu import transport as kombu_transport
 from kombu.transport import redis as kombu_redis
+
+TRANSPORT = "digitsite.broker:Transport"
+SCHEMES = ("redis", "rediss")
 
 
 class Channel(kombu_redis.Channel):
@@ -23,3 +31,10 @@ class Channel(kombu_redis.Channel):
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+def use_as_redis_transport() -> None:
+    """Make kombu resolve redis:// and rediss:// to this transport (before any connection is made)."""
+    for scheme in SCHEMES:
+        kombu_transport.TRANSPORT_ALIASES[scheme] = TRANSPORT
+        kombu_transport._transport_cache.pop(scheme, None)  # resolved before: resolve again

@@ -63,10 +63,17 @@ def redis_answers(url: str) -> bool:
 
 
 def worker_command(queue: str, index: int = 0) -> list[str]:
+    """A Celery worker on `queue` (one task at a time: -P solo).
+
+    Without gossip (each worker would receive every other worker's events) and mingle (a broadcast
+    at start-up that waits for replies); with Celery's worker heartbeats (one event every 2 s), so
+    that the event-based tools (Flower, `celery events`) see the workers and `celery control
+    enable_events` finds an event dispatcher (docs/operations.md). Task events: CELERY_EVENTS=1.
+    """
     return [
         str(BIN / "celery"), "-A", "digitsite", "worker", "-Q", queue, "-P", "solo",
         "-n", f"{queue}{index}@%h", "-l", "warning",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "--without-gossip", "--without-mingle",
     ]
 
 

@@ -9,10 +9,13 @@ It serves redis:// and rediss:// URLs: use_as_redis_transport() (digitsite/celer
 under kombu's own aliases, so the broker URL keeps its scheme and tools that read it (Flower's broker
 page and queue lengths, `celery inspect`'s broker info) take it for the Redis broker it is.
 """
+import logging
 from typing import Any
 
 from kombu import transport as kombu_transport
 from kombu.transport import redis as kombu_redis
+
+log = logging.getLogger(__name__)
 
 TRANSPORT = "digitsite.broker:Transport"
 SCHEMES = ("redis", "rediss")
@@ -27,6 +30,18 @@ class Channel(kombu_redis.Channel):
         if self._shared_client is None:
             self._shared_client = super()._create_client()
         return self._shared_client
+
+    def _brpop_read(self, **options: Any) -> Any:
+        """kombu's, except that a message whose envelope cannot be read (not JSON, not kombu's shape:
+        anything written into a queue's list by something other than a Celery producer) is logged and
+        dropped instead of ending the worker ("Unrecoverable error"). It was already taken off the list."""
+        try:
+            return super()._brpop_read(**options)
+        except self.connection_errors:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            log.error("dropped an unreadable message from the broker: %r", exc)
+            return True  # something was read; the worker goes on to the next
 
 
 class Transport(kombu_redis.Transport):

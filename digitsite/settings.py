@@ -113,6 +113,12 @@ CONTENT_SECURITY_POLICY = {
 # then write X-Forwarded-For and choose the address its limits and lockouts are counted under).
 TRUSTED_PROXIES = [p for p in os.environ.get("TRUSTED_PROXIES", "").split(",") if p.strip()]
 
+# /metrics (Prometheus format, recognizer.metrics) is served to a scraper that sends
+# `Authorization: Bearer <METRICS_TOKEN>` or comes from METRICS_ALLOWED_NETWORKS (default: this machine).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = [n for n in os.environ.get("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1").split(",")
+                            if n.strip()]
+
 ROOT_URLCONF = "digitsite.urls"
 ASGI_APPLICATION = "digitsite.asgi.application"
 

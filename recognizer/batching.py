@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 
+from recognizer import metrics
 from worker.jobs import MAX_BATCH, PREDICT_TASK, Batch, Job
 
 log = logging.getLogger(__name__)
@@ -122,5 +123,6 @@ class JobBatcher:
                 else:
                     self.published_batches += 1
                     self.published_jobs += len(chunk)
+                    metrics.observe_batch(task, len(chunk))
         finally:
             self._flushing = None

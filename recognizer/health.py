@@ -53,7 +53,7 @@ def health_report() -> dict[str, Any]:
         "redis": r_ok,
         "database": db_ok,
         "workers": sum(counts.values()),
-        "queues": counts,
+        "workers_per_queue": counts,  # live workers on each queue (not its depth: /metrics has that)
         "model": model,
-        "serving": serving,
+        "workers_per_model": serving,  # live workers serving each model (two during a switch)
     }

@@ -8,14 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from recognizer import metrics
 from worker.jobs import Answer, Answers
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Answer, float], Awaitable[None]]  # (answer, when the worker sent it: wall clock)
+
+
+def observe(answer: Answer, sent_at: float) -> None:
+    """Counts the answer and its worker timings (recognizer.metrics), with the time it took from the
+    worker to here (`sent_at`: when the worker sent it, wall clock); never stops its delivery."""
+    try:
+        kind = "heat" if answer.is_saliency_only else "prediction"
+        timings = {**answer.timings, "push": max(0.0, time.time() - sent_at) * 1000} if sent_at else answer.timings
+        metrics.observe_answer(kind, answer.error.code if answer.error is not None else None, timings)
+    except Exception:
+        log.exception("metrics of answer %s", answer.id)
 
 
 class ReplyHub:
@@ -49,6 +62,7 @@ class ReplyHub:
             if answers.batch and self.on_batch_done is not None:
                 self.on_batch_done(answers.batch)  # first: the next batch can leave while these are delivered
             for answer in answers.answers:
+                observe(answer, answers.sent_at)
                 handler = self._handlers.get(answer.client)
                 if handler is None:
                     continue  # its socket closed, or its request gave up: nothing waits for it

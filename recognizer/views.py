@@ -11,7 +11,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
-from recognizer import draining
+from recognizer import draining, metrics
 from recognizer.health import health_report
 from recognizer.jobs import job_client, new_job_id
 from worker.jobs import Job, Saliency
@@ -22,6 +22,7 @@ UPLOAD_TIMEOUT_S = 10.0
 
 
 def _error(status: int, code: str, message: str) -> JsonResponse:
+    metrics.observe_error(code)
     return JsonResponse({"type": "error", "code": code, "message": message}, status=status)
 
 
@@ -71,6 +72,7 @@ async def api_predict(request: HttpRequest) -> JsonResponse:
         "timings": answer.timings,
         "latency_ms": round((time.perf_counter() - started) * 1000, 2),
     }
+    metrics.observe_end_to_end("upload", time.perf_counter() - started)
     return JsonResponse(body)
 
 

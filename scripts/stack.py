@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -34,6 +35,7 @@ from typing import IO
 from urllib.parse import urlparse
 
 import redis
+from prometheus_client.multiprocess import mark_process_dead
 
 from digitsite.secret import use_checkout_key
 
@@ -189,6 +191,7 @@ class Stack:
     _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
     _supervisor: threading.Thread | None = field(default=None, repr=False)
     _listener: socket.socket | None = field(default=None, repr=False)
+    _metrics_dir: str | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -217,9 +220,12 @@ class Stack:
         self._listener = listening_socket(self.host, self.port)
         self.port = self._listener.getsockname()[1]
         fd = self._listener.fileno()
+        # the web processes' figures, shared through files so that a scrape of any sums them all
+        # (prometheus-client's multiprocess mode; recognizer.metrics)
+        self._metrics_dir = self._metrics_dir or tempfile.mkdtemp(prefix="digits-metrics-")
+        env = {**self._env(), "PROMETHEUS_MULTIPROC_DIR": self._metrics_dir}
         for i in range(self.web_processes):
-            self._spawn("web" if self.web_processes == 1 else f"web{i}", web_command_on_fd(fd), self._env(),
-                        pass_fds=(fd,))
+            self._spawn("web" if self.web_processes == 1 else f"web{i}", web_command_on_fd(fd), env, pass_fds=(fd,))
         if not self.supervise:
             # Nothing will start another web process on it: let the web processes alone hold the
             # port, so it is free again once they are gone (tests restart daphne on the same port).
@@ -306,6 +312,8 @@ class Stack:
                 spec = self._specs[name]
                 now = time.monotonic() if now is None else now
                 if spec.restart_at is None:
+                    if name.startswith("web") and self._metrics_dir:  # its open sockets count no more
+                        mark_process_dead(proc.pid, self._metrics_dir)
                     uptime = now - spec.started_at
                     wait = spec.backoff.delay(uptime)
                     spec.restart_at = now + wait
@@ -414,6 +422,9 @@ class Stack:
             if self._listener is not None:
                 self._listener.close()
                 self._listener = None
+            if self._metrics_dir is not None:
+                shutil.rmtree(self._metrics_dir, ignore_errors=True)
+                self._metrics_dir = None
 
     def __enter__(self) -> Stack:
         return self.start()

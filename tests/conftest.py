@@ -20,6 +20,7 @@ MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
 ARTIFACTS = ROOT / "test-artifacts"
 # A Redis database of its own so the tests never touch a running service's queues.
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+METRICS_TOKEN = "test-metrics-token"
 
 
 def free_port() -> int:
@@ -55,6 +56,9 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
             # every test client comes from 127.0.0.1: the per-address limits are checked on stacks
             # of their own (tests/integration/test_limits_per_address.py)
             **UNTHROTTLED,
+            # /metrics: from 127.0.0.1 as is, from other addresses with the token (tests/integration/test_metrics.py)
+            "METRICS_TOKEN": METRICS_TOKEN,
+            "METRICS_ALLOWED_NETWORKS": "127.0.0.1/32",
         },
         log_dir=tmp_path_factory.mktemp("stack-logs"),
     )

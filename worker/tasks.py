@@ -20,7 +20,7 @@ from django.conf import settings
 from digitsite.watchdog import Watchdog
 from worker import pipeline
 from worker.enqueue import enqueue
-from worker.heartbeat import Heartbeat, heartbeat_key
+from worker.heartbeat import BusyClock, Heartbeat, heartbeat_key
 from worker.jobs import (
     FILL_TASK,
     HEAT_TASK,
@@ -114,13 +114,18 @@ _watcher: ModelWatcher | None = None
 _watchdog = Watchdog(settings.WORKER_TASK_TIME_LIMIT_S)  # the solo pool enforces no Celery time limit
 
 
+_busy = BusyClock()  # seconds in tasks, reported with the heartbeat: the autoscaler's load signal
+
+
 @task_prerun.connect
 def _task_started(task: Any = None, **_: Any) -> None:
     _watchdog.begin(f"task {getattr(task, 'name', '?')}")
+    _busy.begin()
 
 
 @task_postrun.connect
 def _task_finished(**_: Any) -> None:
+    _busy.end()
     _watchdog.end()
 
 
@@ -135,7 +140,7 @@ def _ready(sender: Any = None, **_: Any) -> None:
     if PREDICT_QUEUE in queues:
         get_predictor()
     _heartbeat = Heartbeat(settings.REDIS_URL, heartbeat_key(settings.REDIS_PREFIX), getattr(sender, "hostname", "worker"),
-                           queues, serving=served_model_name)
+                           queues, serving=served_model_name, busy=_busy)
     _heartbeat.start()
     _watchdog.start()
     if _watcher is None:

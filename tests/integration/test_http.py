@@ -104,7 +104,7 @@ def test_healthz_reports_every_part_and_no_worker_died(stack):
     # runs after the bad uploads in file order: the workers must still be there
     body = requests.get(f"{stack.url}/healthz", timeout=10).json()
     assert body["status"] == "ok" and body["redis"] is True and body["database"] is True
-    assert body["workers"] == 2 and body["queues"] == {"preprocess": 1, "inference": 1}
+    assert body["workers"] == 2 and body["workers_per_queue"] == {"preprocess": 1, "inference": 1}
     assert body["model"]
     assert all(proc.poll() is None for _, proc in stack.procs)
 

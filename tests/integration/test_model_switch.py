@@ -129,4 +129,4 @@ def test_switching_the_model_under_load_fails_nothing_and_serves_the_new_model_w
     assert late_old == [], f"predictions {SWITCHED_WITHIN_S} s after the switch still by another model: {late_old[:10]}"
     for log in logs:  # every client was served by the new model, well after the switch
         assert any(t - switched_at >= SWITCHED_WITHIN_S and m["type"] == "prediction" for t, m in log.seen)
-    assert health["model"] == target and set(health["serving"]) == {target}, health
+    assert health["model"] == target and set(health["workers_per_model"]) == {target}, health

@@ -40,7 +40,7 @@ def test_a_job_lost_with_its_worker_is_sent_again(stack, tmp_path):
         while (health := requests.get(f"{service.url}/healthz", timeout=5)).status_code != 503:
             assert time.monotonic() < deadline, f"/healthz still says {health.json()} with no inference worker"
             time.sleep(0.2)
-        assert health.json()["queues"] == {"preprocess": 1, "inference": 0}
+        assert health.json()["workers_per_queue"] == {"preprocess": 1, "inference": 0}
         assert requests.get(f"{service.url}/livez", timeout=5).status_code == 200
 
         client = ProtocolClient(service.url)

@@ -10,6 +10,13 @@ has imported all that and waits on its stdin; a restart wakes it, and it runs th
 in-process (about 1 s). A spare is started once its worker has been up SPARE_AFTER_S, so it never
 competes for the CPU with a worker that is booting, and it exits when its stdin closes.
 
+AUTOSCALE="inference:1-2,preprocess:1-1" (the default; AUTOSCALE=off, or a queue's
+<QUEUE>_WORKERS, keeps that queue's count fixed) starts each named queue's lower bound and grows
+and shrinks it between its bounds on its workers' utilisation and its depth in Redis, retiring a
+worker by draining it (scripts/autoscale.py; docs/autoscaling.md). Workers it adds get no spare of
+their own; instead, below its upper bound a queue keeps one standby (a spare of the worker it would
+add next), which an add wakes in about 2 s instead of booting one for 10 s on a busy 2-core machine.
+
 WEB_PROCESSES=N runs N daphne processes on one listening socket, which this module binds and hands
 to each of them (`daphne --fd`); the kernel gives each new connection to whichever accepts first.
 While supervised, this process keeps the socket open, so connections made while a web process
@@ -38,6 +45,7 @@ import redis
 from prometheus_client.multiprocess import mark_process_dead
 
 from digitsite.secret import use_checkout_key
+from scripts.autoscale import Autoscaler, env_bounds, parse_autoscale
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -153,10 +161,20 @@ class _Spec:
     spare: subprocess.Popen | None = None  # a warm process ready to take over (Celery workers only)
     spare_ready: int | None = None  # read end of the pipe on which the spare says it has loaded
     spare_loaded: bool = False
+    spare_wanted: bool = True  # False: never a spare (workers the autoscaler adds, scripts/autoscale.py)
 
     @property
     def wants_spare(self) -> bool:
-        return Path(self.cmd[0]).name == "celery"
+        return self.spare_wanted and Path(self.cmd[0]).name == "celery"
+
+    @property
+    def node_name(self) -> str | None:
+        """A Celery worker's node name (`-n`, with %h expanded as Celery does); None for other processes."""
+        if "-n" not in self.cmd:
+            return None
+        from celery.utils.nodenames import host_format
+
+        return host_format(self.cmd[self.cmd.index("-n") + 1])
 
 
 def exit_description(returncode: int) -> str:
@@ -185,6 +203,12 @@ class Stack:
     supervise: bool = False
     log_dir: Path | None = None
     start_redis: bool = True  # start the bundled redis-server when none answers at redis_url
+    # queue -> (fewest, most) workers, scaled while running (scripts/autoscale.py); such a queue starts
+    # with its fewest, whatever `workers` says. The AUTOSCALE_* variables of env tune it.
+    autoscale: dict[str, tuple[int, int]] = field(default_factory=dict)
+    autoscaler: Autoscaler | None = field(default=None, repr=False)
+    retiring: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)  # name -> draining worker
+    standby: dict[str, tuple[str, _Spec]] = field(default_factory=dict, repr=False)  # queue -> a loaded spare to scale up with
     procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
     _specs: dict[str, _Spec] = field(default_factory=dict, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -202,12 +226,16 @@ class Stack:
         try:
             if self.start_redis:
                 self._ensure_redis()
+            self.workers.update({queue: low for queue, (low, _) in self.autoscale.items()})
             for queue, count in self.workers.items():
                 for _ in range(count):
                     self.add_worker(queue)
             self._start_web()
             if wait:
                 self.wait_healthy(timeout)
+            if self.autoscale:
+                self.autoscaler = Autoscaler(self, self.autoscale)
+                self.autoscaler.start()
         except BaseException:  # a failed start leaves nothing running (no orphan workers)
             self.stop()
             raise
@@ -232,12 +260,112 @@ class Stack:
             self._listener.close()
             self._listener = None
 
-    def add_worker(self, queue: str) -> subprocess.Popen:
-        """Start one more worker process on `queue`."""
+    def add_worker(self, queue: str, spare: bool = True) -> subprocess.Popen:
+        """Start one more worker process on `queue` (the lowest index no other worker of it has);
+        spare=False: supervised, it never gets a warm spare."""
         with self._lock:
-            index = sum(name.startswith(f"worker-{queue}") for name, _ in self.procs)
-            self._spawn(f"worker-{queue}{index}", worker_command(queue, index), self._env())
+            index = self._free_index(queue)
+            self._spawn(f"worker-{queue}{index}", worker_command(queue, index), self._env(), spare=spare)
             return self.procs[-1][1]
+
+    def _free_index(self, queue: str) -> int:
+        taken = {*(name for name, _ in self.procs), *self.retiring, *(name for name, _ in self.standby.values())}
+        return next(i for i in range(len(taken) + 1) if f"worker-{queue}{i}" not in taken)
+
+    def scale_up(self, queue: str) -> str | None:
+        """One more worker on `queue` without a spare, for the autoscaler: its Celery node name. It is
+        the queue's standby, woken (about 1 s), when one has loaded; else a new process (3.5 s or more)."""
+        with self._lock:
+            name, spec = self.standby.pop(queue, (None, None))
+            if name is not None and spec is not None:
+                loaded = self._spare_loaded(spec)
+                proc = self._wake_spare(spec) if loaded else None
+                if proc is not None:
+                    self._specs[name] = spec
+                    self.procs.append((name, proc))
+                    _log(f"{name} woken from standby as pid {proc.pid}")
+                    return spec.node_name
+                self._drop_spare(spec)
+            self.add_worker(queue, spare=False)
+            return self._specs[self.procs[-1][0]].node_name
+
+    def keep_standby(self, queue: str, wanted: bool, may_start: bool = True) -> None:
+        """Start a standby for `queue` (a spare of the worker it would add next, scripts/autoscale.py)
+        when `wanted` and `may_start`, or end it when not `wanted`; one that died is forgotten."""
+        with self._lock:
+            name, spec = self.standby.get(queue, (None, None))
+            if spec is not None and (not wanted or spec.spare is None or spec.spare.poll() is not None):
+                self.standby.pop(queue)
+                self._drop_spare(spec)
+                spec = None
+            if wanted and may_start and spec is None and not self._stopping.is_set():
+                index = self._free_index(queue)
+                name = f"worker-{queue}{index}"
+                spec = _Spec(worker_command(queue, index), self._env(), spare_wanted=False)
+                spec.spare = self._popen(name, spec, spare=True)
+                self.standby[queue] = (name, spec)
+
+    def _drop_spare(self, spec: _Spec) -> None:
+        spare = spec.spare
+        self._forget_spare(spec)
+        if spare is not None and spare.stdin is not None:
+            with contextlib.suppress(OSError):
+                spare.stdin.close()  # it exits
+
+    def worker_names(self, queue: str) -> list[str]:
+        """The Celery node names of the workers on `queue` (booting ones too; retiring ones not)."""
+        with self._lock:
+            specs = [self._specs[name] for name, _ in self.procs if name.startswith(f"worker-{queue}")]
+            return [n for n in (spec.node_name for spec in specs) if n is not None]
+
+    def effective_env(self) -> dict[str, str]:
+        """The environment the stack's processes get."""
+        return self._env()
+
+    def retire_worker(self, queue: str, wait: bool = False) -> str | None:
+        """Take the newest worker on `queue` out of service without losing a message; its node name,
+        or None when the queue has only one worker. It leaves supervision at once (nothing restarts
+        it), then drains in a thread of its own (wait=True: here): told to stop consuming (Celery
+        remote control, `cancel_consumer`: a solo worker answers between tasks, so the answer says it
+        has no task under way and takes no more), then SIGTERM (warm shutdown: anything it still
+        held goes back to the queue), SIGKILL after WORKER_TASK_TIME_LIMIT_S + 10 s. Should the
+        control command go unanswered, it waits until the worker's busy clock stands still instead."""
+        with self._lock:
+            mine = [(name, proc) for name, proc in self.procs if name.startswith(f"worker-{queue}")]
+            if len(mine) < 2:
+                return None
+            name, proc = max(mine, key=lambda item: int(item[0].removeprefix(f"worker-{queue}")))
+            self.procs.remove((name, proc))
+            spec = self._specs.pop(name)
+            self._drop_spare(spec)
+            self.retiring[name] = proc
+        node = spec.node_name or name
+        drain = threading.Thread(target=self._drain, args=(name, proc, queue, node), name=f"drain-{name}", daemon=True)
+        drain.start()
+        if wait:
+            drain.join()
+        return node
+
+    def _drain(self, name: str, proc: subprocess.Popen, queue: str, node: str) -> None:
+        env = self._env()
+        try:
+            began = time.monotonic()
+            stopped = cancel_consumer(self.redis_url, env.get("REDIS_PREFIX", ""), queue, node)
+            _log(f"{name} ({node}) stopped consuming {queue} after {time.monotonic() - began:.2f} s" if stopped else
+                 f"{name} ({node}): cancel_consumer unanswered after {time.monotonic() - began:.1f} s")
+            if not stopped:  # control not working: wait until it has been idle a while instead
+                wait_idle(self.redis_url, env.get("REDIS_PREFIX", ""), node)
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+            _terminate([proc], float(env.get("WORKER_TASK_TIME_LIMIT_S", "60")) + 10)
+            _log(f"{name} ({node}) retired after {time.monotonic() - began:.1f} s: {exit_description(proc.returncode)}")
+        except Exception as exc:
+            _log(f"{name}: drain failed: {exc!r}")
+            _terminate([proc], 10)
+        finally:
+            with self._lock:
+                self.retiring.pop(name, None)
 
     def _env(self) -> dict[str, str]:
         use_checkout_key()  # the settings need a key: this checkout's own unless one is set
@@ -262,8 +390,9 @@ class Stack:
             time.sleep(0.05)
         print(f"started bundled redis-server on 127.0.0.1:{port}", flush=True)
 
-    def _spawn(self, name: str, cmd: list[str], env: dict[str, str], pass_fds: tuple[int, ...] = ()) -> None:
-        spec = _Spec(cmd, env, pass_fds)
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str], pass_fds: tuple[int, ...] = (),
+               spare: bool = True) -> None:
+        spec = _Spec(cmd, env, pass_fds, spare_wanted=spare)
         with self._lock:
             self._specs[name] = spec
             self.procs.append((name, self._popen(name, spec)))
@@ -366,13 +495,27 @@ class Stack:
         """Whether every supervised Celery worker has a spare that has loaded what it needs."""
         with self._lock:
             specs = [self._specs[name] for name, _ in self.procs if self._specs[name].wants_spare]
-            for spec in specs:
-                if not spec.spare_loaded and spec.spare_ready is not None:
-                    with contextlib.suppress(BlockingIOError):  # nothing yet
-                        spec.spare_loaded = os.read(spec.spare_ready, 16) == b"ready\n"  # b"": it died
-                if not spec.spare_loaded:
-                    return False
+            if not all(self._spare_loaded(spec) for spec in specs):
+                return False
             return self._supervisor is not None
+
+    def standby_loading(self, queue: str) -> bool:
+        """Whether `queue`'s standby is still loading (it takes a core for a few seconds)."""
+        with self._lock:
+            _, spec = self.standby.get(queue, (None, None))
+            return spec is not None and spec.spare is not None and spec.spare.poll() is None and not self._spare_loaded(spec)
+
+    def standby_ready(self) -> bool:
+        """Whether the autoscaler keeps a standby for some queue, and each has loaded what it needs."""
+        with self._lock:
+            return bool(self.standby) and all(self._spare_loaded(spec) for _, spec in self.standby.values())
+
+    @staticmethod
+    def _spare_loaded(spec: _Spec) -> bool:
+        if not spec.spare_loaded and spec.spare_ready is not None:
+            with contextlib.suppress(BlockingIOError):  # nothing yet
+                spec.spare_loaded = os.read(spec.spare_ready, 16) == b"ready\n"  # b"": it died
+        return spec.spare_loaded
 
     def restarts(self, name: str) -> int:
         """How many times supervision restarted process `name`."""
@@ -402,12 +545,18 @@ class Stack:
         then the workers, which finish their current batch; then the rest. SIGTERM to each
         process group, SIGKILL to those still there after `timeout` (web: WEB_DRAIN_S + 2 s)."""
         self._stopping.set()
+        if self.autoscaler is not None:
+            self.autoscaler.stop()
+            self.autoscaler = None
         if self._supervisor is not None:
             self._supervisor.join()
             self._supervisor = None
         with self._lock:
-            spares = [spec.spare for spec in self._specs.values() if spec.spare is not None]
-            for spec in self._specs.values():
+            draining = list(self.retiring.values())
+            standby = [spec for _, spec in self.standby.values()]
+            self.standby.clear()
+            spares = [spec.spare for spec in [*self._specs.values(), *standby] if spec.spare is not None]
+            for spec in [*self._specs.values(), *standby]:
                 self._forget_spare(spec)
             for proc in spares:  # closing its stdin is enough, but do not wait for that
                 assert proc.stdin is not None
@@ -416,7 +565,7 @@ class Stack:
             rest = [p for name, p in reversed(self.procs) if not name.startswith("web")]
             drain_s = float(self._env().get("WEB_DRAIN_S", "10")) + 2
             _terminate(web, max(timeout, drain_s))
-            _terminate([*rest, *spares], timeout)
+            _terminate([*rest, *draining, *spares], timeout)
             self.procs.clear()
             self._specs.clear()
             if self._listener is not None:
@@ -451,6 +600,44 @@ def _terminate(procs: list[subprocess.Popen], timeout: float) -> None:
 
 def _log(message: str) -> None:
     print(f"stack: {message}", file=sys.stderr, flush=True)
+
+
+def cancel_consumer(redis_url: str, prefix: str, queue: str, node: str, timeout: float = 3.0) -> bool:
+    """Tell worker `node` to stop consuming `queue` (Celery remote control over the stack's broker,
+    configured as the workers are: digitsite.broker's transport, the key prefix, msgpack); whether it
+    answered. A solo worker handles control messages between tasks: its answer means it is idle."""
+    from celery import Celery
+
+    from digitsite.broker import use_as_redis_transport
+
+    use_as_redis_transport()
+    app = Celery("digits-stack-control", broker=redis_url, set_as_current=False)
+    app.conf.update(broker_transport_options={"ack_emulation": False, **({"global_keyprefix": prefix} if prefix else {})},
+                    task_serializer="msgpack", accept_content=["msgpack"], result_accept_content=["msgpack"])
+    try:
+        replies = app.control.cancel_consumer(queue, destination=[node], reply=True, timeout=timeout)
+    finally:
+        app.close()
+    return any(node in reply for reply in replies or [])
+
+
+def wait_idle(redis_url: str, prefix: str, node: str, still_s: float = 2.5, timeout: float = 60.0) -> None:
+    """Until worker `node`'s busy clock (its heartbeats) has not moved for `still_s`, or it is gone."""
+    from worker.heartbeat import busy_key, heartbeat_key
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=2)
+    key = busy_key(heartbeat_key(prefix))
+    deadline = time.monotonic() + timeout
+    last, since = client.hget(key, node), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = client.hget(key, node)
+        if now is None:
+            return
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= still_s:
+            return
 
 
 def spare_main(cmd: list[str]) -> None:
@@ -489,8 +676,9 @@ def main() -> None:
     parser.add_argument("--web-processes", type=int, default=default_web_processes())
     args = parser.parse_args()
     workers = {q: int(os.environ.get(f"{q.upper()}_WORKERS", "1")) for q in QUEUES}
+    autoscale = parse_autoscale(env_bounds(), QUEUES)
     stack = Stack(port=args.port, host=args.host, workers=workers, web_processes=args.web_processes,
-                  supervise=True, redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+                  supervise=True, redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), autoscale=autoscale)
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:
@@ -503,7 +691,8 @@ def main() -> None:
     try:
         stack.start()
         print(f"\n  Digit recognizer running at {stack.url}/  (admin: {stack.url}/admin/)\n"
-              f"  {args.web_processes} web process(es); a process that dies is restarted. Ctrl-C stops it.\n",
+              f"  {args.web_processes} web process(es); a process that dies is restarted. Ctrl-C stops it.\n"
+              + "".join(f"  {q} workers: {lo}-{hi}, scaled on load (AUTOSCALE)\n" for q, (lo, hi) in autoscale.items()),
               flush=True)
         while True:  # the supervisor thread does the work; only a signal ends this
             time.sleep(1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -23,14 +24,31 @@ Point = Sequence[float]
 Stroke = Sequence[Point]
 
 _CHUNK = 1 << 16  # max pixels x segments per distance block (bounds memory on huge inputs)
+# At most about this many segments reach the distance computation (its cost is segments x pixels).
+# Points are kept about one per 0.75 output px of arc length; a drawing whose path is longer than
+# MAX_SEGMENTS x 0.75 px (~38 times the 20 px box side: far beyond any digit) is thinned with a
+# longer step instead, so rendering costs at most ~MAX_SEGMENTS x 400 pixel-segment pairs whatever
+# the points (recognizer.protocol's caps bound the points themselves).
+MAX_SEGMENTS = 1024
 
 
 def _arrays(strokes: Sequence[Stroke]) -> list[np.ndarray]:
     """Non-empty strokes as (n, 2) float64 arrays; raises ValueError on malformed/non-finite points."""
-    out = [np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in strokes if len(s)]
+    out = [_array(s) for s in strokes if len(s)]
     if out and not np.isfinite(np.concatenate(out)).all():
         raise ValueError("stroke points must be finite numbers")
     return out
+
+
+def _array(stroke: Stroke) -> np.ndarray:
+    """One stroke's points as an (n, 2) float64 array. Lists of [x, y] pairs (what the workers get)
+    are read with ``np.fromiter``: a third of ``np.asarray``'s time on a 20,000-point drawing."""
+    if not isinstance(stroke, np.ndarray) and {len(p) for p in stroke} == {2}:
+        try:
+            return np.fromiter(itertools.chain.from_iterable(stroke), np.float64, count=2 * len(stroke)).reshape(-1, 2)
+        except (TypeError, ValueError):
+            pass  # not numbers: np.asarray says what is wrong
+    return np.asarray(stroke, dtype=np.float64).reshape(-1, 2)
 
 
 def _segments(all_pts: np.ndarray, lens: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
@@ -39,15 +57,18 @@ def _segments(all_pts: np.ndarray, lens: np.ndarray, step: float) -> tuple[np.nd
     ``all_pts`` (N, 2): the strokes' points one stroke after another, ``lens`` their counts.
 
     Points are thinned to about one per ``step`` of arc length (chords of ``step`` px deviate
-    from the path by ~step**2/(8*radius): invisible at step <= 1 px); a stroke's first and last
-    points are always kept, and a lone point becomes a zero-length segment (a disc).
+    from the path by ~step**2/(8*radius): invisible at step <= 1 px), or one per 1/MAX_SEGMENTS of
+    the whole path when that is longer; a stroke's first and last points are always kept, and a
+    lone point becomes a zero-length segment (a disc). S <= MAX_SEGMENTS + 2 x strokes.
     """
     ends = np.cumsum(lens)
     pts = all_pts
     d = pts[1:] - pts[:-1]
     seg = np.sqrt((d * d).sum(axis=1))
     seg[ends[:-1] - 1] = 0.0  # no length between strokes
-    bins = np.concatenate(([0.0], seg.cumsum())) // step
+    arc = np.concatenate(([0.0], seg.cumsum()))
+    step = max(step, float(arc[-1]) / MAX_SEGMENTS)
+    bins = arc // step
     keep = np.empty(len(pts), dtype=bool)
     keep[0] = True
     keep[1:] = bins[1:] != bins[:-1]

@@ -246,7 +246,24 @@ WS_RATE_BURST = 200
 WS_SOCKETS_PER_ADDRESS = int(os.environ.get("WS_SOCKETS_PER_ADDRESS", "50"))
 WS_ADDRESS_RATE_PER_SECOND = float(os.environ.get("WS_ADDRESS_RATE_PER_SECOND", "1000"))
 WS_ADDRESS_RATE_BURST = float(os.environ.get("WS_ADDRESS_RATE_BURST", "2000"))
+# What a socket's messages ask for (recognizer.ratelimit): their bytes (a frame over budget is refused
+# before it is parsed; a page drawing fast sends ~6 KB/s, re-sends a whole drawing after a reconnect:
+# at most ~300 KB), and predictions (1 + points / 5,000 each; a page asks ~11/s at most, never delayed;
+# past the budget the next live prediction waits, nothing is refused). An address's defaults follow
+# WS_ADDRESS_RATE_* (1000/s: 256 KB/s and 100 predictions/s), so stacks without per-address limits
+# have none here either.
+WS_BYTES_PER_SECOND = float(os.environ.get("WS_BYTES_PER_SECOND", str(64 * 1024)))
+WS_BYTES_BURST = float(os.environ.get("WS_BYTES_BURST", str(512 * 1024)))
+WS_PREDICTIONS_PER_SECOND = float(os.environ.get("WS_PREDICTIONS_PER_SECOND", "40"))
+WS_PREDICTIONS_BURST = float(os.environ.get("WS_PREDICTIONS_BURST", "120"))
+WS_ADDRESS_BYTES_PER_SECOND = float(os.environ.get("WS_ADDRESS_BYTES_PER_SECOND", str(256 * WS_ADDRESS_RATE_PER_SECOND)))
+WS_ADDRESS_BYTES_BURST = float(os.environ.get("WS_ADDRESS_BYTES_BURST", str(512 * WS_ADDRESS_RATE_BURST)))
+WS_ADDRESS_PREDICTIONS_PER_SECOND = float(os.environ.get("WS_ADDRESS_PREDICTIONS_PER_SECOND",
+                                                         str(0.1 * WS_ADDRESS_RATE_PER_SECOND)))
+WS_ADDRESS_PREDICTIONS_BURST = float(os.environ.get("WS_ADDRESS_PREDICTIONS_BURST", str(0.1 * WS_ADDRESS_RATE_BURST)))
 THROTTLE_UPLOADS = os.environ.get("THROTTLE_UPLOADS", "5/second;60/minute")
+# Submitted (stored) drawings per address; off where uploads are off (the test stacks).
+THROTTLE_SUBMITS = os.environ.get("THROTTLE_SUBMITS", "off" if THROTTLE_UPLOADS == "off" else "20/minute;300/hour")
 THROTTLE_SOCKET_OPENS = os.environ.get("THROTTLE_SOCKET_OPENS", "10/second;120/minute")
 THROTTLE_HEALTH = os.environ.get("THROTTLE_HEALTH", "20/second")
 # An address refused by one of these and back before its Retry-After is answered 429 at accept,

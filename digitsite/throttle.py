@@ -71,8 +71,9 @@ class AddressLimits:
     """The process's limits (see `address_limits()`); `shared` is where uploads and socket opens are
     counted (Redis in the service, memory in unit tests)."""
 
-    def __init__(self, shared: Storage, uploads: str, socket_opens: str, health: str) -> None:
+    def __init__(self, shared: Storage, uploads: str, socket_opens: str, health: str, submits: str = "off") -> None:
         self.uploads = make_limit("upload", uploads, shared, True)
+        self.submits = make_limit("submit", submits, shared, True)  # stored drawings (recognizer.consumers)
         self.socket_opens = make_limit("socket", socket_opens, shared, True)
         self.health = make_limit("health", health, MemoryStorage(), False)
 
@@ -84,7 +85,8 @@ class AddressLimits:
         shared = RedisStorage(settings.REDIS_URL.replace("redis://", "async+redis://", 1), implementation="redispy",
                               key_prefix=f"{settings.REDIS_PREFIX}limits", socket_timeout=0.5,
                               socket_connect_timeout=0.5)
-        return cls(shared, settings.THROTTLE_UPLOADS, settings.THROTTLE_SOCKET_OPENS, settings.THROTTLE_HEALTH)
+        return cls(shared, settings.THROTTLE_UPLOADS, settings.THROTTLE_SOCKET_OPENS, settings.THROTTLE_HEALTH,
+                   settings.THROTTLE_SUBMITS)
 
     def for_path(self, path: str) -> Limit | None:
         if path.startswith("/api/predict"):

@@ -17,7 +17,7 @@ from django.conf import settings
 
 from digitsite.penalties import penalties
 from digitsite.throttle import address_limits
-from recognizer import draining
+from recognizer import draining, metrics
 from recognizer.jobs import enqueue_fill, job_client, new_job_id
 from recognizer.protocol import ProtocolError
 from recognizer.ratelimit import AddressSockets, AllOf, TokenBucket
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 # say so too, but daphne (autobahn) lets an application close only with 1000 or 3000-4999.
 CLOSE_RESTARTING = 4001
 CLOSE_LIMITED = 4029  # refused by a per-address limit (like HTTP 429); an `error` says which
+FLOOD_PENALTY_S = 10.0  # a socket closed for sending on while refused: its address's new ones are refused this long
 
 _addresses: AddressSockets | None = None
 
@@ -39,7 +40,9 @@ def address_sockets() -> AddressSockets:
     global _addresses
     if _addresses is None:
         _addresses = AddressSockets(settings.WS_SOCKETS_PER_ADDRESS, settings.WS_ADDRESS_RATE_PER_SECOND,
-                                    settings.WS_ADDRESS_RATE_BURST)
+                                    settings.WS_ADDRESS_RATE_BURST, settings.WS_ADDRESS_BYTES_PER_SECOND,
+                                    settings.WS_ADDRESS_BYTES_BURST, settings.WS_ADDRESS_PREDICTIONS_PER_SECOND,
+                                    settings.WS_ADDRESS_PREDICTIONS_BURST)
     return _addresses
 
 
@@ -73,16 +76,37 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
             await self._refuse("too_many_sockets", "too many open connections from this address; close some")
             return
         self.address = address
+        metrics.SOCKETS.inc()
         self.jobs = await job_client()
+        book = address_sockets()
+        frame_bytes, work = book.frame_bytes(address), book.work(address)
         self.session = RecognitionSession(
             client=new_job_id(), sink=self.jobs, send=self.send_json, store=store_submitted, new_id=new_job_id,
             timeout_s=settings.WS_PREDICTION_TIMEOUT_S, live_interval_s=settings.WS_LIVE_INTERVAL_MS / 1000,
             load_factor=settings.WS_LIVE_LOAD_FACTOR, heat_delay_s=settings.WS_HEAT_DELAY_MS / 1000,
             # this socket's budget, and its address's (shared by all the address's sockets here)
             bucket=AllOf(TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST), shared),
+            # the work its messages ask for (recognizer.ratelimit), this socket's and its address's
+            frame_bytes=AllOf(TokenBucket(settings.WS_BYTES_PER_SECOND, settings.WS_BYTES_BURST),
+                              *([frame_bytes] if frame_bytes else [])),
+            work=AllOf(TokenBucket(settings.WS_PREDICTIONS_PER_SECOND, settings.WS_PREDICTIONS_BURST),
+                       *([work] if work else [])),
+            admit_submit=self._submit_refused, on_flood=self._close_flooding,
         )
         self.jobs.register(self.session.client, self.session.on_answer)
         draining.register(self)
+
+    async def _submit_refused(self) -> int | None:
+        """Stored drawings per address and window (THROTTLE_SUBMITS, in Redis): None, or its Retry-After."""
+        submits = address_limits().submits
+        return await submits.refused(self.address) if submits is not None else None
+
+    async def _close_flooding(self) -> None:
+        """Its frames were refused again and again, and it sent on: closed, and new connections from its
+        address are refused at accept for a while (digitsite.penalties; its other open sockets go on)."""
+        log.info("closing socket %s of %s: it sent on while refused", self.session.client, self.address)
+        penalties.refuse(self.address, FLOOD_PENALTY_S)
+        await self.close(code=CLOSE_LIMITED)
 
     async def _refuse(self, code: str, message: str) -> None:
         await self.send_json(ProtocolError(code, message).as_message())
@@ -92,6 +116,7 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
         draining.unregister(self)
         if hasattr(self, "address"):
             address_sockets().close(self.address)
+            metrics.SOCKETS.dec()
         if hasattr(self, "session"):
             self.jobs.unregister(self.session.client)
             self.session.close()
@@ -114,6 +139,11 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
 
     async def send_json(self, message: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(message, separators=(",", ":")))
+        kind = message.get("type")
+        if kind == "prediction" and "latency_ms" in message:  # asked to shown, as the page sees it
+            metrics.observe_end_to_end("drawing", message["latency_ms"] / 1000)
+        elif kind == "error":
+            metrics.observe_error(str(message.get("code")))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         await self.session.handle_frame(text_data, bytes_data)

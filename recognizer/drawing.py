@@ -18,6 +18,7 @@ class DrawingState:
     canvas: tuple[float, float] = (280.0, 280.0)
     brush: float = 16.0
     seq: int | None = None  # newest client message reflected in this state
+    version: int = 0  # counts the changes: equal versions (of one drawing) are the same drawing
 
     def apply(self, msg: StrokeMsg | UndoMsg | ClearMsg) -> None:
         """Apply one message; raises ProtocolError (and changes nothing) when it does not fit."""
@@ -25,12 +26,15 @@ class DrawingState:
             self._restart(msg.drawing)
         if isinstance(msg, StrokeMsg):
             self._add_points(msg)
-        elif isinstance(msg, UndoMsg):
-            if self.strokes:
-                self.strokes.pop()
-            self.open_stroke = False
-        else:
-            self.strokes.clear()
+            self.version += 1
+        else:  # undo, clear: an empty drawing (pen up) stays as it is
+            if self.strokes or self.open_stroke:
+                self.version += 1
+            if isinstance(msg, UndoMsg):
+                if self.strokes:
+                    self.strokes.pop()
+            else:
+                self.strokes.clear()
             self.open_stroke = False
         self.seq = msg.seq
 
@@ -50,6 +54,7 @@ class DrawingState:
 
     def _restart(self, drawing: str) -> None:
         self.drawing, self.strokes, self.open_stroke = drawing, [], False
+        self.version += 1
 
     def _add_points(self, msg: StrokeMsg) -> None:
         n = len(self.strokes)

@@ -64,9 +64,7 @@ SOCKETS = Gauge("digits_open_sockets", "Open drawing WebSockets", multiprocess_m
 
 def observe_answer(kind: str, error_code: str | None, timings: dict[str, float]) -> None:
     """One answer that reached this web process (ReplyHub), with the worker's timings (ms)."""
-    ANSWERS.labels(kind, error_code or "ok").inc()
-    if error_code is not None:
-        ERRORS.labels(error_code).inc()
+    ANSWERS.labels(kind, error_code or "ok").inc()  # errors told to a client count in ERRORS where they are told
     queued = timings.get("queue_preprocess", 0.0) + timings.get("queue_inference", 0.0)
     if "queue_preprocess" in timings or "queue_inference" in timings:
         PHASE.labels("queue").observe(queued / 1000)

@@ -12,25 +12,43 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+# The page (recognizer/static/recognizer/app.js) sends at most 10,000 points a stroke and 64 strokes;
+# its pad is a square of at most ~750 CSS px (app.css: 460 px beside the results, the screen's width
+# under 780 px), with a brush of 18/320 of its side. The caps below are far beyond what it sends.
 MAX_FRAME_BYTES = 256 * 1024
 MAX_POINTS_PER_STROKE = 10_000
-MAX_POINTS_PER_DRAWING = 20_000  # bounds the rendering work one drawing can ask for
+MAX_POINTS_PER_DRAWING = 20_000  # bounds the per-point work one drawing can ask for (rendering itself
+# is bounded whatever the points: digits.render thins them to MAX_SEGMENTS before the costly part)
 MAX_STROKES = 64
 MAX_COORD = 100_000.0  # CSS px; anything beyond is hostile
-MAX_CANVAS = 10_000.0
+MAX_CANVAS = 4_096.0  # CSS px a side (the page's pad is at most ~750)
 MAX_BRUSH = 1_000.0
+MAX_BRUSH_RATIO = 0.25  # brush <= this x the canvas's longer side, + 1 px (the page's is 18/320 = 0.056)
+# A submitted drawing is stored (and may feed training): at most this many points, and this many bytes
+# of strokes as JSON (a full page stroke of 10,000 points, rounded to 0.1 px on a 750 px pad, is ~140 KB).
+MAX_STORED_POINTS = 10_000
+MAX_STORED_BYTES = 192 * 1024
+# Work a socket asks for (recognizer.ratelimit; budgets in digitsite/settings.py): the bytes of its
+# frames, charged before they are parsed (a 10,000-point stroke is ~150 KB of JSON, ~8 ms to parse and
+# check), and its predictions, in units of one small drawing's prediction: a job costs ~2 ms over web
+# process and worker whatever its size, plus ~0.2 us a point on each side (copied, encoded, decoded,
+# rendered: the rendering itself bounded by digits.render.MAX_SEGMENTS).
+PREDICTION_POINTS_PER_UNIT = 5_000  # a prediction costs 1 + points / this
 DRAWING_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 Point = tuple[float, float]
 
 
 class ProtocolError(Exception):
-    def __init__(self, code: str, message: str, seq: int | None = None) -> None:
+    def __init__(self, code: str, message: str, seq: int | None = None, *, retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.code, self.message, self.seq = code, message, seq
+        self.code, self.message, self.seq, self.retry_after = code, message, seq, retry_after
 
     def as_message(self) -> dict[str, Any]:
-        return {"type": "error", "code": self.code, "message": self.message, "seq": self.seq}
+        msg: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message, "seq": self.seq}
+        if self.retry_after is not None:
+            msg["retry_after"] = self.retry_after  # seconds
+        return msg
 
 
 @dataclass(frozen=True)
@@ -114,19 +132,28 @@ def _drawing(obj: dict[str, Any]) -> str:
     return drawing
 
 
+_NUMBER_TYPES = (int, float)  # exactly: bool (an int) is not a coordinate
+
+
 def _points(value: Any) -> tuple[Point, ...]:
+    """[[x, y], ...] as a tuple of float pairs. One tight loop: the page's 10,000-point stroke is
+    checked in a few ms on the event loop every socket of the process shares."""
     if not isinstance(value, list):
         raise ProtocolError("bad_message", "points must be a list of [x, y] pairs")
     if len(value) > MAX_POINTS_PER_STROKE:
         raise ProtocolError("too_large", f"a stroke has at most {MAX_POINTS_PER_STROKE} points")
-    points = []
+    points: list[Point] = []
+    append, numbers, limit = points.append, _NUMBER_TYPES, MAX_COORD
     for p in value:
-        if not (isinstance(p, list) and len(p) == 2 and _is_number(p[0]) and _is_number(p[1])):
+        if p.__class__ is not list or len(p) != 2:
             raise ProtocolError("bad_message", "points must be [x, y] pairs of finite numbers")
-        x, y = float(p[0]), float(p[1])
-        if abs(x) > MAX_COORD or abs(y) > MAX_COORD:
+        x, y = p
+        if x.__class__ not in numbers or y.__class__ not in numbers:
+            raise ProtocolError("bad_message", "points must be [x, y] pairs of finite numbers")
+        # (JSON has no NaN here: check_message refuses the constants; 1e999 is inf, caught here)
+        if not (-limit <= x <= limit and -limit <= y <= limit):
             raise ProtocolError("bad_message", f"coordinates must be within ±{MAX_COORD:g}")
-        points.append((x, y))
+        append((float(x), float(y)))
     return tuple(points)
 
 
@@ -151,13 +178,16 @@ def _check_stroke(obj: dict[str, Any], seq: int) -> StrokeMsg:
     brush = obj.get("brush")
     if not _is_number(brush) or not 0 < brush <= MAX_BRUSH:
         raise ProtocolError("bad_message", f"brush must be a number in (0, {MAX_BRUSH:g}]")
+    canvas = _canvas(obj.get("canvas"))
+    if brush > MAX_BRUSH_RATIO * max(canvas) + 1:
+        raise ProtocolError("bad_message", f"brush must be at most {MAX_BRUSH_RATIO:g} x the canvas's longer side + 1")
     return StrokeMsg(
         seq=seq,
         drawing=_drawing(obj),
         stroke=stroke,
         points=_points(obj.get("points")),
         final=final,
-        canvas=_canvas(obj.get("canvas")),
+        canvas=canvas,
         brush=float(brush),
     )
 

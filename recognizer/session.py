@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -31,8 +32,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from recognizer.drawing import DrawingState
-from recognizer.protocol import ProtocolError, SubmitMsg, check_message
-from recognizer.ratelimit import Budget
+from recognizer.protocol import (
+    MAX_FRAME_BYTES,
+    MAX_STORED_BYTES,
+    MAX_STORED_POINTS,
+    PREDICTION_POINTS_PER_UNIT,
+    ProtocolError,
+    SubmitMsg,
+    check_message,
+)
+from recognizer.ratelimit import Budget, Unlimited
 from worker.jobs import Answer, Job, Strokes
 
 log = logging.getLogger(__name__)
@@ -50,6 +59,14 @@ class StoreRequest:
 
 
 Store = Callable[[StoreRequest], Awaitable[int]]  # -> the stored row's id
+AdmitSubmit = Callable[[], Awaitable[int | None]]  # -> None, or seconds until this address may store again
+# A socket that goes on sending frames over its bytes budget or over the frame limit while refused
+# (more than MAX_REFUSALS such frames, or more than MAX_REFUSED_BYTES of them, within REFUSALS_WINDOW_S)
+# is closed: each still costs its reading (~1.5 ms for 150 KB), and a page, refused, backs off (its live
+# updates are ~300 bytes). Frames over the message count only are refused, the socket stays open.
+MAX_REFUSALS = 20
+MAX_REFUSED_BYTES = 512 * 1024
+REFUSALS_WINDOW_S = 2.0
 
 
 class JobSink(Protocol):
@@ -70,15 +87,26 @@ class Pending:
     pen_down: bool
     attempts: int = 1
     timer: asyncio.TimerHandle | None = None
+    version: int = -1  # DrawingState.version of `strokes`
 
 
 class RecognitionSession:
     def __init__(self, *, client: str, sink: JobSink, send: Send, store: Store, new_id: Callable[[], str],
                  timeout_s: float, bucket: Budget, max_attempts: int = 2, store_timeout_s: float = 4.0,
-                 live_interval_s: float = 0.0, load_factor: float = 16.0, heat_delay_s: float = 0.0) -> None:
+                 live_interval_s: float = 0.0, load_factor: float = 16.0, heat_delay_s: float = 0.0,
+                 frame_bytes: Budget | None = None, work: Budget | None = None,
+                 admit_submit: AdmitSubmit | None = None, on_flood: Callable[[], Awaitable[None]] | None = None) -> None:
         self.client = client
         self._sink, self._send, self._store, self._new_id = sink, send, store, new_id
         self._timeout_s, self._bucket, self._max_attempts = timeout_s, bucket, max_attempts
+        # what the socket's messages ask for: their bytes (a frame over budget is refused before it is
+        # parsed), and predictions (charged as they are asked for, even into debt: the live prediction
+        # then waits until the debt is paid, coalescing what comes meanwhile; nothing is refused)
+        self._frame_bytes: Budget = frame_bytes if frame_bytes is not None else Unlimited()
+        self._work: Budget = work if work is not None else Unlimited()
+        self._admit_submit = admit_submit
+        self._on_flood = on_flood  # closes the socket
+        self._refusals, self._refused_bytes, self._refusals_since = 0, 0, 0.0
         self._store_timeout_s = store_timeout_s
         self._live_interval_s = live_interval_s
         self._heat_delay_s = heat_delay_s
@@ -91,6 +119,7 @@ class RecognitionSession:
         self.state = DrawingState()
         self.last_seq: int | None = None
         self.shown_seq = -1  # newest seq already predicted to the client
+        self._shown: tuple[str, int, dict[str, Any]] | None = None  # that prediction: (drawing, version, message)
         self.pending: dict[str, Pending] = {}  # job id -> what it answers
         self.live: str | None = None  # job id of the in-flight live (non-submit) request
         self.dirty = False  # the drawing changed since the live request was made
@@ -103,14 +132,25 @@ class RecognitionSession:
     # ---- client -> server
     async def handle_frame(self, text: str | None, data: bytes | None) -> None:
         received = time.perf_counter()
-        if not self._bucket.take():
+        if self.closed:
+            return
+        size = len(text) if text is not None else len(data or b"")
+        if not self._bucket.take():  # (small frames, cheap to refuse: the socket stays open)
             await self._send(ProtocolError("rate_limited", "too many messages; slow down").as_message())
+            return
+        if size > MAX_FRAME_BYTES:  # refused unread (too_large), and not charged: counted as a refusal
+            await self._refuse(ProtocolError("too_large", f"message over {MAX_FRAME_BYTES // 1024} KB"), received, 0)
+            return
+        # charged before parsing: a 10,000-point stroke is ~150 KB of JSON to parse and check
+        if not self._frame_bytes.take(size):
+            await self._refuse(ProtocolError("rate_limited", "too much drawing data; slow down"), received, size)
             return
         try:
             msg = check_message(text, data, last_seq=self.last_seq)
             if isinstance(msg, SubmitMsg):
                 if msg.drawing != self.state.drawing or not any(self.state.strokes):
                     raise ProtocolError("empty_drawing", f"drawing {msg.drawing} has no strokes to store")
+                self._check_storable(msg.seq)
             else:
                 self.state.apply(msg)
                 self._state_at = received
@@ -124,10 +164,50 @@ class RecognitionSession:
             task = asyncio.ensure_future(self._keep(msg, self._snapshot(received).strokes))
             self._stores.add(task)
             task.add_done_callback(self._stores.discard)
+        elif self._unchanged():
+            await self._send_again(msg.seq, received)
         elif self.live is None or self._pen_up_overtakes():
             self._next_live()
         else:
             self.dirty = True
+
+    async def _refuse(self, error: ProtocolError, now: float, size: int) -> None:
+        """A frame refused unread (over a budget, or too large); a socket that sends on regardless
+        (more than MAX_REFUSALS of them, or MAX_REFUSED_BYTES over its budget, within the window) is closed."""
+        if now - self._refusals_since > REFUSALS_WINDOW_S:
+            self._refusals, self._refused_bytes, self._refusals_since = 0, 0, now
+        self._refusals += 1
+        self._refused_bytes += size
+        if (self._refusals > MAX_REFUSALS or self._refused_bytes > MAX_REFUSED_BYTES) and self._on_flood is not None:
+            error.message += ": sent on while refused, closing"
+            await self._send(error.as_message())
+            self.closed = True  # nothing more is read, asked for or sent
+            await self._on_flood()
+            return
+        await self._send(error.as_message())
+
+    def _unchanged(self) -> bool:
+        """The drawing is the one on screen (an undo or clear of an empty drawing), nothing is owed."""
+        shown = self._shown
+        return (shown is not None and not self.pending and not self.dirty and shown[0] == self.state.drawing
+                and shown[1] == self.state.version)
+
+    async def _send_again(self, seq: int, received: float) -> None:
+        """The prediction on screen answers this message too: no worker is asked again."""
+        assert self._shown is not None
+        self.shown_seq = seq
+        message = {**self._shown[2], "seq": seq, "latency_ms": round((time.perf_counter() - received) * 1000, 2)}
+        await self._send(message)
+
+    def _check_storable(self, seq: int) -> None:
+        """A drawing kept (and perhaps trained on) is bounded in points and bytes: far beyond any digit."""
+        points = self.state.points
+        if points > MAX_STORED_POINTS:
+            raise ProtocolError("too_large", f"a stored drawing has at most {MAX_STORED_POINTS} points (it has {points})", seq)
+        if points * 52 > MAX_STORED_BYTES:  # a point is at most ~52 bytes of JSON: only then worth measuring
+            size = len(json.dumps(self.state.strokes, separators=(",", ":")))
+            if size > MAX_STORED_BYTES:
+                raise ProtocolError("too_large", f"a stored drawing has at most {MAX_STORED_BYTES // 1024} KB of strokes", seq)
 
     def _pen_up_overtakes(self) -> bool:
         """The newest state is pen-up and the request in flight is a pen-down refresh: ask at once."""
@@ -141,6 +221,9 @@ class RecognitionSession:
         # the interval stretches to a few round trips (pen-up states still go at once).
         interval = max(self._live_interval_s, self._load_factor * self._round_trip_s) if self._live_interval_s else 0.0
         wait = self._live_at + interval - time.perf_counter() if throttled else 0.0
+        # the predictions asked for so far are not paid for yet (this socket's, or its address's): wait,
+        # pen-up states too (a person's own socket never gets here; a flood's predictions are spaced out)
+        wait = max(wait, self._work.wait_s())
         if wait <= 0:
             self._request_live()
             return
@@ -151,13 +234,13 @@ class RecognitionSession:
     def _throttle_over(self) -> None:
         self._throttle = None
         if self.live is None and self.dirty and not self.closed:
-            self._request_live()
+            self._next_live()  # (the debt may have grown meanwhile: the address's other sockets)
 
     def _snapshot(self, started: float) -> Pending:
         s = self.state
         assert s.seq is not None
         strokes = Strokes([[list(p) for p in stroke] for stroke in s.strokes], s.canvas, s.brush)
-        return Pending(s.seq, s.drawing, started, strokes, s.open_stroke)
+        return Pending(s.seq, s.drawing, started, strokes, s.open_stroke, version=s.version)
 
     def _request_live(self) -> None:
         self.dirty = False
@@ -169,6 +252,8 @@ class RecognitionSession:
 
     def _request(self, p: Pending) -> str:
         job_id = self._new_id()
+        # copied, sent and rendered: charged even into debt (the next live prediction waits until it is paid)
+        self._work.charge(1 + sum(len(s) for s in p.strokes.strokes) / PREDICTION_POINTS_PER_UNIT)
         job = Job(id=job_id, client=self.client, reply=self._sink.reply, strokes=p.strokes)
         self.pending[job_id] = p
         p.timer = asyncio.get_running_loop().call_later(self._timeout_s, self._spawn, self._expire, job_id)
@@ -235,7 +320,9 @@ class RecognitionSession:
             await self._send(ProtocolError(answer.error.code, answer.error.message, p.seq).as_message())
         elif answer.prediction is not None and p.drawing == self.state.drawing and p.seq > self.shown_seq:
             self.shown_seq = p.seq
-            await self._send(self._prediction_message(p, answer, sent_at))
+            message = self._prediction_message(p, answer, sent_at)
+            self._shown = (p.drawing, p.version, message)
+            await self._send(message)
             digit = answer.prediction.digit
             if not p.pen_down and answer.image is not None and digit is not None:
                 if self._heat_timer is not None:
@@ -288,6 +375,12 @@ class RecognitionSession:
     async def _keep(self, msg: SubmitMsg, strokes: Strokes) -> None:
         """Store first: the drawing is the person's data, its prediction can follow (a worker fills it
         in). A database that does not answer in time is `store_failed`; a resubmit finds the same row."""
+        refused = await self._admit_submit() if self._admit_submit is not None else None
+        if refused is not None:
+            if not self.closed:
+                await self._send(ProtocolError("rate_limited", f"too many drawings stored from this address; "
+                                               f"submit again in {refused} s", msg.seq, retry_after=refused).as_message())
+            return
         try:
             row_id = await asyncio.wait_for(self._store(StoreRequest(msg.drawing, strokes, msg.label)),
                                             self._store_timeout_s)

@@ -33,6 +33,8 @@ SOCKETS_FLOODER = "127.0.0.4"
 PROXY = "127.0.0.5"  # in TRUSTED_PROXIES
 EARLY = "127.0.0.6"  # comes back before its Retry-After
 OPENER = "127.0.0.7"  # opens sockets too often
+SUBMITTER = "127.0.0.8"  # stores drawings too often
+BIG = "127.0.0.9"  # sends huge strokes
 PERSON = "127.0.0.8"  # one upload too many
 CROSS = "127.0.0.9"  # a browser made to post here by another site
 
@@ -90,7 +92,8 @@ def open_socket(service: Stack, source: str, sockets: ExitStack) -> ClientConnec
 def limited(stack, tmp_path_factory):
     env = {**stack.env, "THROTTLE_UPLOADS": "3/5 seconds;5/minute", "THROTTLE_HEALTH": "5/minute",
            "THROTTLE_SOCKET_OPENS": "12/minute", "WS_SOCKETS_PER_ADDRESS": "3", "TRUSTED_PROXIES": PROXY,
-           "PENALTY_AFTER_REFUSALS": "2"}
+           "PENALTY_AFTER_REFUSALS": "2", "THROTTLE_SUBMITS": "2/minute",
+           "WS_ADDRESS_BYTES_PER_SECOND": "20000", "WS_ADDRESS_BYTES_BURST": "400000"}
     with stack_of_its_own("limits", env, tmp_path_factory.mktemp("limits")) as service:
         yield service
 
@@ -199,3 +202,53 @@ def test_cross_site_upload_posts_are_refused_and_count_no_limit(limited):
         assert status == 403 and json.loads(body)["code"] == "cross_site"
     site = f"http://127.0.0.1:{limited.port}"
     assert [upload(limited, CROSS, origin=site)[0] for _ in range(3)] == [200, 200, 200]  # none was counted
+
+
+def answer_to(ws: ClientConnection, seq: int) -> dict:
+    """The first prediction, stored or error message for `seq` (other messages skipped)."""
+    while True:
+        msg = json.loads(ws.recv(timeout=15))
+        if msg["type"] in ("prediction", "stored", "error") and msg.get("seq") == seq:
+            return msg
+
+
+def draw_and_submit(ws: ClientConnection, seq: int, drawing: str) -> dict:
+    ws.send(json.dumps({"type": "stroke", "seq": seq, "drawing": drawing, "stroke": 0, "points": [[60, 60], [200, 220]],
+                        "final": True, "canvas": [280, 280], "brush": 15.8}))
+    ws.send(json.dumps({"type": "submit", "seq": seq + 1, "drawing": drawing, "label": 1}))
+    return answer_to(ws, seq + 1)
+
+
+def test_stored_drawings_per_address_are_limited_per_window(limited):
+    with ExitStack() as sockets:
+        ws = open_socket(limited, SUBMITTER, sockets)
+        answers = [draw_and_submit(ws, 1 + 2 * i, f"s{i}") for i in range(3)]  # THROTTLE_SUBMITS: 2 a minute
+        assert [a["type"] for a in answers] == ["stored", "stored", "error"], answers
+        assert answers[2]["code"] == "rate_limited" and 1 <= answers[2]["retry_after"] <= 60, answers
+        again = open_socket(limited, SUBMITTER, sockets)  # counted per address, not per socket
+        assert draw_and_submit(again, 1, "s3")["code"] == "rate_limited"
+        other = open_socket(limited, OTHER, sockets)  # another address stores
+        assert draw_and_submit(other, 1, "o1")["type"] == "stored"
+
+
+def test_an_addresss_huge_strokes_are_limited_by_their_bytes_and_others_are_not(limited):
+    """WS_ADDRESS_BYTES_BURST 400 KB here: two 10,000-point strokes (~150 KB each) from BIG's sockets fit,
+    a third does not, from either socket; a page's live update still goes through, and another address's
+    huge stroke too."""
+    points = [[round(i % 280 + 0.5, 1), round(i * 7 % 280 + 0.5, 1)] for i in range(10_000)]
+
+    def huge(ws: ClientConnection, seq: int) -> dict:
+        ws.send(json.dumps({"type": "stroke", "seq": seq, "drawing": f"big{seq}", "stroke": 0, "points": points,
+                            "final": True, "canvas": [280, 280], "brush": 15.8}))
+        return json.loads(ws.recv(timeout=15))
+
+    with ExitStack() as sockets:
+        one, two = open_socket(limited, BIG, sockets), open_socket(limited, BIG, sockets)
+        assert huge(one, 1)["type"] == "prediction"
+        assert huge(one, 2)["type"] == "prediction"
+        refused = huge(two, 1)  # its own socket's budget is untouched: the address's is spent
+        assert refused["type"] == "error" and refused["code"] == "rate_limited", refused
+        two.send(json.dumps({"type": "stroke", "seq": 2, "drawing": "small", "stroke": 0, "points": [[60, 60], [90, 200]],
+                             "final": True, "canvas": [280, 280], "brush": 15.8}))
+        assert answer_to(two, 2)["type"] == "prediction"
+        assert huge(open_socket(limited, OTHER, sockets), 1)["type"] == "prediction"

@@ -54,7 +54,7 @@ def test_every_figure_is_there_after_a_drawing_and_an_upload(stack, ws):
     last = ws.stream(digit_strokes(4), drawing="metrics")
     ws.prediction_for(last)
     ws.send(type="stroke", drawing="metrics", stroke=9, points=[[1, 2]], final=True, canvas=[0, 0], brush=16)
-    assert ws.until(lambda m: m["type"] == "error")[-1]["code"] == "bad_stroke"
+    assert ws.until(lambda m: m["type"] == "error")[-1]["code"] == "bad_message"
     assert requests.post(f"{stack.url}/api/predict", files={"image": ("7.png", seven_png(), "image/png")},
                          timeout=30).status_code == 200
     time.sleep(1.2)  # the workers' heartbeats carry their memory
@@ -73,8 +73,8 @@ def test_every_figure_is_there_after_a_drawing_and_an_upload(stack, ws):
         assert total(seen["digits_phase_seconds"], "digits_phase_seconds_count", phase=phase) > 0, phase
     assert total(seen["digits_predictions"], "digits_predictions_total", source="drawing") > 0
     assert total(seen["digits_predictions"], "digits_predictions_total", source="upload") > 0
-    assert total(seen["digits_batch_size"], "digits_batch_size_count", task="predict") > 0
-    assert total(seen["digits_errors"], "digits_errors_total", code="bad_stroke") > 0
+    assert total(seen["digits_batch_size"], "digits_batch_size_count", task="worker.tasks.predict") > 0
+    assert total(seen["digits_errors"], "digits_errors_total", code="bad_message") > 0
     assert total(seen["digits_open_sockets"], "digits_open_sockets") >= 1  # this test's own
 
 

@@ -131,3 +131,66 @@ def test_skeleton_strokes_of_mnist_digits_reproduce_them() -> None:
         assert out is not None
         corrs.append(np.corrcoef(out.ravel(), img.ravel())[0, 1])
     assert np.mean(corrs) > 0.7, np.mean(corrs)
+
+
+# ---- the rendering's cost is bounded whatever the points (recognizer.protocol bounds the points)
+
+
+def _spy_segments(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from digits import render
+
+    seen: list[int] = []
+    real = render._coverage
+
+    def coverage(w: int, h: int, starts: np.ndarray, dirs: np.ndarray, radius: float) -> np.ndarray:
+        seen.append(len(starts))
+        return real(w, h, starts, dirs, radius)
+
+    monkeypatch.setattr(render, "_coverage", coverage)
+    return seen
+
+
+def test_a_hostile_scribble_reaches_the_distance_computation_thinned(monkeypatch: pytest.MonkeyPatch) -> None:
+    from digits.render import MAX_SEGMENTS
+
+    seen = _spy_segments(monkeypatch)
+    rng = np.random.default_rng(0)
+    strokes = [rng.uniform(0, 4096, (10_000, 2)).tolist() for _ in range(2)]  # 20,000 points, ~40 px apart
+    image = strokes_to_mnist(strokes, (4096, 4096), 230)
+    assert image is not None and image.shape == (28, 28) and image.max() > 0.5
+    assert seen and seen[0] <= MAX_SEGMENTS + 2 * len(strokes)
+
+
+def test_real_drawings_render_as_without_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound only thins a path longer than MAX_SEGMENTS steps; a digit's is far shorter, so its
+    28x28 image is exactly what it was before there was a bound (the model was trained on those)."""
+    from digits import render
+
+    rng = np.random.default_rng(1)
+    drawings = []
+    for _ in range(40):
+        strokes = []
+        for _ in range(int(rng.integers(1, 6))):
+            steps = rng.normal(0, 3, (int(rng.integers(1, 600)), 2)).cumsum(axis=0)
+            strokes.append(np.clip(np.round(140 + steps.cumsum(axis=0) * 0.05 + rng.uniform(-60, 60, 2), 1), 0, 280).tolist())
+        drawings.append(strokes)
+    bounded = [strokes_to_mnist(d, (280, 280), 15.8) for d in drawings]
+    bound = render.MAX_SEGMENTS
+    seen = _spy_segments(monkeypatch)
+    monkeypatch.setattr(render, "MAX_SEGMENTS", 10**9)
+    for d, image in zip(drawings, bounded):
+        unbounded = strokes_to_mnist(d, (280, 280), 15.8)
+        assert image is not None and unbounded is not None and np.array_equal(image, unbounded)
+    assert max(seen) < bound  # (they were all under the bound)
+
+
+def test_points_as_lists_tuples_or_arrays_render_the_same_and_bad_points_are_refused() -> None:
+    pts = [[10.5, 20.0], [60.0, 80.25], [120.0, 40.0]]
+    ink = render_strokes([pts], brush=8)
+    assert ink is not None
+    for same in ([tuple(p) for p in pts], np.array(pts)):
+        again = render_strokes([same], brush=8)
+        assert again is not None and np.array_equal(ink, again)
+    for bad in ([[1.0, 2.0], [4.0]], [["a", 1.0]], [[1.0, float("nan")]]):
+        with pytest.raises(ValueError):
+            render_strokes([bad], brush=8)

@@ -50,7 +50,6 @@ def test_answers_and_batches_fill_the_counters_and_phase_histograms() -> None:
 
     grew("digits_answers", "digits_answers_total", 1, kind="prediction", outcome="ok")
     grew("digits_answers", "digits_answers_total", 1, kind="prediction", outcome="bad_stroke")
-    grew("digits_errors", "digits_errors_total", 1, code="bad_stroke")
     grew("digits_errors", "digits_errors_total", 1, code="rate_limited")
     for phase, seconds in (("queue", 0.004), ("preprocess", 0.001), ("inference", 0.002), ("answer", 0.0005),
                            ("end_to_end", 0.012)):

@@ -136,3 +136,48 @@ def test_drawing_state_limits_points_per_drawing():
     with pytest.raises(ProtocolError) as err:
         state.apply(msg(3, 2, [(0, 0)] * 3, True))
     assert err.value.code == "too_large" and len(state.strokes) == 2
+
+
+# ---- limits from the page's own: canvas, brush; work budgets; the drawing's version
+
+
+def test_the_pages_largest_canvas_and_brush_pass_and_beyond_is_refused():
+    # app.css: the pad is at most ~750 CSS px; app.js: brush = round1(side * 18 / 320)
+    for side in (120, 280, 460, 750, 4096):
+        check_message(stroke(canvas=[side, side], brush=round(side * 18 / 320, 1)), None, last_seq=None)
+    assert code_of(stroke(canvas=[4097, 300])) == "bad_message"
+    assert code_of(stroke(canvas=[10_000, 10_000], brush=1_000)) == "bad_message"
+    assert code_of(stroke(canvas=[280, 280], brush=0.25 * 280 + 2)) == "bad_message"  # brush tied to the canvas
+    check_message(stroke(canvas=[1, 1], brush=1), None, last_seq=None)  # tiny pads keep a usable brush
+
+
+@pytest.mark.parametrize("points", [[[True, 1]], [[1, False]], [["1", 2]], [[1, None]], [[2, -1e6]],
+                                    [[10**400, 1]], [(1, 2)], [[1]], [{"x": 1, "y": 2}]])
+def test_points_must_be_pairs_of_numbers_within_bounds(points):
+    text = stroke(points=points) if points != [(1, 2)] else stroke().replace("[[1, 2], [3.5, 4]]", '[[1, 2], "12"]')
+    assert code_of(text) == "bad_message"
+    assert code_of(stroke(points=[[1, 2]]).replace("[[1, 2]]", "[[1e999, 2]]")) == "bad_message"  # inf
+
+
+def test_points_keep_their_values_as_floats():
+    msg = check_message(stroke(points=[[0, 100000], [-100000, 12.25]]), None, last_seq=None)
+    assert isinstance(msg, StrokeMsg) and msg.points == ((0.0, 100000.0), (-100000.0, 12.25))
+    assert all(type(v) is float for p in msg.points for v in p)
+
+
+def test_a_refusal_can_say_when_to_come_back():
+    err = ProtocolError("rate_limited", "too many drawings stored", 4, retry_after=30)
+    assert err.as_message() == {"type": "error", "code": "rate_limited", "message": "too many drawings stored", "seq": 4,
+                                "retry_after": 30}
+
+
+def test_the_drawings_version_changes_with_the_drawing_only():
+    state = DrawingState()
+    versions = [state.version]
+    for m in (msg(1, 0, [(0, 0)], True), UndoMsg(2, "d1"), UndoMsg(3, "d1"), ClearMsg(4, "d1"),
+              msg(5, 0, [(1, 1)], False), ClearMsg(6, "d1"), ClearMsg(7, "d1"), UndoMsg(8, "d2")):
+        state.apply(m)
+        versions.append(state.version)
+    # stroke, undo: changes; undo and clear of an empty drawing: none; a pen-down stroke cleared: a change;
+    # another drawing id: a change
+    assert [b > a for a, b in zip(versions, versions[1:])] == [True, True, False, False, True, True, False, True]

@@ -4,12 +4,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from recognizer.ratelimit import TokenBucket
+from recognizer import ratelimit
+from recognizer import session as session_module
+from recognizer.protocol import MAX_STORED_POINTS, PREDICTION_POINTS_PER_UNIT
+from recognizer.ratelimit import AllOf, TokenBucket
 from recognizer.session import RecognitionSession, StoreRequest
 from worker.jobs import HEAT_TASK, PREPARE_QUEUE, Answer, Job, JobError, Prediction, Saliency
 
@@ -32,7 +37,7 @@ class FakeSink:
 
 class Harness:
     def __init__(self, *, timeout_s: float = 5.0, store_fails: bool = False, store_hangs: bool = False,
-                 store_timeout_s: float = 4.0, rate: float = 1000, heat_delay_s: float = 10.0) -> None:
+                 store_timeout_s: float = 4.0, rate: float = 1000, heat_delay_s: float = 10.0, **limits: Any) -> None:
         self.sink = FakeSink()
         self.sent: list[dict[str, Any]] = []
         self.stored: list[StoreRequest] = []
@@ -53,7 +58,7 @@ class Harness:
         self.session = RecognitionSession(client="c1", sink=self.sink, send=send, store=store,
                                           new_id=lambda: f"j{next(ids)}", timeout_s=timeout_s,
                                           bucket=TokenBucket(rate, rate), store_timeout_s=store_timeout_s,
-                                          heat_delay_s=heat_delay_s)
+                                          heat_delay_s=heat_delay_s, **limits)
 
     async def frame(self, **msg: Any) -> int:
         self.seq += 1
@@ -376,4 +381,227 @@ def test_a_submit_is_still_stored_when_the_socket_closes_right_after_it() -> Non
         h.session.close()
         await asyncio.sleep(0.01)
         assert [r.label for r in h.stored] == [4] and not h.of("stored")  # kept; nothing sent after close
+    run(go())
+
+
+# ---- work: frames charged by their bytes, predictions by their points; stored drawings bounded
+
+
+class FakeClock:
+    """time.monotonic for the token buckets: a test moves it by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The buckets' clock, and the session's (its live interval); the event loop keeps its own."""
+    fake = FakeClock()
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(monotonic=fake))
+    monkeypatch.setattr(session_module, "time", SimpleNamespace(perf_counter=fake, time=time.time))
+    return fake
+
+
+def fire_throttle(h: Harness) -> None:
+    """The session's pending timer (a live interval, or a debt), fired now."""
+    if h.session._throttle is not None:
+        h.session._throttle.cancel()
+        h.session._throttle_over()
+
+
+def big_stroke(n: int = 10_000) -> list[list[float]]:
+    return [[float(i % 280), float(i * 7 % 280)] for i in range(n)]
+
+
+def test_a_frame_over_the_bytes_budget_is_refused_before_it_is_parsed(clock: FakeClock) -> None:
+    async def go() -> None:
+        h = Harness(frame_bytes=TokenBucket(rate=1000, burst=200_000))
+        await h.frame(type="stroke", drawing="d", stroke=0, points=big_stroke(), final=True, canvas=[280, 280], brush=16)
+        assert not h.of("error") and len(h.sink.jobs) == 1  # the first fits the burst
+        await h.frame(type="undo", drawing="d")
+        h.seq += 1
+        await h.session.handle_frame("x" * 150_000, None)  # not even JSON: refused for its size first
+        assert h.of("error")[-1]["code"] == "rate_limited"
+        clock.now += 1.0  # 1,000 bytes later: a page's live update still goes through
+        await h.stroke(stroke=0)
+        assert [m["code"] for m in h.of("error")] == ["rate_limited"]
+    run(go())
+
+
+def test_a_pages_fast_drawing_is_never_refused_nor_held_back(clock: FakeClock) -> None:
+    """The service's default budgets (digitsite/settings.py), its socket's and its address's, and live
+    interval: a pen at 240 points a second, a message every 50 ms (the page's pace), 16 strokes of 2 s
+    each (7,680 points: a digit has a few hundred), every prediction answered at once."""
+    from django.conf import settings
+
+    async def go() -> None:
+        h = Harness(frame_bytes=AllOf(TokenBucket(settings.WS_BYTES_PER_SECOND, settings.WS_BYTES_BURST),
+                                      TokenBucket(settings.WS_ADDRESS_BYTES_PER_SECOND, settings.WS_ADDRESS_BYTES_BURST)),
+                    work=AllOf(TokenBucket(settings.WS_PREDICTIONS_PER_SECOND, settings.WS_PREDICTIONS_BURST),
+                               TokenBucket(settings.WS_ADDRESS_PREDICTIONS_PER_SECOND,
+                                           settings.WS_ADDRESS_PREDICTIONS_BURST)),
+                    live_interval_s=settings.WS_LIVE_INTERVAL_MS / 1000)
+        work = h.session._work
+        for k in range(16):
+            for i in range(40):
+                points = [(round(100 + 3.3 * i + 0.1 * j, 1), round(120.5 + 2.2 * k, 1)) for j in range(12)]
+                await h.stroke(stroke=k, points=points, final=i == 39)
+                for job in list(h.sink.jobs):
+                    if job.id in h.session.pending:
+                        await h.answer(job)
+                assert work.wait_s() == 0, f"stroke {k}, message {i}: a prediction would wait for the budget"
+                clock.now += 0.05
+                fire_throttle(h)  # the live interval's refresh, on time
+        assert not h.of("error")
+        assert len(h.sink.jobs) >= 16 * 15  # (about every other message: the live interval)
+    run(go())
+
+
+def test_predictions_are_charged_by_their_points_and_wait_while_in_debt(clock: FakeClock) -> None:
+    async def go() -> None:
+        work = TokenBucket(rate=1.0, burst=4.0)
+        h = Harness(work=work)
+        await h.frame(type="stroke", drawing="d", stroke=0, points=big_stroke(), final=True, canvas=[280, 280], brush=16)
+        assert work.available() == pytest.approx(4.0 - (1 + 10_000 / PREDICTION_POINTS_PER_UNIT))  # a job, its points
+        await h.answer(h.sink.jobs[0])
+        await h.frame(type="undo", drawing="d")
+        await h.frame(type="stroke", drawing="d", stroke=0, points=big_stroke(), final=True, canvas=[280, 280], brush=16)
+        await h.answer(h.sink.jobs[1])  # the undo went at once (0.5 left), its answer comes
+        last = await h.frame(type="undo", drawing="d")
+        assert len(h.sink.jobs) == 3  # the second big stroke went too (into debt: -3)
+        await h.answer(h.sink.jobs[2])
+        assert len(h.sink.jobs) == 3 and h.session.dirty, "asked for more while in debt"
+        assert h.session._throttle is not None  # ...it waits for the debt to be paid, not refused
+        fire_throttle(h)  # too early: waits on
+        assert len(h.sink.jobs) == 3 and h.session._throttle is not None
+        clock.now += 3.0
+        fire_throttle(h)
+        assert len(h.sink.jobs) == 4 and h.sink.jobs[3].strokes.strokes == []
+        await h.answer(h.sink.jobs[3])
+        assert h.of("prediction")[-1]["seq"] == last and not h.of("error")
+    run(go())
+
+
+def test_an_undo_of_an_empty_drawing_is_answered_without_asking_the_workers() -> None:
+    async def go() -> None:
+        h = Harness()
+        await h.stroke(final=True)
+        await h.answer(h.sink.jobs[0])
+        await h.frame(type="undo", drawing="d")
+        await h.answer(h.sink.jobs[1], digit=None)  # the empty drawing's prediction
+        seqs = [await h.frame(type="undo", drawing="d"), await h.frame(type="clear", drawing="d")]
+        assert len(h.sink.jobs) == 2, "an unchanged drawing was asked for again"
+        assert [m["seq"] for m in h.of("prediction")][-2:] == seqs  # every message still has its prediction
+        assert h.of("prediction")[-1]["digit"] is None
+        await h.stroke(stroke=0)  # a change: asked for
+        assert len(h.sink.jobs) == 3
+    run(go())
+
+
+def test_a_drawing_too_large_to_store_is_refused_too_large() -> None:
+    async def go() -> None:
+        h = Harness()
+        per = MAX_STORED_POINTS // 2 + 1
+        await h.frame(type="stroke", drawing="d", stroke=0, points=big_stroke(per), final=True, canvas=[280, 280], brush=16)
+        await h.frame(type="stroke", drawing="d", stroke=1, points=big_stroke(per), final=True, canvas=[280, 280], brush=16)
+        seq = await h.frame(type="submit", drawing="d", label=3)
+        await asyncio.sleep(0.01)
+        assert h.of("error")[-1]["code"] == "too_large" and h.of("error")[-1]["seq"] == seq and not h.stored
+        await h.frame(type="undo", drawing="d")
+        await h.frame(type="submit", drawing="d", label=3)
+        await asyncio.sleep(0.01)
+        assert len(h.stored) == 1 and h.of("stored")
+    run(go())
+
+
+def test_a_drawing_of_too_many_bytes_to_store_is_refused_too_large() -> None:
+    async def go() -> None:
+        h = Harness()
+        long = [[99999.12345678901 - i, 99998.98765432101 - i] for i in range(3_000)]  # ~38 bytes a point
+        for k in range(2):
+            await h.frame(type="stroke", drawing="d", stroke=k, points=long, final=True, canvas=[280, 280], brush=16)
+        assert not h.of("error") and h.session.state.points <= MAX_STORED_POINTS
+        seq = await h.frame(type="submit", drawing="d", label=3)
+        await asyncio.sleep(0.01)
+        assert h.of("error")[-1]["code"] == "too_large" and h.of("error")[-1]["seq"] == seq and not h.stored
+    run(go())
+
+
+def test_a_submit_over_the_addresss_window_is_rate_limited_with_retry_after() -> None:
+    async def go() -> None:
+        refusals: list[int | None] = [None, 42]
+
+        async def admit() -> int | None:
+            return refusals.pop(0)
+
+        h = Harness(admit_submit=admit)
+        await h.stroke(final=True)
+        await h.frame(type="submit", drawing="d", label=3)
+        await asyncio.sleep(0.01)
+        seq = await h.frame(type="submit", drawing="d", label=4)
+        await asyncio.sleep(0.01)
+        assert len(h.stored) == 1
+        error = h.of("error")[-1]
+        assert (error["code"], error["seq"], error["retry_after"]) == ("rate_limited", seq, 42)
+    run(go())
+
+
+def test_a_socket_that_sends_on_while_refused_is_closed(clock: FakeClock) -> None:
+    from recognizer.session import MAX_REFUSALS
+
+    async def go() -> None:
+        closed: list[bool] = []
+
+        async def on_flood() -> None:
+            closed.append(True)
+
+        h = Harness(frame_bytes=TokenBucket(rate=1000, burst=2000), on_flood=on_flood)
+        for _ in range(MAX_REFUSALS):  # refused again and again, but no more than a page's burst
+            await h.session.handle_frame("x" * 5000, None)
+        assert not closed and len(h.of("error")) == MAX_REFUSALS
+        clock.now += 10.0  # later: the count starts again
+        for _ in range(MAX_REFUSALS):
+            await h.session.handle_frame("x" * 5000, None)
+        assert not closed
+        await h.session.handle_frame("x" * 5000, None)
+        assert closed == [True] and h.session.closed and "closing" in h.of("error")[-1]["message"]
+        await h.stroke()  # nothing more is read
+        assert not h.sink.jobs and len(h.sent) == 2 * MAX_REFUSALS + 1
+    run(go())
+
+
+def test_a_flood_of_small_messages_is_refused_but_not_closed() -> None:
+    async def go() -> None:
+        closed: list[bool] = []
+
+        async def on_flood() -> None:
+            closed.append(True)
+
+        h = Harness(rate=3, on_flood=on_flood)
+        for _ in range(100):
+            await h.frame(type="clear", drawing="d")
+        assert not closed and h.of("error")[-1]["code"] == "rate_limited"
+    run(go())
+
+
+def test_a_socket_that_sends_on_huge_frames_while_refused_is_closed_sooner(clock: FakeClock) -> None:
+    from recognizer.session import MAX_REFUSED_BYTES
+
+    async def go() -> None:
+        closed: list[bool] = []
+
+        async def on_flood() -> None:
+            closed.append(True)
+
+        h = Harness(frame_bytes=TokenBucket(rate=1000, burst=2000), on_flood=on_flood)
+        huge = "x" * 150_000
+        for _ in range(MAX_REFUSED_BYTES // len(huge)):
+            await h.session.handle_frame(huge, None)
+        assert not closed
+        await h.session.handle_frame(huge, None)
+        assert closed == [True]
     run(go())

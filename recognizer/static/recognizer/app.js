@@ -417,13 +417,21 @@
     startNewDrawing();
   }
 
+  /** What the person reads when a submit is refused (docs/protocol.md: the error codes). */
+  function submitRefusal(error) {
+    if (error.code === 'store_failed' || error.code === 'empty_drawing') return ERROR_TEXT[error.code];
+    if (error.code === 'rate_limited' && Number.isFinite(error.retry_after)) {
+      return `Not saved: too many drawings sent from this network just now — submit again in ${Math.ceil(error.retry_after)} s.`;
+    }
+    if (error.code === 'too_large') return `Not saved: ${error.message || 'the drawing is too large to keep'}.`;
+    return `Not saved: ${error.message || error.code} — please submit again.`;
+  }
+
   function onServerError(error) {
     const sent = error.seq == null ? null : sentLog.get(error.seq);
     // A refused submit (or any refusal while one is pending: rate_limited carries seq null).
     if (drawing.submitting && (!sent || sent.type === 'submit')) {
-      endSubmitting(error.code === 'store_failed' || error.code === 'empty_drawing'
-        ? ERROR_TEXT[error.code]
-        : `Not saved: ${error.message || error.code} — please submit again.`);
+      endSubmitting(submitRefusal(error));
       return;
     }
     showMessage(ERROR_TEXT[error.code] || error.message || 'Something went wrong.', 'error');

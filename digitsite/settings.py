@@ -1,7 +1,8 @@
 """Settings, all from the environment so one module serves development, tests and production.
 
 DATABASE_URL  database (default: SQLite file db.sqlite3 in the project)
-REDIS_URL     Celery broker and Channels layer (default redis://127.0.0.1:6379/0)
+REDIS_URL     Channels layer, heartbeats, limits, and Celery's broker unless BROKER_URL (default redis://127.0.0.1:6379/0)
+BROKER_URL    Celery's broker (default REDIS_URL), e.g. amqp://guest:guest@127.0.0.1:5672/ for RabbitMQ (docs/brokers.md)
 REDIS_PREFIX  prefix of every Redis key (default none), to share one Redis between deployments
 MODELS_DIR    trained weights and model cards (default models/)
 DJANGO_DEBUG, DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DJANGO_CSRF_TRUSTED_ORIGINS
@@ -15,7 +16,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from worker.jobs import TASK_QUEUES
+from worker.jobs import FILL_TASK, TASK_QUEUES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -209,8 +210,12 @@ CHANNEL_LAYERS = {
 }
 
 # Celery: no result backend (results travel over the channel layer), short-lived messages.
-CELERY_BROKER_URL = REDIS_URL
-CELERY_BROKER_TRANSPORT = "digitsite.broker:Transport"  # kombu's Redis transport, one client per channel
+# The broker is Redis unless BROKER_URL names another (RabbitMQ: amqp://...; docs/brokers.md says which
+# to choose when). Redis stays the channel layer, the heartbeats' and the limits' store either way.
+CELERY_BROKER_URL = os.environ.get("BROKER_URL") or REDIS_URL
+BROKER_IS_REDIS = CELERY_BROKER_URL.partition("://")[0] in ("redis", "rediss")
+# redis:// is served by digitsite.broker's transport (kombu's, one client per channel): digitsite/celery.py
+# registers it under kombu's "redis" alias, so the URL stays redis:// for Flower and other tools.
 CELERY_WORKER_CONSUMER = "digitsite.worker_consumer:Consumer"  # reconnects to a returning broker within a second
 # ack_emulation off: kombu would otherwise write every delivered message to an "unacked" hash
 # and delete it on ack (two extra round trips per task hop) only to redeliver it after the
@@ -219,7 +224,17 @@ CELERY_WORKER_CONSUMER = "digitsite.worker_consumer:Consumer"  # reconnects to a
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "ack_emulation": False,
     **({"global_keyprefix": REDIS_PREFIX} if REDIS_PREFIX else {}),
+} if BROKER_IS_REDIS else {
+    # Another broker (RabbitMQ): publisher confirms, so a publish returns once the broker has the message
+    # (and raises when it did not take it): ~0.4 ms a message on this machine, in the web's publish thread.
+    "confirm_publish": True,
 }
+if not BROKER_IS_REDIS:
+    # Live jobs (strokes, uploads, heat maps) expire within 30 s: not written to the broker's disk (a
+    # persistent message's confirm waits for an fsync, ~4 ms here); the web side asks again for one lost.
+    # Stored drawings' fills are kept across a broker restart. Queues stay classic and durable: a quorum
+    # queue replicates and fsyncs every message through Raft, for jobs that live seconds (docs/brokers.md).
+    CELERY_TASK_DEFAULT_DELIVERY_MODE = "transient"
 CELERY_TASK_IGNORE_RESULT = True  # no result backend (none is set)
 # The serializer (msgpack) is set in digitsite/celery.py: CELERY_TASK_SERIALIZER and
 # CELERY_ACCEPT_CONTENT are also Celery 3's names, so every worker warned they were deprecated.
@@ -230,7 +245,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "preprocess"
 # the names and queues of worker.jobs, the one place they are written (it imports nothing heavy)
 CELERY_TASK_ROUTES = {task: {"queue": queue} for task, queue in TASK_QUEUES.items()}
-CELERY_WORKER_SEND_TASK_EVENTS = False
+if not BROKER_IS_REDIS:
+    CELERY_TASK_ROUTES[FILL_TASK]["delivery_mode"] = "persistent"
+# Task events (task-received/started/succeeded, task-sent) for debugging with Flower or `celery events`:
+# CELERY_EVENTS=1. Off by default: they cost the live path (docs/operations.md has the measured cost);
+# workers still send their 2 s worker heartbeats, so the tools see them, and `celery control enable_events`
+# turns task events on at run time.
+TASK_EVENTS = env_bool("CELERY_EVENTS", False)  # not CELERY_-prefixed: Celery would read it as a setting
+CELERY_WORKER_SEND_TASK_EVENTS = TASK_EVENTS
+CELERY_TASK_SEND_SENT_EVENT = TASK_EVENTS
 CELERY_WORKER_DISABLE_RATE_LIMITS = True
 
 MODELS_DIR = Path(os.environ.get("MODELS_DIR", BASE_DIR / "models"))
@@ -295,7 +318,14 @@ PUBLISH_IN_THREAD = env_bool("PUBLISH_IN_THREAD", True)
 # queue's Redis list from the event loop (recognizer/publish.py); "celery" uses Celery's send_task
 # (in the publish thread when PUBLISH_IN_THREAD), which any Celery broker accepts. The push is the
 # default: 3-11% less CPU per message from 20 clients on, p95 as good or better (README, 2026-11-25).
-PUBLISH_VIA = os.environ.get("PUBLISH_VIA", "redis")
+# Default: "redis" on a Redis broker, "celery" on any other (the push writes Redis lists).
+PUBLISH_VIA = os.environ.get("PUBLISH_VIA") or ("redis" if BROKER_IS_REDIS else "celery")
+if PUBLISH_VIA not in ("redis", "celery"):
+    raise ImproperlyConfigured(f"PUBLISH_VIA={PUBLISH_VIA!r}: expected 'redis' or 'celery'")
+if PUBLISH_VIA == "redis" and not BROKER_IS_REDIS:
+    raise ImproperlyConfigured(f"PUBLISH_VIA=redis pushes into the broker's Redis lists, but the broker is "
+                               f"{CELERY_BROKER_URL.partition('://')[0]}:// (BROKER_URL): "
+                               "use PUBLISH_VIA=celery or leave it unset")
 
 # Stored drawings whose prediction message was lost are queued again after this many seconds by
 # the workers that fill them in, the preprocess workers (worker.drawings).

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from recognizer.batching import JobBatcher, OnFailed, Publish
 from recognizer.publish import TaskPusher
@@ -30,6 +31,12 @@ from worker.jobs import (
 # A broker that does not answer fails the publish quickly (the client is told), instead of kombu's
 # default of retrying for seconds while the socket waits.
 PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1}
+# With publisher confirms (a RabbitMQ broker, digitsite/settings.py), how long a publish waits for the
+# broker's ack: a broker that holds its publishers back (flow control, a memory or disk alarm) fails a
+# live batch within a second, as the Redis push does, instead of holding the publish thread. A stored
+# drawing's fill (persistent: confirmed once on the broker's disk) may wait longer; the sweep covers it.
+PUBLISH_CONFIRM_TIMEOUT_S = 1.0
+FILL_CONFIRM_TIMEOUT_S = 5.0
 
 
 def new_job_id() -> str:
@@ -47,14 +54,15 @@ def celery_publish(task: str, batch: Batch) -> None:
 
     wire = batch.to_wire()
     app.send_task(task, args=(wire,), queue=TASK_QUEUES[task], expires=task_expires_s(task), argsrepr=batch_repr(wire),
-                  retry_policy=PUBLISH_RETRY)
+                  retry_policy=PUBLISH_RETRY, confirm_timeout=PUBLISH_CONFIRM_TIMEOUT_S)
 
 
 def enqueue_fill(pks: list[int]) -> None:
     """Ask a worker to predict stored drawings (blocking; called after their commit)."""
     from digitsite.celery import app
 
-    app.send_task(FILL_TASK, args=(pks,), queue=TASK_QUEUES[FILL_TASK], retry_policy=PUBLISH_RETRY)
+    app.send_task(FILL_TASK, args=(pks,), queue=TASK_QUEUES[FILL_TASK], retry_policy=PUBLISH_RETRY,
+                  confirm_timeout=FILL_CONFIRM_TIMEOUT_S)
 
 
 class JobClient:
@@ -103,10 +111,14 @@ _pusher: TaskPusher | None = None
 
 def default_publish() -> Publish:
     """PUBLISH_VIA: "redis" pushes batches straight into the Celery queues' lists from the event loop
-    (recognizer.publish); "celery" uses Celery's send_task (any broker Celery supports)."""
+    (recognizer.publish); "celery" uses Celery's send_task (any broker Celery supports: the default
+    when BROKER_URL is not Redis, and the only way there)."""
     global _pusher
     if settings.PUBLISH_VIA == "celery":
         return celery_publish
+    if not settings.BROKER_IS_REDIS:
+        raise ImproperlyConfigured(f"PUBLISH_VIA={settings.PUBLISH_VIA!r} needs a Redis broker, not "
+                                   f"{settings.CELERY_BROKER_URL.partition('://')[0]}://; use PUBLISH_VIA=celery")
     if _pusher is None:
         _pusher = TaskPusher(settings.CELERY_BROKER_URL, settings.REDIS_PREFIX, task_expires_s)
     return _pusher

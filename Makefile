@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
 
-.PHONY: run test lint install install-dev browser migrate bench train finetune-styles screenshot clean
+.PHONY: run test lint install install-dev browser rabbitmq migrate bench train finetune-styles screenshot clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,17 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-test: lint browser
+# RabbitMQ for the tests of the stack with RabbitMQ as Celery's broker (tests/integration/test_rabbitmq.py;
+# docs/brokers.md): Debian's rabbitmq-server, installed and started when nothing answers on 127.0.0.1:5672.
+RABBIT_UP = $(PYTHON) -c "import socket; socket.create_connection(('127.0.0.1', 5672), 1).close()" 2>/dev/null
+rabbitmq:
+	@$(RABBIT_UP) || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  command -v rabbitmq-server >/dev/null || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq rabbitmq-server >/dev/null; }; \
+	  $$SUDO service rabbitmq-server start >/dev/null 2>&1 || $$SUDO rabbitmq-server -detached; \
+	  for i in $$(seq 60); do $(RABBIT_UP) && break; sleep 1; done; $(RABBIT_UP); }
+
+test: lint browser rabbitmq
 	$(PY) -m pytest
 
 # ruff over the whole tree, mypy over the code (not bench/ or tests/); settings in pyproject.toml. Part of make test.

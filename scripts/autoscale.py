@@ -39,9 +39,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
+from kombu import Connection
 
 if TYPE_CHECKING:
     from scripts.stack import Stack
@@ -203,6 +204,10 @@ class Autoscaler:
         self.policy = policy or Policy.from_env(env)
         self.scalers = {queue: QueueScaler(b, self.policy) for queue, b in bounds.items()}
         self.prefix = env.get("REDIS_PREFIX", "")
+        # Another broker than Redis (BROKER_URL, docs/brokers.md): the depth is its queues' ready messages
+        broker = env.get("BROKER_URL") or ""
+        self._broker_url = broker if broker and broker.partition("://")[0] not in ("redis", "rediss") else None
+        self._broker: Any = None
         self.events: list[Event] = []
         self._clock = clock
         self._client = redis.Redis.from_url(stack.redis_url, socket_timeout=2, socket_connect_timeout=2)
@@ -217,6 +222,8 @@ class Autoscaler:
         if self._thread.is_alive():
             self._thread.join()
         self._client.close()
+        if self._broker is not None:
+            self._broker.release()
 
     def _run(self) -> None:
         while not self._stop.wait(self.policy.interval_s):
@@ -227,14 +234,31 @@ class Autoscaler:
             except Exception as exc:  # keep scaling; say what went wrong
                 _log(f"autoscaler error: {exc!r}")
 
+    def _depths(self) -> dict[str, int]:
+        """Messages waiting in each scaled queue: its Redis list's length, or (another broker) the ready
+        messages a passive declare reports (a queue not declared yet holds none)."""
+        if self._broker_url is None:
+            pipe = self._client.pipeline(transaction=False)
+            for queue in self.scalers:
+                pipe.llen(f"{self.prefix}{queue}")
+            return {q: int(n) for q, n in zip(self.scalers, pipe.execute(), strict=True)}
+        depths = {}
+        for queue in self.scalers:
+            if self._broker is None:
+                self._broker = Connection(self._broker_url, connect_timeout=2)
+            try:
+                depths[queue] = int(self._broker.default_channel.queue_declare(queue, passive=True).message_count)
+            except self._broker.channel_errors:  # no such queue yet: the broker closed the channel
+                self._broker.release()
+                self._broker = None
+                depths[queue] = 0
+        return depths
+
     def sample_once(self) -> None:
         from worker.heartbeat import heartbeat_key, worker_details
 
         details = worker_details(self._client, heartbeat_key(self.prefix))
-        pipe = self._client.pipeline(transaction=False)
-        for queue in self.scalers:
-            pipe.llen(f"{self.prefix}{queue}")
-        depths = dict(zip(self.scalers, pipe.execute(), strict=True))
+        depths = self._depths()
         now = self._clock()
         for queue, scaler in self.scalers.items():
             names = set(self.stack.worker_names(queue))

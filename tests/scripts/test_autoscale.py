@@ -166,3 +166,30 @@ def test_make_run_autoscales_by_default_except_queues_given_a_fixed_count() -> N
 def test_policy_from_env() -> None:
     policy = Policy.from_env({"AUTOSCALE_IDLE_S": "4", "AUTOSCALE_UP_UTILISATION": "0.5"})
     assert (policy.idle_s, policy.up_utilisation, policy.cooldown_s) == (4.0, 0.5, Policy().cooldown_s)
+
+
+def test_with_rabbitmq_as_the_broker_the_depth_is_its_queues_ready_messages() -> None:
+    """The machine's RabbitMQ (as in tests/integration/test_rabbitmq.py): a queue of this test's own."""
+    import uuid
+    from types import SimpleNamespace
+
+    from kombu import Connection, Queue
+
+    from scripts.autoscale import Autoscaler
+    from tests.conftest import TEST_REDIS_URL
+
+    url = "amqp://guest:guest@127.0.0.1:5672//"
+    name, missing = f"test-autoscale-{uuid.uuid4().hex[:8]}", f"test-absent-{uuid.uuid4().hex[:8]}"
+    stack = SimpleNamespace(effective_env=lambda: {"BROKER_URL": url}, redis_url=TEST_REDIS_URL)
+    scaler = Autoscaler(stack, {name: (1, 2), missing: (1, 2)})  # type: ignore[arg-type]
+    with Connection(url) as conn:
+        queue = Queue(name, auto_delete=False, durable=False)(conn.default_channel)
+        queue.declare()
+        producer = conn.Producer()
+        try:
+            for _ in range(3):
+                producer.publish(b"job", routing_key=name)
+            assert scaler._depths() == {name: 3, missing: 0}
+        finally:
+            queue.delete()
+            scaler.stop()

@@ -102,6 +102,9 @@ def test_nginx_config_proxies_http_and_websocket_upgrades_to_every_web_container
     assert ["limit_req_status", "429"] in http
     assert ["location", "=", "/api/predict"] in http and ["limit_req", "zone=uploads", "burst=10", "nodelay"] in http
     assert ["limit_req", "zone=health", "burst=40", "nodelay"] in http
+    # /metrics is for the operator's scraper on the inside, never forwarded from the published port
+    at = http.index(["location", "=", "/metrics"])
+    assert http[at + 1] == ["return", "404"]
     assert http.count(["proxy_pass", "$web"]) == 3  # every location reaches the web containers
 
 

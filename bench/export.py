@@ -6,7 +6,8 @@
 
 Works in a throwaway database of its own (Django's test database machinery: created, then dropped),
 never in the service's. Drawings are page-like: 1-3 strokes of 40-120 points in CSS px on a 280 px
-canvas; all labelled, a share of them still waiting for their prediction (no stored 28x28 image, so
+canvas; all labelled and reviewed (an export takes reviewed drawings only by default), a share of
+them still waiting for their prediction (no stored 28x28 image, so
 the export renders them; `--pending 1` is the worst case). Each run times the command as an operator
 runs it (the export decides whether processes render), or with `--processes N` recognizer.export's
 export_to_files with N render processes (0: all rendered in the exporting process). Printed with the
@@ -65,6 +66,7 @@ def fill(n: int, pending: float, seed: int) -> None:
             predicted_digit=None if waiting else int(rng.integers(0, 10)),
             confidence=None if waiting else float(rng.random()), model_name="" if waiting else "cnn-v6",
             predicted_at=None if waiting else now,
+            reviewed_at=now,  # exports take reviewed drawings only (by default): every row is exported
         ))
     Drawing.objects.bulk_create(rows, batch_size=1000)
 

@@ -12,6 +12,11 @@ rest joins the training part of MNIST (the starting model's own split, so its va
 unseen) as a fixed share of every epoch, with the starting model's recipe (canvas-style copies,
 affine/elastic/thickness augmentation, synthetic non-digits).
 
+Only reviewed drawings are used unless ``--include-unreviewed``: a row of the export whose label is
+the person's alone (the manifest's ``label_source`` "person-unreviewed", or an empty ``reviewed_at``
+in an older manifest) is left out, and counted in the card; anyone can draw on the page and say what
+digit it is. (A manifest with neither column, not written by export_drawings, is taken as it is.)
+
 The new model and the starting model are measured the same way: MNIST validation split, its
 canvas-style copies, and the held-out collected drawings (per class). Both sets of figures go into
 the new card with both data sources. This module writes a new version (weights + card) and never
@@ -73,6 +78,8 @@ class Collected:
     ids: np.ndarray
     writers: tuple[str | None, ...]
     created: tuple[str, ...]
+    unreviewed_left_out: int = 0  # rows of the export with the person's label alone, not loaded
+    unreviewed: int = 0  # of those loaded, rows with the person's label alone (--include-unreviewed)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -84,7 +91,18 @@ def writer_of(client_id: str) -> str | None:
     return m.group(1) if m else None
 
 
-def load_collected(path: Path) -> Collected:
+def unreviewed_row(row: dict[str, str]) -> bool:
+    """Whether a manifest row's label is the person's alone, never reviewed (recognizer.export's
+    label_source; before that column, an empty reviewed_at; a manifest with neither says nothing)."""
+    if "label_source" in row:
+        return row["label_source"] == "person-unreviewed"
+    if "reviewed_at" in row:
+        return not row["reviewed_at"]
+    return False
+
+
+def load_collected(path: Path, *, include_unreviewed: bool = False) -> Collected:
+    """The export's rows; without `include_unreviewed`, only those whose label a reviewer gave or let stand."""
     path = Path(path)
     with np.load(path) as npz:
         images, labels, ids = npz["images"], npz["labels"].astype(np.int64), npz["ids"].astype(np.int64)
@@ -95,8 +113,17 @@ def load_collected(path: Path) -> Collected:
         raise ValueError(f"{manifest} does not list the drawings of {path} row for row")
     if images.shape != (len(ids), 28, 28) or len(labels) != len(ids):
         raise ValueError(f"{path}: images {images.shape}, {len(labels)} labels, {len(ids)} ids")
+    unreviewed = np.array([unreviewed_row(r) for r in rows], dtype=bool)
+    left_out = 0
+    if not include_unreviewed and unreviewed.any():
+        keep = ~unreviewed
+        left_out = int(unreviewed.sum())
+        images, labels, ids = images[keep], labels[keep], ids[keep]
+        rows = [r for r, k in zip(rows, keep, strict=True) if k]
+        unreviewed = unreviewed[keep]
     return Collected(path, images, labels, ids, tuple(writer_of(r["client_id"]) for r in rows),
-                     tuple(r["created_at"] for r in rows))
+                     tuple(r["created_at"] for r in rows), unreviewed_left_out=left_out,
+                     unreviewed=int(unreviewed.sum()))
 
 
 @dataclass(frozen=True)
@@ -151,6 +178,7 @@ def holdout_share(collected: Collected, fraction: float, by: str | None = None, 
 @dataclass
 class FinetuneConfig:
     data: Path | None = None  # the export's FILE.npz (None: MNIST and styled copies only, --styles)
+    include_unreviewed: bool = False  # also the export's rows labelled by the person alone
     models_dir: Path = DEFAULT_MODELS
     base: str | None = None  # the starting model (default: the current one)
     name: str | None = None  # the new model's name (default: <base>-ft<n>, the first free n)
@@ -225,7 +253,13 @@ def finetune(cfg: FinetuneConfig, log: Log = print) -> dict:
     collected: Collected | None = None
     split: Holdout | None = None
     if cfg.data is not None:
-        collected = load_collected(cfg.data)
+        collected = load_collected(cfg.data, include_unreviewed=cfg.include_unreviewed)
+        if collected.unreviewed_left_out:
+            log(f"left out {collected.unreviewed_left_out} drawings of the export labelled by the person alone, "
+                "never reviewed (--include-unreviewed to train on them)")
+        if not len(collected):
+            raise ValueError(f"{cfg.data}: no reviewed drawings to train on (--include-unreviewed to use the "
+                             "person's labels alone)")
         if cfg.holdout_writers and cfg.holdout_by == "time":
             raise ValueError("held-out writers and a time-based hold-out exclude each other")
         if cfg.holdout_writers:
@@ -434,6 +468,9 @@ def _card(cfg: FinetuneConfig, name: str, base_name: str, base_card: dict, model
             "held_out_writers": list(split.writers),
             "train_writers": [w for w in known if w not in held],
             "unknown_writer_count": sum(w is None for w in collected.writers),
+            "include_unreviewed": cfg.include_unreviewed,
+            "unreviewed_left_out": collected.unreviewed_left_out,
+            "unreviewed_count": collected.unreviewed,  # rows used with the person's label alone
             "held_out_ids": collected.ids[split.held_out].tolist(),
             "share_of_training_samples": cfg.collected_share,
         }
@@ -517,6 +554,8 @@ def add_arguments(p: argparse.ArgumentParser, *, models_dir: Path = DEFAULT_MODE
     d = FinetuneConfig(data=Path())
     p.add_argument("--data", type=Path, required=not styles, default=None,
                    help="an export's FILE.npz (FILE.csv beside it)")
+    p.add_argument("--include-unreviewed", action="store_true",
+                   help="also train on the export's drawings labelled by the person alone, never reviewed")
     p.add_argument("--models-dir", type=Path, default=models_dir)
     p.add_argument("--base", default=None, help="starting model (default: the current one)")
     p.add_argument("--name", default=None, help="the new model's name (default: <base>-ft<n>)")

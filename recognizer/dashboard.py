@@ -1,4 +1,5 @@
-"""How the model is doing on the drawings people made: a staff page linked from the admin index.
+"""How the model is doing on the drawings people made: a staff page linked from the admin index, for
+staff who may view drawings (recognizer.permissions).
 
 GET /review/dashboard/                    accuracy per model and per week, agreement, confusion matrix
 GET /review/dashboard/confusion.png       the confusion matrix of reviewed drawings (?model= one model)
@@ -9,7 +10,10 @@ Two measures, from two sets of drawings (excluded ones and those still waiting a
 - *agreement*: every drawing with a label, reviewed or not, prediction == the label used. Most
   labels come from the page's "Right? ✓ / ✗", so this is the larger, noisier set.
 The confusion matrix is of the reviewed set. Everything is counted in the database (GROUP BY), so
-the page costs a few queries whatever the number of drawings.
+the page costs a few queries whatever the number of drawings, and each reads a partial index that
+holds the scored drawings' columns (drawing_scored, drawing_scored_reviewed: index-only scans of the
+labelled drawings, never the table with its strokes and images; docs/scale.md). The page runs three
+(per model, reviewed and labelled; per week), the plot one; totals are summed from them.
 """
 from __future__ import annotations
 
@@ -20,7 +24,6 @@ from datetime import date
 from typing import Any
 
 from django.contrib import admin
-from django.contrib.admin.views.decorators import staff_member_required
 from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import TruncWeek
 from django.http import HttpRequest, HttpResponse
@@ -29,7 +32,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 from PIL import Image, ImageDraw, ImageFont
 
-from recognizer.models import Drawing
+from recognizer.models import SCORED, Drawing
+from recognizer.permissions import VIEW_DRAWINGS, staff_page
 
 DIGITS = range(10)
 
@@ -55,9 +59,8 @@ class Score:
 # ---------------------------------------------------------------- read path
 
 def labelled_drawings() -> QuerySet[Drawing]:
-    """Predicted, not excluded, with a label used (annotated `effective`)."""
-    return (Drawing.objects.with_effective_label()
-            .filter(excluded=False, predicted_digit__isnull=False, effective__isnull=False))
+    """Predicted, not excluded, with a label used (annotated `effective`): the rows of drawing_scored."""
+    return Drawing.objects.with_effective_label().filter(SCORED)
 
 
 def reviewed_drawings() -> QuerySet[Drawing]:
@@ -65,13 +68,21 @@ def reviewed_drawings() -> QuerySet[Drawing]:
 
 
 def _scores(qs: QuerySet[Drawing], *keys: Any) -> list[dict[str, Any]]:
+    # COUNT(predicted_digit) (never null here), not COUNT(id): the id is not in the indexes these read
     return list(qs.order_by().values(*keys).annotate(
-        n=Count("id"), right=Count("id", filter=Q(predicted_digit=F("effective")))))
+        n=Count("predicted_digit"), right=Count("predicted_digit", filter=Q(predicted_digit=F("effective")))))
 
 
 def score_total(qs: QuerySet[Drawing]) -> Score:
-    row = qs.order_by().aggregate(n=Count("id"), right=Count("id", filter=Q(predicted_digit=F("effective"))))
+    row = qs.order_by().aggregate(n=Count("predicted_digit"),
+                                  right=Count("predicted_digit", filter=Q(predicted_digit=F("effective"))))
     return Score(row["n"], row["right"])
+
+
+def score_sum(scores: Any) -> Score:
+    """The total of several scores (the per-model ones: no query of its own)."""
+    scores = list(scores)
+    return Score(sum(s.count for s in scores), sum(s.right for s in scores))
 
 
 def score_per_model(qs: QuerySet[Drawing]) -> dict[str, Score]:
@@ -90,7 +101,7 @@ def score_per_week(qs: QuerySet[Drawing]) -> dict[date, dict[str, Score]]:
 def confusion(qs: QuerySet[Drawing]) -> list[list[int]]:
     """10x10 counts: rows = the label used, columns = the prediction."""
     cm = [[0] * 10 for _ in DIGITS]
-    for r in qs.order_by().values("effective", "predicted_digit").annotate(n=Count("id")):
+    for r in qs.order_by().values("effective", "predicted_digit").annotate(n=Count("predicted_digit")):
         cm[r["effective"]][r["predicted_digit"]] = r["n"]
     return cm
 
@@ -130,7 +141,7 @@ def confusion_png(cm: list[list[int]], title: str, cell: int = 44) -> bytes:
 
 # ---------------------------------------------------------------- views
 
-@staff_member_required
+@staff_page(*VIEW_DRAWINGS)
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
     reviewed, labelled = reviewed_drawings(), labelled_drawings()
@@ -142,8 +153,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "models/dashboard.html", {
         **admin.site.each_context(request),
         "title": "How the model is doing",
-        "reviewed": score_total(reviewed),
-        "agreement": score_total(labelled),
+        "reviewed": score_sum(per_model.values()),
+        "agreement": score_sum(agreement_per_model.values()),
         "model_rows": [(m, per_model.get(m, Score(0, 0)), agreement_per_model.get(m, Score(0, 0))) for m in models],
         "models": models,
         "weeks": [(week, [scores.get(m) for m in models]) for week, scores in weeks.items()],
@@ -153,7 +164,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     })
 
 
-@staff_member_required
+@staff_page(*VIEW_DRAWINGS)
 @require_GET
 def dashboard_confusion_png(request: HttpRequest) -> HttpResponse:
     qs = reviewed_drawings()
@@ -161,7 +172,7 @@ def dashboard_confusion_png(request: HttpRequest) -> HttpResponse:
     if model:
         qs = qs.filter(model_name=model)
     cm = confusion(qs)
-    total = score_total(qs)
+    total = Score(sum(map(sum, cm)), sum(cm[d][d] for d in DIGITS))
     accuracy = f"accuracy {total.accuracy:.2%}" if total.accuracy is not None else "none yet"
     title = f"{model or 'all models'}: {total.count} reviewed drawings, {accuracy}"
     response = HttpResponse(confusion_png(cm, title), content_type="image/png")

@@ -16,6 +16,18 @@ DIGIT_CHOICES = [(d, str(d)) for d in range(10)]
 
 # The label a drawing is trained and scored on: the reviewer's word wins over the person's.
 EFFECTIVE_LABEL = Coalesce("review_label", "label")
+# The triage queue: drawings nobody has reviewed (nor excluded), least sure first, those still waiting
+# for their prediction before every guess. The partial index drawing_triage holds exactly these rows
+# in exactly this order (the query must say it the same way for PostgreSQL to use the index).
+TRIAGE_ROWS = models.Q(reviewed_at__isnull=True, excluded=False)
+NO_GUESS = -1.0
+TRIAGE_ORDER = Coalesce("confidence", models.Value(NO_GUESS), output_field=models.FloatField())
+# The drawings the dashboard scores: predicted, kept, with a label (the person's or a reviewer's),
+# written as an OR (not COALESCE(...) IS NOT NULL) so that PostgreSQL sees the queries imply the
+# partial indexes' condition; the indexes hold every column the GROUP BYs read.
+SCORED = (models.Q(excluded=False, predicted_digit__isnull=False)
+          & (models.Q(label__isnull=False) | models.Q(review_label__isnull=False)))
+SCORED_FIELDS = ["model_name", "predicted_digit", "label", "review_label", "created_at"]
 
 
 class DrawingQuerySet(models.QuerySet):
@@ -99,8 +111,24 @@ class Drawing(models.Model):
             models.Index(fields=["label"]),
             models.Index(fields=["created_at"], condition=models.Q(reviewed_at__isnull=True), name="drawing_unreviewed"),
             models.Index(fields=["created_at"], condition=models.Q(predicted_at__isnull=True), name="drawing_waiting"),
+            # The review side at scale (docs/scale.md): every page reads an index, not the table.
+            # The admin's list, filtered by model, newest first; sorted (and filtered) by confidence.
+            models.Index(fields=["model_name", "id"], name="drawing_model_id"),
+            models.Index(fields=["confidence"], name="drawing_confidence"),
+            # The label used (the admin's filter), newest first; also PostgreSQL's statistics of it.
+            models.Index(EFFECTIVE_LABEL, "id", name="drawing_effective"),
+            # The few excluded drawings, newest first (the excluded filter).
+            models.Index(fields=["id"], condition=models.Q(excluded=True), name="drawing_excluded"),
+            # The triage queue, least sure first: the rows waiting for review only, in TRIAGE_ORDER.
+            models.Index(TRIAGE_ORDER, "id", condition=TRIAGE_ROWS, name="drawing_triage"),
+            # The dashboard and the models page: their GROUP BYs read these alone (index-only scans).
+            models.Index(fields=SCORED_FIELDS, condition=SCORED, name="drawing_scored"),
+            models.Index(fields=SCORED_FIELDS, condition=SCORED & models.Q(reviewed_at__isnull=False),
+                         name="drawing_scored_reviewed"),
         ]
         constraints = [models.UniqueConstraint(fields=["client_id", "content_hash"], name="drawing_once_per_content")]
+        # Downloading training data is a right of its own (recognizer.export, the admin's download).
+        permissions = [("export_drawing", "Can export drawings as training data")]
 
     def __str__(self) -> str:
         return f"Drawing {self.pk}: {self.predicted_digit} (label {self.effective_label})"
@@ -126,6 +154,8 @@ class ServingModel(models.Model):
 
     class Meta:
         ordering = ["-id"]  # the newest row first (ids, not clocks: the admin's machines may disagree)
+        # The operations page (recognizer.operations): the service's live figures, for staff given it.
+        permissions = [("view_operations", "Can view the operations page")]
 
     def __str__(self) -> str:
         return f"{self.name} since {self.chosen_at:%Y-%m-%d %H:%M}"

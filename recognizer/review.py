@@ -1,11 +1,13 @@
 """The triage page: staff label stored drawings one at a time by keyboard, and its small JSON API.
 
-GET  /review/                          the page (staff only; others go to the admin's login)
-GET  /review/api/queue?order=&after=   the next unreviewed drawings, a page at a time (keyset cursor)
-POST /review/api/drawings/<id>         {"action": "label", "digit": 0-9} | {"action": "confirm"} | {"action": "exclude"}
+GET  /review/                          the page (staff who may view drawings; others not staff go to the admin's login)
+GET  /review/api/queue?order=&after=   the next unreviewed drawings, a page at a time (keyset cursor): view_drawing
+POST /review/api/drawings/<id>         {"action": "label", "digit": 0-9} | {"action": "confirm"} | {"action": "exclude"}:
+                                       change_drawing
 
-The API answers 403 to anyone but active staff and checks CSRF (the page sends the token as
-X-CSRFToken). Writes go through DrawingQuerySet, as the admin's actions do.
+The API answers 403 to anyone but active staff holding the permission (recognizer.permissions) and
+checks CSRF (the page sends the token as X-CSRFToken). Writes go through DrawingQuerySet, as the
+admin's actions do.
 """
 from __future__ import annotations
 
@@ -14,27 +16,41 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from django.contrib.admin.views.decorators import staff_member_required
-from django.db.models import F, FloatField, Q, QuerySet, Value
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import F, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from recognizer.images import image28_png
-from recognizer.models import Drawing
+from recognizer.models import TRIAGE_ORDER, TRIAGE_ROWS, Drawing
+from recognizer.permissions import CHANGE_DRAWINGS, VIEW_DRAWINGS, has_any, staff_page
 
 Order = Literal["confidence", "oldest"]
 ORDERS: dict[str, str] = {"confidence": "least sure first", "oldest": "oldest first"}
 PAGE_MAX = 200
-NO_GUESS = -1.0  # sorts drawings still waiting for their prediction before every guess
+# The queue's "remaining" is counted exactly up to this many rows (an index-only scan of the partial
+# index drawing_triage that stops there: a few ms), and is PostgreSQL's estimate above it.
+COUNT_UP_TO = 10_000
 
 
 # ---------------------------------------------------------------- read path
 
 def drawings_to_review() -> QuerySet[Drawing]:
-    return Drawing.objects.filter(reviewed_at__isnull=True, excluded=False)
+    """The rows of the partial index drawing_triage (models.TRIAGE_ROWS)."""
+    return Drawing.objects.filter(TRIAGE_ROWS)
+
+
+def remaining_to_review() -> tuple[int, bool]:
+    """(how many drawings wait for review, whether that is an estimate): counted exactly up to
+    COUNT_UP_TO (a count that stops there), else PostgreSQL's statistics for the table times the share
+    the planner expects (EXPLAIN, no row read). On another database, counted exactly."""
+    exact = drawings_to_review().order_by()[:COUNT_UP_TO + 1].count()
+    if exact <= COUNT_UP_TO or connection.vendor != "postgresql":
+        return (exact if exact <= COUNT_UP_TO else drawings_to_review().count()), False
+    plan = json.loads(drawings_to_review().order_by().explain(format="json"))
+    return max(int(plan[0]["Plan"]["Plan Rows"]), exact), True
 
 
 def review_queue(*, order: Order, after: str | None, limit: int) -> tuple[list[Drawing], str | None]:
@@ -43,11 +59,13 @@ def review_queue(*, order: Order, after: str | None, limit: int) -> tuple[list[D
     A keyset cursor rather than an offset: the rows reviewed meanwhile leave the queue, which would
     shift an offset past drawings nobody has seen."""
     qs = drawings_to_review().defer("png", "probabilities")
-    if order == "confidence":
-        qs = qs.alias(sure=Coalesce("confidence", Value(NO_GUESS), output_field=FloatField()))
+    if order == "confidence":  # drawing_triage's order: an index scan that stops after `limit` rows
+        qs = qs.alias(sure=TRIAGE_ORDER)
         if after:
             sure, pk = _cursor(after, float)
-            qs = qs.filter(Q(sure__gt=sure) | Q(sure=sure, pk__gt=pk))
+            # sure >= the cursor's: where the index scan starts (the OR alone would be a filter on
+            # every row before the cursor)
+            qs = qs.filter(Q(sure__gt=sure) | Q(sure=sure, pk__gt=pk), sure__gte=sure)
         rows = list(qs.annotate(sure_value=F("sure")).order_by("sure", "pk")[:limit])
         next_after = f"{rows[-1].sure_value!r}:{rows[-1].pk}" if len(rows) == limit else None
     else:
@@ -120,11 +138,7 @@ def _error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse({"type": "error", "code": code, "message": message}, status=status)
 
 
-def _is_staff(request: HttpRequest) -> bool:
-    return request.user.is_active and request.user.is_staff
-
-
-@staff_member_required
+@staff_page(*VIEW_DRAWINGS)
 @require_GET
 def triage(request: HttpRequest) -> HttpResponse:
     order = request.GET.get("order", "confidence")
@@ -132,13 +146,14 @@ def triage(request: HttpRequest) -> HttpResponse:
         "order": order if order in ORDERS else "confidence",
         "orders": ORDERS,
         "changelist_url": reverse("admin:recognizer_drawing_changelist"),
+        "may_change": has_any(request, CHANGE_DRAWINGS),
     })
 
 
 @require_GET
 def api_queue(request: HttpRequest) -> JsonResponse:
-    if not _is_staff(request):
-        return _error(403, "forbidden", "staff only")
+    if not has_any(request, VIEW_DRAWINGS):
+        return _error(403, "forbidden", "staff with the 'view drawing' permission only")
     order = request.GET.get("order", "confidence")
     if order not in ORDERS:
         return _error(400, "bad_order", f"order is one of {', '.join(ORDERS)}")
@@ -147,14 +162,15 @@ def api_queue(request: HttpRequest) -> JsonResponse:
         rows, next_after = review_queue(order=order, after=request.GET.get("after") or None, limit=limit)
     except ValueError:
         return _error(400, "bad_cursor", "'after' must be a cursor from a previous answer, 'limit' a number")
+    remaining, estimated = remaining_to_review()
     return JsonResponse({"items": [drawing_item(r) for r in rows], "next": next_after,
-                         "remaining": drawings_to_review().count()})
+                         "remaining": remaining, "remaining_estimated": estimated})
 
 
 @require_POST
 def api_review(request: HttpRequest, pk: int) -> JsonResponse:
-    if not _is_staff(request):
-        return _error(403, "forbidden", "staff only")
+    if not has_any(request, CHANGE_DRAWINGS):
+        return _error(403, "forbidden", "staff with the 'change drawing' permission only")
     try:
         action = check_review_action(request.body)
     except ValueError as exc:
@@ -170,4 +186,6 @@ def api_review(request: HttpRequest, pk: int) -> JsonResponse:
         changed = one.exclude_from_training(by=request.user)
     if not changed:
         return _error(404, "not_found", f"no drawing {pk}")
-    return JsonResponse({"drawing": drawing_item(one.get()), "remaining": drawings_to_review().count()})
+    remaining, estimated = remaining_to_review()
+    return JsonResponse({"drawing": drawing_item(one.get()), "remaining": remaining,
+                         "remaining_estimated": estimated})

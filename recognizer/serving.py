@@ -10,7 +10,8 @@ GET  /review/models/             the versions in MODELS_DIR: cards (figures, dat
 POST /review/models/current      name=<model>: make it current
 POST /review/models/roll-back    back to the model that was current before the last change
 
-Switching needs the `recognizer.add_servingmodel` permission (superusers have it); viewing, staff.
+Switching needs the `recognizer.add_servingmodel` permission (superusers have it); viewing, staff who
+may view drawings, view serving models or switch them (recognizer.permissions).
 """
 from __future__ import annotations
 
@@ -25,10 +26,9 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -36,11 +36,12 @@ from django.views.decorators.http import require_GET, require_POST
 from digits import cards
 from recognizer.dashboard import Score, reviewed_drawings, score_per_model
 from recognizer.models import ServingModel
+from recognizer.permissions import SWITCH_MODELS, VIEW_MODELS, has_any, staff_page
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # as digits.predictor checks (it imports torch)
-SWITCH_PERMISSION = "recognizer.add_servingmodel"
+SWITCH_PERMISSION = SWITCH_MODELS[0]
 
 
 class UnservableModel(ValueError):
@@ -189,10 +190,10 @@ def serving_model_roll_back(*, by: AbstractBaseUser | AnonymousUser | None = Non
 # ---------------------------------------------------------------- views
 
 def _may_switch(request: HttpRequest) -> bool:
-    return request.user.is_active and request.user.is_staff and request.user.has_perm(SWITCH_PERMISSION)
+    return has_any(request, SWITCH_MODELS)
 
 
-@staff_member_required
+@staff_page(*VIEW_MODELS)
 @require_GET
 def models_page(request: HttpRequest) -> HttpResponse:
     try:
@@ -215,11 +216,9 @@ def models_page(request: HttpRequest) -> HttpResponse:
     })
 
 
-@staff_member_required
+@staff_page(*SWITCH_MODELS)
 @require_POST
 def models_make_current(request: HttpRequest) -> HttpResponse:
-    if not _may_switch(request):
-        return HttpResponseForbidden("switching models needs the 'add serving model' permission")
     name = request.POST.get("name", "")
     try:
         serving_model_set(name=name, by=request.user)
@@ -230,11 +229,9 @@ def models_make_current(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(reverse("review:models"))
 
 
-@staff_member_required
+@staff_page(*SWITCH_MODELS)
 @require_POST
 def models_roll_back(request: HttpRequest) -> HttpResponse:
-    if not _may_switch(request):
-        return HttpResponseForbidden("switching models needs the 'add serving model' permission")
     try:
         row = serving_model_roll_back(by=request.user)
     except UnservableModel as exc:

@@ -19,15 +19,17 @@ COUNT = 50
 
 
 def seed(count: int) -> tuple[list[int], int]:
-    """`count` predicted drawings (model guess i % 10) and a staff reviewer; returns (ids, user id).
+    """`count` predicted drawings (model guess i % 10) and a staff reviewer (who may view and change
+    drawings); returns (ids, user id).
     Rows left by other browser tests are removed so that the queue holds exactly these."""
-    from django.contrib.auth.models import User
+    from django.contrib.auth.models import Permission, User
     from django.utils import timezone
 
     from recognizer.models import Drawing
 
     Drawing.objects.all().delete()
     user = User.objects.create_user("triage", password=PASSWORD, is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_drawing", "change_drawing"]))
     rows = Drawing.objects.bulk_create(
         Drawing(client_id=f"t{i}", content_hash=f"t{i}", strokes=digit_strokes(i % 10), canvas_width=280.0,
                 canvas_height=280.0, brush=16.0, predicted_digit=i % 10, confidence=0.5 + i / 200,

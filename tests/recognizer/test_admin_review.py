@@ -1,22 +1,31 @@
 """Review in the admin, as a logged-in staff user against the real database: labels edited in place,
 each bulk action and each filter by its effect on the rows, sorting by confidence, the thumbnail, the
-zip download; and the triage page's JSON API (staff only, CSRF checked)."""
+zip download (reviewed drawings, or with the person's labels when asked; streamed from a file); and the
+triage page's JSON API (staff with the drawing permissions only, CSRF checked). Who is refused what:
+test_permissions.py."""
 from __future__ import annotations
 
+import asyncio
+import csv
 import io
 import itertools
 import json
+import warnings
 import zipfile
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
 import pytest
+from django.contrib import admin
 from django.contrib.auth.models import Permission, User
-from django.test import Client
+from django.core.handlers.asgi import ASGIHandler
+from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
+from recognizer import export
+from recognizer.admin import DrawingAdmin, StreamedZipResponse
 from recognizer.images import image28_png
 from recognizer.models import Drawing
 
@@ -173,19 +182,85 @@ def test_exclude_from_training_and_include_again(client: Client, staff: User) ->
     assert not fresh(row).excluded
 
 
-def test_download_export_gives_a_zip_of_the_selected_kept_drawings(client: Client) -> None:
-    kept, excluded, unchosen = make(label=1), make(label=2, excluded=True), make(label=3)
-    response = act(client, "download_export", [kept, excluded])
+@pytest.fixture
+def exporter(staff: User) -> User:
+    staff.user_permissions.add(Permission.objects.get(codename="export_drawing"))
+    return User.objects.get(pk=staff.pk)  # the permission cache starts afresh
+
+
+def summary_of(response: Any) -> str:
+    """The export's summary: the streamed zip's comment (read to its end)."""
+    with zipfile.ZipFile(io.BytesIO(response.content_read)) as zf:
+        return zf.comment.decode()
+
+
+def downloaded(response: Any) -> tuple[dict[str, np.ndarray], list[dict], list[dict[str, str]]]:
+    """The zip streamed as it is made (never built in the response's memory): npz, strokes, manifest."""
+    assert response.streaming and isinstance(response, StreamedZipResponse)
+    response.content_read = b"".join(response.streaming_content)
+    with zipfile.ZipFile(io.BytesIO(response.content_read)) as zf:
+        assert sorted(zf.namelist()) == ["drawings.csv", "drawings.npz", "drawings.strokes.jsonl"]
+        with np.load(io.BytesIO(zf.read("drawings.npz"))) as npz:
+            data = {k: npz[k] for k in npz.files}
+        lines = [json.loads(line) for line in zf.read("drawings.strokes.jsonl").decode().splitlines()]
+        manifest = list(csv.DictReader(io.StringIO(zf.read("drawings.csv").decode())))
+    return data, lines, manifest
+
+
+def test_download_export_gives_a_zip_of_the_selected_kept_reviewed_drawings(exporter: User) -> None:
+    client = Client()
+    client.force_login(exporter)
+    now = timezone.now()
+    kept, relabelled = make(label=1, reviewed_at=now), make(label=5, review_label=6, reviewed_at=now)
+    excluded, unreviewed, unchosen = make(label=2, excluded=True, reviewed_at=now), make(label=4), make(label=3)
+    response = act(client, "download_export", [kept, relabelled, excluded, unreviewed])
     assert response["Content-Type"] == "application/zip"
     assert response["Content-Disposition"].startswith('attachment; filename="drawings-')
-    with zipfile.ZipFile(io.BytesIO(response.content)) as zf:
-        assert sorted(zf.namelist()) == ["drawings.csv", "drawings.npz", "drawings.strokes.jsonl"]
-        data = np.load(io.BytesIO(zf.read("drawings.npz")))
-        lines = zf.read("drawings.strokes.jsonl").decode().splitlines()
-    assert data["ids"].tolist() == [kept.pk] and data["labels"].tolist() == [1]
+    data, lines, manifest = downloaded(response)
+    assert "1 not reviewed" in summary_of(response)
+    assert data["ids"].tolist() == [kept.pk, relabelled.pk] and data["labels"].tolist() == [1, 6]
     assert bytes(data["images"][0]) == bytes(kept.image28)
-    assert [json.loads(line)["id"] for line in lines] == [kept.pk]
-    assert unchosen.pk not in data["ids"]
+    assert [line["id"] for line in lines] == [kept.pk, relabelled.pk]
+    assert [r["label_source"] for r in manifest] == ["person-reviewed", "reviewer"]
+    assert unchosen.pk not in data["ids"] and unreviewed.pk not in data["ids"]
+
+
+@pytest.mark.django_db(transaction=True)  # the blocks are made in the ASGI handler's thread: committed rows
+def test_under_asgi_the_download_is_sent_a_block_at_a_time(exporter: User, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What daphne does with the response: Django's ASGI handler iterates it asynchronously, a block
+    as soon as it is made. A plain synchronous iterator would be read whole into a list first (with a
+    warning): the zip in memory, and nothing sent until the export is done."""
+    monkeypatch.setattr(export, "STREAM_BLOCK", 200)  # many blocks for a small zip
+    monkeypatch.setattr(export, "COPY_BUFFER", 200)  # the npz copied into the zip 200 bytes at a time
+    rows = [make(label=n % 10, reviewed_at=timezone.now()) for n in range(20)]
+    request = RequestFactory().post(CHANGELIST)
+    request.user = exporter
+    response = DrawingAdmin(Drawing, admin.site).download_export(request, Drawing.objects.filter(label__isnull=False))
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    handler = ASGIHandler()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="StreamingHttpResponse must consume synchronous iterators")
+        asyncio.run(handler.send_response(response, send))
+    bodies = [m["body"] for m in sent if m["type"] == "http.response.body" and m.get("body")]
+    assert len(bodies) >= 5
+    with zipfile.ZipFile(io.BytesIO(b"".join(bodies))) as zf, np.load(io.BytesIO(zf.read("drawings.npz"))) as npz:
+        assert npz["ids"].tolist() == [r.pk for r in rows]
+
+
+def test_download_with_unreviewed_says_whose_label_each_is(exporter: User) -> None:
+    client = Client()
+    client.force_login(exporter)
+    kept, unreviewed = make(label=1, reviewed_at=timezone.now()), make(label=4)
+    response = act(client, "download_export_with_unreviewed", [kept, unreviewed])
+    assert "-with-unreviewed.zip" in response["Content-Disposition"]
+    data, _, manifest = downloaded(response)
+    assert "1 of them with the person's label alone" in summary_of(response)
+    assert data["ids"].tolist() == [kept.pk, unreviewed.pk] and data["labels"].tolist() == [1, 4]
+    assert [r["label_source"] for r in manifest] == ["person-reviewed", "person-unreviewed"]
 
 
 # ---------------------------------------------------------------- filters
@@ -277,7 +352,7 @@ def test_an_action_applies_to_every_row_of_a_filter_with_select_across(client: C
 
 def test_the_triage_page_is_for_staff_only(client: Client, django_user_model: type[User]) -> None:
     page = client.get(reverse("review:triage"))
-    assert page.status_code == 200 and b'id="triage"' in page.content
+    assert page.status_code == 200 and b'id="triage"' in page.content and b'id="read-only"' not in page.content
     outsider = Client()
     outsider.force_login(django_user_model.objects.create_user("someone", password="a-long-test-password"))
     assert outsider.get(reverse("review:triage")).status_code == 302  # to the admin's login

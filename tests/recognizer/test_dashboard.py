@@ -1,5 +1,5 @@
 """How the model is doing: accuracy on reviewed drawings per model and per week, agreement on every
-labelled drawing, the confusion matrix (counts and its PNG), staff only."""
+labelled drawing, the confusion matrix (counts and its PNG), for staff who may view drawings."""
 from __future__ import annotations
 
 import io
@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -101,7 +101,9 @@ def test_the_confusion_png_shows_right_answers_green_and_errors_red() -> None:
 @pytest.fixture
 def staff_client() -> Client:
     c = Client()
-    c.force_login(User.objects.create_user("reviewer", is_staff=True))
+    user = User.objects.create_user("reviewer", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_drawing"))
+    c.force_login(user)
     return c
 
 
@@ -148,3 +150,6 @@ def test_only_staff_see_the_dashboard() -> None:
         visitor = Client()
         visitor.force_login(User.objects.create_user(f"visitor{next(_ids)}"))
         assert visitor.get(url).status_code == 302
+        bare_staff = Client()
+        bare_staff.force_login(User.objects.create_user(f"staff{next(_ids)}", is_staff=True))
+        assert bare_staff.get(url).status_code == 403

@@ -1,7 +1,8 @@
 """Export: what is written loads back identically (images, effective labels, ids, strokes, manifest),
 drawings still waiting are rendered as the workers render them (in this process, or by spawned ones:
-the same files), excluded and unlabelled ones are left out, and the command's --reviewed-only and
---since choose the rows."""
+the same files), excluded and unlabelled ones are left out, unreviewed ones too unless asked for (and
+then each row's label source says so), the zip is written through temporary files, and the command's
+--include-unreviewed and --since choose the rows."""
 from __future__ import annotations
 
 import csv
@@ -9,6 +10,7 @@ import io
 import json
 import subprocess
 import sys
+import tempfile
 import zipfile
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -22,7 +24,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from recognizer import export
-from recognizer.export import ZIP_NAMES, drawings_for_export, export_to_files, export_to_zip
+from recognizer.export import ZIP_NAMES, drawings_for_export, export_to_files, export_to_zip, export_zip_file
 from recognizer.models import Drawing
 from tests.digit_paths import digit_strokes
 from worker.pipeline import prepare_strokes
@@ -37,7 +39,7 @@ def make(n: int, **fields: Any) -> Drawing:
         "client_id": f"e{n}", "content_hash": f"h{n}", "strokes": digit_strokes(n % 10),
         "canvas_width": 280.0, "canvas_height": 300.0, "brush": 14.5, "image28": image, "png": b"\x89PNG",
         "predicted_digit": n % 10, "confidence": 0.5 + n / 100, "model_name": "cnn-v6",
-        "predicted_at": timezone.now(), "label": n % 10,
+        "predicted_at": timezone.now(), "label": n % 10, "reviewed_at": timezone.now(),
     }
     defaults.update(fields)
     return Drawing.objects.create(**defaults)
@@ -46,12 +48,13 @@ def make(n: int, **fields: Any) -> Drawing:
 @pytest.fixture
 def drawings() -> dict[str, Drawing]:
     return {
-        "person": make(1, label=1),
+        "person": make(1, label=1),  # the person's label, let stand by a reviewer
         "relabelled": make(2, label=2, review_label=7, reviewed_at=timezone.now()),
         "pending": make(3, label=3, image28=None, png=None, predicted_digit=None, confidence=None, predicted_at=None),
         "excluded": make(4, label=4, excluded=True, reviewed_at=timezone.now()),
         "unlabelled": make(5, label=None),
         "reviewer_only": make(6, label=None, review_label=0, reviewed_at=timezone.now()),
+        "spam": make(7, label=7, reviewed_at=None),  # the person's word alone: never reviewed
     }
 
 
@@ -71,6 +74,7 @@ def test_an_export_loads_back_identically(drawings: dict[str, Drawing], tmp_path
 
     kept = [drawings[k] for k in ("person", "relabelled", "pending", "reviewer_only")]  # by id
     assert (summary.exported, summary.rendered, summary.excluded, summary.unlabelled) == (4, 1, 1, 1)
+    assert (summary.unreviewed, summary.person_unreviewed) == (1, 0) and "1 not reviewed" in summary.describe()
     assert sorted(arrays) == ["ids", "images", "labels"]
     assert arrays["images"].dtype == np.uint8 and arrays["images"].shape == (4, 28, 28)
     assert arrays["ids"].tolist() == [d.pk for d in kept]
@@ -94,8 +98,31 @@ def test_an_export_loads_back_identically(drawings: dict[str, Drawing], tmp_path
     relabelled = by_id[drawings["relabelled"].pk]
     assert (relabelled["label"], relabelled["person_label"], relabelled["review_label"]) == ("7", "2", "7")
     assert relabelled["reviewed_at"] and relabelled["model_name"] == "cnn-v6"
+    assert [r["label_source"] for r in manifest] == ["person-reviewed", "reviewer", "person-reviewed", "reviewer"]
     assert by_id[drawings["pending"].pk]["image"] == "rendered" and by_id[drawings["person"].pk]["image"] == "stored"
     assert by_id[drawings["pending"].pk]["predicted_digit"] == "" and by_id[drawings["person"].pk]["confidence"] == "0.51"
+
+
+def test_unreviewed_drawings_only_when_asked_for_and_marked_as_such(drawings: dict[str, Drawing],
+                                                                    tmp_path: Path) -> None:
+    spam = drawings["spam"]
+    waiting = make(8, label=8, reviewed_at=None, image28=None, png=None, predicted_digit=None, confidence=None,
+                   predicted_at=None)
+    relabelled_unreviewed = make(9, label=1, review_label=9, reviewed_at=None)  # in the database by hand
+    default = export_to_files(drawings_for_export(), tmp_path / "d.npz")
+    assert not {spam.pk, waiting.pk, relabelled_unreviewed.pk} & set(load(tmp_path / "d.npz")[0]["ids"].tolist())
+    assert (default.exported, default.unreviewed, default.person_unreviewed) == (4, 3, 0)
+
+    summary = export_to_files(drawings_for_export(), tmp_path / "u.npz", include_unreviewed=True)
+    arrays, _, manifest = load(tmp_path / "u.npz")
+    assert (summary.exported, summary.rendered, summary.unreviewed, summary.person_unreviewed) == (7, 2, 0, 2)
+    assert "2 of them with the person's label alone (unreviewed)" in summary.describe()
+    by_id = {int(r["id"]): r for r in manifest}
+    assert by_id[spam.pk]["label_source"] == "person-unreviewed" and by_id[spam.pk]["reviewed_at"] == ""
+    assert by_id[waiting.pk]["label_source"] == "person-unreviewed" and by_id[waiting.pk]["image"] == "rendered"
+    assert by_id[relabelled_unreviewed.pk]["label_source"] == "reviewer"
+    assert by_id[drawings["person"].pk]["label_source"] == "person-reviewed"
+    assert dict(zip(arrays["ids"].tolist(), arrays["labels"].tolist()))[spam.pk] == 7
 
 
 def test_strokes_come_back_point_for_point(tmp_path: Path) -> None:
@@ -106,12 +133,16 @@ def test_strokes_come_back_point_for_point(tmp_path: Path) -> None:
     assert [(line["id"], line["strokes"]) for line in lines] == [(row.pk, strokes)]
 
 
-def test_the_zip_holds_the_same_three_files(drawings: dict[str, Drawing], tmp_path: Path) -> None:
-    export_to_files(drawings_for_export(), tmp_path / "f.npz")
-    data, summary = export_to_zip(drawings_for_export())
-    assert summary.exported == 4
+@pytest.mark.parametrize("include_unreviewed", [False, True])
+def test_the_zip_holds_the_same_three_files(drawings: dict[str, Drawing], tmp_path: Path,
+                                            include_unreviewed: bool) -> None:
+    export_to_files(drawings_for_export(), tmp_path / "f.npz", include_unreviewed=include_unreviewed)
+    data, summary = export_to_zip(drawings_for_export(), include_unreviewed=include_unreviewed)
+    assert summary.exported == (5 if include_unreviewed else 4)
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        assert zf.namelist() == list(ZIP_NAMES)
+        assert sorted(zf.namelist()) == sorted(ZIP_NAMES)
+        assert zf.getinfo("drawings.npz").compress_type == zipfile.ZIP_STORED  # already compressed
+        assert zf.getinfo("drawings.csv").compress_type == zipfile.ZIP_DEFLATED
         with np.load(io.BytesIO(zf.read("drawings.npz"))) as zipped, np.load(tmp_path / "f.npz") as filed:
             for key in ("images", "labels", "ids"):
                 assert np.array_equal(zipped[key], filed[key])
@@ -119,22 +150,101 @@ def test_the_zip_holds_the_same_three_files(drawings: dict[str, Drawing], tmp_pa
         assert zf.read("drawings.csv") == (tmp_path / "f.csv").read_bytes()
 
 
-def test_the_command_reviewed_only_and_since(drawings: dict[str, Drawing], tmp_path: Path) -> None:
+def test_the_zip_file_is_written_through_temporary_files_and_read_from_its_start(
+        drawings: dict[str, Drawing], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing of the export's size in memory: the three files and the zip are temporary files."""
+    opened: list[Any] = []
+    real = tempfile.TemporaryFile
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        opened.append(real(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(export.tempfile, "TemporaryFile", recording)
+    zipped, summary = export_zip_file(drawings_for_export())
+    with zipped:
+        assert zipped is opened[0] and len(opened) == 4  # the zip; npz, strokes and manifest written into it
+        assert all(f.closed for f in opened[1:]) and not zipped.closed  # the parts are gone once in the zip
+        assert zipped.tell() == 0
+        with zipfile.ZipFile(zipped) as zf:
+            assert sorted(zf.namelist()) == sorted(ZIP_NAMES)
+            with np.load(io.BytesIO(zf.read("drawings.npz"))) as npz:
+                assert len(npz["ids"]) == summary.exported == 4
+
+
+def test_a_large_wait_to_render_holds_only_a_few_chunks_at_a_time(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks out to the render processes are bounded (their drawings are held until their images are
+    in): a pool whose chunks finish only when asked never has more than a few out."""
+    out_now, most = [0], [0]
+
+    class LazyFuture(Future):
+        def __init__(self, fn: Any, arg: Any) -> None:
+            super().__init__()
+            self.fn, self.arg = fn, arg
+
+        def done(self) -> bool:
+            return False
+
+        def result(self, timeout: float | None = None) -> Any:
+            out_now[0] -= 1
+            return self.fn(self.arg)
+
+    class SlowPool:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def submit(self, fn: Any, arg: Any) -> Future:
+            out_now[0] += 1
+            most[0] = max(most[0], out_now[0])
+            return LazyFuture(fn, arg)
+
+        def shutdown(self, **kwargs: Any) -> None:
+            pass
+
+    for n in range(40):
+        pending(n, strokes=digit_strokes(n % 10))
+    monkeypatch.setattr(export, "RENDER_CHUNK", 2)
+    here = export_to_files(drawings_for_export(), tmp_path / "here.npz", processes=0)
+    monkeypatch.setattr(export, "ProcessPoolExecutor", SlowPool)
+    assert export_to_files(drawings_for_export(), tmp_path / "pool.npz", processes=2) == here
+    assert out_now[0] == 0 and 2 <= most[0] <= 2 * 2 + 3  # 20 chunks, at most 2 x processes + 2 (+1 just sent)
+    with np.load(tmp_path / "pool.npz") as pool, np.load(tmp_path / "here.npz") as alone:
+        assert pool["images"].tobytes() == alone["images"].tobytes() and pool["images"].max() > 200
+
+    # large strokes make smaller chunks: a chunk is sent once its strokes reach RENDER_CHUNK_BYTES
+    sizes: list[int] = []
+    monkeypatch.setattr(export, "RENDER_CHUNK", 1000)
+    monkeypatch.setattr(export, "RENDER_CHUNK_BYTES", 1)  # every drawing's strokes reach it
+    monkeypatch.setattr(SlowPool, "submit", lambda self, fn, arg: sizes.append(len(arg)) or LazyFuture(fn, arg))
+    assert export_to_files(drawings_for_export(), tmp_path / "small.npz", processes=2) == here
+    assert sizes == [1] * 40  # without the byte limit: one chunk of 40
+
+
+def test_the_command_reviewed_by_default_include_unreviewed_and_since(drawings: dict[str, Drawing],
+                                                                       tmp_path: Path) -> None:
     old = make(11, label=8, reviewed_at=timezone.now())
     Drawing.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=10))
-    stdout = io.StringIO()
-    call_command("export_drawings", "--out", str(tmp_path / "r.npz"), "--reviewed-only", stdout=stdout)
-    ids = load(tmp_path / "r.npz")[0]["ids"].tolist()
-    assert ids == [drawings["relabelled"].pk, drawings["reviewer_only"].pk, old.pk]
-    assert "3 drawings exported" in stdout.getvalue() and "1 excluded" in stdout.getvalue()
+    reviewed = [drawings[k].pk for k in ("person", "relabelled", "pending", "reviewer_only")] + [old.pk]
+    for flags in ([], ["--reviewed-only"]):  # the default; the old flag still accepted
+        stdout = io.StringIO()
+        call_command("export_drawings", "--out", str(tmp_path / "r.npz"), *flags, stdout=stdout)
+        assert load(tmp_path / "r.npz")[0]["ids"].tolist() == reviewed
+        assert "5 drawings exported" in stdout.getvalue() and "1 excluded" in stdout.getvalue()
+        assert "1 not reviewed" in stdout.getvalue() and "person" not in stdout.getvalue()
 
     since = (timezone.now() - timedelta(days=2)).date().isoformat()
-    call_command("export_drawings", "--out", str(tmp_path / "s.npz"), "--reviewed-only", "--since", since,
-                 stdout=io.StringIO())
-    assert load(tmp_path / "s.npz")[0]["ids"].tolist() == [drawings["relabelled"].pk, drawings["reviewer_only"].pk]
+    call_command("export_drawings", "--out", str(tmp_path / "s.npz"), "--since", since, stdout=io.StringIO())
+    assert load(tmp_path / "s.npz")[0]["ids"].tolist() == reviewed[:-1]
 
-    call_command("export_drawings", "--out", str(tmp_path / "a.npz"), stdout=io.StringIO())
-    assert len(load(tmp_path / "a.npz")[0]["ids"]) == 5  # everything labelled and not excluded
+    stdout = io.StringIO()
+    call_command("export_drawings", "--out", str(tmp_path / "a.npz"), "--include-unreviewed", stdout=stdout)
+    arrays, _, manifest = load(tmp_path / "a.npz")
+    assert arrays["ids"].tolist() == sorted([*reviewed, drawings["spam"].pk])  # everything labelled, not excluded
+    assert [r["label_source"] for r in manifest].count("person-unreviewed") == 1
+    assert "the person's label alone" in stdout.getvalue()
+    with pytest.raises(CommandError):
+        call_command("export_drawings", "--out", str(tmp_path / "x.npz"), "--include-unreviewed", "--reviewed-only")
 
 
 def test_the_command_refuses_a_bad_out_or_date(tmp_path: Path) -> None:
@@ -148,6 +258,9 @@ def test_an_empty_export_is_still_loadable(tmp_path: Path) -> None:
     summary = export_to_files(drawings_for_export(), tmp_path / "e.npz")
     arrays, lines, manifest = load(tmp_path / "e.npz")
     assert summary.exported == 0 and arrays["images"].shape == (0, 28, 28) and lines == [] and manifest == []
+    data, summary = export_to_zip(drawings_for_export())
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert sorted(zf.namelist()) == sorted(ZIP_NAMES) and zf.read("drawings.strokes.jsonl") == b""
 
 
 def pending(n: int, **fields: Any) -> Drawing:

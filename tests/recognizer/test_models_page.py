@@ -1,5 +1,6 @@
 """The models page: versions with their cards and their accuracy on reviewed drawings, "make current"
-and "roll back" (staff with the permission, POST, CSRF checked), and the rules behind them."""
+and "roll back" (staff with the permission, POST, CSRF checked), and the rules behind them. Seeing the
+page needs a permission too (view drawings, or view or switch serving models)."""
 from __future__ import annotations
 
 import hashlib
@@ -156,8 +157,9 @@ def test_switching_is_post_only_csrf_checked_and_needs_the_permission(models: Pa
     assert strict.post(reverse("review:make-current"), {"name": "new-b", "csrfmiddlewaretoken": token}).status_code == 302
     assert serving.serving_model_name() == "new-b"
 
-    plain_staff = User.objects.create_user("looker", is_staff=True)
-    viewer = logged_in(plain_staff)
+    looker = User.objects.create_user("looker", is_staff=True)
+    looker.user_permissions.add(Permission.objects.get(codename="view_drawing"))
+    viewer = logged_in(looker)
     assert viewer.get(reverse("review:models")).status_code == 200
     assert "Make current" not in viewer.get(reverse("review:models")).content.decode()
     assert viewer.post(reverse("review:make-current"), {"name": "old-a"}).status_code == 403
@@ -174,6 +176,19 @@ def test_only_staff_see_the_page(models: Path) -> None:
     assert not ServingModel.objects.exists()
 
 
-def test_the_admin_index_links_to_the_models_page_and_the_dashboard(switcher: User) -> None:
+def test_staff_without_a_permission_are_refused_the_page_and_the_switch(models: Path) -> None:
+    staff = logged_in(User.objects.create_user("bare", is_staff=True))
+    assert staff.get(reverse("review:models")).status_code == 403
+    assert staff.post(reverse("review:make-current"), {"name": "new-b"}).status_code == 403
+    assert staff.post(reverse("review:roll-back")).status_code == 403
+    assert not ServingModel.objects.exists()
+    assert 'id="review-loop"' not in staff.get(reverse("admin:index")).content.decode()
+
+
+def test_the_admin_index_links_to_the_pages_each_user_may_see(switcher: User) -> None:
     html = logged_in(switcher).get(reverse("admin:index")).content.decode()
+    assert f'href="{reverse("review:models")}"' in html and f'href="{reverse("review:dashboard")}"' not in html
+    switcher.user_permissions.add(Permission.objects.get(codename="view_drawing"))
+    html = logged_in(User.objects.get(pk=switcher.pk)).get(reverse("admin:index")).content.decode()
     assert f'href="{reverse("review:models")}"' in html and f'href="{reverse("review:dashboard")}"' in html
+    assert f'href="{reverse("review:triage")}"' in html

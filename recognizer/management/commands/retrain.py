@@ -1,7 +1,8 @@
 """`python manage.py retrain --data FILE.npz [--holdout-writers W01,... | --holdout-fraction 0.2 --by time]
-[--epochs N] [--name NAME]`: fine-tune the current model on MNIST plus an export of collected drawings
-and write a new model version beside it (digits.finetune does the work). It never makes the new model
-current: compare the two sets of figures in its card first."""
+[--epochs N] [--name NAME] [--include-unreviewed]`: fine-tune the current model on MNIST plus an export of
+collected drawings and write a new model version beside it (digits.finetune does the work). It never
+makes the new model current: compare the two sets of figures in its card first. Only the export's
+reviewed drawings are trained on unless --include-unreviewed (the card counts those left out)."""
 from __future__ import annotations
 
 import shlex
@@ -16,7 +17,7 @@ from digits import finetune
 
 
 class Command(BaseCommand):
-    help = ("Fine-tune from the current model on the MNIST training part plus exported drawings (a share held "
+    help = ("Fine-tune from the current model on the MNIST training part plus exported reviewed drawings (a share held "
             "out: whole writers where known, else the newest), and write a new model version whose card compares "
             "it with the starting model. current.json is left as it is.")
 

@@ -1,8 +1,9 @@
 """Staff pages under /review/ (included by digitsite/urls.py): the triage page and its API
-(recognizer.review), the models page (recognizer.serving) and the dashboard (recognizer.dashboard)."""
+(recognizer.review), the models page (recognizer.serving), the dashboard (recognizer.dashboard) and the
+operations page (recognizer.operations)."""
 from django.urls import path
 
-from recognizer import dashboard, review, serving
+from recognizer import dashboard, operations, review, serving
 
 app_name = "review"
 
@@ -15,4 +16,6 @@ urlpatterns = [
     path("models/roll-back", serving.models_roll_back, name="roll-back"),
     path("dashboard/", dashboard.dashboard, name="dashboard"),
     path("dashboard/confusion.png", dashboard.dashboard_confusion_png, name="confusion-png"),
+    path("operations/", operations.operations_page, name="operations"),
+    path("operations/figures.json", operations.operations_figures, name="operations-figures"),
 ]

@@ -81,7 +81,7 @@ def _serving(url: str) -> dict[str, Any]:
 
 def _wait_serving(url: str, model: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while set((health := _serving(url)).get("serving", {})) != {model} or health["model"] != model:
+    while set((health := _serving(url)).get("workers_per_model", {})) != {model} or health["model"] != model:
         assert time.monotonic() < deadline, f"the workers never all served {model}: {health}"
         time.sleep(0.1)
 

@@ -655,7 +655,18 @@ def spare_main(cmd: list[str]) -> None:
 
     django.setup()
     app.loader.import_default_modules()  # worker.tasks
-    import torch  # noqa: F401  (a worker loads the model as it starts: worker/tasks.py)
+    # The model too, warmed up: a worker loads it as it starts (worker/tasks.py; ~1 s of CPU on this
+    # machine, taken from the workers already serving when a spare is woken under load); a model
+    # switched meanwhile is picked up by the worker's watcher within a second of its start.
+    from django.db import connections
+
+    from worker.model_registry import get_predictor, warm_up
+
+    try:
+        warm_up(get_predictor())
+    except Exception as exc:  # the worker loads it itself then (and says why it cannot)
+        _log(f"spare: the model was not preloaded: {exc!r}")
+    connections.close_all()
     ready = os.environ.pop("STACK_SPARE_READY_FD", None)
     if ready is not None:
         os.write(int(ready), b"ready\n")

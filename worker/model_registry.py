@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 from django.conf import settings
 from django.db import Error as DatabaseError  # InterfaceError (a closed connection) included
 from django.db import connection
@@ -65,6 +66,13 @@ def get_predictor() -> Predictor:
         if _loaded is None or _loaded[0] != os.getpid():
             _loaded = (os.getpid(), _load(None))
         return _loaded[1]
+
+
+def warm_up(predictor: Predictor, sizes: tuple[int, ...] = (1, 4, 16)) -> None:
+    """A forward pass at a few batch sizes, so that the first jobs do not pay for PyTorch's first calls
+    (~7 ms at each new batch size here, against ~0.5 ms warm)."""
+    for n in sizes:
+        predictor.predict(np.zeros((n, 28, 28), np.float32))
 
 
 def served_model_name() -> str | None:

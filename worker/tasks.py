@@ -33,7 +33,7 @@ from worker.jobs import (
     Batch,
     JobError,
 )
-from worker.model_registry import ModelWatcher, get_predictor, served_model_name
+from worker.model_registry import ModelWatcher, get_predictor, served_model_name, warm_up
 from worker.push import push_answers
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def _ready(sender: Any = None, **_: Any) -> None:
     global _heartbeat, _watcher
     queues = sorted(q.name for q in getattr(getattr(sender, "task_consumer", None), "queues", []))
     if PREDICT_QUEUE in queues:
-        get_predictor()
+        warm_up(get_predictor())  # loaded already, and warm, in a woken spare (scripts/stack.py)
     _heartbeat = Heartbeat(settings.REDIS_URL, heartbeat_key(settings.REDIS_PREFIX), getattr(sender, "hostname", "worker"),
                            queues, serving=served_model_name, busy=_busy)
     _heartbeat.start()

@@ -39,13 +39,23 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import redis
 from kombu import Connection
 
-if TYPE_CHECKING:
-    from scripts.stack import Stack
+
+class Scalable(Protocol):
+    """What the autoscaler needs of a running service (scripts.stack.Stack is one)."""
+
+    redis_url: str
+
+    def effective_env(self) -> dict[str, str]: ...
+    def worker_names(self, queue: str) -> list[str]: ...
+    def standby_loading(self, queue: str) -> bool: ...
+    def scale_up(self, queue: str) -> str | None: ...
+    def retire_worker(self, queue: str, wait: bool = False) -> str | None: ...
+    def keep_standby(self, queue: str, wanted: bool, may_start: bool = True) -> None: ...
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +207,7 @@ class Event:
 class Autoscaler:
     """A thread that samples the stack's Redis and adds or retires workers through the stack."""
 
-    def __init__(self, stack: Stack, bounds: Mapping[str, Bounds], policy: Policy | None = None,
+    def __init__(self, stack: Scalable, bounds: Mapping[str, Bounds], policy: Policy | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         env = stack.effective_env()
         self.stack = stack

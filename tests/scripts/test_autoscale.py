@@ -181,7 +181,7 @@ def test_with_rabbitmq_as_the_broker_the_depth_is_its_queues_ready_messages() ->
     url = "amqp://guest:guest@127.0.0.1:5672//"
     name, missing = f"test-autoscale-{uuid.uuid4().hex[:8]}", f"test-absent-{uuid.uuid4().hex[:8]}"
     stack = SimpleNamespace(effective_env=lambda: {"BROKER_URL": url}, redis_url=TEST_REDIS_URL)
-    scaler = Autoscaler(stack, {name: (1, 2), missing: (1, 2)})  # type: ignore[arg-type]
+    scaler = Autoscaler(stack, {name: (1, 2), missing: (1, 2)})  # type: ignore[arg-type]  # only what __init__ reads
     with Connection(url) as conn:
         queue = Queue(name, auto_delete=False, durable=False)(conn.default_channel)
         queue.declare()

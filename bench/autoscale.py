@@ -36,7 +36,7 @@ import redis  # noqa: E402
 
 from bench.database import throwaway_database  # noqa: E402
 from bench.load import DEFAULT_MNIST_DIR, Drawing, Stats, client, load_run, make_drawings, pct, run_async  # noqa: E402
-from scripts.stack import UNTHROTTLED, Stack  # noqa: E402
+from scripts.stack import UNTHROTTLED, Stack, redis_prefix_clear  # noqa: E402
 from worker.heartbeat import WorkerDetail, heartbeat_key, worker_details  # noqa: E402
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -61,9 +61,7 @@ def bench_stack(db_url: str, **kwargs: object) -> Iterator[Stack]:
         with stack:
             yield stack
     finally:
-        client_ = redis.Redis.from_url(REDIS_URL)
-        for key in client_.scan_iter(match=f"{prefix}*"):
-            client_.delete(key)
+        redis_prefix_clear(REDIS_URL, prefix)
 
 
 def rss_mib(pid: int) -> float:

@@ -58,7 +58,7 @@ def main() -> None:
         run(args, args.url.rstrip("/"))
         return
     from bench.database import throwaway_database
-    from scripts.stack import UNTHROTTLED, Stack
+    from scripts.stack import UNTHROTTLED, Stack, redis_prefix_clear
 
     redis_url, prefix = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13"), f"bench-{uuid.uuid4().hex[:8]}:"
     try:  # a prefix and a database of its own: never touches a running service's queues or drawings
@@ -68,18 +68,6 @@ def main() -> None:
             run(args, stack.url)
     finally:
         redis_prefix_clear(redis_url, prefix)
-
-
-def redis_prefix_clear(url: str, prefix: str) -> None:
-    """Leave the machine's Redis as we found it (a bundled Redis is gone already, with its keys)."""
-    import redis
-
-    try:
-        client = redis.Redis.from_url(url, socket_timeout=2)
-        for key in client.scan_iter(match=f"{prefix}*"):
-            client.delete(key)
-    except redis.RedisError:
-        pass
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def one_run(mode: str, args: argparse.Namespace, db_url: str) -> str:
             used = {name: cpu_s(pid) - before[name] for name, pid in procs.items()}
     finally:
         stack_module.worker_command = original
-        from bench.e2e import redis_prefix_clear
+        from scripts.stack import redis_prefix_clear
 
         redis_prefix_clear(redis_url, prefix)
     stats = result.stats

@@ -38,11 +38,11 @@ if str(ROOT) not in sys.path:
 
 from bench.compare import machine_line  # noqa: E402
 from bench.database import throwaway_database  # noqa: E402
-from bench.e2e import free_port, redis_prefix_clear  # noqa: E402
+from bench.e2e import free_port  # noqa: E402
 from bench.load import pct  # noqa: E402
 from digits import upload_guard  # noqa: E402
 from digits.hostile_corpus import corpus, digit_image, encode, png_of_rows, scan_bomb  # noqa: E402
-from scripts.stack import UNTHROTTLED, Stack  # noqa: E402
+from scripts.stack import UNTHROTTLED, Stack, redis_prefix_clear  # noqa: E402
 
 ANSWER_MS_MAX = 200.0
 RSS_GROWTH_MB_MAX = 64.0

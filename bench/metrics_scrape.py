@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.e2e import free_port, redis_prefix_clear  # noqa: E402
+from bench.e2e import free_port  # noqa: E402
 from bench.load import DEFAULT_MNIST_DIR, load_run, make_drawings, run_async  # noqa: E402
 
 
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(DEFAULT_MNIST_DIR))
     args = parser.parse_args()
     from bench.database import throwaway_database
-    from scripts.stack import UNTHROTTLED, Stack
+    from scripts.stack import UNTHROTTLED, Stack, redis_prefix_clear
 
     redis_url, prefix = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13"), f"bench-{uuid.uuid4().hex[:8]}:"
     drawings = make_drawings(Path(args.data_dir), max(200, 8 * args.clients), 0)

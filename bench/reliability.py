@@ -1015,7 +1015,8 @@ def main() -> None:
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13")
     prefix = f"bench-{uuid.uuid4().hex[:8]}:"
     print(machine_line(ROOT), flush=True)
-    from bench.e2e import free_port, redis_prefix_clear
+    from bench.e2e import free_port
+    from scripts.stack import redis_prefix_clear
 
     with throwaway_database() as db_url:
         env = {"REDIS_PREFIX": prefix, "DATABASE_URL": db_url, **({} if args.scenario == "flood" else ONE_ADDRESS)}

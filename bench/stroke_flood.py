@@ -201,8 +201,8 @@ def main() -> None:
                                       seed=args.seed), args)))
         return
     from bench.database import throwaway_database
-    from bench.e2e import free_port, redis_prefix_clear
-    from scripts.stack import Stack
+    from bench.e2e import free_port
+    from scripts.stack import Stack, redis_prefix_clear
 
     redis_url, prefix = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13"), f"bench-{uuid.uuid4().hex[:8]}:"
     env = {"REDIS_PREFIX": prefix, **(NO_WORK_LIMITS if args.no_work_limits else {})}

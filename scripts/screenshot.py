@@ -20,11 +20,10 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import redis
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 
-from scripts.stack import ROOT, Stack
+from scripts.stack import ROOT, Stack, redis_prefix_clear
 from tests.digit_paths import digit_strokes
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -112,12 +111,7 @@ def main() -> None:
         raise
     finally:
         stack.stop()
-        try:  # leave Redis as we found it
-            client = redis.Redis.from_url(redis_url)
-            for key in client.scan_iter(match=f"{prefix}*"):
-                client.delete(key)
-        except redis.RedisError:
-            pass
+        redis_prefix_clear(redis_url, prefix)  # leave Redis as we found it
 
 
 if __name__ == "__main__":

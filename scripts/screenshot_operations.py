@@ -24,7 +24,6 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-import redis
 import requests
 from PIL import Image, ImageDraw
 from playwright.sync_api import Page, expect, sync_playwright
@@ -33,7 +32,7 @@ from websockets.typing import Origin
 
 from digitsite.secret import use_checkout_key
 from scripts.screenshot import CHROMIUM, CHROMIUM_ARGS, free_port, small_png
-from scripts.stack import ROOT, Stack
+from scripts.stack import ROOT, Stack, redis_prefix_clear
 from tests.digit_paths import digit_strokes
 
 PASSWORD = "operations-screenshot-password"
@@ -188,12 +187,7 @@ def main() -> None:
     finally:
         stack.stop()
         User.objects.filter(username=username).delete()
-        try:  # leave Redis as we found it
-            client = redis.Redis.from_url(redis_url)
-            for key in client.scan_iter(match=f"{prefix}*"):
-                client.delete(key)
-        except redis.RedisError:
-            pass
+        redis_prefix_clear(redis_url, prefix)  # leave Redis as we found it
 
 
 if __name__ == "__main__":

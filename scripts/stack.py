@@ -72,6 +72,17 @@ def redis_answers(url: str) -> bool:
         return False
 
 
+def redis_prefix_clear(url: str, prefix: str) -> None:
+    """Delete every key under `prefix` (a stack of its own's queues, heartbeats, limits), leaving the
+    machine's Redis as it was found; a Redis that is gone (a bundled one, with its data) is left alone."""
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=2)
+        for key in client.scan_iter(match=f"{prefix}*"):
+            client.delete(key)
+    except redis.RedisError:
+        pass
+
+
 def worker_command(queue: str, index: int = 0) -> list[str]:
     """A Celery worker on `queue` (one task at a time: -P solo).
 

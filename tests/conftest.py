@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
-from scripts.stack import UNTHROTTLED, Stack
+from scripts.stack import UNTHROTTLED, Stack, redis_prefix_clear
 
 ROOT = Path(__file__).resolve().parent.parent
 MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
@@ -70,12 +69,7 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
         raise
     yield service
     service.stop()
-    try:  # leave the machine's Redis as we found it (a bundled one is gone with its data)
-        client = redis.Redis.from_url(TEST_REDIS_URL)
-        for key in client.scan_iter(match=f"{prefix}*"):
-            client.delete(key)
-    except redis.ConnectionError:
-        pass
+    redis_prefix_clear(TEST_REDIS_URL, prefix)  # leave the machine's Redis as we found it
 
 
 @contextlib.contextmanager
@@ -90,9 +84,7 @@ def stack_of_its_own(name: str, env: dict[str, str], log_dir: Path, **kwargs: An
         yield service
     finally:
         service.stop()
-        broker = redis.Redis.from_url(TEST_REDIS_URL)
-        for key in broker.scan_iter(match=f"{prefix}*"):
-            broker.delete(key)
+        redis_prefix_clear(TEST_REDIS_URL, prefix)
 
 
 def _dump_logs(service: Stack) -> None:

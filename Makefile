@@ -61,6 +61,7 @@ test: lint browser rabbitmq
 
 # ruff over the whole tree, mypy over the code (not bench/ or tests/); settings in pyproject.toml. Part of make test.
 lint: install-dev
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 

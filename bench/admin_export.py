@@ -24,6 +24,7 @@ and its size.
   (BytesIO, StringIO), then the zip's bytes in memory (today's recognizer.export.export_write).
 Prints figures only (no assertions), with the date (UTC), the cores and the load average.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,11 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "bench-admin-export-signs-nothing")
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 WAYS = ("asgi", "client", "memory")
-LABELS = {"asgi": "admin download through ASGI (daphne's way)", "client": "admin download through the test client",
-          "memory": "zip built in memory (the old download)"}
+LABELS = {
+    "asgi": "admin download through ASGI (daphne's way)",
+    "client": "admin download through the test client",
+    "memory": "zip built in memory (the old download)",
+}
 
 
 def rss() -> int:
@@ -85,7 +89,7 @@ class PeakRss:
 def big_strokes(rng: np.random.Generator) -> list[list[list[float]]]:
     """A hostile drawing at the stored maximum: 10,000 points to 0.01 px (~190 KB of JSON)."""
     points = np.round(rng.uniform(0, 750, (10_000, 2)), 2)
-    return [points[i:i + 1250].tolist() for i in range(0, 10_000, 1250)]
+    return [points[i : i + 1250].tolist() for i in range(0, 10_000, 1250)]
 
 
 def fill(n: int, pending: float, big: int, seed: int) -> None:
@@ -103,15 +107,25 @@ def fill(n: int, pending: float, big: int, seed: int) -> None:
         waiting = rng.random() < pending
         image = None if waiting else strokes_json_to_mnist_bytes([(json.dumps(strokes), 280.0, 280.0, 16.0)])
         label = int(rng.integers(0, 10))
-        batch.append(Drawing(
-            client_id=f"bench{i}", content_hash=f"{i:064x}", strokes=strokes, canvas_width=280.0, canvas_height=280.0,
-            brush=16.0, label=label, review_label=(label + 1) % 10 if rng.random() < 1 / 3 else None,
-            reviewed_at=now, image28=image,
-            png=None if waiting else b"\x89PNG" + bytes(2000),  # about a drawing's PNG; never read by the export
-            predicted_digit=None if waiting else int(rng.integers(0, 10)),
-            confidence=None if waiting else float(rng.random()), model_name="" if waiting else "cnn-v6",
-            predicted_at=None if waiting else now,
-        ))
+        batch.append(
+            Drawing(
+                client_id=f"bench{i}",
+                content_hash=f"{i:064x}",
+                strokes=strokes,
+                canvas_width=280.0,
+                canvas_height=280.0,
+                brush=16.0,
+                label=label,
+                review_label=(label + 1) % 10 if rng.random() < 1 / 3 else None,
+                reviewed_at=now,
+                image28=image,
+                png=None if waiting else b"\x89PNG" + bytes(2000),  # about a drawing's PNG; never read by the export
+                predicted_digit=None if waiting else int(rng.integers(0, 10)),
+                confidence=None if waiting else float(rng.random()),
+                model_name="" if waiting else "cnn-v6",
+                predicted_at=None if waiting else now,
+            )
+        )
         if len(batch) == 500:
             Drawing.objects.bulk_create(batch)
             batch = []
@@ -151,15 +165,26 @@ def asgi_download(client: Any, path: str, select: dict[str, Any], started: float
     from django.utils.crypto import get_random_string
 
     token = get_random_string(32)
-    body = urlencode({"action": "download_export", "index": "0", "csrfmiddlewaretoken": token, **select},
-                     doseq=True).encode()
+    body = urlencode({"action": "download_export", "index": "0", "csrfmiddlewaretoken": token, **select}, doseq=True).encode()
     cookie = f"sessionid={client.cookies['sessionid'].value}; csrftoken={token}"
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-        "headers": [(b"host", b"localhost"), (b"content-type", b"application/x-www-form-urlencoded"),
-                    (b"content-length", str(len(body)).encode()), (b"cookie", cookie.encode())],
-        "client": ("127.0.0.1", 50000), "server": ("localhost", 80),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"localhost"),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cookie", cookie.encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("localhost", 80),
     }
     status, first_byte, size = [0], [0.0], [0]
 
@@ -211,8 +236,7 @@ def child(way: str) -> dict[str, Any]:
         if way == "asgi":
             return asgi_download(client, changelist, select, started)
         if way == "memory":
-            data = in_memory_zip(Drawing.objects.all() if "select_across" in select
-                                 else Drawing.objects.filter(pk=first))
+            data = in_memory_zip(Drawing.objects.all() if "select_across" in select else Drawing.objects.filter(pk=first))
             first_byte = time.perf_counter() - started
             size = len(data)
             del data
@@ -231,8 +255,14 @@ def child(way: str) -> dict[str, Any]:
     baseline = rss()
     with PeakRss() as peak:
         first_byte, total, size = download({"select_across": "1", "_selected_action": [first]})
-    return {"way": way, "baseline_mb": baseline / 2**20, "growth_mb": (peak.peak - baseline) / 2**20,
-            "first_byte_s": first_byte, "total_s": total, "zip_mb": size / 2**20}
+    return {
+        "way": way,
+        "baseline_mb": baseline / 2**20,
+        "growth_mb": (peak.peak - baseline) / 2**20,
+        "first_byte_s": first_byte,
+        "total_s": total,
+        "zip_mb": size / 2**20,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -253,23 +283,33 @@ def main(argv: list[str] | None = None) -> None:
     with throwaway_database() as url:
         from django.db import connection
 
-        print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores; database: {connection.vendor}; "
-              f"{args.drawings} page-like drawings ({args.pending:.0%} waiting for a prediction) + {args.big} "
-              f"at the stored maximum, all reviewed")
+        print(
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores; database: {connection.vendor}; "
+            f"{args.drawings} page-like drawings ({args.pending:.0%} waiting for a prediction) + {args.big} "
+            f"at the stored maximum, all reviewed"
+        )
         started = time.perf_counter()
         fill(args.drawings, args.pending, args.big, args.seed)
         connection.close()  # the children connect on their own
         print(f"stored in {time.perf_counter() - started:.1f} s (not part of the figures)")
         for way in args.ways.split(","):
             load = "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
-            run = subprocess.run([sys.executable, __file__, "--child", way], env={**os.environ, "DATABASE_URL": url},
-                                 capture_output=True, text=True, check=False, cwd=REPO)
+            run = subprocess.run(
+                [sys.executable, __file__, "--child", way],
+                env={**os.environ, "DATABASE_URL": url},
+                capture_output=True,
+                text=True,
+                check=False,
+                cwd=REPO,
+            )
             if run.returncode != 0:
                 print(f"{way}: failed\n{run.stdout[-2000:]}{run.stderr[-4000:]}")
                 continue
             r = json.loads(run.stdout.strip().splitlines()[-1])
-            print(f"{LABELS[way]}: RSS growth {r['growth_mb']:.1f} MB (baseline {r['baseline_mb']:.0f} MB), first byte "
-                  f"after {r['first_byte_s']:.2f} s, last after {r['total_s']:.2f} s, zip {r['zip_mb']:.1f} MB ({load})")
+            print(
+                f"{LABELS[way]}: RSS growth {r['growth_mb']:.1f} MB (baseline {r['baseline_mb']:.0f} MB), first byte "
+                f"after {r['first_byte_s']:.2f} s, last after {r['total_s']:.2f} s, zip {r['zip_mb']:.1f} MB ({load})"
+            )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@
     python bench/autoscale.py                           # about 4 minutes
     python bench/autoscale.py --skip-capacity --cold    # only part 2, adding workers cold (no standby)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,13 @@ def bench_stack(db_url: str, **kwargs: object) -> Iterator[Stack]:
     prefix = f"bench-as-{uuid.uuid4().hex[:8]}:"
     logs = Path(tempfile.mkdtemp(prefix="bench-autoscale-logs-"))
     print(f"  (the stack's logs: {logs})", flush=True)
-    stack = Stack(port=free_port(), redis_url=REDIS_URL, env={"REDIS_PREFIX": prefix, "DATABASE_URL": db_url, **UNTHROTTLED},
-                  log_dir=logs, **kwargs)  # type: ignore[arg-type]
+    stack = Stack(
+        port=free_port(),
+        redis_url=REDIS_URL,
+        env={"REDIS_PREFIX": prefix, "DATABASE_URL": db_url, **UNTHROTTLED},
+        log_dir=logs,
+        **kwargs,
+    )  # type: ignore[arg-type]
     try:
         with stack:
             yield stack
@@ -86,9 +92,11 @@ def capacity(db_url: str, drawings: list[Drawing], args: argparse.Namespace) -> 
                 r = run_async(load_run(stack.url, drawings, clients=clients, duration=args.step_s))
                 ok = r.latency(95) <= args.p95_ms and not r.stats.errors and not r.stats.lost
                 best = clients if ok else best
-                print(f"  {n} worker(s) {clients:3d} clients: {r.predictions_per_s:6.1f} predictions/s  "
-                      f"p50={r.latency(50):6.1f} p95={r.latency(95):6.1f} ms  errors={len(r.stats.errors)} lost={r.stats.lost}",
-                      flush=True)
+                print(
+                    f"  {n} worker(s) {clients:3d} clients: {r.predictions_per_s:6.1f} predictions/s  "
+                    f"p50={r.latency(50):6.1f} p95={r.latency(95):6.1f} ms  errors={len(r.stats.errors)} lost={r.stats.lost}",
+                    flush=True,
+                )
                 failed = 0 if ok else failed + 1
                 if failed == 2:  # two steps in a row over the bound: the next ones would be too
                     break
@@ -132,13 +140,31 @@ async def scaling_run(stack: Stack, drawings: list[Drawing], args: argparse.Name
 
     async def heavy(cid: int) -> None:  # until heavy_until, then stops; the light clients go on
         while time.perf_counter() < min(heavy_until, end):
-            await client(stack.url, cid, drawings[cid::args.clients], stats, pace=0.05, batch=8, timeout=10.0,
-                         deadline=min(time.perf_counter() + CHUNK_S, heavy_until, end), stagger=0.05 * cid / args.clients)
+            await client(
+                stack.url,
+                cid,
+                drawings[cid :: args.clients],
+                stats,
+                pace=0.05,
+                batch=8,
+                timeout=10.0,
+                deadline=min(time.perf_counter() + CHUNK_S, heavy_until, end),
+                stagger=0.05 * cid / args.clients,
+            )
 
     async def light(cid: int) -> None:
         while time.perf_counter() < end:
-            await client(stack.url, cid, drawings[cid::args.clients], stats, pace=0.05, batch=8, timeout=10.0,
-                         deadline=min(time.perf_counter() + CHUNK_S, end), stagger=0.05 * cid / args.clients)
+            await client(
+                stack.url,
+                cid,
+                drawings[cid :: args.clients],
+                stats,
+                pace=0.05,
+                batch=8,
+                timeout=10.0,
+                deadline=min(time.perf_counter() + CHUNK_S, end),
+                stagger=0.05 * cid / args.clients,
+            )
 
     for queue, (_, spec) in stack.standby.items():
         if spec.spare is not None:
@@ -152,14 +178,20 @@ async def scaling_run(stack: Stack, drawings: list[Drawing], args: argparse.Name
         return f"{pct(stats.latencies[lo:hi], 95):6.1f} ms ({hi - lo} drawings)"
 
     drop = heavy_until - start
-    print(f"  load: {args.clients} clients from 0 s, {args.light} of them after {drop:.1f} s; "
-          f"drawings={len(stats.latencies)} lost={stats.lost} errors={len(stats.errors)} {sorted(set(stats.errors))}")
+    print(
+        f"  load: {args.clients} clients from 0 s, {args.light} of them after {drop:.1f} s; "
+        f"drawings={len(stats.latencies)} lost={stats.lost} errors={len(stats.errors)} {sorted(set(stats.errors))}"
+    )
     for at, e in events:
         took = first_job.get(e.worker or "")
-        what = (f"added {e.worker} at {at:.1f} s from the load's start; its first job at "
-                f"{took:.1f} s ({took - at:.1f} s after it was added)" if e.delta > 0 and took is not None else
-                f"added {e.worker} at {at:.1f} s; no job seen" if e.delta > 0 else
-                f"retired {e.worker} at {at:.1f} s, {at - drop:.1f} s after the load dropped")
+        what = (
+            f"added {e.worker} at {at:.1f} s from the load's start; its first job at "
+            f"{took:.1f} s ({took - at:.1f} s after it was added)"
+            if e.delta > 0 and took is not None
+            else f"added {e.worker} at {at:.1f} s; no job seen"
+            if e.delta > 0
+            else f"retired {e.worker} at {at:.1f} s, {at - drop:.1f} s after the load dropped"
+        )
         print(f"  {what}  [{e.reason}]")
         print(f"    p95 5 s before: {p95(at - 5, at)}  0-5 s after: {p95(at, at + 5)}  5-15 s after: {p95(at + 5, at + 15)}")
     print(f"  workers at the end: {stack.worker_names('inference')}")
@@ -180,8 +212,10 @@ def main() -> None:
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--data-dir", default=str(DEFAULT_MNIST_DIR))
     args = parser.parse_args()
-    print(f"bench/autoscale.py {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"bench/autoscale.py {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     drawings = make_drawings(Path(args.data_dir), 400, 0)
     with throwaway_database() as db_url:
         if not args.skip_capacity:

@@ -18,6 +18,7 @@ bisecting each. CPU-ms are summed over each stack's processes, Redis and the Rab
     python bench/brokers.py                   # ~6-8 minutes on 2 cores
     python bench/brokers.py --step-s 8 --single-s 8 --ladder 10,20,40
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,17 +77,36 @@ def rabbitmq_vhost(base_url: str, user: str) -> Iterator[str]:
 class BrokerStack:
     """One stack on a broker: `broker_url` None for Redis (the default), else BROKER_URL."""
 
-    def __init__(self, name: str, *, db_url: str, redis_url: str, broker_url: str | None, web_processes: int | None,
-                 rabbitmq_port: int, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        db_url: str,
+        redis_url: str,
+        broker_url: str | None,
+        web_processes: int | None,
+        rabbitmq_port: int,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         from scripts.stack import UNTHROTTLED, Stack, default_web_processes
 
         self.name, self.redis_url, self.rabbitmq_port = name, redis_url, rabbitmq_port
         self.prefix = f"bench-{name}-{uuid.uuid4().hex[:8]}:"
-        env = {"REDIS_PREFIX": self.prefix, "DATABASE_URL": db_url, **UNTHROTTLED,
-               **({"BROKER_URL": broker_url} if broker_url else {}), **(extra_env or {})}
+        env = {
+            "REDIS_PREFIX": self.prefix,
+            "DATABASE_URL": db_url,
+            **UNTHROTTLED,
+            **({"BROKER_URL": broker_url} if broker_url else {}),
+            **(extra_env or {}),
+        }
         self.web_processes = web_processes or default_web_processes()
-        self.stack = Stack(port=free_port(), redis_url=redis_url, env=env, web_processes=self.web_processes,
-                           log_dir=Path(tempfile.mkdtemp(prefix=f"bench-{name}-")))
+        self.stack = Stack(
+            port=free_port(),
+            redis_url=redis_url,
+            env=env,
+            web_processes=self.web_processes,
+            log_dir=Path(tempfile.mkdtemp(prefix=f"bench-{name}-")),
+        )
         self.url = self.stack.url
 
     def start(self) -> BrokerStack:
@@ -98,8 +118,11 @@ class BrokerStack:
     def cpu_roots(self) -> dict[str, list[int]]:
         redis = redis_pid(self.redis_url)
         rabbit = listening_pid(self.rabbitmq_port)
-        return {**{name: [proc.pid] for name, proc in self.stack.procs},
-                "redis": [redis] if redis else [], "rabbitmq": [rabbit] if rabbit else []}
+        return {
+            **{name: [proc.pid] for name, proc in self.stack.procs},
+            "redis": [redis] if redis else [],
+            "rabbitmq": [rabbit] if rabbit else [],
+        }
 
     def describe(self) -> str:
         return f"processes: {', '.join(name for name, _ in self.stack.procs)}; logs {self.stack.log_dir}"
@@ -148,7 +171,7 @@ def run(stacks: list[BrokerStack], drawings: list[Drawing], args: argparse.Names
         return result
 
     def turn(i: int) -> list[BrokerStack]:  # the order turns every step (two stacks: it flips)
-        return stacks[i % len(stacks):] + stacks[:i % len(stacks)]
+        return stacks[i % len(stacks) :] + stacks[: i % len(stacks)]
 
     print(HEADER, flush=True)
     for i in range(args.single_rounds):
@@ -185,24 +208,34 @@ def summary(reports: dict[str, Report], args: argparse.Namespace) -> list[str]:
     lines = ["", "== summary"]
     for r in reports.values():
         lat = r.single_latencies()
-        lines.append(f"{r.name:<9} 1 client ({len(r.singles)} x {args.single_s:g} s, {len(lat)} drawings): "
-                     f"p50 {pct(lat, 50):.1f} ms, p95 {pct(lat, 95):.1f} ms, {r.single_cpu_per_message():.2f} CPU-ms per message")
+        lines.append(
+            f"{r.name:<9} 1 client ({len(r.singles)} x {args.single_s:g} s, {len(lat)} drawings): "
+            f"p50 {pct(lat, 50):.1f} ms, p95 {pct(lat, 95):.1f} ms, {r.single_cpu_per_message():.2f} CPU-ms per message"
+        )
     for r in reports.values():  # the workers' timings: queue_* is publish + broker + pick-up of the hop
         phases: dict[str, list[float]] = {}
         for step in r.singles:
             for phase, values in step.load.stats.phases.items():
                 phases.setdefault(phase, []).extend(values)
-        lines.append(f"{r.name:<9} 1 client, the workers' timings, median ms: "
-                     + "  ".join(f"{k}={pct(v, 50):.2f}" for k, v in sorted(phases.items())))
+        lines.append(
+            f"{r.name:<9} 1 client, the workers' timings, median ms: "
+            + "  ".join(f"{k}={pct(v, 50):.2f}" for k, v in sorted(phases.items()))
+        )
     for r in reports.values():
         cap = f"{r.good}" if r.bad is not None else f">= {r.good}"
-        lines.append(f"{r.name:<9} capacity: {cap} clients (p95 <= {args.p95_ms:g} ms, no error, nothing lost; "
-                     f"{args.step_s:g} s steps; first failure at {r.bad})")
+        lines.append(
+            f"{r.name:<9} capacity: {cap} clients (p95 <= {args.p95_ms:g} ms, no error, nothing lost; "
+            f"{args.step_s:g} s steps; first failure at {r.bad})"
+        )
     by = {name: {s.clients: s for s in r.steps} for name, r in reports.items()}
     names = list(reports)
     for n in sorted(set.intersection(*(set(steps) for steps in by.values()))):
-        lines.append(f"at {n} clients: p95 " + ", ".join(f"{name} {by[name][n].load.latency(95):.1f} ms" for name in names)
-                     + "; CPU-ms per message " + ", ".join(f"{name} {by[name][n].cpu_per_message:.2f}" for name in names))
+        lines.append(
+            f"at {n} clients: p95 "
+            + ", ".join(f"{name} {by[name][n].load.latency(95):.1f} ms" for name in names)
+            + "; CPU-ms per message "
+            + ", ".join(f"{name} {by[name][n].cpu_per_message:.2f}" for name in names)
+        )
     return lines
 
 
@@ -220,8 +253,11 @@ def main() -> None:
     parser.add_argument("--bisections", type=int, default=2, help="halvings after each broker's first failure")
     parser.add_argument("--web-processes", type=int, help="daphne processes per stack (default: as `make run`)")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13"))
-    parser.add_argument("--rabbitmq-url", default=os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672"),
-                        help="the RabbitMQ server, without a virtual host (the bench makes its own)")
+    parser.add_argument(
+        "--rabbitmq-url",
+        default=os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672"),
+        help="the RabbitMQ server, without a virtual host (the bench makes its own)",
+    )
     parser.add_argument("--pace-ms", type=float, default=50.0)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--timeout", type=float, default=10.0, help="a final prediction later than this is lost")
@@ -232,9 +268,12 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, _interrupt)  # a killed bench stops what it started, as Ctrl-C does
     print(machine_line(ROOT), flush=True)
-    print(f"load: clients draw MNIST test digits at one message per {args.pace_ms:g} ms ({args.batch} points), "
-          f"drawings back to back; latency = last stroke -> its prediction (client side); both stacks up throughout, "
-          f"one loaded at a time, the order turning every step", flush=True)
+    print(
+        f"load: clients draw MNIST test digits at one message per {args.pace_ms:g} ms ({args.batch} points), "
+        f"drawings back to back; latency = last stroke -> its prediction (client side); both stacks up throughout, "
+        f"one loaded at a time, the order turning every step",
+        flush=True,
+    )
     drawings = make_drawings(Path(args.data_dir), args.drawings, args.seed)
     rabbit_user = urlparse(args.rabbitmq_url).username or "guest"
     reports: dict[str, Report] = {}
@@ -245,18 +284,36 @@ def main() -> None:
             urls = {"redis": None, "rabbitmq": vhost_url, "redis-celery": None}
             stacks = []
             for name in args.brokers.split(","):
-                system = BrokerStack(name, db_url=db_url, redis_url=args.redis_url, broker_url=urls[name],
-                                     web_processes=args.web_processes, rabbitmq_port=urlparse(args.rabbitmq_url).port or 5672,
-                                     extra_env={"PUBLISH_VIA": "celery"} if name == "redis-celery" else None)
+                system = BrokerStack(
+                    name,
+                    db_url=db_url,
+                    redis_url=args.redis_url,
+                    broker_url=urls[name],
+                    web_processes=args.web_processes,
+                    rabbitmq_port=urlparse(args.rabbitmq_url).port or 5672,
+                    extra_env={"PUBLISH_VIA": "celery"} if name == "redis-celery" else None,
+                )
                 running.enter_context(system)
                 broker = urls[name] or f"{args.redis_url} (key prefix {system.prefix})"
                 broker += f", PUBLISH_VIA={'redis' if name == 'redis' else 'celery'}"
-                print(f"{name}: broker {broker}; daphne processes {system.web_processes}, one Celery worker per queue; "
-                      f"{system.describe()}", flush=True)
+                print(
+                    f"{name}: broker {broker}; daphne processes {system.web_processes}, one Celery worker per queue; "
+                    f"{system.describe()}",
+                    flush=True,
+                )
                 stacks.append(system)
             for system in stacks:
-                run_async(load_run(system.url, drawings, clients=2, duration=args.warmup_s, pace=args.pace_ms / 1000,
-                                   batch=args.batch, timeout=args.timeout))  # caches, allocators, connections
+                run_async(
+                    load_run(
+                        system.url,
+                        drawings,
+                        clients=2,
+                        duration=args.warmup_s,
+                        pace=args.pace_ms / 1000,
+                        batch=args.batch,
+                        timeout=args.timeout,
+                    )
+                )  # caches, allocators, connections
             reports = run(stacks, drawings, args)
         except KeyboardInterrupt:
             print("\ninterrupted: every process started was stopped", file=sys.stderr)

@@ -14,6 +14,7 @@ most clients whose p95 stays <= --p95-ms with no error and nothing lost), and th
     python bench/compare.py --step-s 8 --single-s 10 # quicker, rougher
     python bench/compare.py --soak                   # then 100 clients x 60 s on each system
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,6 +52,7 @@ DEFAULT_LADDER = (10, 20, 40, 60, 80, 100, 120, 160, 200, 240)
 
 # ---- CPU accounting from /proc
 
+
 def proc_stat(pid: int) -> tuple[int, float] | None:
     """(parent pid, CPU ms) of a process, or None when it is gone. CPU = utime + stime + cutime +
     cstime: its own time and that of the children it has reaped (a reaped child leaves the tree)."""
@@ -58,7 +60,7 @@ def proc_stat(pid: int) -> tuple[int, float] | None:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    fields = raw[raw.rindex(")") + 2:].split()  # after "pid (comm) ": comm may hold spaces
+    fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) ": comm may hold spaces
     ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime (stat fields 14-17)
     return int(fields[1]), ticks * 1000 / CLK_TCK
 
@@ -135,6 +137,7 @@ def redis_pid(url: str) -> int | None:
 
 # ---- capacity search
 
+
 @dataclass
 class Capacity:
     clients: int  # the most clients that passed (0: even the smallest count failed)
@@ -173,6 +176,7 @@ def capacity_search(passes: Callable[[int], bool], *, ladder: Sequence[int] = DE
 
 # ---- the two systems
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -204,12 +208,24 @@ class InProcessServer:
 
     def start(self, timeout: float = 90.0) -> InProcessServer:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, "-m", "uvicorn", "bench.inprocess_server:app", "--host", "127.0.0.1",
-               "--port", str(self.port), "--workers", str(self.workers), "--no-access-log"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.inprocess_server:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--no-access-log",
+        ]
         with open(self.log_path, "wb") as log:  # a file, not a pipe: nobody has to keep draining it
             # its own session: a Ctrl-C at the terminal reaches us, and we stop it in order
-            self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         try:
             self._wait_ready(timeout)
         except BaseException:
@@ -286,8 +302,7 @@ class Service:
 
     name = "service"
 
-    def __init__(self, *, redis_url: str, web_processes: int | None, root: Path = ROOT,
-                 log_dir: Path | None = None) -> None:
+    def __init__(self, *, redis_url: str, web_processes: int | None, root: Path = ROOT, log_dir: Path | None = None) -> None:
         stack_module = load_stack_module(root)
         self.prefix = f"bench-{uuid.uuid4().hex[:8]}:"
         self.redis_url = redis_url
@@ -295,8 +310,12 @@ class Service:
         db_url = self._database.enter_context(throwaway_database())
         # all the bench's clients come from 127.0.0.1: the per-address limits off
         env = {"REDIS_PREFIX": self.prefix, "DATABASE_URL": db_url, **getattr(stack_module, "UNTHROTTLED", {})}
-        kwargs: dict[str, Any] = {"port": free_port(), "redis_url": redis_url, "env": env,
-                                  "log_dir": log_dir or Path(tempfile.mkdtemp(prefix="bench-stack-"))}
+        kwargs: dict[str, Any] = {
+            "port": free_port(),
+            "redis_url": redis_url,
+            "env": env,
+            "log_dir": log_dir or Path(tempfile.mkdtemp(prefix="bench-stack-")),
+        }
         self.web_processes_supported = "web_processes" in inspect.signature(stack_module.Stack).parameters
         if web_processes is None and hasattr(stack_module, "default_web_processes"):
             web_processes = stack_module.default_web_processes()  # what `make run` starts
@@ -363,6 +382,7 @@ class _signals_held:
 
 # ---- measuring
 
+
 @dataclass
 class Step:
     system: str
@@ -393,9 +413,11 @@ class Step:
         return not s.errors and s.lost == 0 and bool(s.latencies) and self.load.latency(95) <= p95_ms
 
 
-HEADER = (f"{'system':<10} {'clients':>7} {'wall s':>6} {'msgs/s':>7} {'preds/s':>7} {'p50':>7} {'p95':>7} "
-          f"{'p99':>7} {'errors':>6} {'lost':>4} {'right':>9} {'cpu ms':>7} {'/pred':>6} {'/msg':>6} "
-          f"{'client%':>7} {'others%':>7}  groups (cpu ms)")
+HEADER = (
+    f"{'system':<10} {'clients':>7} {'wall s':>6} {'msgs/s':>7} {'preds/s':>7} {'p50':>7} {'p95':>7} "
+    f"{'p99':>7} {'errors':>6} {'lost':>4} {'right':>9} {'cpu ms':>7} {'/pred':>6} {'/msg':>6} "
+    f"{'client%':>7} {'others%':>7}  groups (cpu ms)"
+)
 
 
 def step_row(step: Step, p95_ms: float | None = None) -> str:
@@ -403,19 +425,31 @@ def step_row(step: Step, p95_ms: float | None = None) -> str:
     verdict = "" if p95_ms is None else ("  pass" if step.passes(p95_ms) else "  FAIL")
     errors = f"{len(s.errors)}" + (f" {sorted(set(s.errors))}" if s.errors else "")
     groups = " ".join(f"{k}={v:.0f}" for k, v in step.cpu_ms.items())
-    return (f"{step.system:<10} {step.clients:>7} {r.wall_s:>6.1f} {r.messages_per_s:>7.0f} {r.predictions_per_s:>7.0f} "
-            f"{r.latency(50):>7.1f} {r.latency(95):>7.1f} {r.latency(99):>7.1f} {errors:>6} {s.lost:>4} "
-            f"{s.correct:>4}/{len(s.latencies):<4} {step.cpu_total_ms:>7.0f} {step.cpu_per_prediction:>6.2f} "
-            f"{step.cpu_per_message:>6.2f} {100 * r.client_cpu_ms / (r.wall_s * 1000):>6.0f}% "
-            f"{100 * step.others_ms / (r.wall_s * 1000):>6.0f}%  {groups}{verdict}")
+    return (
+        f"{step.system:<10} {step.clients:>7} {r.wall_s:>6.1f} {r.messages_per_s:>7.0f} {r.predictions_per_s:>7.0f} "
+        f"{r.latency(50):>7.1f} {r.latency(95):>7.1f} {r.latency(99):>7.1f} {errors:>6} {s.lost:>4} "
+        f"{s.correct:>4}/{len(s.latencies):<4} {step.cpu_total_ms:>7.0f} {step.cpu_per_prediction:>6.2f} "
+        f"{step.cpu_per_message:>6.2f} {100 * r.client_cpu_ms / (r.wall_s * 1000):>6.0f}% "
+        f"{100 * step.others_ms / (r.wall_s * 1000):>6.0f}%  {groups}{verdict}"
+    )
 
 
 def measure(system: System, drawings: Sequence[Drawing], clients: int, duration: float, args: argparse.Namespace) -> Step:
     roots = system.cpu_roots()
     before = {group: cpu_sample(pids) for group, pids in roots.items()}
     machine0 = machine_busy_ms()
-    load = run_async(load_run(system.url, drawings, clients=clients, duration=duration, pace=args.pace_ms / 1000,
-                              batch=args.batch, timeout=args.timeout, seed=args.seed + clients))
+    load = run_async(
+        load_run(
+            system.url,
+            drawings,
+            clients=clients,
+            duration=duration,
+            pace=args.pace_ms / 1000,
+            batch=args.batch,
+            timeout=args.timeout,
+            seed=args.seed + clients,
+        )
+    )
     machine = machine_busy_ms() - machine0
     cpu = {group: cpu_spent(before[group], cpu_sample(pids)) for group, pids in roots.items()}
     time.sleep(args.settle_s)  # let a backlog drain before the next step
@@ -435,8 +469,17 @@ def system_run(system: System, drawings: Sequence[Drawing], args: argparse.Names
     report = SystemReport(system.name)
     with system:
         print(f"\n== {system.name} at {system.url} ({system.describe()})", flush=True)
-        run_async(load_run(system.url, drawings, clients=2, duration=args.warmup_s, pace=args.pace_ms / 1000,
-                           batch=args.batch, timeout=args.timeout))  # warm up caches, allocators, connections
+        run_async(
+            load_run(
+                system.url,
+                drawings,
+                clients=2,
+                duration=args.warmup_s,
+                pace=args.pace_ms / 1000,
+                batch=args.batch,
+                timeout=args.timeout,
+            )
+        )  # warm up caches, allocators, connections
         print(HEADER, flush=True)
         if not args.skip_capacity:
             report.single = measure(system, drawings, 1, args.single_s, args)
@@ -451,8 +494,11 @@ def system_run(system: System, drawings: Sequence[Drawing], args: argparse.Names
             ladder = [n for n in args.ladder if n <= args.max_clients]
             report.capacity = capacity_search(passes, ladder=ladder, bisections=args.bisections)
             cap = report.capacity
-            print(f"capacity of {system.name}: {'' if cap.bounded else '>= '}{cap.clients} clients "
-                  f"(p95 <= {args.p95_ms:g} ms, no error, nothing lost; {args.step_s:g} s steps)", flush=True)
+            print(
+                f"capacity of {system.name}: {'' if cap.bounded else '>= '}{cap.clients} clients "
+                f"(p95 <= {args.p95_ms:g} ms, no error, nothing lost; {args.step_s:g} s steps)",
+                flush=True,
+            )
         if args.soak:
             report.soak = measure(system, drawings, args.soak_clients, args.soak_s, args)
             print("soak: " + step_row(report.soak, args.p95_ms), flush=True)
@@ -468,42 +514,51 @@ def machine_line(root: Path) -> str:
         pass
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         commit, dirty = "", ""
     code = f"commit {commit}{' (dirty tree)' if dirty else ''}" if commit else f"code in {root} (not a git checkout)"
     load1 = os.getloadavg()[0]
-    return (f"machine: {os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}, "
-            f"python {platform.python_version()}, load average {load1:.2f} at start; "
-            f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {code}")
+    return (
+        f"machine: {os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}, "
+        f"python {platform.python_version()}, load average {load1:.2f} at start; "
+        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {code}"
+    )
 
 
 def summary(reports: dict[str, SystemReport], args: argparse.Namespace) -> list[str]:
     lines = ["", "== summary"]
     for r in reports.values():
         if r.single:
-            lines.append(f"{r.name:<10} 1 client: p50 {r.single.load.latency(50):.1f} ms, "
-                         f"p95 {r.single.load.latency(95):.1f} ms, "
-                         f"{r.single.cpu_per_message:.2f} CPU-ms per message")
+            lines.append(
+                f"{r.name:<10} 1 client: p50 {r.single.load.latency(50):.1f} ms, "
+                f"p95 {r.single.load.latency(95):.1f} ms, "
+                f"{r.single.cpu_per_message:.2f} CPU-ms per message"
+            )
         if r.capacity:
             lines.append(f"{r.name:<10} capacity: {'' if r.capacity.bounded else '>= '}{r.capacity.clients} clients")
         if r.soak:
             s = r.soak.load.stats
-            lines.append(f"{r.name:<10} soak {r.soak.clients} clients x {args.soak_s:g} s: "
-                         f"errors {len(s.errors)}, lost {s.lost}, "
-                         f"p95 {r.soak.load.latency(95):.1f} ms, p99 {r.soak.load.latency(99):.1f} ms")
+            lines.append(
+                f"{r.name:<10} soak {r.soak.clients} clients x {args.soak_s:g} s: "
+                f"errors {len(s.errors)}, lost {s.lost}, "
+                f"p95 {r.soak.load.latency(95):.1f} ms, p99 {r.soak.load.latency(99):.1f} ms"
+            )
     svc, inp = reports.get("service"), reports.get("inprocess")
     if svc and inp and svc.capacity and inp.capacity:
         ratio = inp.capacity.clients / svc.capacity.clients if svc.capacity.clients else float("inf")
         lines.append(f"capacity inprocess / service: {ratio:.2f}")
         for s, i in _common_steps(svc, inp):  # the same offered load on both
             both = "both passed" if s.passes(args.p95_ms) and i.passes(args.p95_ms) else "not both passed"
-            lines.append(f"CPU-ms at {s.clients} clients ({both}): per prediction service {s.cpu_per_prediction:.2f}, "
-                         f"inprocess {i.cpu_per_prediction:.2f} "
-                         f"(service/inprocess {s.cpu_per_prediction / i.cpu_per_prediction:.2f}); "
-                         f"per client message service {s.cpu_per_message:.2f}, inprocess {i.cpu_per_message:.2f} "
-                         f"(service/inprocess {s.cpu_per_message / i.cpu_per_message:.2f})")
+            lines.append(
+                f"CPU-ms at {s.clients} clients ({both}): per prediction service {s.cpu_per_prediction:.2f}, "
+                f"inprocess {i.cpu_per_prediction:.2f} "
+                f"(service/inprocess {s.cpu_per_prediction / i.cpu_per_prediction:.2f}); "
+                f"per client message service {s.cpu_per_message:.2f}, inprocess {i.cpu_per_message:.2f} "
+                f"(service/inprocess {s.cpu_per_message / i.cpu_per_message:.2f})"
+            )
     return lines
 
 
@@ -534,10 +589,17 @@ def main() -> None:
     parser.add_argument("--soak-clients", type=int, default=100)
     parser.add_argument("--soak-s", type=float, default=60.0)
     parser.add_argument("--inprocess-workers", type=int, default=os.cpu_count() or 1, help="uvicorn processes")
-    parser.add_argument("--web-processes", type=int,
-                        help="daphne processes of the service, when Stack supports it (default: as many as `make run` starts)")
-    parser.add_argument("--root", type=Path, default=ROOT,
-                        help="the checkout whose code both systems run (e.g. a `git worktree` of a commit); default this one")
+    parser.add_argument(
+        "--web-processes",
+        type=int,
+        help="daphne processes of the service, when Stack supports it (default: as many as `make run` starts)",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=ROOT,
+        help="the checkout whose code both systems run (e.g. a `git worktree` of a commit); default this one",
+    )
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13"))
     parser.add_argument("--pace-ms", type=float, default=50.0)
     parser.add_argument("--batch", type=int, default=8)
@@ -549,10 +611,13 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, _interrupt)  # a killed bench stops what it started, as Ctrl-C does
     print(machine_line(args.root), flush=True)
-    print(f"load: clients draw MNIST test digits at one message per {args.pace_ms:g} ms ({args.batch} points), "
-          f"drawings back to back; latency = last stroke -> its prediction (client side); CPU-ms summed "
-          f"over each system's processes (/proc utime+stime); 'client%' is this load generator's own CPU, "
-          f"'others%' the machine's busy CPU that neither used (other work on this machine, in % of one core)", flush=True)
+    print(
+        f"load: clients draw MNIST test digits at one message per {args.pace_ms:g} ms ({args.batch} points), "
+        f"drawings back to back; latency = last stroke -> its prediction (client side); CPU-ms summed "
+        f"over each system's processes (/proc utime+stime); 'client%' is this load generator's own CPU, "
+        f"'others%' the machine's busy CPU that neither used (other work on this machine, in % of one core)",
+        flush=True,
+    )
     drawings = make_drawings(Path(args.data_dir), args.drawings, args.seed)
     systems: dict[str, Callable[[], System]] = {
         "service": lambda: Service(redis_url=args.redis_url, web_processes=args.web_processes, root=args.root.resolve()),
@@ -564,8 +629,11 @@ def main() -> None:
             system = systems[name]()
             if isinstance(system, Service):
                 wp = f"{system.web_processes}" if system.web_processes_supported else "1 (this Stack has no web_processes)"
-                print(f"service: daphne processes {wp}, one Celery worker per queue; "
-                      f"Redis {args.redis_url}, key prefix {system.prefix}", flush=True)
+                print(
+                    f"service: daphne processes {wp}, one Celery worker per queue; "
+                    f"Redis {args.redis_url}, key prefix {system.prefix}",
+                    flush=True,
+                )
             else:
                 print(f"inprocess: uvicorn --workers {args.inprocess_workers}, torch threads 1 per process", flush=True)
             reports[name] = system_run(system, drawings, args)

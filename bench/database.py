@@ -5,6 +5,7 @@ DATABASE_URL set), and an unmigrated one makes every worker log, once a second, 
 the serving choice. Django's test-database machinery makes one beside the configured database
 (SQLite: a file in the project; PostgreSQL: test_<name>_<pid>).
 """
+
 from __future__ import annotations
 
 import contextlib

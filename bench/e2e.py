@@ -9,6 +9,7 @@ errors, lost.
     python bench/e2e.py --clients 20 --duration 30     # drawings back to back for 30 s
     python bench/e2e.py --url http://127.0.0.1:8000 --clients 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,11 +35,19 @@ def free_port() -> int:
 def run(args: argparse.Namespace, base_url: str) -> None:
     count = args.drawings * args.clients if args.duration is None else max(200, 4 * args.clients)
     drawings = make_drawings(Path(args.data_dir), count, args.seed)
-    result = run_async(load_run(
-        base_url, drawings, clients=args.clients,
-        per_client=args.drawings if args.duration is None else None, duration=args.duration,
-        pace=args.pace_ms / 1000, batch=args.batch, timeout=args.timeout, seed=args.seed,
-    ))
+    result = run_async(
+        load_run(
+            base_url,
+            drawings,
+            clients=args.clients,
+            per_client=args.drawings if args.duration is None else None,
+            duration=args.duration,
+            pace=args.pace_ms / 1000,
+            batch=args.batch,
+            timeout=args.timeout,
+            seed=args.seed,
+        )
+    )
     print("\n".join(report_lines(result, pace_ms=args.pace_ms)))
 
 
@@ -62,8 +71,12 @@ def main() -> None:
 
     redis_url, prefix = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13"), f"bench-{uuid.uuid4().hex[:8]}:"
     try:  # a prefix and a database of its own: never touches a running service's queues or drawings
-        with throwaway_database() as db_url, Stack(port=free_port(), redis_url=redis_url,
-                                                   env={"REDIS_PREFIX": prefix, "DATABASE_URL": db_url, **UNTHROTTLED}) as stack:
+        with (
+            throwaway_database() as db_url,
+            Stack(
+                port=free_port(), redis_url=redis_url, env={"REDIS_PREFIX": prefix, "DATABASE_URL": db_url, **UNTHROTTLED}
+            ) as stack,
+        ):
             time.sleep(1.0)
             run(args, stack.url)
     finally:

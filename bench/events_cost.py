@@ -9,6 +9,7 @@ Modes: `quiet` (workers started --without-heartbeat, no events at all: the flags
 run, the latency figures of bench/e2e.py and the CPU time of the worker and web processes per prediction
 (from /proc, so that a change too small to see in latency on a busy machine still shows).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,7 @@ def one_run(mode: str, args: argparse.Namespace, db_url: str) -> str:
     if mode == "quiet":
         stack_module.worker_command = lambda queue, index=0: [*original(queue, index), "--without-heartbeat"]
     redis_url, prefix = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13"), f"bench-{uuid.uuid4().hex[:8]}:"
-    env = {"REDIS_PREFIX": prefix, "DATABASE_URL": db_url, "CELERY_EVENTS": "1" if mode == "events" else "0",
-           **UNTHROTTLED}
+    env = {"REDIS_PREFIX": prefix, "DATABASE_URL": db_url, "CELERY_EVENTS": "1" if mode == "events" else "0", **UNTHROTTLED}
     count = args.drawings * args.clients if args.duration is None else max(200, 4 * args.clients)
     drawings = make_drawings(Path(args.data_dir), count, args.seed)
     try:
@@ -56,10 +56,19 @@ def one_run(mode: str, args: argparse.Namespace, db_url: str) -> str:
             time.sleep(1.0)
             procs = {name: proc.pid for name, proc in stack.procs if name.startswith(("worker", "web"))}
             before = {name: cpu_s(pid) for name, pid in procs.items()}
-            result = run_async(load_run(
-                stack.url, drawings, clients=args.clients,
-                per_client=args.drawings if args.duration is None else None, duration=args.duration,
-                pace=args.pace_ms / 1000, batch=8, timeout=10.0, seed=args.seed))
+            result = run_async(
+                load_run(
+                    stack.url,
+                    drawings,
+                    clients=args.clients,
+                    per_client=args.drawings if args.duration is None else None,
+                    duration=args.duration,
+                    pace=args.pace_ms / 1000,
+                    batch=8,
+                    timeout=10.0,
+                    seed=args.seed,
+                )
+            )
             used = {name: cpu_s(pid) - before[name] for name, pid in procs.items()}
     finally:
         stack_module.worker_command = original
@@ -70,11 +79,14 @@ def one_run(mode: str, args: argparse.Namespace, db_url: str) -> str:
     per = max(1, stats.predictions)
     cpu = "  ".join(f"{name}={1000 * s / per:.2f}" for name, s in sorted(used.items()))
     phases = "  ".join(f"{name}={pct(values, 50):.2f}" for name, values in sorted(stats.phases.items()) if values)
-    return (f"{mode:8} predictions={stats.predictions} messages={stats.messages} lost={stats.lost} "
-            f"errors={len(stats.errors)}  p50={pct(stats.latencies, 50):.2f} p95={pct(stats.latencies, 95):.2f} ms  "
-            f"server p50={pct(stats.server_ms, 50):.2f} p95={pct(stats.server_ms, 95):.2f} ms  "
-            f"CPU-ms per prediction: {cpu}  (total CPU-s: "
-            + " ".join(f"{name}={s:.2f}" for name, s in sorted(used.items())) + f")  phases, median ms: {phases}")
+    return (
+        f"{mode:8} predictions={stats.predictions} messages={stats.messages} lost={stats.lost} "
+        f"errors={len(stats.errors)}  p50={pct(stats.latencies, 50):.2f} p95={pct(stats.latencies, 95):.2f} ms  "
+        f"server p50={pct(stats.server_ms, 50):.2f} p95={pct(stats.server_ms, 95):.2f} ms  "
+        f"CPU-ms per prediction: {cpu}  (total CPU-s: "
+        + " ".join(f"{name}={s:.2f}" for name, s in sorted(used.items()))
+        + f")  phases, median ms: {phases}"
+    )
 
 
 def main() -> None:
@@ -95,8 +107,7 @@ def main() -> None:
             for mode in args.modes.split(","):
                 line = one_run(mode, args, db_url)
                 load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-                print(f"round {round_} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} load {load}  {line}",
-                      flush=True)
+                print(f"round {round_} {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} load {load}  {line}", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ figures: the date (UTC) and the cores; for each run the load average before it (
 cores slows the export) and the CPU time it took: this process's, its render processes', and the
 database server's when it runs on this machine. Prints figures only (no assertions).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,16 +59,24 @@ def fill(n: int, pending: float, seed: int) -> None:
     rows = []
     for i in range(n):
         waiting = rng.random() < pending
-        rows.append(Drawing(
-            client_id=f"bench{i}", content_hash=f"{i:064x}", strokes=page_strokes(rng), canvas_width=280.0,
-            canvas_height=280.0, brush=16.0, label=int(rng.integers(0, 10)),
-            image28=None if waiting else rng.integers(0, 256, 784, dtype=np.uint8).tobytes(),
-            png=None if waiting else b"\x89PNG" + bytes(2000),  # about a drawing's PNG; never read by the export
-            predicted_digit=None if waiting else int(rng.integers(0, 10)),
-            confidence=None if waiting else float(rng.random()), model_name="" if waiting else "cnn-v6",
-            predicted_at=None if waiting else now,
-            reviewed_at=now,  # exports take reviewed drawings only (by default): every row is exported
-        ))
+        rows.append(
+            Drawing(
+                client_id=f"bench{i}",
+                content_hash=f"{i:064x}",
+                strokes=page_strokes(rng),
+                canvas_width=280.0,
+                canvas_height=280.0,
+                brush=16.0,
+                label=int(rng.integers(0, 10)),
+                image28=None if waiting else rng.integers(0, 256, 784, dtype=np.uint8).tobytes(),
+                png=None if waiting else b"\x89PNG" + bytes(2000),  # about a drawing's PNG; never read by the export
+                predicted_digit=None if waiting else int(rng.integers(0, 10)),
+                confidence=None if waiting else float(rng.random()),
+                model_name="" if waiting else "cnn-v6",
+                predicted_at=None if waiting else now,
+                reviewed_at=now,  # exports take reviewed drawings only (by default): every row is exported
+            )
+        )
     Drawing.objects.bulk_create(rows, batch_size=1000)
 
 
@@ -90,8 +99,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pending", type=float, default=0.05, help="share still waiting for a prediction")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--processes", type=int, default=None,
-                        help="render with this many processes (0: in the exporting process); default: the command's choice")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="render with this many processes (0: in the exporting process); default: the command's choice",
+    )
     args = parser.parse_args(argv)
 
     import django
@@ -103,8 +116,10 @@ def main(argv: list[str] | None = None) -> None:
     from recognizer.export import drawings_for_export, export_to_files
 
     how = "the command" if args.processes is None else f"export_to_files(processes={args.processes})"
-    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores; database: {connection.vendor}; "
-          f"{args.drawings} drawings, {args.pending:.0%} waiting for a prediction; {how}")
+    print(
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores; database: {connection.vendor}; "
+        f"{args.drawings} drawings, {args.pending:.0%} waiting for a prediction; {how}"
+    )
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     try:
         started = time.perf_counter()
@@ -129,9 +144,11 @@ def main(argv: list[str] | None = None) -> None:
                 elapsed = time.perf_counter() - started
                 cpu = tuple(after - before for after, before in zip(cpu_seconds(server_pid), cpu))
                 sizes = ", ".join(f"{p.name} {p.stat().st_size / 2**20:.1f} MB" for p in sorted(Path(tmp).iterdir()))
-                print(f"run {run}: {elapsed:.2f} s, CPU {cpu[0]:.2f} s here + {cpu[1]:.2f} s render processes "
-                      f"+ {cpu[2]:.2f} s database server "
-                      f"({load}; {stdout.getvalue().splitlines()[0]}; {sizes})")
+                print(
+                    f"run {run}: {elapsed:.2f} s, CPU {cpu[0]:.2f} s here + {cpu[1]:.2f} s render processes "
+                    f"+ {cpu[2]:.2f} s database server "
+                    f"({load}; {stdout.getvalue().splitlines()[0]}; {sizes})"
+                )
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 

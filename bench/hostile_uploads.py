@@ -18,6 +18,7 @@ The per-address limits are lifted (scripts.stack.UNTHROTTLED), so that every hos
 the preprocess worker: with the default 5/second;60/minute most of them would be refused before any
 work, which is not what is measured here. The clients are threads of this process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,14 @@ NORMAL_FROM, BOMBS_FROM = "127.0.0.2", "127.0.0.3"
 
 def multipart(name: str, data: bytes) -> tuple[dict[str, str], bytes]:
     boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return {"Content-Type": f"multipart/form-data; boundary={boundary}"}, body
 
 
@@ -114,14 +121,15 @@ def costliest_passing() -> list[tuple[str, bytes]]:
     def photo(w: int, h: int) -> Image.Image:
         grad = Image.linear_gradient("L").resize((w, h)).point(lambda v: 210 - v // 4)
         img = ImageChops.add(Image.merge("RGB", (grad, grad, grad)), Image.effect_noise((w, h), 6).convert("RGB"), 1.0, -128)
-        ImageDraw.Draw(img).line([(w * 0.3, h * 0.3), (w * 0.7, h * 0.3), (w * 0.45, h * 0.8)], fill=(30, 30, 40),
-                                 width=w // 40)
+        ImageDraw.Draw(img).line([(w * 0.3, h * 0.3), (w * 0.7, h * 0.3), (w * 0.45, h * 0.8)], fill=(30, 30, 40), width=w // 40)
         return img
 
     paeth = b"\x04"  # the costliest row filter to undo
-    out = [("PNG 4096x4096 8-bit RGBA, Paeth rows (64 MB of samples)", png_of_rows(4096, 4096, 8, 6, paeth + b"\x07" * 4 * 4096)),
-           ("PNG 4096x4096 16-bit grey (32 MB of samples)", png_of_rows(4096, 4096, 16, 0, paeth + b"\x07" * 2 * 4096)),
-           ("PNG 4096x4096 8-bit RGBA drawing, as Pillow writes it", encode(digit_image(4096, "RGBA"), "PNG"))]
+    out = [
+        ("PNG 4096x4096 8-bit RGBA, Paeth rows (64 MB of samples)", png_of_rows(4096, 4096, 8, 6, paeth + b"\x07" * 4 * 4096)),
+        ("PNG 4096x4096 16-bit grey (32 MB of samples)", png_of_rows(4096, 4096, 16, 0, paeth + b"\x07" * 2 * 4096)),
+        ("PNG 4096x4096 8-bit RGBA drawing, as Pillow writes it", encode(digit_image(4096, "RGBA"), "PNG")),
+    ]
     out.append(("PNG 4096x4096 8-bit RGBA, Adam7 interlaced, Paeth rows", adam7_png(4096, 4096)))
     # a progressive grey JPEG with its first AC scan repeated up to the block-visit limit
     lo, hi = 0, upload_guard.MAX_JPEG_SCANS
@@ -133,8 +141,12 @@ def costliest_passing() -> list[tuple[str, bytes]]:
         except upload_guard.BadImage:
             hi = mid - 1
     out.append((f"JPEG 4096x4096 grey progressive, first AC scan repeated {lo} times (the limits' worst)", scan_bomb(lo, 4096)))
-    out.append(("JPEG 4096x4096 colour progressive 4:4:4 photo", encode(photo(4096, 4096), "JPEG", quality=70, progressive=True,
-                                                                       subsampling=0)))
+    out.append(
+        (
+            "JPEG 4096x4096 colour progressive 4:4:4 photo",
+            encode(photo(4096, 4096), "JPEG", quality=70, progressive=True, subsampling=0),
+        )
+    )
     out.append(("JPEG 4096x3072 phone photo (baseline 4:2:0, q92)", encode(photo(4096, 3072), "JPEG", quality=92)))
     out.append(("WebP 4096x4096 lossy photo", encode(photo(4096, 4096), "WEBP", quality=40)))
     out.append(("WebP 4096x4096 lossless RGBA", encode(digit_image(4096, "RGBA"), "WEBP", lossless=True)))
@@ -175,16 +187,20 @@ def corpus_answers(stack: Stack, rounds: int) -> list[str]:
         upload(stack.port, warm)
     before = memory_mb(pid)
     peak_reset = reset_peak(pid)
-    lines = [f"hostile corpus, each sent {rounds} times (answer time from the request's first byte to the whole answer):",
-             f"  {'file':<22} {'size':>9}  {'answer':<32} {'median':>8} {'slowest':>8}"]
+    lines = [
+        f"hostile corpus, each sent {rounds} times (answer time from the request's first byte to the whole answer):",
+        f"  {'file':<22} {'size':>9}  {'answer':<32} {'median':>8} {'slowest':>8}",
+    ]
     failures = []
     for hostile in corpus():
         request = multipart(hostile.name, hostile.data)
         answers = [upload(stack.port, request) for _ in range(rounds)]
         kinds = sorted({f"{a.status} {a.code}" for a in answers})
         slowest = max(a.ms for a in answers)
-        lines.append(f"  {hostile.name:<22} {len(hostile.data) / 1024:7.0f} kB  {', '.join(kinds):<32} "
-                     f"{statistics.median(a.ms for a in answers):6.1f} ms {slowest:6.1f} ms")
+        lines.append(
+            f"  {hostile.name:<22} {len(hostile.data) / 1024:7.0f} kB  {', '.join(kinds):<32} "
+            f"{statistics.median(a.ms for a in answers):6.1f} ms {slowest:6.1f} ms"
+        )
         if slowest > ANSWER_MS_MAX or kinds != [f"400 {hostile.code}"]:
             failures.append(hostile.name)
     after = memory_mb(pid)
@@ -192,23 +208,31 @@ def corpus_answers(stack: Stack, rounds: int) -> list[str]:
     size = max(len(h.data) for h in corpus())
     junk = [upload(stack.port, multipart("junk", os.urandom(size))) for _ in range(rounds)]
     kinds = ", ".join(sorted({f"{a.status} {a.code}" for a in junk}))
-    lines.append(f"  {'(reference) junk':<22} {size / 1024:7.0f} kB  {kinds:<32} "
-                 f"{statistics.median(a.ms for a in junk):6.1f} ms {max(a.ms for a in junk):6.1f} ms  (the upload path itself)")
+    lines.append(
+        f"  {'(reference) junk':<22} {size / 1024:7.0f} kB  {kinds:<32} "
+        f"{statistics.median(a.ms for a in junk):6.1f} ms {max(a.ms for a in junk):6.1f} ms  (the upload path itself)"
+    )
     growth = after["VmRSS"] - before["VmRSS"]
     peak = after["VmHWM"] - before["VmRSS"] if peak_reset else float("nan")
-    lines.append(f"  preprocess worker RSS: {before['VmRSS']:.1f} MB before, {after['VmRSS']:.1f} MB after "
-                 f"({growth:+.1f} MB), peak {after['VmHWM']:.1f} MB ({peak:+.1f} MB over the start"
-                 f"{'' if peak_reset else '; peak not reset: since the worker started'})")
+    lines.append(
+        f"  preprocess worker RSS: {before['VmRSS']:.1f} MB before, {after['VmRSS']:.1f} MB after "
+        f"({growth:+.1f} MB), peak {after['VmHWM']:.1f} MB ({peak:+.1f} MB over the start"
+        f"{'' if peak_reset else '; peak not reset: since the worker started'})"
+    )
     verdict = "PASS" if not failures and growth <= RSS_GROWTH_MB_MAX and not (peak > RSS_GROWTH_MB_MAX) else "FAIL"
-    lines.append(f"  {verdict}: each answered 400 with its code within {ANSWER_MS_MAX:.0f} ms, RSS growth <= "
-                 f"{RSS_GROWTH_MB_MAX:.0f} MB{'; failed: ' + ', '.join(failures) if failures else ''}")
+    lines.append(
+        f"  {verdict}: each answered 400 with its code within {ANSWER_MS_MAX:.0f} ms, RSS growth <= "
+        f"{RSS_GROWTH_MB_MAX:.0f} MB{'; failed: ' + ', '.join(failures) if failures else ''}"
+    )
     return lines
 
 
 def passing_costs(stack: Stack, rounds: int) -> list[str]:
     pid = dict(stack.procs)["worker-preprocess0"].pid
-    lines = ["costliest files that pass the checks (decoded; answered with a prediction or empty_image):",
-             f"  {'file':<74} {'size':>8}  {'answer':<16} {'median':>8} {'slowest':>8} {'peak RSS':>9}"]
+    lines = [
+        "costliest files that pass the checks (decoded; answered with a prediction or empty_image):",
+        f"  {'file':<74} {'size':>8}  {'answer':<16} {'median':>8} {'slowest':>8} {'peak RSS':>9}",
+    ]
     for name, data in costliest_passing():
         request = multipart("file", data)
         start_rss = memory_mb(pid)["VmRSS"]
@@ -216,8 +240,10 @@ def passing_costs(stack: Stack, rounds: int) -> list[str]:
         answers = [upload(stack.port, request) for _ in range(rounds)]
         peak = memory_mb(pid)["VmHWM"] - start_rss if reset else float("nan")
         kinds = ", ".join(sorted({f"{a.status} {a.code}" for a in answers}))
-        lines.append(f"  {name:<74} {len(data) / 2**20:6.2f} MB  {kinds:<16} "
-                     f"{statistics.median(a.ms for a in answers):6.0f} ms {max(a.ms for a in answers):6.0f} ms {peak:+7.0f} MB")
+        lines.append(
+            f"  {name:<74} {len(data) / 2**20:6.2f} MB  {kinds:<16} "
+            f"{statistics.median(a.ms for a in answers):6.0f} ms {max(a.ms for a in answers):6.0f} ms {peak:+7.0f} MB"
+        )
     return lines
 
 
@@ -258,14 +284,17 @@ def normal_during_bombs(stack: Stack, bombs: int, normal: int) -> list[str]:
     def stats(answers: list[Answer]) -> str:
         ms = [a.ms for a in answers]
         codes = sorted({f"{a.status} {a.code}" for a in answers})
-        return (f"p50 {pct(ms, 50):6.1f} ms, p95 {pct(ms, 95):6.1f} ms, max {max(ms):6.1f} ms "
-                f"({len(ms)} uploads: {', '.join(codes)})")
+        return (
+            f"p50 {pct(ms, 50):6.1f} ms, p95 {pct(ms, 95):6.1f} ms, max {max(ms):6.1f} ms ({len(ms)} uploads: {', '.join(codes)})"
+        )
 
-    return [f"normal uploads from {NORMAL_FROM} while {BOMBS_FROM} sends the scan bomb {bombs} times (one every 40 ms):",
-            f"  unloaded:        {stats(quiet)}",
-            f"  during the bombs: {stats(loaded)}",
-            f"  the bombs:        {stats(bomb_answers)}",
-            f"  {'PASS' if p95 <= NORMAL_P95_MS_MAX else 'FAIL'}: normal uploads' p95 {p95:.1f} ms <= {NORMAL_P95_MS_MAX:.0f} ms"]
+    return [
+        f"normal uploads from {NORMAL_FROM} while {BOMBS_FROM} sends the scan bomb {bombs} times (one every 40 ms):",
+        f"  unloaded:        {stats(quiet)}",
+        f"  during the bombs: {stats(loaded)}",
+        f"  the bombs:        {stats(bomb_answers)}",
+        f"  {'PASS' if p95 <= NORMAL_P95_MS_MAX else 'FAIL'}: normal uploads' p95 {p95:.1f} ms <= {NORMAL_P95_MS_MAX:.0f} ms",
+    ]
 
 
 def main() -> None:
@@ -280,8 +309,15 @@ def main() -> None:
     corpus()  # built before the stack starts (a few seconds)
     try:
         log_dir = Path(os.environ.get("TMPDIR", "/tmp")) / f"hostile-{prefix[:-1]}"
-        with throwaway_database() as db_url, Stack(port=free_port(), redis_url=redis_url, log_dir=log_dir,
-                                                   env={"REDIS_PREFIX": prefix, "DATABASE_URL": db_url, **UNTHROTTLED}) as stack:
+        with (
+            throwaway_database() as db_url,
+            Stack(
+                port=free_port(),
+                redis_url=redis_url,
+                log_dir=log_dir,
+                env={"REDIS_PREFIX": prefix, "DATABASE_URL": db_url, **UNTHROTTLED},
+            ) as stack,
+        ):
             print("\n".join(corpus_answers(stack, args.rounds)), flush=True)
             print("\n".join(normal_during_bombs(stack, args.bombs, args.normal)), flush=True)
             if not args.skip_passing:

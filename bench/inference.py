@@ -43,16 +43,20 @@ def main() -> None:
 
     t0 = time.perf_counter()
     predictor = load_predictor(args.models, args.name)
-    print(f"model {predictor.name}: loaded in {(time.perf_counter() - t0) * 1e3:.0f} ms "
-          f"({predictor.card['weights']['bytes']} bytes, torch {torch.__version__})")
+    print(
+        f"model {predictor.name}: loaded in {(time.perf_counter() - t0) * 1e3:.0f} ms "
+        f"({predictor.card['weights']['bytes']} bytes, torch {torch.__version__})"
+    )
 
     rng = np.random.default_rng(0)
     one = rng.random((1, 28, 28), dtype=np.float32)
     torch.set_num_threads(1)
     time_calls(lambda: predictor.predict(one), 200)  # warm-up
     ms = np.array(time_calls(lambda: predictor.predict(one), args.runs)) * 1e3
-    print(f"single image, 1 thread: median {statistics.median(ms):.3f} ms  p95 {np.percentile(ms, 95):.3f} ms  "
-          f"min {ms.min():.3f} ms  ({args.runs} runs)")
+    print(
+        f"single image, 1 thread: median {statistics.median(ms):.3f} ms  p95 {np.percentile(ms, 95):.3f} ms  "
+        f"min {ms.min():.3f} ms  ({args.runs} runs)"
+    )
 
     for threads in sorted({1, os.cpu_count() or 1}):
         torch.set_num_threads(threads)

@@ -14,6 +14,7 @@ and no `unavailable` for a dead worker (there is none); `POST /api/predict` is n
 
 `GET /healthz` answers `{"status": "ok", "model": ..., "pid": ...}` once the model is loaded.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -78,8 +79,13 @@ def prediction_answer(predictor: Predictor, state: DrawingState, received: float
     prepared = time.perf_counter()
     result = empty_prediction(predictor.name) if image is None else classify(predictor, image)
     # the service's phases (docs/protocol.md); here there is no queue, no batch of others, no hop back
-    timings = {"queue_inference": _ms(received, start), "preprocess": _ms(start, prepared),
-               "inference": _ms(prepared, time.perf_counter()), "batch": 1.0, "push": 0.0}
+    timings = {
+        "queue_inference": _ms(received, start),
+        "preprocess": _ms(start, prepared),
+        "inference": _ms(prepared, time.perf_counter()),
+        "batch": 1.0,
+        "push": 0.0,
+    }
     answer = {
         "type": "prediction",
         "drawing": state.drawing,
@@ -166,8 +172,13 @@ async def http(scope: Scope, receive: Receive, send: Send) -> None:
     else:
         status, body = 404, {"type": "error", "code": "not_found", "message": "only /healthz and /ws/recognize/"}
     data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": data})
 
 

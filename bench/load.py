@@ -7,6 +7,7 @@ side, from that message being sent), sends `clear`, and starts the next drawing.
 of drawings per client, or drawings back to back until a deadline (`duration`). All clients run in
 one asyncio process, so the client costs the machine as little as it can.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -138,8 +139,16 @@ async def client(
                 for i in range(0, len(stroke), batch):
                     seq += 1
                     final = i + batch >= len(stroke)
-                    msg = {"type": "stroke", "seq": seq, "drawing": drawing, "stroke": k,
-                           "points": stroke[i:i + batch], "final": final, "canvas": [CANVAS, CANVAS], "brush": BRUSH}
+                    msg = {
+                        "type": "stroke",
+                        "seq": seq,
+                        "drawing": drawing,
+                        "stroke": k,
+                        "points": stroke[i : i + batch],
+                        "final": final,
+                        "canvas": [CANVAS, CANVAS],
+                        "brush": BRUSH,
+                    }
                     if k == len(strokes) - 1 and final:
                         waiters[seq] = asyncio.get_running_loop().create_future()
                     await ws.send(json.dumps(msg))
@@ -176,8 +185,12 @@ async def client(
         await ws.close()
 
 
-async def _read(ws: Any, waiters: dict[int, asyncio.Future[tuple[dict[str, Any], float]]], stats: Stats,
-                stored: dict[int, asyncio.Future[int]] | None = None) -> None:
+async def _read(
+    ws: Any,
+    waiters: dict[int, asyncio.Future[tuple[dict[str, Any], float]]],
+    stats: Stats,
+    stored: dict[int, asyncio.Future[int]] | None = None,
+) -> None:
     try:
         async for raw in ws:
             received = time.perf_counter()
@@ -219,20 +232,33 @@ async def load_run(
         raise ValueError("give exactly one of per_client and duration")
     rng = random.Random(seed)
     if per_client is not None:
-        mine = [list(drawings[c:clients * per_client:clients]) for c in range(clients)]
+        mine = [list(drawings[c : clients * per_client : clients]) for c in range(clients)]
         if any(not m for m in mine):
             raise ValueError(f"{len(drawings)} drawings are too few for {clients} clients")
     else:
         step = max(1, len(drawings) // max(1, clients))
-        mine = [list(drawings[c * step:]) + list(drawings[:c * step]) for c in range(clients)]
+        mine = [list(drawings[c * step :]) + list(drawings[: c * step]) for c in range(clients)]
     stats = Stats()
     cpu0, started = _cpu_s(), time.perf_counter()
     deadline = started + duration if duration is not None else None
-    await asyncio.gather(*(
-        client(base_url, c, mine[c], stats, pace=pace, batch=batch, timeout=timeout, deadline=deadline,
-               stagger=rng.uniform(0, pace) if clients > 1 else 0.0, submit_every=submit_every, tag=tag)
-        for c in range(clients)
-    ))
+    await asyncio.gather(
+        *(
+            client(
+                base_url,
+                c,
+                mine[c],
+                stats,
+                pace=pace,
+                batch=batch,
+                timeout=timeout,
+                deadline=deadline,
+                stagger=rng.uniform(0, pace) if clients > 1 else 0.0,
+                submit_every=submit_every,
+                tag=tag,
+            )
+            for c in range(clients)
+        )
+    )
     wall = time.perf_counter() - started
     return LoadResult(clients=clients, wall_s=wall, client_cpu_ms=(_cpu_s() - cpu0) * 1000, stats=stats)
 

@@ -6,6 +6,7 @@ clients stream drawings (bench/load.py), and prints p50, p95 and max of each, wi
 
     python bench/metrics_scrape.py [--clients 10] [--scrapes 200] [--web-processes 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,10 @@ def scrape_times(url: str, scrapes: int) -> tuple[list[float], int]:
 def line(what: str, times: list[float], size: int) -> str:
     times = sorted(times)
     p95 = times[int(0.95 * (len(times) - 1))]
-    return (f"{what}: {len(times)} scrapes, p50 {statistics.median(times):.1f} ms, p95 {p95:.1f} ms, "
-            f"max {times[-1]:.1f} ms, {size / 1024:.1f} KB")
+    return (
+        f"{what}: {len(times)} scrapes, p50 {statistics.median(times):.1f} ms, p95 {p95:.1f} ms, "
+        f"max {times[-1]:.1f} ms, {size / 1024:.1f} KB"
+    )
 
 
 def main() -> None:
@@ -56,15 +59,37 @@ def main() -> None:
     redis_url, prefix = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13"), f"bench-{uuid.uuid4().hex[:8]}:"
     drawings = make_drawings(Path(args.data_dir), max(200, 8 * args.clients), 0)
     try:
-        with throwaway_database() as db_url, Stack(port=free_port(), redis_url=redis_url, web_processes=args.web_processes,
-                                                   env={"REDIS_PREFIX": prefix, "DATABASE_URL": db_url, **UNTHROTTLED}) as stack:
+        with (
+            throwaway_database() as db_url,
+            Stack(
+                port=free_port(),
+                redis_url=redis_url,
+                web_processes=args.web_processes,
+                env={"REDIS_PREFIX": prefix, "DATABASE_URL": db_url, **UNTHROTTLED},
+            ) as stack,
+        ):
             time.sleep(2.0)
-            print(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, {os.cpu_count()} cores, "
-                  f"{args.web_processes} web process(es)")
+            print(
+                f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}, {os.cpu_count()} cores, "
+                f"{args.web_processes} web process(es)"
+            )
             print(line("idle", *scrape_times(stack.url, args.scrapes)))
-            load = threading.Thread(target=lambda: run_async(load_run(
-                stack.url, drawings, clients=args.clients, per_client=None, duration=30.0, pace=0.05, batch=8,
-                timeout=10.0, seed=0)), daemon=True)
+            load = threading.Thread(
+                target=lambda: run_async(
+                    load_run(
+                        stack.url,
+                        drawings,
+                        clients=args.clients,
+                        per_client=None,
+                        duration=30.0,
+                        pace=0.05,
+                        batch=8,
+                        timeout=10.0,
+                        seed=0,
+                    )
+                ),
+                daemon=True,
+            )
             load.start()
             time.sleep(3.0)
             print(line(f"{args.clients} clients drawing", *scrape_times(stack.url, args.scrapes)))

@@ -100,7 +100,8 @@ def upload_accuracy(images: np.ndarray, labels: np.ndarray) -> None:
                         refused += 1
                 acc = float((predictor.predict(np.stack(out)).argmax(axis=1) == labels).mean())
                 name = f"{size} px, {'dark on light' if dark_ink else 'light on dark'}, " + (
-                    "whole" if margin is None else f"crop +{margin} px")
+                    "whole" if margin is None else f"crop +{margin} px"
+                )
                 print(f"  {name:<36} {acc:7.2%}  ({acc - direct:+.2%} vs direct)   refused {refused}", flush=True)
 
 
@@ -120,8 +121,10 @@ def main() -> None:
         strokes = [densify(s, 3.0) for s in skeleton_strokes(img, scale=10.0)]
         drawings.append((strokes, stroke_width(img) * 10.0))
     points = [sum(len(s) for s in strokes) for strokes, _ in drawings]
-    print(f"{len(drawings)} drawings: {np.mean([len(s) for s, _ in drawings]):.2f} strokes, "
-          f"{np.mean(points):.0f} points on average (max {max(points)})")
+    print(
+        f"{len(drawings)} drawings: {np.mean([len(s) for s, _ in drawings]):.2f} strokes, "
+        f"{np.mean(points):.0f} points on average (max {max(points)})"
+    )
 
     for strokes, brush in drawings[:20]:  # warm-up
         strokes_to_mnist(strokes, (280, 280), brush)

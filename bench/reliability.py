@@ -22,6 +22,7 @@ defaults to redis://127.0.0.1:6379/13)
   (ONE_ADDRESS).
 The scenario functions take a running Stack, so tests/bench/test_reliability.py runs them small.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,7 +85,7 @@ def _children() -> dict[int, list[int]]:
         if entry.name.isdigit():
             with contextlib.suppress(FileNotFoundError, ProcessLookupError, IndexError):
                 raw = Path(f"/proc/{entry.name}/stat").read_text()
-                tree.setdefault(int(raw[raw.rindex(")") + 2:].split()[1]), []).append(int(entry.name))
+                tree.setdefault(int(raw[raw.rindex(")") + 2 :].split()[1]), []).append(int(entry.name))
     return tree
 
 
@@ -112,8 +113,11 @@ def growth(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
 
 def rss_lines(before: dict[str, int], after: dict[str, int], labels: tuple[str, str]) -> list[str]:
     g = growth(before, after)
-    return [f"  {name:<20} {before[name] / 1024:8.1f} MB {labels[0]}  {after.get(name, 0) / 1024:8.1f} MB {labels[1]}  "
-            f"{g.get(name, math.nan):+7.1%}" for name in before]
+    return [
+        f"  {name:<20} {before[name] / 1024:8.1f} MB {labels[0]}  {after.get(name, 0) / 1024:8.1f} MB {labels[1]}  "
+        f"{g.get(name, math.nan):+7.1%}"
+        for name in before
+    ]
 
 
 def crash_failures(stack: Stack, pids: dict[str, int]) -> list[str]:
@@ -149,10 +153,13 @@ def redis_state(stack: Stack) -> RedisState:
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.ttl(key)
-    names = [k.decode()[len(prefix):] for k in keys]
-    return RedisState(used_memory=int(client.info("memory")["used_memory"]), keys=frozenset(names),
-                      kept=frozenset(n for n, ttl in zip(names, pipe.execute()) if ttl == -1),
-                      channels=len(client.pubsub_channels(f"{prefix}*")))
+    names = [k.decode()[len(prefix) :] for k in keys]
+    return RedisState(
+        used_memory=int(client.info("memory")["used_memory"]),
+        keys=frozenset(names),
+        kept=frozenset(n for n, ttl in zip(names, pipe.execute()) if ttl == -1),
+        channels=len(client.pubsub_channels(f"{prefix}*")),
+    )
 
 
 # ---- soak
@@ -199,8 +206,10 @@ class SoakReport:
             f.append("no submit was made (run longer)")
         f += [f"{name} RSS +{g:.1%} after warm-up" for name, g in self.rss_growth.items() if g > MEMORY_GROWTH_MAX]
         if len(self.redis_end.kept) > len(self.redis_start.kept):
-            f.append(f"Redis keys without an expiry under the prefix {len(self.redis_start.kept)} -> "
-                     f"{len(self.redis_end.kept)} (new: {sorted(self.redis_end.kept - self.redis_start.kept)})")
+            f.append(
+                f"Redis keys without an expiry under the prefix {len(self.redis_start.kept)} -> "
+                f"{len(self.redis_end.kept)} (new: {sorted(self.redis_end.kept - self.redis_start.kept)})"
+            )
         if self.redis_end.channels > self.redis_start.channels:
             f.append(f"Redis channels under the prefix {self.redis_start.channels} -> {self.redis_end.channels}")
         if self.rows != self.acked:
@@ -228,18 +237,19 @@ class SoakReport:
             verdict(self.failures, "0 errors, 0 lost, RSS <= +10% after warm-up, no Redis growth, rows = acks"),
         ]
 
-
     def _trajectory(self, points: int = 8) -> list[str]:
         """Each process's RSS at a few evenly spaced samples: a leak climbs, a high-water mark levels off."""
-        picked = self.rss[::max(1, -(-len(self.rss) // points))] + ([self.rss[-1]] if len(self.rss) > 1 else [])
+        picked = self.rss[:: max(1, -(-len(self.rss) // points))] + ([self.rss[-1]] if len(self.rss) > 1 else [])
         when = " ".join(f"{t:5.0f}s" for t, _ in picked)
-        return [f"RSS MB at {when}"] + [f"  {name:<20} " + " ".join(f"{s.get(name, 0) / 1024:6.0f}" for _, s in picked)
-                                        for name in self.rss[-1][1]]
+        return [f"RSS MB at {when}"] + [
+            f"  {name:<20} " + " ".join(f"{s.get(name, 0) / 1024:6.0f}" for _, s in picked) for name in self.rss[-1][1]
+        ]
 
 
 def verdict(failures: list[str], target: str) -> str:
     return f"verdict: {'PASS' if not failures else 'FAIL'} (target: {target})" + (
-        "" if not failures else " -- " + "; ".join(failures))
+        "" if not failures else " -- " + "; ".join(failures)
+    )
 
 
 def stored_rows(tag: str) -> tuple[int, int]:
@@ -250,8 +260,17 @@ def stored_rows(tag: str) -> tuple[int, int]:
     return rows.count(), rows.filter(predicted_at__isnull=False).count()
 
 
-def soak(stack: Stack, *, clients: int, seconds: float, warmup_s: float | None = None, sample_s: float = 10.0,
-         submit_every: int = 5, data_dir: Path = DEFAULT_MNIST_DIR, seed: int = 0) -> SoakReport:
+def soak(
+    stack: Stack,
+    *,
+    clients: int,
+    seconds: float,
+    warmup_s: float | None = None,
+    sample_s: float = 10.0,
+    submit_every: int = 5,
+    data_dir: Path = DEFAULT_MNIST_DIR,
+    seed: int = 0,
+) -> SoakReport:
     """Clients draw at the page's pace for `seconds`, every `submit_every`-th drawing submitted."""
     warmup = min(60.0, seconds / 4) if warmup_s is None else warmup_s
     drawings = make_drawings(data_dir, max(60, 4 * clients), seed)
@@ -265,8 +284,9 @@ def soak(stack: Stack, *, clients: int, seconds: float, warmup_s: float | None =
 
     async def run() -> LoadResult:
         started = time.perf_counter()
-        load = asyncio.ensure_future(load_run(stack.url, drawings, clients=clients, duration=seconds,
-                                              submit_every=submit_every, tag=tag, seed=seed))
+        load = asyncio.ensure_future(
+            load_run(stack.url, drawings, clients=clients, duration=seconds, submit_every=submit_every, tag=tag, seed=seed)
+        )
         # samples at warm-up's end exactly, then every sample_s, and one as the load ends
         times = sorted({warmup, *(t for t in _steps(sample_s, seconds) if t != warmup)})
         for t in times:
@@ -287,9 +307,19 @@ def soak(stack: Stack, *, clients: int, seconds: float, warmup_s: float | None =
         time.sleep(0.5)
     rows, predicted = counts
     redis_end = redis_state(stack)
-    return SoakReport(clients, seconds, result, rss, warmup, redis_start, redis_end,
-                      acked=len(set(result.stats.stored_ids)), rows=rows, predicted=predicted,
-                      crashes=crash_failures(stack, pids))
+    return SoakReport(
+        clients,
+        seconds,
+        result,
+        rss,
+        warmup,
+        redis_start,
+        redis_end,
+        acked=len(set(result.stats.stored_ids)),
+        rows=rows,
+        predicted=predicted,
+        crashes=crash_failures(stack, pids),
+    )
 
 
 def _steps(step: float, until: float) -> Iterator[float]:
@@ -300,6 +330,7 @@ def _steps(step: float, until: float) -> Iterator[float]:
 
 
 # ---- fuzz: frames
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -316,8 +347,16 @@ JSON_LIMIT = 256 * 1024  # over this, `too_large`
 
 
 def _stroke(seq: int, /, **fields: Any) -> dict[str, Any]:
-    msg = {"type": "stroke", "seq": seq, "drawing": "f", "stroke": 0, "points": [[10, 10], [20, 20]],
-           "final": False, "canvas": [CANVAS, CANVAS], "brush": BRUSH}
+    msg = {
+        "type": "stroke",
+        "seq": seq,
+        "drawing": "f",
+        "stroke": 0,
+        "points": [[10, 10], [20, 20]],
+        "final": False,
+        "canvas": [CANVAS, CANVAS],
+        "brush": BRUSH,
+    }
     msg.update(fields)
     return {k: v for k, v in msg.items() if v is not _MISSING}
 
@@ -347,13 +386,13 @@ def _gen_invalid_utf8(rng: random.Random, seq: int) -> Frame:
 
 
 def _gen_random_text(rng: random.Random, seq: int) -> Frame:
-    alphabet = "{}[]\":,0123456789abcdefnulltrue \t\n\\/éあ\u2028\x00"
+    alphabet = '{}[]":,0123456789abcdefnulltrue \t\n\\/éあ\u2028\x00'
     return Frame("random text", "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 2000))) + "}", text=True)
 
 
 def _gen_truncated(rng: random.Random, seq: int) -> Frame:
     body = _dumps(_stroke(seq, points=[[rng.uniform(0, 280), rng.uniform(0, 280)] for _ in range(20)]))
-    return Frame("truncated JSON", body[:rng.randint(0, len(body) - 1)], text=True)
+    return Frame("truncated JSON", body[: rng.randint(0, len(body) - 1)], text=True)
 
 
 def _gen_not_object(rng: random.Random, seq: int) -> Frame:
@@ -365,8 +404,9 @@ def _gen_deep(rng: random.Random, seq: int) -> Frame:
     depth = rng.randint(2_000, 60_000)
     if rng.random() < 0.5:
         return Frame("deeply nested JSON", "[" * depth + "]" * depth, text=True)
-    return Frame("deeply nested JSON", f'{{"type":"stroke","seq":{seq},"points":' + '{"a":' * depth + "1" + "}" * depth + "}",
-                 text=True)
+    return Frame(
+        "deeply nested JSON", f'{{"type":"stroke","seq":{seq},"points":' + '{"a":' * depth + "1" + "}" * depth + "}", text=True
+    )
 
 
 def _gen_huge_json(rng: random.Random, seq: int) -> Frame:
@@ -385,11 +425,31 @@ def _gen_unknown_type(rng: random.Random, seq: int) -> Frame:
 
 
 def _gen_wrong_types(rng: random.Random, seq: int) -> Frame:
-    fld, value = rng.choice([("seq", str(seq)), ("seq", seq + 0.5), ("seq", None), ("seq", True), ("drawing", 5),
-                             ("drawing", None), ("points", {"x": 1}), ("points", "10,10"), ("points", [[1, "2"]]),
-                             ("points", [[True, 1]]), ("final", 1), ("final", "true"), ("canvas", "280x280"),
-                             ("canvas", [280]), ("brush", "18"), ("brush", None), ("stroke", 1.5), ("stroke", "0"),
-                             ("points", _MISSING), ("final", _MISSING), ("canvas", _MISSING)])
+    fld, value = rng.choice(
+        [
+            ("seq", str(seq)),
+            ("seq", seq + 0.5),
+            ("seq", None),
+            ("seq", True),
+            ("drawing", 5),
+            ("drawing", None),
+            ("points", {"x": 1}),
+            ("points", "10,10"),
+            ("points", [[1, "2"]]),
+            ("points", [[True, 1]]),
+            ("final", 1),
+            ("final", "true"),
+            ("canvas", "280x280"),
+            ("canvas", [280]),
+            ("brush", "18"),
+            ("brush", None),
+            ("stroke", 1.5),
+            ("stroke", "0"),
+            ("points", _MISSING),
+            ("final", _MISSING),
+            ("canvas", _MISSING),
+        ]
+    )
     return Frame("wrong types, missing fields", _dumps(_stroke(seq, **{fld: value})), text=True)
 
 
@@ -410,20 +470,32 @@ def _gen_nan_inf(rng: random.Random, seq: int) -> Frame:
 
 
 def _gen_negative(rng: random.Random, seq: int) -> Frame:
-    fld, value = rng.choice([("brush", -1), ("brush", 0), ("canvas", [-280, 280]), ("canvas", [280, 0]),
-                             ("stroke", -1), ("points", [[-1e6, 5]])])
+    fld, value = rng.choice(
+        [("brush", -1), ("brush", 0), ("canvas", [-280, 280]), ("canvas", [280, 0]), ("stroke", -1), ("points", [[-1e6, 5]])]
+    )
     return Frame("negative or zero numbers", _dumps(_stroke(seq, **{fld: value})), text=True)
 
 
 def _gen_huge_seq(rng: random.Random, seq: int) -> Frame:
-    big = rng.choice([2**53, 2**63, -2**63, 10**30, -(10**400), 10**4000])
+    big = rng.choice([2**53, 2**63, -(2**63), 10**30, -(10**400), 10**4000])
     return Frame("huge seq", _dumps(_stroke(big)), text=True)
 
 
 def _gen_out_of_range(rng: random.Random, seq: int) -> Frame:
-    fld, value = rng.choice([("points", [[1e6, 5]]), ("points", [[5, 100_001]]), ("points", [[1, 2, 3]]),
-                             ("points", [[1]]), ("points", [[]]), ("canvas", [10_001, 280]), ("brush", 1_001),
-                             ("stroke", 64), ("stroke", 2**40), ("stroke", 3)])
+    fld, value = rng.choice(
+        [
+            ("points", [[1e6, 5]]),
+            ("points", [[5, 100_001]]),
+            ("points", [[1, 2, 3]]),
+            ("points", [[1]]),
+            ("points", [[]]),
+            ("canvas", [10_001, 280]),
+            ("brush", 1_001),
+            ("stroke", 64),
+            ("stroke", 2**40),
+            ("stroke", 3),
+        ]
+    )
     return Frame("values out of range", _dumps(_stroke(seq, **{fld: value})), text=True)
 
 
@@ -447,14 +519,33 @@ def _gen_empty_submit(rng: random.Random, seq: int) -> Frame:
 
 def _gen_text_oddities(rng: random.Random, seq: int) -> Frame:
     body = _dumps(_stroke(seq))
-    return Frame("BOM, control characters", rng.choice(["\ufeff" + body, body.replace(",", ",\x00", 1), "\x00" * 64,
-                                                          body.replace('"stroke"', '"str\\ud800oke"', 1)]), text=True)
+    return Frame(
+        "BOM, control characters",
+        rng.choice(["\ufeff" + body, body.replace(",", ",\x00", 1), "\x00" * 64, body.replace('"stroke"', '"str\\ud800oke"', 1)]),
+        text=True,
+    )
 
 
 GENERATORS: tuple[Callable[[random.Random, int], Frame], ...] = (
-    _gen_random_binary, _gen_binary_json, _gen_invalid_utf8, _gen_random_text, _gen_truncated, _gen_not_object,
-    _gen_deep, _gen_huge_json, _gen_oversized, _gen_unknown_type, _gen_wrong_types, _gen_wrong_submit, _gen_nan_inf,
-    _gen_negative, _gen_huge_seq, _gen_out_of_range, _gen_long_stroke, _gen_bad_drawing, _gen_empty_submit,
+    _gen_random_binary,
+    _gen_binary_json,
+    _gen_invalid_utf8,
+    _gen_random_text,
+    _gen_truncated,
+    _gen_not_object,
+    _gen_deep,
+    _gen_huge_json,
+    _gen_oversized,
+    _gen_unknown_type,
+    _gen_wrong_types,
+    _gen_wrong_submit,
+    _gen_nan_inf,
+    _gen_negative,
+    _gen_huge_seq,
+    _gen_out_of_range,
+    _gen_long_stroke,
+    _gen_bad_drawing,
+    _gen_empty_submit,
     _gen_text_oddities,
 )
 
@@ -474,15 +565,14 @@ class Tally:
         return self.error + self.closed + self.other + self.unanswered
 
 
-async def _fuzz_socket(url: str, frames: list[Frame], tallies: dict[str, Tally], *, timeout: float,
-                       interval: float) -> bool:
+async def _fuzz_socket(url: str, frames: list[Frame], tallies: dict[str, Tally], *, timeout: float, interval: float) -> bool:
     """Send `frames` one at a time on one socket (a new one after each close), each awaited; then
     whether the last socket still predicts a real stroke."""
     ws_url = url.replace("http://", "ws://") + "/ws/recognize/"
 
     async def connect() -> Any:
-        return await websockets.connect(ws_url, origin=url, max_size=2**22, open_timeout=timeout,
-                                        write_limit=2**23)
+        return await websockets.connect(ws_url, origin=url, max_size=2**22, open_timeout=timeout, write_limit=2**23)
+
     ws = await connect()
     try:
         for frame in frames:
@@ -512,8 +602,20 @@ async def _fuzz_socket(url: str, frames: list[Frame], tallies: dict[str, Tally],
                 ws = await connect()
             # the per-socket message budget (100/s) is not what this measures
             await asyncio.sleep(max(0.0, interval - (time.perf_counter() - started)))
-        await ws.send(json.dumps({"type": "stroke", "seq": 1, "drawing": "ok", "stroke": 0, "points": [[60, 60], [200, 220]],
-                                  "final": True, "canvas": [CANVAS, CANVAS], "brush": BRUSH}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "stroke",
+                    "seq": 1,
+                    "drawing": "ok",
+                    "stroke": 0,
+                    "points": [[60, 60], [200, 220]],
+                    "final": True,
+                    "canvas": [CANVAS, CANVAS],
+                    "brush": BRUSH,
+                }
+            )
+        )
         while True:
             msg = json.loads(await asyncio.wait_for(ws.recv(), timeout))
             if msg["type"] == "prediction":
@@ -532,13 +634,17 @@ def fuzz_frames(count: int, seed: int) -> list[Frame]:
 
 # ---- fuzz: HTTP
 
+
 def _png(width: int, height: int, ink: bool = True) -> bytes:
     from PIL import Image, ImageDraw
 
     img = Image.new("L", (width, height), 255)
     if ink:
-        ImageDraw.Draw(img).line([(width * 0.2, height * 0.2), (width * 0.8, height * 0.2), (width * 0.4, height * 0.9)],
-                                 fill=0, width=max(1, min(width, height) // 10))
+        ImageDraw.Draw(img).line(
+            [(width * 0.2, height * 0.2), (width * 0.8, height * 0.2), (width * 0.4, height * 0.9)],
+            fill=0,
+            width=max(1, min(width, height) // 10),
+        )
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
@@ -546,13 +652,19 @@ def _png(width: int, height: int, ink: bool = True) -> bytes:
 
 def bomb_png(side: int = 30_000) -> bytes:
     """A 1-bit side x side PNG of zeros (about 110 KB for 30,000: 900 million pixels when decoded)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     row = b"\x00" * (1 + (side + 7) // 8)  # filter byte, then the packed bits
     z = zlib.compressobj(9)
     idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
-            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
 
 
 def _tiff() -> bytes:
@@ -564,23 +676,33 @@ def _tiff() -> bytes:
     return buf.getvalue()
 
 
-SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" width="112" height="112"><path d="M20 20 H90 L45 100" '
-       b'stroke="black" stroke-width="9" fill="none"/></svg>')
+SVG = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="112" height="112"><path d="M20 20 H90 L45 100" '
+    b'stroke="black" stroke-width="9" fill="none"/></svg>'
+)
 
 
 def hostile_uploads() -> list[tuple[str, str, dict[str, str], bytes]]:
     """(name, method, headers, body) of each hostile request to /api/predict."""
-    def multipart(data: bytes, filename: str = "d.png", ctype: str = "image/png",
-                  name: str = "image") -> tuple[dict[str, str], bytes]:
+
+    def multipart(
+        data: bytes, filename: str = "d.png", ctype: str = "image/png", name: str = "image"
+    ) -> tuple[dict[str, str], bytes]:
         boundary = uuid.uuid4().hex
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n"
-                f"Content-Type: {ctype}\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                f"Content-Type: {ctype}\r\n\r\n"
+            ).encode()
+            + data
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
         return {"Content-Type": f"multipart/form-data; boundary={boundary}"}, body
 
     good = _png(112, 112)
     cases = [
         ("not an image", *multipart(random.Random(1).randbytes(5000))),
-        ("truncated PNG", *multipart(good[:len(good) // 2])),
+        ("truncated PNG", *multipart(good[: len(good) // 2])),
         ("decompression bomb PNG 30000x30000 1-bit", *multipart(bomb_png())),
         ("4097x1 PNG with ink", *multipart(_png(4097, 1))),
         ("1x4097 PNG with ink", *multipart(_png(1, 4097))),
@@ -664,9 +786,12 @@ def big_body(port: int, *, kind: str, total: int = 100 * 2**20, timeout: float =
     a bare body; its size declared by Content-Length, or chunked (counted only while it is read)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     multipart, chunked = kind.startswith("multipart"), kind.endswith("chunked")
-    head = ["POST /api/predict HTTP/1.1", f"Host: 127.0.0.1:{port}",
-            "Content-Type: " + ("multipart/form-data; boundary=bb" if multipart else "application/octet-stream"),
-            "Transfer-Encoding: chunked" if chunked else f"Content-Length: {total}"]
+    head = [
+        "POST /api/predict HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Content-Type: " + ("multipart/form-data; boundary=bb" if multipart else "application/octet-stream"),
+        "Transfer-Encoding: chunked" if chunked else f"Content-Length: {total}",
+    ]
     opening = b'--bb\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\n\r\n' if multipart else b""
     closing = b"\r\n--bb--\r\n" if multipart else b""
     block = b"\0" * 2**16
@@ -717,8 +842,7 @@ def big_body(port: int, *, kind: str, total: int = 100 * 2**20, timeout: float =
         json_error = json.loads(body).get("type") == "error"
     except (ValueError, AttributeError):
         json_error = False
-    return BigBody(kind, status, ((answered_at or time.perf_counter()) - started), sent / 2**20, closed, json_error,
-                   probe_max)
+    return BigBody(kind, status, ((answered_at or time.perf_counter()) - started), sent / 2**20, closed, json_error, probe_max)
 
 
 def _send_piece(sock: socket.socket, piece: bytes, block: bytes, chunked: bool, left: int) -> int:
@@ -766,8 +890,12 @@ class FuzzReport:
     @property
     def answered(self) -> tuple[int, int, int, int]:
         every = [*self.tallies.values(), *self.uploads.values()]
-        return (sum(t.error for t in every), sum(t.closed for t in every), sum(t.other for t in every),
-                sum(t.unanswered for t in every))
+        return (
+            sum(t.error for t in every),
+            sum(t.closed for t in every),
+            sum(t.other for t in every),
+            sum(t.unanswered for t in every),
+        )
 
     @property
     def failures(self) -> list[str]:
@@ -778,39 +906,52 @@ class FuzzReport:
             for name, t in tallies.items():
                 if t.other or t.unanswered:
                     f.append(f"{kind} '{name}': {t.other} accepted, {t.unanswered} unanswered {dict(t.codes)}")
-        f += [f"big body '{b.name}': status {b.status}{'' if b.json_error else ', no JSON error'}"
-              for b in self.bodies if not (400 <= b.status < 500 and b.json_error)]
+        f += [
+            f"big body '{b.name}': status {b.status}{'' if b.json_error else ', no JSON error'}"
+            for b in self.bodies
+            if not (400 <= b.status < 500 and b.json_error)
+        ]
         if self.sockets_ok < self.sockets_used:
             f.append(f"{self.sockets_used - self.sockets_ok} of {self.sockets_used} sockets stopped predicting")
-        f += [f"{name} RSS +{g:.1%} after the warm-up pass" for name, g in growth(self.rss_before, self.rss_after).items()
-              if g > MEMORY_GROWTH_MAX]
+        f += [
+            f"{name} RSS +{g:.1%} after the warm-up pass"
+            for name, g in growth(self.rss_before, self.rss_after).items()
+            if g > MEMORY_GROWTH_MAX
+        ]
         return f
 
     def lines(self) -> list[str]:
-        out = [f"fuzz: {self.frames} frames over {self.sockets} sockets, {sum(t.total for t in self.uploads.values())} "
-               f"hostile uploads, {len(self.bodies)} {self.body_mb:g} MB bodies in {self.seconds:.1f} s "
-               f"(a warm-up pass of each kind first, counted in)",
-               f"{'WebSocket frames':<42} {'error':>6} {'doc.close':>9} {'accepted':>8} {'unanswered':>10}  codes"]
+        out = [
+            f"fuzz: {self.frames} frames over {self.sockets} sockets, {sum(t.total for t in self.uploads.values())} "
+            f"hostile uploads, {len(self.bodies)} {self.body_mb:g} MB bodies in {self.seconds:.1f} s "
+            f"(a warm-up pass of each kind first, counted in)",
+            f"{'WebSocket frames':<42} {'error':>6} {'doc.close':>9} {'accepted':>8} {'unanswered':>10}  codes",
+        ]
         for name, t in self.tallies.items():
             out.append(f"  {name:<40} {t.error:6} {t.closed:9} {t.other:8} {t.unanswered:10}  {dict(t.codes.most_common())}")
         out.append(f"{'POST /api/predict':<42} {'4xx':>6} {'':>9} {'2xx':>8} {'none/5xx':>10}  statuses")
         for name, t in self.uploads.items():
             out.append(f"  {name:<40} {t.error:6} {'':>9} {t.other:8} {t.unanswered:10}  {dict(t.codes.most_common())}")
         for b in self.bodies:
-            out.append(f"  {self.body_mb:g} MB body, {b.name}: status {b.status}{' (JSON error)' if b.json_error else ''} after "
-                       f"{b.answer_s:.2f} s, {b.mb_sent:.1f} MB sent by then, connection "
-                       f"{'closed' if b.closed else 'left open'}; another socket's slowest round trip meanwhile "
-                       f"{b.probe_max_ms:.0f} ms")
+            out.append(
+                f"  {self.body_mb:g} MB body, {b.name}: status {b.status}{' (JSON error)' if b.json_error else ''} after "
+                f"{b.answer_s:.2f} s, {b.mb_sent:.1f} MB sent by then, connection "
+                f"{'closed' if b.closed else 'left open'}; another socket's slowest round trip meanwhile "
+                f"{b.probe_max_ms:.0f} ms"
+            )
         e, c, o, u = self.answered
-        out += [f"in all: {e} answered with an error, {c} closed as documented, {o} accepted, {u} unanswered; "
-                f"sockets still predicting afterwards: {self.sockets_ok}/{self.sockets_used}",
-                "RSS MB after each phase: " + ", ".join(label for label, _ in self.rss_phases),
-                *(f"  {name:<20} " + " ".join(f"{rss.get(name, 0) / 1024:7.1f}" for _, rss in self.rss_phases)
-                  for name in self.rss_before),
-                "RSS after the warm-up pass vs the end (judged):",
-                *rss_lines(self.rss_before, self.rss_after, ("warm", "end")),
-                verdict(self.failures, "every input answered with an error or a documented close, "
-                                       "no crash or restart, RSS <= +10%")]
+        out += [
+            f"in all: {e} answered with an error, {c} closed as documented, {o} accepted, {u} unanswered; "
+            f"sockets still predicting afterwards: {self.sockets_ok}/{self.sockets_used}",
+            "RSS MB after each phase: " + ", ".join(label for label, _ in self.rss_phases),
+            *(
+                f"  {name:<20} " + " ".join(f"{rss.get(name, 0) / 1024:7.1f}" for _, rss in self.rss_phases)
+                for name in self.rss_before
+            ),
+            "RSS after the warm-up pass vs the end (judged):",
+            *rss_lines(self.rss_before, self.rss_after, ("warm", "end")),
+            verdict(self.failures, "every input answered with an error or a documented close, no crash or restart, RSS <= +10%"),
+        ]
         return out
 
 
@@ -827,8 +968,16 @@ def _upload_round(stack: Stack, uploads: dict[str, Tally]) -> None:
             t.unanswered += 1
 
 
-def fuzz(stack: Stack, *, frames: int = 2000, sockets: int = 8, upload_rounds: int = 1, body_mb: float = 100,
-         seed: int = 0, timeout: float = 10.0) -> FuzzReport:
+def fuzz(
+    stack: Stack,
+    *,
+    frames: int = 2000,
+    sockets: int = 8,
+    upload_rounds: int = 1,
+    body_mb: float = 100,
+    seed: int = 0,
+    timeout: float = 10.0,
+) -> FuzzReport:
     """A warm-up pass (frames of each kind on every socket at once, each upload, each big body), then
     `frames` hostile frames over `sockets` sockets, each hostile upload `upload_rounds` times, each
     big body again.
@@ -844,8 +993,9 @@ def fuzz(stack: Stack, *, frames: int = 2000, sockets: int = 8, upload_rounds: i
 
     async def frames_run(frames_: list[Frame], n: int) -> list[bool]:
         # 12 ms apart: the per-socket message budget (100/s) is not what this measures
-        return await asyncio.gather(*(_fuzz_socket(stack.url, frames_[i::n], tallies, timeout=timeout, interval=0.012)
-                                      for i in range(n)))
+        return await asyncio.gather(
+            *(_fuzz_socket(stack.url, frames_[i::n], tallies, timeout=timeout, interval=0.012) for i in range(n))
+        )
 
     def bodies_run() -> None:
         bodies.extend(big_body(stack.port, kind=kind, total=int(body_mb * 2**20)) for kind in BODY_KINDS)
@@ -866,14 +1016,25 @@ def fuzz(stack: Stack, *, frames: int = 2000, sockets: int = 8, upload_rounds: i
     bodies_run()
     time.sleep(1.0)  # let anything still in flight finish before the last RSS sample
     phases.append(("bodies (end)", rss_sample(stack)))
-    return FuzzReport(frames + len(warm_frames), sockets, tallies, uploads, bodies, sum(ok), len(ok), body_mb,
-                      phases, crash_failures(stack, pids), time.perf_counter() - started)
+    return FuzzReport(
+        frames + len(warm_frames),
+        sockets,
+        tallies,
+        uploads,
+        bodies,
+        sum(ok),
+        len(ok),
+        body_mb,
+        phases,
+        crash_failures(stack, pids),
+        time.perf_counter() - started,
+    )
 
 
 # ---- flood
 
-def _flooder(port: int, source: str, threads: int, body: bytes, headers: dict[str, str], ready: Any, stop: Any,
-             out: Any) -> None:
+
+def _flooder(port: int, source: str, threads: int, body: bytes, headers: dict[str, str], ready: Any, stop: Any, out: Any) -> None:
     """A process of its own (the measured clients' event loop must not share a GIL with it): half the
     threads upload, half check health, each request on a new connection, as fast as they can."""
     import threading
@@ -899,8 +1060,7 @@ def _flooder(port: int, source: str, threads: int, body: bytes, headers: dict[st
             with lock:
                 counts[key] += 1
 
-    workers = [threading.Thread(target=hammer, args=("upload" if i % 2 == 0 else "health",), daemon=True)
-               for i in range(threads)]
+    workers = [threading.Thread(target=hammer, args=("upload" if i % 2 == 0 else "health",), daemon=True) for i in range(threads)]
     ready.set()
     for w in workers:
         w.start()
@@ -960,19 +1120,37 @@ class FloodReport:
         ]
 
 
-def flood(stack: Stack, *, clients: int = 5, seconds: float = 20.0, threads: int = 8,
-          data_dir: Path = DEFAULT_MNIST_DIR, seed: int = 0) -> FloodReport:
+def flood(
+    stack: Stack, *, clients: int = 5, seconds: float = 20.0, threads: int = 8, data_dir: Path = DEFAULT_MNIST_DIR, seed: int = 0
+) -> FloodReport:
     """Others' final-prediction p95 unloaded, then while FLOODER floods (the stack must run its default limits)."""
     pids = stack_pids(stack)
     drawings = make_drawings(data_dir, max(60, 4 * clients), seed)
     quiet = run_async(load_run(stack.url, drawings, clients=clients, duration=seconds, seed=seed))
     boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"d.png\"\r\n"
-            f"Content-Type: image/png\r\n\r\n").encode() + _png(112, 112) + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="d.png"\r\nContent-Type: image/png\r\n\r\n'
+        ).encode()
+        + _png(112, 112)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     ctx = multiprocessing.get_context("spawn")
     ready, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
-    proc = ctx.Process(target=_flooder, daemon=True, args=(
-        stack.port, FLOODER, threads, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}, ready, stop, out))
+    proc = ctx.Process(
+        target=_flooder,
+        daemon=True,
+        args=(
+            stack.port,
+            FLOODER,
+            threads,
+            body,
+            {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            ready,
+            stop,
+            out,
+        ),
+    )
     proc.start()
     try:
         if not ready.wait(60):
@@ -990,6 +1168,7 @@ def flood(stack: Stack, *, clients: int = 5, seconds: float = 20.0, threads: int
 
 
 # ---- the command line
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1020,25 +1199,50 @@ def main() -> None:
 
     with throwaway_database() as db_url:
         env = {"REDIS_PREFIX": prefix, "DATABASE_URL": db_url, **({} if args.scenario == "flood" else ONE_ADDRESS)}
-        stack = Stack(port=free_port(), redis_url=redis_url, env=env, supervise=True,
-                      log_dir=Path(os.environ.get("TMPDIR", "/tmp")) / f"reliability-{prefix[:-1]}")
+        stack = Stack(
+            port=free_port(),
+            redis_url=redis_url,
+            env=env,
+            supervise=True,
+            log_dir=Path(os.environ.get("TMPDIR", "/tmp")) / f"reliability-{prefix[:-1]}",
+        )
         try:
             stack.start(timeout=120)
             deadline = time.monotonic() + 60
             while not stack.spares_ready() and time.monotonic() < deadline:
                 time.sleep(0.5)  # the workers' warm spares boot (torch) before anything is measured
-            print(f"stack: {', '.join(f'{n} pid {p}' for n, p in stack_pids(stack).items())}; logs in {stack.log_dir}",
-                  flush=True)
+            print(
+                f"stack: {', '.join(f'{n} pid {p}' for n, p in stack_pids(stack).items())}; logs in {stack.log_dir}", flush=True
+            )
             report: SoakReport | FuzzReport | FloodReport
             if args.scenario == "soak":
-                report = soak(stack, clients=args.clients, seconds=args.seconds, warmup_s=args.warmup,
-                              submit_every=args.submit_every, data_dir=Path(args.data_dir), seed=args.seed)
+                report = soak(
+                    stack,
+                    clients=args.clients,
+                    seconds=args.seconds,
+                    warmup_s=args.warmup,
+                    submit_every=args.submit_every,
+                    data_dir=Path(args.data_dir),
+                    seed=args.seed,
+                )
             elif args.scenario == "fuzz":
-                report = fuzz(stack, frames=args.frames, sockets=args.sockets, upload_rounds=args.upload_rounds,
-                              body_mb=args.body_mb, seed=args.seed)
+                report = fuzz(
+                    stack,
+                    frames=args.frames,
+                    sockets=args.sockets,
+                    upload_rounds=args.upload_rounds,
+                    body_mb=args.body_mb,
+                    seed=args.seed,
+                )
             else:
-                report = flood(stack, clients=args.clients, seconds=args.seconds, threads=args.threads,
-                               data_dir=Path(args.data_dir), seed=args.seed)
+                report = flood(
+                    stack,
+                    clients=args.clients,
+                    seconds=args.seconds,
+                    threads=args.threads,
+                    data_dir=Path(args.data_dir),
+                    seed=args.seed,
+                )
             print("\n".join(report.lines()), flush=True)
         finally:
             stack.stop()

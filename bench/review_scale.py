@@ -17,6 +17,7 @@ prediction (no image, no PNG), three models over 90 days (ids in the order the d
 The database is the bench's own (created if missing; `--db`, on the server of DATABASE_URL, or
 127.0.0.1:5432 as postgres), never the service's. Prints figures only (no assertions).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,6 +66,7 @@ def setup_django(db: str) -> None:
 
 # ---------------------------------------------------------------- fill
 
+
 def pool_rows() -> list[tuple[int, str, bytes, bytes, str]]:
     """(label, strokes JSON, image28, PNG, probabilities JSON) of the UJI dev digits, three variants each."""
     import numpy as np
@@ -78,17 +80,27 @@ def pool_rows() -> list[tuple[int, str, bytes, bytes, str]]:
         for fill in (0.6, 0.7, 0.8):
             strokes = fit_to_canvas(digit.strokes, CANVAS, fill)
             shift = rng.uniform(-15, 15, 2)
-            strokes = [[[round(min(max(x + shift[0], 0), 280), 1), round(min(max(y + shift[1], 0), 280), 1)]
-                        for x, y in s] for s in strokes]
+            strokes = [
+                [[round(min(max(x + shift[0], 0), 280), 1), round(min(max(y + shift[1], 0), 280), 1)] for x, y in s]
+                for s in strokes
+            ]
             image = strokes_to_mnist(strokes, CANVAS, BRUSH)
-            image28 = (np.zeros(784, np.uint8) if image is None
-                       else np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)).tobytes()
+            image28 = (
+                np.zeros(784, np.uint8) if image is None else np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+            ).tobytes()
             png = drawing_png(strokes, CANVAS, BRUSH)
             p = rng.dirichlet(np.full(10, 0.05))
             p[digit.label] += 1.0
             p /= p.sum()
-            out.append((digit.label, json.dumps(strokes, separators=(",", ":")), image28, png,
-                        json.dumps([round(float(v), 6) for v in p])))
+            out.append(
+                (
+                    digit.label,
+                    json.dumps(strokes, separators=(",", ":")),
+                    image28,
+                    png,
+                    json.dumps([round(float(v), 6) for v in p]),
+                )
+            )
     return out
 
 
@@ -144,8 +156,7 @@ def fill(db: str, rows: int) -> None:
     create_database(db)
     setup_django(db)
     call_command("migrate", verbosity=0)
-    user, _ = get_user_model().objects.get_or_create(username=USERNAME, defaults={"is_staff": True,
-                                                                                  "is_superuser": True})
+    user, _ = get_user_model().objects.get_or_create(username=USERNAME, defaults={"is_staff": True, "is_superuser": True})
     user.is_staff = user.is_superuser = True
     user.set_password("bench")
     user.save()
@@ -155,8 +166,9 @@ def fill(db: str, rows: int) -> None:
     with psycopg.connect(server_url(db), autocommit=True) as conn:
         conn.execute("TRUNCATE recognizer_drawing RESTART IDENTITY")
         conn.execute("DROP TABLE IF EXISTS bench_pool")
-        conn.execute("CREATE UNLOGGED TABLE bench_pool (k int, label int, strokes text, image28 bytea, png bytea, "
-                     "probabilities text)")
+        conn.execute(
+            "CREATE UNLOGGED TABLE bench_pool (k int, label int, strokes text, image28 bytea, png bytea, probabilities text)"
+        )
         with conn.cursor().copy("COPY bench_pool FROM STDIN") as copy:
             for k, row in enumerate(pool):
                 copy.write_row((k, *row))
@@ -164,19 +176,33 @@ def fill(db: str, rows: int) -> None:
         for lo in range(1, rows + 1, BATCH):
             hi = min(rows, lo + BATCH - 1)
             t = time.perf_counter()
-            conn.execute(FILL_SQL, {"lo": lo, "hi": hi, "n": rows, "pool": len(pool), "start": start, "days": DAYS,
-                                    "models": list(MODELS), "reviewer": user.pk})
+            conn.execute(
+                FILL_SQL,
+                {
+                    "lo": lo,
+                    "hi": hi,
+                    "n": rows,
+                    "pool": len(pool),
+                    "start": start,
+                    "days": DAYS,
+                    "models": list(MODELS),
+                    "reviewer": user.pk,
+                },
+            )
             print(f"rows {lo:,}-{hi:,}: {time.perf_counter() - t:.1f} s", flush=True)
         conn.execute("DROP TABLE bench_pool")
         t = time.perf_counter()
         conn.execute("VACUUM ANALYZE recognizer_drawing")
         print(f"VACUUM ANALYZE: {time.perf_counter() - t:.1f} s")
-        size = conn.execute("SELECT pg_size_pretty(pg_table_size('recognizer_drawing')), "
-                            "pg_size_pretty(pg_indexes_size('recognizer_drawing')), "
-                            "pg_relation_size('recognizer_drawing') / greatest(1, count(*)) FROM recognizer_drawing"
-                            ).fetchone()
-    print(f"filled {rows:,} rows in {time.perf_counter() - started:.0f} s; table {size[0]} (heap {size[2]} B a row), "
-          f"indexes {size[1]}")
+        size = conn.execute(
+            "SELECT pg_size_pretty(pg_table_size('recognizer_drawing')), "
+            "pg_size_pretty(pg_indexes_size('recognizer_drawing')), "
+            "pg_relation_size('recognizer_drawing') / greatest(1, count(*)) FROM recognizer_drawing"
+        ).fetchone()
+    print(
+        f"filled {rows:,} rows in {time.perf_counter() - started:.0f} s; table {size[0]} (heap {size[2]} B a row), "
+        f"indexes {size[1]}"
+    )
 
 
 def migrate(db: str) -> None:
@@ -189,6 +215,7 @@ def migrate(db: str) -> None:
 
 
 # ---------------------------------------------------------------- measure
+
 
 def timed(fn: Callable[[], Any], runs: int = 3) -> tuple[float, Any]:
     """The median of `runs` after a warm-up run; a page whose warm-up took over SLOW_S is timed once."""
@@ -254,11 +281,15 @@ def measure(db: str, *, export: bool, download: bool, bulk: bool, runs: int, onl
         cursor.execute(f"SET statement_timeout = '{TIMEOUT_S}s'")
     client.force_login(get_user_model().objects.get(username=USERNAME))
     with connection.cursor() as cursor:
-        cursor.execute("SELECT reltuples::bigint, pg_size_pretty(pg_table_size('recognizer_drawing')) "
-                       "FROM pg_class WHERE relname = 'recognizer_drawing'")
+        cursor.execute(
+            "SELECT reltuples::bigint, pg_size_pretty(pg_table_size('recognizer_drawing')) "
+            "FROM pg_class WHERE relname = 'recognizer_drawing'"
+        )
         rows, size = cursor.fetchone()
-    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
-          f"database {db}: ~{rows:,} drawings, table {size}; median of {runs}, warm")
+    print(
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
+        f"database {db}: ~{rows:,} drawings, table {size}; median of {runs}, warm"
+    )
     week = (timezone.now() - timedelta(days=7)).date().isoformat()
     for what, url in pages(db):
         if only and only not in what:
@@ -276,14 +307,16 @@ def measure(db: str, *, export: bool, download: bool, bulk: bool, runs: int, onl
         n = len(queries) // (runs + 1 if elapsed < SLOW_S else 1)
         print(f"  {what:42} {elapsed * 1000:8.0f} ms  {n:3} queries  HTTP {response.status_code}", flush=True)
         reset_queries()
-    save_pk = Drawing.objects.filter(reviewed_at__isnull=True, excluded=False).order_by("-pk").values_list(
-        "pk", flat=True)[:10]
+    save_pk = Drawing.objects.filter(reviewed_at__isnull=True, excluded=False).order_by("-pk").values_list("pk", flat=True)[:10]
     pks = list(save_pk)
     digits = iter(range(100))
 
     def save() -> Any:
-        return client.post(f"/review/api/drawings/{pks[next(digits) % len(pks)]}",
-                           data=json.dumps({"action": "label", "digit": 3}), content_type="application/json")
+        return client.post(
+            f"/review/api/drawings/{pks[next(digits) % len(pks)]}",
+            data=json.dumps({"action": "label", "digit": 3}),
+            content_type="application/json",
+        )
 
     if not only or "save" in only:
         elapsed, response = timed(save, runs)
@@ -299,13 +332,14 @@ def measure(db: str, *, export: bool, download: bool, bulk: bool, runs: int, onl
 def child_run(code: str, db: str) -> tuple[float, float, str]:
     """Run `code` in a fresh Python (with Django set up on `db`): (seconds, peak RSS MB, its output)."""
     env = {**os.environ, "DATABASE_URL": server_url(db), "PYTHONPATH": str(REPO)}
-    prelude = ("import os, django; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'digitsite.settings'); "
-               "os.environ.setdefault('DJANGO_SECRET_KEY', 'x'); "
-               "os.environ.setdefault('DJANGO_ALLOWED_HOSTS', 'testserver'); django.setup()\n")
+    prelude = (
+        "import os, django; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'digitsite.settings'); "
+        "os.environ.setdefault('DJANGO_SECRET_KEY', 'x'); "
+        "os.environ.setdefault('DJANGO_ALLOWED_HOSTS', 'testserver'); django.setup()\n"
+    )
     started = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    done = subprocess.run([sys.executable, "-c", prelude + code], env=env, capture_output=True, text=True,
-                          cwd=REPO, check=False)
+    done = subprocess.run([sys.executable, "-c", prelude + code], env=env, capture_output=True, text=True, cwd=REPO, check=False)
     elapsed = time.perf_counter() - started
     peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
     return elapsed, peak, (done.stdout + done.stderr).strip()
@@ -313,13 +347,14 @@ def child_run(code: str, db: str) -> tuple[float, float, str]:
 
 def export_command(db: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        code = (f"from django.core.management import call_command\n"
-                f"call_command('export_drawings', '--out', {tmp + '/d.npz'!r}, '--include-unreviewed')\n")
+        code = (
+            f"from django.core.management import call_command\n"
+            f"call_command('export_drawings', '--out', {tmp + '/d.npz'!r}, '--include-unreviewed')\n"
+        )
         elapsed, peak, out = child_run(code, db)
         sizes = ", ".join(f"{p.name} {p.stat().st_size / 2**20:.0f} MB" for p in sorted(Path(tmp).iterdir()))
     line = next((x for x in out.splitlines() if "exported" in x), out[-300:])
-    print(f"  export_drawings --include-unreviewed: {elapsed:.1f} s, peak RSS {peak:.0f} MB ({line}; {sizes})",
-          flush=True)
+    print(f"  export_drawings --include-unreviewed: {elapsed:.1f} s, peak RSS {peak:.0f} MB ({line}; {sizes})", flush=True)
 
 
 DOWNLOAD = """
@@ -344,8 +379,7 @@ print(f'HTTP {{r.status_code}}, first byte after {{first:.2f}} s, all {{total / 
 def admin_download(db: str) -> None:
     elapsed, peak, out = child_run(DOWNLOAD.format(user=USERNAME), db)
     line = next((x for x in reversed(out.splitlines()) if x.startswith("HTTP")), out[-300:])
-    print(f"  admin download, every labelled row: {line} (peak RSS {peak:.0f} MB)",
-          flush=True)
+    print(f"  admin download, every labelled row: {line} (peak RSS {peak:.0f} MB)", flush=True)
 
 
 def bulk_action(client: Any) -> None:
@@ -378,15 +412,18 @@ def bulk_action(client: Any) -> None:
     thread = threading.Thread(target=probe)
     thread.start()
     t = time.perf_counter()
-    response = client.post("/admin/recognizer/drawing/?predicted_digit__exact=7",
-                           {"action": "include_in_training", "select_across": "1", "index": "0",
-                            "_selected_action": [str(probe_pk)]})
+    response = client.post(
+        "/admin/recognizer/drawing/?predicted_digit__exact=7",
+        {"action": "include_in_training", "select_across": "1", "index": "0", "_selected_action": [str(probe_pk)]},
+    )
     elapsed = time.perf_counter() - t
     stop.set()
     thread.join()
-    print(f"  bulk action over {selected.count():,} rows: {elapsed:.1f} s, HTTP {response.status_code}; "
-          f"a concurrent save of one of them waited at most {max(waits) * 1000:.0f} ms ({len(waits)} saves)",
-          flush=True)
+    print(
+        f"  bulk action over {selected.count():,} rows: {elapsed:.1f} s, HTTP {response.status_code}; "
+        f"a concurrent save of one of them waited at most {max(waits) * 1000:.0f} ms ({len(waits)} saves)",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

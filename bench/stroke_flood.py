@@ -15,6 +15,7 @@ It starts the service as `make run` does (scripts.stack.Stack, a Redis key prefi
 database of its own); the flood runs in a process of its own, so its client-side work is not the
 measured client's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,27 +44,43 @@ FLOODER = "127.0.0.2"
 P95_RATIO_MAX = 2.0
 CANVAS = 280.0  # the page's canvas and brush: a flood that passes the protocol's checks
 BRUSH = 15.8
-NO_WORK_LIMITS = {name: "1e12" for name in ("WS_BYTES_PER_SECOND", "WS_BYTES_BURST", "WS_PREDICTIONS_PER_SECOND",
-                                             "WS_PREDICTIONS_BURST", "WS_ADDRESS_BYTES_PER_SECOND", "WS_ADDRESS_BYTES_BURST",
-                                             "WS_ADDRESS_PREDICTIONS_PER_SECOND", "WS_ADDRESS_PREDICTIONS_BURST")}
+NO_WORK_LIMITS = {
+    name: "1e12"
+    for name in (
+        "WS_BYTES_PER_SECOND",
+        "WS_BYTES_BURST",
+        "WS_PREDICTIONS_PER_SECOND",
+        "WS_PREDICTIONS_BURST",
+        "WS_ADDRESS_BYTES_PER_SECOND",
+        "WS_ADDRESS_BYTES_BURST",
+        "WS_ADDRESS_PREDICTIONS_PER_SECOND",
+        "WS_ADDRESS_PREDICTIONS_BURST",
+    )
+}
 
 
 def stroke_points(count: int, seed: int) -> str:
     """`count` random points over the canvas, as the JSON of a `points` list (0.1 px like the page)."""
     rng = random.Random(seed)
-    return json.dumps([[round(rng.uniform(0, CANVAS), 1), round(rng.uniform(0, CANVAS), 1)] for _ in range(count)],
-                      separators=(",", ":"))
+    return json.dumps(
+        [[round(rng.uniform(0, CANVAS), 1), round(rng.uniform(0, CANVAS), 1)] for _ in range(count)], separators=(",", ":")
+    )
 
 
-async def _flood_socket(url: str, index: int, points_json: str, cycle_s: float, stop_at: float,
-                        counts: Counter[str]) -> None:
+async def _flood_socket(url: str, index: int, points_json: str, cycle_s: float, stop_at: float, counts: Counter[str]) -> None:
     """One flooding socket; closed, it connects again at once (refused, it tries again 100 ms later)."""
     port, n = int(url.rsplit(":", 1)[1]), 0
     while time.perf_counter() < stop_at:
         try:
             sock = socket.create_connection(("127.0.0.1", port), source_address=(FLOODER, 0))
-            ws = await websockets.connect(url.replace("http://", "ws://") + "/ws/recognize/", sock=sock, origin=url,
-                                          max_size=2**22, open_timeout=10, write_limit=2**23)
+            ws = await websockets.connect(
+                url.replace("http://", "ws://") + "/ws/recognize/",
+                sock=sock,
+                origin=url,
+                max_size=2**22,
+                open_timeout=10,
+                write_limit=2**23,
+            )
         except (OSError, websockets.WebSocketException) as exc:
             counts[f"connect refused:{getattr(getattr(exc, 'response', None), 'status_code', type(exc).__name__)}"] += 1
             await asyncio.sleep(0.1)
@@ -73,8 +90,7 @@ async def _flood_socket(url: str, index: int, points_json: str, cycle_s: float, 
         await _flood_on(ws, f"flood{index}x{n}", points_json, cycle_s, stop_at, counts)
 
 
-async def _flood_on(ws: Any, drawing: str, points_json: str, cycle_s: float, stop_at: float,
-                    counts: Counter[str]) -> None:
+async def _flood_on(ws: Any, drawing: str, points_json: str, cycle_s: float, stop_at: float, counts: Counter[str]) -> None:
     async def read() -> None:
         try:
             async for raw in ws:
@@ -85,8 +101,10 @@ async def _flood_on(ws: Any, drawing: str, points_json: str, cycle_s: float, sto
 
     reader = asyncio.create_task(read())
     seq = 0
-    head = f'{{"type":"stroke","drawing":"{drawing}","stroke":0,"final":true,"canvas":[{CANVAS},{CANVAS}],' \
-           f'"brush":{BRUSH},"points":{points_json},"seq":'
+    head = (
+        f'{{"type":"stroke","drawing":"{drawing}","stroke":0,"final":true,"canvas":[{CANVAS},{CANVAS}],'
+        f'"brush":{BRUSH},"points":{points_json},"seq":'
+    )
     try:
         while time.perf_counter() < stop_at:
             started = time.perf_counter()
@@ -125,23 +143,31 @@ def cpu_s(pids: dict[str, int]) -> dict[str, float]:
     for name, pid in pids.items():
         try:
             raw = Path(f"/proc/{pid}/stat").read_text()
-            fields = raw[raw.rindex(")") + 2:].split()
+            fields = raw[raw.rindex(")") + 2 :].split()
             out[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         except (OSError, ValueError, IndexError):
             pass
     return out
 
 
-def measure(url: str, *, seconds: float, sockets: int, points: int, cycle_ms: float, data_dir: Path,
-            seed: int, pids: dict[str, int] | None = None) -> tuple[LoadResult, LoadResult, dict[str, int]]:
+def measure(
+    url: str,
+    *,
+    seconds: float,
+    sockets: int,
+    points: int,
+    cycle_ms: float,
+    data_dir: Path,
+    seed: int,
+    pids: dict[str, int] | None = None,
+) -> tuple[LoadResult, LoadResult, dict[str, int]]:
     drawings = make_drawings(data_dir, 40, seed)
     cpu0 = cpu_s(pids or {})
     quiet = run_async(load_run(url, drawings, clients=1, duration=seconds, seed=seed))
     cpu1 = cpu_s(pids or {})
     ctx = multiprocessing.get_context("spawn")
     ready, out = ctx.Event(), ctx.Queue()
-    proc = ctx.Process(target=_flooder, daemon=True,
-                       args=(url, sockets, points, cycle_ms / 1000, seconds + 2.0, ready, out))
+    proc = ctx.Process(target=_flooder, daemon=True, args=(url, sockets, points, cycle_ms / 1000, seconds + 2.0, ready, out))
     proc.start()
     if not ready.wait(60):
         raise RuntimeError("the flooder did not start")
@@ -160,14 +186,18 @@ def measure(url: str, *, seconds: float, sockets: int, points: int, cycle_ms: fl
 def lines(quiet: LoadResult, flooded: LoadResult, counts: dict[str, int], args: argparse.Namespace) -> list[str]:
     q95, f95 = pct(quiet.stats.latencies, 95), pct(flooded.stats.latencies, 95)
     ratio = f95 / q95 if q95 else float("nan")
+
     def row(name: str, r: LoadResult) -> str:
         lat = r.stats.latencies
-        return (f"{name:<8} drawings={len(lat)} p50={pct(lat, 50):.1f} ms p95={pct(lat, 95):.1f} ms "
-                f"max={max(lat, default=float('nan')):.1f} ms errors={len(r.stats.errors)} "
-                f"{sorted(set(r.stats.errors))} lost={r.stats.lost}\n         server-side phases p95 ms: "
-                + " ".join(f"{k}={pct(v, 95):.1f}" for k, v in r.stats.phases.items()))
+        return (
+            f"{name:<8} drawings={len(lat)} p50={pct(lat, 50):.1f} ms p95={pct(lat, 95):.1f} ms "
+            f"max={max(lat, default=float('nan')):.1f} ms errors={len(r.stats.errors)} "
+            f"{sorted(set(r.stats.errors))} lost={r.stats.lost}\n         server-side phases p95 ms: "
+            + " ".join(f"{k}={pct(v, 95):.1f}" for k, v in r.stats.phases.items())
+        )
+
     cpu = counts.pop("cpu_ms", 0)
-    server = {k[len("server cpu ms/s "):]: counts.pop(k) for k in [k for k in counts if k.startswith("server cpu")]}
+    server = {k[len("server cpu ms/s ") :]: counts.pop(k) for k in [k for k in counts if k.startswith("server cpu")]}
     return [
         f"flood: {args.sockets} sockets from {FLOODER}, each a {args.points}-point stroke + undo every {args.cycle_ms:g} ms "
         f"for {args.seconds:g} s (+2); work limits {'lifted' if args.no_work_limits else 'on (defaults)'}",
@@ -196,9 +226,22 @@ def main() -> None:
     print(machine_line(ROOT), flush=True)
     print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}", flush=True)
     if args.url:
-        print("\n".join(lines(*measure(args.url.rstrip("/"), seconds=args.seconds, sockets=args.sockets,
-                                      points=args.points, cycle_ms=args.cycle_ms, data_dir=Path(args.data_dir),
-                                      seed=args.seed), args)))
+        print(
+            "\n".join(
+                lines(
+                    *measure(
+                        args.url.rstrip("/"),
+                        seconds=args.seconds,
+                        sockets=args.sockets,
+                        points=args.points,
+                        cycle_ms=args.cycle_ms,
+                        data_dir=Path(args.data_dir),
+                        seed=args.seed,
+                    ),
+                    args,
+                )
+            )
+        )
         return
     from bench.database import throwaway_database
     from bench.e2e import free_port
@@ -207,13 +250,29 @@ def main() -> None:
     redis_url, prefix = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13"), f"bench-{uuid.uuid4().hex[:8]}:"
     env = {"REDIS_PREFIX": prefix, **(NO_WORK_LIMITS if args.no_work_limits else {})}
     try:
-        with throwaway_database() as db_url, Stack(port=free_port(), redis_url=redis_url,
-                                                   env={**env, "DATABASE_URL": db_url}) as stack:
+        with (
+            throwaway_database() as db_url,
+            Stack(port=free_port(), redis_url=redis_url, env={**env, "DATABASE_URL": db_url}) as stack,
+        ):
             time.sleep(1.0)
-            print("\n".join(lines(*measure(stack.url, seconds=args.seconds, sockets=args.sockets, points=args.points,
-                                          cycle_ms=args.cycle_ms, data_dir=Path(args.data_dir), seed=args.seed,
-                                          pids={name: p.pid for name, p in stack.procs}), args)),
-                  flush=True)
+            print(
+                "\n".join(
+                    lines(
+                        *measure(
+                            stack.url,
+                            seconds=args.seconds,
+                            sockets=args.sockets,
+                            points=args.points,
+                            cycle_ms=args.cycle_ms,
+                            data_dir=Path(args.data_dir),
+                            seed=args.seed,
+                            pids={name: p.pid for name, p in stack.procs},
+                        ),
+                        args,
+                    )
+                ),
+                flush=True,
+            )
     finally:
         redis_prefix_clear(redis_url, prefix)
 

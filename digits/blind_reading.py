@@ -46,8 +46,9 @@ def contact_sheet(images: np.ndarray, path: Path, columns: int = 10, scale: int 
     draw = ImageDraw.Draw(sheet)
     for k, image in enumerate(images):
         x, y = (k % columns) * cell_w, (k // columns) * cell_h
-        tile = Image.fromarray(255 - np.asarray(image, dtype=np.uint8)).resize((28 * scale, 28 * scale),
-                                                                              Image.Resampling.BILINEAR)
+        tile = Image.fromarray(255 - np.asarray(image, dtype=np.uint8)).resize(
+            (28 * scale, 28 * scale), Image.Resampling.BILINEAR
+        )
         sheet.paste(tile, (x, y + 14))
         draw.text((x + 2, y + 1), str(k), fill=0)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,8 +79,15 @@ def score(readings: list[str], labels: np.ndarray, is_error: np.ndarray) -> dict
     }
 
 
-def make_sheet(models: list[str], out: Path, *, models_dir: Path = DEFAULT_MODELS,
-               data_dir: Path = DEFAULT_DATA_DIR, n_correct: int = 39, seed: int = 0) -> dict:
+def make_sheet(
+    models: list[str],
+    out: Path,
+    *,
+    models_dir: Path = DEFAULT_MODELS,
+    data_dir: Path = DEFAULT_DATA_DIR,
+    n_correct: int = 39,
+    seed: int = 0,
+) -> dict:
     """Write ``sheet.png`` and ``items.json`` (indices, labels, which are errors) to ``out``."""
     predictors = [load_predictor(models_dir, name) for name in models]
     splits = {json.dumps(p.card["data"].get("validation_split")) for p in predictors}
@@ -106,8 +114,12 @@ def score_dir(out: Path) -> dict:
     """Score ``out/readings.txt`` against ``out/items.json``; writes and returns ``out/result.json``."""
     meta = json.loads((out / "items.json").read_text())
     readings = parse_readings((out / "readings.txt").read_text(), len(meta["items"]))
-    result = {"set": meta["set"], "models": meta["models"], "set_size": meta["set_size"],
-              **score(readings, np.array(meta["labels"]), np.array(meta["model_error"]))}
+    result = {
+        "set": meta["set"],
+        "models": meta["models"],
+        "set_size": meta["set_size"],
+        **score(readings, np.array(meta["labels"]), np.array(meta["model_error"])),
+    }
     unreadable = result["model_errors"] - result["model_errors_read_right"]
     result["person_like_ceiling"] = round(1 - unreadable / meta["set_size"], 6)
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -124,8 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     if args.step == "sheet":
         meta = make_sheet(args.models.split(","), args.out, models_dir=args.models_dir, data_dir=args.data_dir)
-        print(f"{args.out / 'sheet.png'}: {len(meta['items'])} images; write your answers to "
-              f"{args.out / 'readings.txt'}")
+        print(f"{args.out / 'sheet.png'}: {len(meta['items'])} images; write your answers to {args.out / 'readings.txt'}")
         return meta
     result = score_dir(args.out)
     print(json.dumps(result, indent=2))

@@ -67,8 +67,11 @@ def sample_params(rng: np.random.Generator) -> Params:
         canvas=canvas,
         size=size,
         position=(float(rng.uniform()), float(rng.uniform())),
-        brush_rel=float(np.exp(rng.uniform(math.log(0.05), math.log(0.35)))
-                        if rng.uniform() < 0.85 else np.exp(rng.uniform(math.log(0.012), math.log(0.05)))),
+        brush_rel=float(
+            np.exp(rng.uniform(math.log(0.05), math.log(0.35)))
+            if rng.uniform() < 0.85
+            else np.exp(rng.uniform(math.log(0.012), math.log(0.05)))
+        ),
         tolerance=float(rng.uniform(0.2, 1.4)),
         drop=float(rng.uniform(0.0, 0.35)),
         jitter=float(rng.uniform(0.0, 0.25)),
@@ -135,8 +138,7 @@ def rerender_strokes(image: np.ndarray, p: Params, rng: np.random.Generator) -> 
     return place_strokes(strokes, p, rng)
 
 
-def place_strokes(strokes: Sequence[Polyline], p: Params,
-                  rng: np.random.Generator) -> list[list[tuple[float, float]]]:
+def place_strokes(strokes: Sequence[Polyline], p: Params, rng: np.random.Generator) -> list[list[tuple[float, float]]]:
     """Canvas strokes (CSS px) of dense polylines in source (MNIST) pixels, redrawn under ``p``:
     sparse mouse sampling, jitter, and the digit's 20 px box scaled to ``p.size`` at ``p.position``.
     The hook for strokes that were changed after tracing (:mod:`digits.stroke_styles`)."""
@@ -166,8 +168,7 @@ def canvas_style(image: np.ndarray, rng: np.random.Generator, params: Params | N
     return out
 
 
-def draw_strokes(strokes: Sequence[Polyline], rng: np.random.Generator,
-                 params: Params | None = None) -> np.ndarray | None:
+def draw_strokes(strokes: Sequence[Polyline], rng: np.random.Generator, params: Params | None = None) -> np.ndarray | None:
     """The (28, 28) float32 image of dense source-pixel polylines drawn like a canvas drawing (as
     :func:`canvas_style` draws a traced digit), or None without ink."""
     p = params if params is not None else sample_params(rng)

@@ -1,4 +1,5 @@
 """Model cards and the `current.json` pointer in a models directory (no torch import)."""
+
 from __future__ import annotations
 
 import json

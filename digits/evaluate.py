@@ -184,11 +184,15 @@ def load_sets(
     v_img, v_lab = tr_img[val], tr_lab[val]
     return {
         "val": (v_img, v_lab),
-        "canvas_val": (build_dataset(v_img, VAL_SEED, mode="grid", cache_dir=cache_dir, progress=progress,
-                                     desc="canvas-style val"), v_lab),
+        "canvas_val": (
+            build_dataset(v_img, VAL_SEED, mode="grid", cache_dir=cache_dir, progress=progress, desc="canvas-style val"),
+            v_lab,
+        ),
         "test": (te_img, te_lab),
-        "canvas_test": (build_dataset(te_img, TEST_SEED, mode="grid", cache_dir=cache_dir, progress=progress,
-                                      desc="canvas-style test"), te_lab),
+        "canvas_test": (
+            build_dataset(te_img, TEST_SEED, mode="grid", cache_dir=cache_dir, progress=progress, desc="canvas-style test"),
+            te_lab,
+        ),
     }
 
 
@@ -242,7 +246,8 @@ def upload_digits(data_dir: Path, card: dict) -> tuple[np.ndarray, np.ndarray, n
     (images, labels, indices in the training part)."""
     training = card.get("training", {})
     return uploadset.validation_digits(
-        data_dir, seed=int(training.get("seed", 1)), val_fraction=float(training.get("val_fraction", 0.1)))
+        data_dir, seed=int(training.get("seed", 1)), val_fraction=float(training.get("val_fraction", 0.1))
+    )
 
 
 def upload_set(data_dir: Path, card: dict, count: int) -> Iterator[uploadset.Upload]:
@@ -310,9 +315,12 @@ def evaluate(
     report["inference"] = inference_speed(predictor, sets["test"][0][0].astype(np.float32) / 255.0, runs=speed_runs)
     if upload_count > 0:
         report["uploads"] = upload_report(predictor, upload_set(Path(data_dir), card, upload_count))
-        report["upload_set"] = {"seed": uploadset.SEED, "per_variant": upload_count,
-                                "source": "validation split of the training part",
-                                "direct_accuracy": direct_accuracy(predictor, Path(data_dir), card, upload_count)}
+        report["upload_set"] = {
+            "seed": uploadset.SEED,
+            "per_variant": upload_count,
+            "source": "validation split of the training part",
+            "direct_accuracy": direct_accuracy(predictor, Path(data_dir), card, upload_count),
+        }
     if uji_dir is not None:
         report["uji_dev"] = uji_report(predictor, uji.load_dev(Path(uji_dir)), temperature)
         report["uji"] = {"dir": str(uji_dir), "canvas": list(uji.CANVAS), "brush": uji.BRUSH, "fill": uji.FILL}
@@ -321,36 +329,40 @@ def evaluate(
         "canvas_val_accuracy": report["canvas_val"]["accuracy"],
     }
 
-    log(f"model {predictor.name} (version {card.get('version')}, temperature {temperature:.4f}, "
-        f"{report['weights_bytes']} bytes)")
-    titles = {"val": "validation (training part)", "canvas_val": "canvas-style validation",
-              "test": "MNIST test", "canvas_test": "canvas-style test"}
+    log(f"model {predictor.name} (version {card.get('version')}, temperature {temperature:.4f}, {report['weights_bytes']} bytes)")
+    titles = {
+        "val": "validation (training part)",
+        "canvas_val": "canvas-style validation",
+        "test": "MNIST test",
+        "canvas_test": "canvas-style test",
+    }
     for name, title in titles.items():
         r = report[name]
         extra = f"  (uncalibrated {r['ece_uncalibrated']:.2%})" if "ece_uncalibrated" in r else ""
-        log(f"{title:<28} accuracy {r['accuracy']:.2%}  ({r['errors']} errors / {r['count']})  "
-            f"ECE {r['ece']:.2%}{extra}")
+        log(f"{title:<28} accuracy {r['accuracy']:.2%}  ({r['errors']} errors / {r['count']})  ECE {r['ece']:.2%}{extra}")
     for name in ("test", "canvas_test"):
         r = report[name]
-        log(f"\nper-class accuracy, {titles[name]}: "
-            + "  ".join(f"{d}: {a:.2%}" for d, a in r["per_class_accuracy"].items()))
+        log(f"\nper-class accuracy, {titles[name]}: " + "  ".join(f"{d}: {a:.2%}" for d, a in r["per_class_accuracy"].items()))
         log(f"confusion matrix, {titles[name]}:\n{format_confusion(r['confusion'])}")
     inf = report["inference"]
     log(f"\ninference, 1 thread, single image: median {inf['median_ms']:.3f} ms, p90 {inf['p90_ms']:.3f} ms")
     if "uploads" in report:
-        log(f"\nuploads ({upload_count} validation digits per variant, read directly at "
-            f"{report['upload_set']['direct_accuracy']:.2%}; refused = the service's 400):")
+        log(
+            f"\nuploads ({upload_count} validation digits per variant, read directly at "
+            f"{report['upload_set']['direct_accuracy']:.2%}; refused = the service's 400):"
+        )
         log(f"{'variant':<24} {'accuracy':>9} {'refused':>8} {'uncertain':>10}")
         for name, r in report["uploads"].items():
             log(f"{name:<24} {r['accuracy']:>9.2%} {r['refused']:>8} {r['uncertain']:>10}")
     if "uji_dev" in report:
         r = report["uji_dev"]
         extra = f"  (uncalibrated {r['ece_uncalibrated']:.2%})" if "ece_uncalibrated" in r else ""
-        log(f"\nUJI dev writers ({r['writers']} writers, pen strokes on the 280 px canvas): accuracy "
+        log(
+            f"\nUJI dev writers ({r['writers']} writers, pen strokes on the 280 px canvas): accuracy "
             f"{r['accuracy']:.2%}  ({r['errors']} errors / {r['count']})  ECE {r['ece']:.2%}{extra}  "
-            f"uncertain {r['uncertain']}")
-        log("per-class accuracy, UJI dev writers: "
-            + "  ".join(f"{d}: {a:.2%}" for d, a in r["per_class_accuracy"].items()))
+            f"uncertain {r['uncertain']}"
+        )
+        log("per-class accuracy, UJI dev writers: " + "  ".join(f"{d}: {a:.2%}" for d, a in r["per_class_accuracy"].items()))
         log(f"confusion matrix, UJI dev writers:\n{format_confusion(r['confusion'])}")
 
     if out is not None:
@@ -358,8 +370,9 @@ def evaluate(
         out.mkdir(parents=True, exist_ok=True)
         for name in ("test", "canvas_test"):
             png = out / f"{predictor.name}-confusion-{name.replace('_', '-')}.png"
-            confusion_png(report[name]["confusion"],
-                          f"{predictor.name}: {titles[name]}, accuracy {report[name]['accuracy']:.2%}", png)
+            confusion_png(
+                report[name]["confusion"], f"{predictor.name}: {titles[name]}, accuracy {report[name]['accuracy']:.2%}", png
+            )
             report[name]["confusion_png"] = png.name
         (out / f"{predictor.name}.json").write_text(json.dumps(report, indent=2) + "\n")
         log(f"wrote {out / (predictor.name + '.json')} and confusion PNGs")
@@ -373,19 +386,21 @@ def update_card(models_dir: Path, name: str, report: dict) -> None:
     path = models_dir / f"{name}.json"
     card = json.loads(path.read_text())
     metrics = card.setdefault("metrics", {})
-    metrics.update({
-        "val_accuracy": report["val"]["accuracy"],
-        "canvas_val_accuracy": report["canvas_val"]["accuracy"],
-        "test_accuracy": report["test"]["accuracy"],
-        "canvas_test_accuracy": report["canvas_test"]["accuracy"],
-        "test_per_class_accuracy": report["test"]["per_class_accuracy"],
-        "canvas_test_per_class_accuracy": report["canvas_test"]["per_class_accuracy"],
-        "val_ece": report["val"]["ece"],
-        "test_ece": report["test"]["ece"],
-        "canvas_test_ece": report["canvas_test"]["ece"],
-        "inference_median_ms_1_thread": report["inference"]["median_ms"],
-        "evaluated_with": "python manage.py evaluate --write-card",
-    })
+    metrics.update(
+        {
+            "val_accuracy": report["val"]["accuracy"],
+            "canvas_val_accuracy": report["canvas_val"]["accuracy"],
+            "test_accuracy": report["test"]["accuracy"],
+            "canvas_test_accuracy": report["canvas_test"]["accuracy"],
+            "test_per_class_accuracy": report["test"]["per_class_accuracy"],
+            "canvas_test_per_class_accuracy": report["canvas_test"]["per_class_accuracy"],
+            "val_ece": report["val"]["ece"],
+            "test_ece": report["test"]["ece"],
+            "canvas_test_ece": report["canvas_test"]["ece"],
+            "inference_median_ms_1_thread": report["inference"]["median_ms"],
+            "evaluated_with": "python manage.py evaluate --write-card",
+        }
+    )
     if "ece_uncalibrated" in report["val"]:
         metrics["val_ece_uncalibrated"] = report["val"]["ece_uncalibrated"]
     if "uploads" in report:
@@ -393,16 +408,17 @@ def update_card(models_dir: Path, name: str, report: dict) -> None:
             "per_variant": report["upload_set"]["per_variant"],
             "seed": report["upload_set"]["seed"],
             "direct_accuracy": report["upload_set"]["direct_accuracy"],
-            "variants": {name: {"accuracy": r["accuracy"], "refused": r["refused"]}
-                         for name, r in report["uploads"].items()},
+            "variants": {name: {"accuracy": r["accuracy"], "refused": r["refused"]} for name, r in report["uploads"].items()},
         }
     if "uji_dev" in report:
         r = report["uji_dev"]
-        metrics.update({
-            "uji_dev_accuracy": r["accuracy"],
-            "uji_dev_per_class_accuracy": r["per_class_accuracy"],
-            "uji_dev_ece": r["ece"],
-        })
+        metrics.update(
+            {
+                "uji_dev_accuracy": r["accuracy"],
+                "uji_dev_per_class_accuracy": r["per_class_accuracy"],
+                "uji_dev_ece": r["ece"],
+            }
+        )
     path.write_text(json.dumps(card, indent=2) + "\n")
 
 
@@ -416,17 +432,30 @@ def build_parser(p: argparse.ArgumentParser | None = None) -> argparse.ArgumentP
     p.add_argument("--speed-runs", type=int, default=500)
     p.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help="canvas-style data cache")
     p.add_argument("--uji-dir", type=Path, default=DEFAULT_UJI_DIR, help="UJI pen digits (uji-digits-dev.json)")
-    p.add_argument("--upload-count", type=int, default=uploadset.DEFAULT_COUNT,
-                   help="validation digits per upload variant (0: no upload figures)")
+    p.add_argument(
+        "--upload-count",
+        type=int,
+        default=uploadset.DEFAULT_COUNT,
+        help="validation digits per upload variant (0: no upload figures)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false")
     return p
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    return evaluate(args.model, models_dir=args.models_dir, data_dir=args.data_dir, out=args.out,
-                    write_card=args.write_card, speed_runs=args.speed_runs, progress=args.progress,
-                    cache_dir=args.cache_dir, uji_dir=args.uji_dir, upload_count=args.upload_count)
+    return evaluate(
+        args.model,
+        models_dir=args.models_dir,
+        data_dir=args.data_dir,
+        out=args.out,
+        write_card=args.write_card,
+        speed_runs=args.speed_runs,
+        progress=args.progress,
+        cache_dir=args.cache_dir,
+        uji_dir=args.uji_dir,
+        upload_count=args.upload_count,
+    )
 
 
 if __name__ == "__main__":

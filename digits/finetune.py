@@ -27,6 +27,7 @@ touches ``current.json``: making a model current is a person's decision.
 (:mod:`digits.stroke_styles`: flagged and looped 1s, crossed 7s, open 4s, two-stroke 5s and 7s).
 ``--uji-dir`` also measures both models on the UJI dev writers' pen digits (never trained on).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -121,9 +122,16 @@ def load_collected(path: Path, *, include_unreviewed: bool = False) -> Collected
         images, labels, ids = images[keep], labels[keep], ids[keep]
         rows = [r for r, k in zip(rows, keep, strict=True) if k]
         unreviewed = unreviewed[keep]
-    return Collected(path, images, labels, ids, tuple(writer_of(r["client_id"]) for r in rows),
-                     tuple(r["created_at"] for r in rows), unreviewed_left_out=left_out,
-                     unreviewed=int(unreviewed.sum()))
+    return Collected(
+        path,
+        images,
+        labels,
+        ids,
+        tuple(writer_of(r["client_id"]) for r in rows),
+        tuple(r["created_at"] for r in rows),
+        unreviewed_left_out=left_out,
+        unreviewed=int(unreviewed.sum()),
+    )
 
 
 @dataclass(frozen=True)
@@ -255,22 +263,26 @@ def finetune(cfg: FinetuneConfig, log: Log = print) -> dict:
     if cfg.data is not None:
         collected = load_collected(cfg.data, include_unreviewed=cfg.include_unreviewed)
         if collected.unreviewed_left_out:
-            log(f"left out {collected.unreviewed_left_out} drawings of the export labelled by the person alone, "
-                "never reviewed (--include-unreviewed to train on them)")
+            log(
+                f"left out {collected.unreviewed_left_out} drawings of the export labelled by the person alone, "
+                "never reviewed (--include-unreviewed to train on them)"
+            )
         if not len(collected):
-            raise ValueError(f"{cfg.data}: no reviewed drawings to train on (--include-unreviewed to use the "
-                             "person's labels alone)")
+            raise ValueError(
+                f"{cfg.data}: no reviewed drawings to train on (--include-unreviewed to use the person's labels alone)"
+            )
         if cfg.holdout_writers and cfg.holdout_by == "time":
             raise ValueError("held-out writers and a time-based hold-out exclude each other")
         if cfg.holdout_writers:
             split = holdout_writers(collected, cfg.holdout_writers)
         else:
-            split = holdout_share(collected, cfg.holdout_fraction, cfg.holdout_by,
-                                  seed=int(base_card["training"]["seed"]))
+            split = holdout_share(collected, cfg.holdout_fraction, cfg.holdout_by, seed=int(base_card["training"]["seed"]))
         if not len(split.train):
             raise ValueError("no collected drawings left to train on")
-        log(f"collected: {len(collected)} drawings from {collected.path}; {len(split.train)} to train on, "
-            f"{len(split.held_out)} held out ({split.describe()})")
+        log(
+            f"collected: {len(collected)} drawings from {collected.path}; {len(split.train)} to train on, "
+            f"{len(split.held_out)} held out ({split.describe()})"
+        )
 
     # The starting model's own split: its validation images stay unseen by both models.
     seed = int(base_card["training"]["seed"])
@@ -279,8 +291,12 @@ def finetune(cfg: FinetuneConfig, log: Log = print) -> dict:
     train_idx, val_idx = tr.stratified_split(labels, val_fraction, seed)
     sets = {"val": (images[val_idx], labels[val_idx])}
     if cfg.canvas_val:  # the set evaluate and train select on (grid of brushes, sizes, places)
-        sets["canvas_val"] = (build_dataset(images[val_idx], VAL_SEED, mode="grid", cache_dir=cfg.cache_dir,
-                                            progress=cfg.progress, desc="canvas-style val"), labels[val_idx])
+        sets["canvas_val"] = (
+            build_dataset(
+                images[val_idx], VAL_SEED, mode="grid", cache_dir=cfg.cache_dir, progress=cfg.progress, desc="canvas-style val"
+            ),
+            labels[val_idx],
+        )
     if collected is not None and split is not None:
         sets["held_out"] = (collected.images[split.held_out], collected.labels[split.held_out])
     if cfg.uji_dir is not None:  # measured, never trained on
@@ -306,9 +322,21 @@ def finetune(cfg: FinetuneConfig, log: Log = print) -> dict:
     models_dir.mkdir(parents=True, exist_ok=True)
     weights = models_dir / f"{name}.pt"
     tr.save_weights(model, weights)
-    card = _card(cfg, name, base_name, base_card, model, weights, collected, split,
-                 counts={"train": len(train_idx), "val": len(val_idx)}, before=before, after=after,
-                 calibration=calibration, wall_s=wall_s)
+    card = _card(
+        cfg,
+        name,
+        base_name,
+        base_card,
+        model,
+        weights,
+        collected,
+        split,
+        counts={"train": len(train_idx), "val": len(val_idx)},
+        before=before,
+        after=after,
+        calibration=calibration,
+        wall_s=wall_s,
+    )
     tr.write_json(models_dir / f"{name}.json", card)
     log(f"wrote {weights} and {models_dir / (name + '.json')} (current.json left as it was)")
     return card
@@ -318,9 +346,17 @@ def _summary_line(name: str, figs: dict[str, dict]) -> str:
     return f"{name}: " + ", ".join(f"{k} {v['accuracy']:.2%} ({v['errors']}/{v['count']} wrong)" for k, v in figs.items())
 
 
-def _fit(cfg: FinetuneConfig, base: DigitNet, mnist_images: np.ndarray, mnist_labels: np.ndarray,
-         collected: Collected | None, split: Holdout | None, seed: int, log: Log,
-         teacher: torch.nn.Module | None = None) -> DigitNet:
+def _fit(
+    cfg: FinetuneConfig,
+    base: DigitNet,
+    mnist_images: np.ndarray,
+    mnist_labels: np.ndarray,
+    collected: Collected | None,
+    split: Holdout | None,
+    seed: int,
+    log: Log,
+    teacher: torch.nn.Module | None = None,
+) -> DigitNet:
     """The starting weights trained ``cfg.epochs`` more epochs; the last epoch's weights are kept
     (nothing here looks at the held-out drawings or chooses on the validation split).
 
@@ -333,27 +369,53 @@ def _fit(cfg: FinetuneConfig, base: DigitNet, mnist_images: np.ndarray, mnist_la
     per_epoch = min(cfg.mnist_per_epoch or len(mnist_images), len(mnist_images))
     share = cfg.collected_share
     have_collected = collected is not None and split is not None and share > 0
-    n_collected = (max(len(split.train), round(per_epoch * share / (1 - share)))
-                   if split is not None and have_collected else 0)
+    n_collected = max(len(split.train), round(per_epoch * share / (1 - share))) if split is not None and have_collected else 0
     steps = math.ceil((per_epoch + n_collected) / cfg.batch_size)
-    tcfg = tr.Config(epochs=cfg.epochs, seed=seed, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                     label_smoothing=cfg.label_smoothing, threads=cfg.threads, progress=cfg.progress,
-                     canvas_fraction=cfg.canvas_fraction, outliers=cfg.outliers, outlier_count=cfg.outlier_count)
+    tcfg = tr.Config(
+        epochs=cfg.epochs,
+        seed=seed,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        label_smoothing=cfg.label_smoothing,
+        threads=cfg.threads,
+        progress=cfg.progress,
+        canvas_fraction=cfg.canvas_fraction,
+        outliers=cfg.outliers,
+        outlier_count=cfg.outlier_count,
+    )
     opt, sched = tr.make_optimizer(model, tcfg, steps)
     aug = tr.Augment(elastic=cfg.elastic, thickness=cfg.thickness)
     canvas_all = None
     if cfg.canvas_fraction > 0:  # the same copies (seeds, cache) as digits.train's first variants
-        canvas_all = np.stack([build_dataset(mnist_images, 1000 + seed + 7919 * v, cache_dir=cfg.cache_dir,
-                                             progress=cfg.progress, desc=f"canvas-style train {v + 1}")
-                               for v in range(max(1, cfg.canvas_variants))])
+        canvas_all = np.stack(
+            [
+                build_dataset(
+                    mnist_images,
+                    1000 + seed + 7919 * v,
+                    cache_dir=cfg.cache_dir,
+                    progress=cfg.progress,
+                    desc=f"canvas-style train {v + 1}",
+                )
+                for v in range(max(1, cfg.canvas_variants))
+            ]
+        )
     pool = None
     if cfg.style_fraction > 0:
         from digits.stroke_styles import build_pool
 
-        pool = build_pool(mnist_images, mnist_labels, STYLE_SEED + seed, variants=cfg.style_variants,
-                          cache_dir=cfg.cache_dir, progress=cfg.progress)
-        log(f"styled copies: {len(pool)} of {len(np.unique(pool.source))} MNIST training digits "
-            f"({', '.join(f'{k} {v}' for k, v in pool.counts().items())})")
+        pool = build_pool(
+            mnist_images,
+            mnist_labels,
+            STYLE_SEED + seed,
+            variants=cfg.style_variants,
+            cache_dir=cfg.cache_dir,
+            progress=cfg.progress,
+        )
+        log(
+            f"styled copies: {len(pool)} of {len(np.unique(pool.source))} MNIST training digits "
+            f"({', '.join(f'{k} {v}' for k, v in pool.counts().items())})"
+        )
         by_source = np.argsort(pool.source, kind="stable")
         sorted_source = pool.source[by_source]
     outliers = None
@@ -373,13 +435,17 @@ def _fit(cfg: FinetuneConfig, base: DigitNet, mnist_images: np.ndarray, mnist_la
         t0 = time.perf_counter()
         pick = rng.permutation(len(mnist_images))[:per_epoch]
         # every collected training drawing at least once an epoch, the rest of the share drawn at random
-        rep = np.concatenate([np.arange(len(ours)), rng.integers(0, len(ours), n_collected - len(ours))]) \
-            if n_collected else np.zeros(0, np.int64)
+        rep = (
+            np.concatenate([np.arange(len(ours)), rng.integers(0, len(ours), n_collected - len(ours))])
+            if n_collected
+            else np.zeros(0, np.int64)
+        )
         mnist_x = mnist_images[pick]
         mnist_canvas = None
         if canvas_all is not None:
-            mnist_canvas = canvas_all[0, pick] if len(canvas_all) == 1 else \
-                canvas_all[rng.integers(0, len(canvas_all), len(pick)), pick]
+            mnist_canvas = (
+                canvas_all[0, pick] if len(canvas_all) == 1 else canvas_all[rng.integers(0, len(canvas_all), len(pick)), pick]
+            )
         styled = ""
         use = np.zeros(len(pick), dtype=bool)
         if pool is not None:
@@ -402,10 +468,11 @@ def _fit(cfg: FinetuneConfig, base: DigitNet, mnist_images: np.ndarray, mnist_la
             loss = tr.train_one_epoch(model, x, y, opt, sched, tcfg, aug, epoch, canvas, outliers)
         else:  # the teacher never saw styled or collected digits: those learn from their labels alone
             mask = torch.from_numpy(np.concatenate([~use, np.zeros(len(rep), dtype=bool)]))
-            loss = tr.train_one_epoch(model, x, y, opt, sched, tcfg, aug, epoch, canvas, outliers, teacher,
-                                      distill_mask=mask)
-        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f} on {per_epoch} MNIST{styled} + {n_collected} "
-            f"collected samples  {time.perf_counter() - t0:.0f}s")
+            loss = tr.train_one_epoch(model, x, y, opt, sched, tcfg, aug, epoch, canvas, outliers, teacher, distill_mask=mask)
+        log(
+            f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f} on {per_epoch} MNIST{styled} + {n_collected} "
+            f"collected samples  {time.perf_counter() - t0:.0f}s"
+        )
     return model.eval()
 
 
@@ -419,7 +486,7 @@ def _calibrate(model: DigitNet, sets: dict[str, tuple[np.ndarray, np.ndarray]]) 
     model.temperature.fill_(temperature)
     return {
         "method": "temperature scaling (NLL, LBFGS) on the validation split"
-                  + (" and its canvas-style copies" if "canvas_val" in names else ""),
+        + (" and its canvas-style copies" if "canvas_val" in names else ""),
         "temperature": round(temperature, 6),
         "val_ece_before": round(tr.ece_of(logits, y), 6),
         "val_ece_after": round(tr.ece_of(logits, y, temperature), 6),
@@ -442,17 +509,34 @@ def _metrics(figs: dict[str, dict]) -> dict:
     return out
 
 
-def _card(cfg: FinetuneConfig, name: str, base_name: str, base_card: dict, model: DigitNet, weights: Path,
-          collected: Collected | None, split: Holdout | None, counts: dict[str, int], before: dict, after: dict,
-          calibration: dict, wall_s: float) -> dict:
+def _card(
+    cfg: FinetuneConfig,
+    name: str,
+    base_name: str,
+    base_card: dict,
+    model: DigitNet,
+    weights: Path,
+    collected: Collected | None,
+    split: Holdout | None,
+    counts: dict[str, int],
+    before: dict,
+    after: dict,
+    calibration: dict,
+    wall_s: float,
+) -> dict:
     data = {
         "dir": str(cfg.data_dir),
         "description": base_card["data"].get("description", "MNIST training part"),
         "train_count": counts["train"],
         "val_count": counts["val"],
-        "validation_split": base_card["data"].get("validation_split", tr.split_description(
-            tr.Config(seed=int(base_card["training"]["seed"]),
-                      val_fraction=float(base_card["training"].get("val_fraction", 0.1))))),
+        "validation_split": base_card["data"].get(
+            "validation_split",
+            tr.split_description(
+                tr.Config(
+                    seed=int(base_card["training"]["seed"]), val_fraction=float(base_card["training"].get("val_fraction", 0.1))
+                )
+            ),
+        ),
         "augmentation": tr.Augment(elastic=cfg.elastic, thickness=cfg.thickness).describe(),
     }
     if collected is not None and split is not None:
@@ -476,20 +560,26 @@ def _card(cfg: FinetuneConfig, name: str, base_name: str, base_card: dict, model
         }
     seed = int(base_card["training"]["seed"])
     if cfg.canvas_fraction > 0 and cfg.canvas_variants <= 1:
-        data["canvas_style"] = (f"1 canvas-style copy of each MNIST training image (digits.canvas_style, seed "
-                                f"{1000 + seed}); an MNIST sample is replaced by it "
-                                f"with probability {cfg.canvas_fraction}")
+        data["canvas_style"] = (
+            f"1 canvas-style copy of each MNIST training image (digits.canvas_style, seed "
+            f"{1000 + seed}); an MNIST sample is replaced by it "
+            f"with probability {cfg.canvas_fraction}"
+        )
     elif cfg.canvas_fraction > 0:
-        data["canvas_style"] = (f"{cfg.canvas_variants} canvas-style copies of each MNIST training image "
-                                f"(digits.canvas_style, digits.train's seeds {1000 + seed} + 7919 v); an MNIST sample "
-                                f"is replaced by one of them with probability {cfg.canvas_fraction}")
+        data["canvas_style"] = (
+            f"{cfg.canvas_variants} canvas-style copies of each MNIST training image "
+            f"(digits.canvas_style, digits.train's seeds {1000 + seed} + 7919 v); an MNIST sample "
+            f"is replaced by one of them with probability {cfg.canvas_fraction}"
+        )
     if cfg.style_fraction > 0:
         from digits.stroke_styles import describe
 
         data["stroke_styles"] = describe(cfg.style_fraction, cfg.style_variants) + f" (seed {STYLE_SEED + seed})"
     if cfg.uji_dir is not None:
-        data["uji_dev"] = (f"UJI dev writers ({cfg.uji_dir}): measured only, never trained on (digits.uji: "
-                           "pen strokes drawn on the page's canvas)")
+        data["uji_dev"] = (
+            f"UJI dev writers ({cfg.uji_dir}): measured only, never trained on (digits.uji: "
+            "pen strokes drawn on the page's canvas)"
+        )
     if cfg.outliers > 0:
         data["outlier_exposure"] = f"{cfg.outlier_count} synthetic non-digits, {cfg.outliers:.0%} of a batch"
     return {
@@ -497,8 +587,7 @@ def _card(cfg: FinetuneConfig, name: str, base_name: str, base_card: dict, model
         "version": cfg.version or f"{base_card.get('version', '0')}+{name}",
         "architecture": base_card["architecture"],
         "framework": f"torch {torch.__version__.split('+')[0]}",
-        "fine_tuned_from": {"name": base_name, "version": base_card.get("version"),
-                            "sha256": base_card["weights"]["sha256"]},
+        "fine_tuned_from": {"name": base_name, "version": base_card.get("version"), "sha256": base_card["weights"]["sha256"]},
         "data": data,
         "training": {
             "epochs": cfg.epochs,
@@ -507,7 +596,7 @@ def _card(cfg: FinetuneConfig, name: str, base_name: str, base_card: dict, model
             "mnist_per_epoch": cfg.mnist_per_epoch or counts["train"],
             "batch_size": cfg.batch_size,
             "optimizer": f"AdamW(lr={cfg.lr}, weight_decay={cfg.weight_decay}), cross-entropy with label "
-                         f"smoothing {cfg.label_smoothing}",
+            f"smoothing {cfg.label_smoothing}",
             "lr_schedule": "OneCycleLR (20% warm-up, cosine annealing), stepped per batch",
             "selection": "the last epoch's weights (nothing chosen on the validation split or the held-out drawings)",
             "command": cfg.command,
@@ -515,20 +604,28 @@ def _card(cfg: FinetuneConfig, name: str, base_name: str, base_card: dict, model
             "threads": cfg.threads,
             "calibration": calibration,
             **({"note": cfg.note} if cfg.note else {}),
-            **({"distillation": {
-                "teacher": cfg.teacher,
-                "teacher_sha256": json.loads((Path(cfg.models_dir) / f"{cfg.teacher}.json").read_text())["weights"]["sha256"],
-                "loss": f"on the MNIST samples that are not styled: {1 - cfg.distill_weight:g} x the label loss + "
+            **(
+                {
+                    "distillation": {
+                        "teacher": cfg.teacher,
+                        "teacher_sha256": json.loads((Path(cfg.models_dir) / f"{cfg.teacher}.json").read_text())["weights"][
+                            "sha256"
+                        ],
+                        "loss": f"on the MNIST samples that are not styled: {1 - cfg.distill_weight:g} x the label loss + "
                         f"{cfg.distill_weight:g} x T^2 x KL(teacher || student) at temperature T = "
                         f"{cfg.distill_temperature:g}; styled copies (and collected drawings): the label loss alone",
-            }} if cfg.teacher else {}),
+                    }
+                }
+                if cfg.teacher
+                else {}
+            ),
         },
         "metrics": _metrics(after),
         "comparison": {
             "measured": "both models on the same sets: the MNIST validation split of the training part"
-                        + (", its canvas-style copies" if cfg.canvas_val else "")
-                        + (", the held-out collected drawings" if collected is not None else "")
-                        + (", the UJI dev writers" if cfg.uji_dir is not None else ""),
+            + (", its canvas-style copies" if cfg.canvas_val else "")
+            + (", the held-out collected drawings" if collected is not None else "")
+            + (", the UJI dev writers" if cfg.uji_dir is not None else ""),
             "before": {"model": base_name, **_metrics(before)},
             "after": {"model": name, **_metrics(after)},
         },
@@ -547,15 +644,18 @@ def _writers(text: str) -> tuple[str, ...]:
     return names
 
 
-def add_arguments(p: argparse.ArgumentParser, *, models_dir: Path = DEFAULT_MODELS,
-                  data_dir: Path = DEFAULT_DATA_DIR, styles: bool = False) -> None:
+def add_arguments(
+    p: argparse.ArgumentParser, *, models_dir: Path = DEFAULT_MODELS, data_dir: Path = DEFAULT_DATA_DIR, styles: bool = False
+) -> None:
     """The options of ``python -m digits.finetune`` and ``manage.py retrain`` (one definition);
     ``styles``: also the styled copies' options, and ``--data`` optional (``python -m digits.finetune``)."""
     d = FinetuneConfig(data=Path())
-    p.add_argument("--data", type=Path, required=not styles, default=None,
-                   help="an export's FILE.npz (FILE.csv beside it)")
-    p.add_argument("--include-unreviewed", action="store_true",
-                   help="also train on the export's drawings labelled by the person alone, never reviewed")
+    p.add_argument("--data", type=Path, required=not styles, default=None, help="an export's FILE.npz (FILE.csv beside it)")
+    p.add_argument(
+        "--include-unreviewed",
+        action="store_true",
+        help="also train on the export's drawings labelled by the person alone, never reviewed",
+    )
     p.add_argument("--models-dir", type=Path, default=models_dir)
     p.add_argument("--base", default=None, help="starting model (default: the current one)")
     p.add_argument("--name", default=None, help="the new model's name (default: <base>-ft<n>)")
@@ -563,11 +663,17 @@ def add_arguments(p: argparse.ArgumentParser, *, models_dir: Path = DEFAULT_MODE
     p.add_argument("--data-dir", type=Path, default=data_dir, help="MNIST IDX files")
     held = p.add_mutually_exclusive_group()
     held.add_argument("--holdout-writers", type=_writers, default=(), help="hold out these writers: W01,W02,...")
-    held.add_argument("--holdout-fraction", type=float, default=d.holdout_fraction,
-                      help="hold out about this share of the collected drawings")
-    p.add_argument("--by", dest="holdout_by", choices=HOLDOUT_BY, default=None,
-                   help="with --holdout-fraction: whole writers, or the newest drawings "
-                        "(default: by writer when every drawing's writer is known)")
+    held.add_argument(
+        "--holdout-fraction", type=float, default=d.holdout_fraction, help="hold out about this share of the collected drawings"
+    )
+    p.add_argument(
+        "--by",
+        dest="holdout_by",
+        choices=HOLDOUT_BY,
+        default=None,
+        help="with --holdout-fraction: whole writers, or the newest drawings "
+        "(default: by writer when every drawing's writer is known)",
+    )
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--mnist-per-epoch", type=int, default=d.mnist_per_epoch, help="0: the whole training part")
     p.add_argument("--collected-share", type=float, default=d.collected_share)
@@ -582,16 +688,27 @@ def add_arguments(p: argparse.ArgumentParser, *, models_dir: Path = DEFAULT_MODE
     if styles:
         from digits.uji import DEFAULT_DIR as UJI_DIR
 
-        p.add_argument("--canvas-variants", type=int, default=d.canvas_variants,
-                       help="canvas-style copies per MNIST image (digits.train's seeds)")
-        p.add_argument("--styles", dest="style_fraction", type=float, default=d.style_fraction,
-                       help="probability that a 1, 4, 5 or 7 is replaced by a styled copy (digits.stroke_styles)")
+        p.add_argument(
+            "--canvas-variants",
+            type=int,
+            default=d.canvas_variants,
+            help="canvas-style copies per MNIST image (digits.train's seeds)",
+        )
+        p.add_argument(
+            "--styles",
+            dest="style_fraction",
+            type=float,
+            default=d.style_fraction,
+            help="probability that a 1, 4, 5 or 7 is replaced by a styled copy (digits.stroke_styles)",
+        )
         p.add_argument("--style-variants", type=int, default=d.style_variants, help="styled copies per such digit")
-        p.add_argument("--uji-dir", type=Path, default=None,
-                       help=f"also measure the UJI dev writers, never trained on (e.g. {UJI_DIR})")
+        p.add_argument(
+            "--uji-dir", type=Path, default=None, help=f"also measure the UJI dev writers, never trained on (e.g. {UJI_DIR})"
+        )
         p.add_argument("--note", default="", help="recorded in the card's training section")
-        p.add_argument("--teacher", default=None,
-                       help="distil from this model (in --models-dir) on the MNIST samples that are not styled")
+        p.add_argument(
+            "--teacher", default=None, help="distil from this model (in --models-dir) on the MNIST samples that are not styled"
+        )
         p.add_argument("--distill-weight", type=float, default=d.distill_weight)
         p.add_argument("--distill-temperature", type=float, default=d.distill_temperature)
 

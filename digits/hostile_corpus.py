@@ -37,15 +37,15 @@ def png_of_rows(width: int, height: int, depth: int, color_type: int, row: bytes
     z = zlib.compressobj(9)
     idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
     ihdr = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + before_idat + png_chunk(b"IDAT", idat)
-            + png_chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + before_idat + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
 def digit_image(side: int = 112, mode: str = "L") -> Image.Image:
     """A dark 7 on white: something every format can carry."""
     img = Image.new("L", (side, side), 255)
-    ImageDraw.Draw(img).line([(side * 0.2, side * 0.2), (side * 0.8, side * 0.2), (side * 0.4, side * 0.9)],
-                             fill=0, width=max(1, side // 10))
+    ImageDraw.Draw(img).line(
+        [(side * 0.2, side * 0.2), (side * 0.8, side * 0.2), (side * 0.4, side * 0.9)], fill=0, width=max(1, side // 10)
+    )
     return img.convert(mode)
 
 
@@ -150,8 +150,10 @@ def truncated_png() -> bytes:
     return data[: len(data) // 2]
 
 
-SVG = (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="112" height="112">'
-       b'<path d="M20 20 H90 L45 100" stroke="black" stroke-width="9" fill="none"/></svg>')
+SVG = (
+    b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="112" height="112">'
+    b'<path d="M20 20 H90 L45 100" stroke="black" stroke-width="9" fill="none"/></svg>'
+)
 
 BUILDERS: list[tuple[str, Callable[[], bytes], str, str]] = [
     ("scan-bomb.jpg", scan_bomb, "too_complex", "4096x4096 grey progressive JPEG, first AC scan repeated 3,000 times"),

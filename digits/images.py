@@ -40,7 +40,11 @@ THICKEN_TO = 0.11  # ... up to this ratio
 
 
 def decode_upload(
-    data: bytes, *, max_bytes: int = 5 * 2**20, max_pixels: int = 4096 * 4096, max_side: int = 4096,
+    data: bytes,
+    *,
+    max_bytes: int = 5 * 2**20,
+    max_pixels: int = 4096 * 4096,
+    max_side: int = 4096,
     max_decoded_bytes: int = MAX_DECODED_BYTES,
 ) -> Image.Image:
     """Validate and decode a PNG, JPEG, WebP or GIF upload into a grayscale ("L") image.
@@ -154,8 +158,9 @@ def _spans(mask: np.ndarray) -> bool:
 
 
 def _ring(a: np.ndarray, width: int) -> np.ndarray:
-    return np.concatenate([a[:width].ravel(), a[-width:].ravel(), a[width:-width, :width].ravel(),
-                           a[width:-width, -width:].ravel()])
+    return np.concatenate(
+        [a[:width].ravel(), a[-width:].ravel(), a[width:-width, :width].ravel(), a[width:-width, -width:].ravel()]
+    )
 
 
 def _ink_is_dark(look: np.ndarray, small: bool = False) -> bool:
@@ -241,8 +246,7 @@ def _stroke_share(small: np.ndarray) -> float:
         area = stats[1:, cv2.CC_STAT_AREA]
         lut = np.concatenate([[0], area >= 0.1 * area.max()]).astype(np.uint8)
         binary = lut[labels]
-    dist = cv2.distanceTransform(cv2.copyMakeBorder(binary, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0),
-                                 cv2.DIST_L2, 3)
+    dist = cv2.distanceTransform(cv2.copyMakeBorder(binary, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0), cv2.DIST_L2, 3)
     ridge = (dist > 0) & (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8)))
     return 2.0 * float(np.median(dist[ridge])) / max(small.shape) if ridge.any() else 1.0
 
@@ -312,8 +316,9 @@ def _drop_lines(weak: np.ndarray, strong: np.ndarray, r: np.ndarray) -> np.ndarr
     length = LINE_SHARE * side
     if cv2.countNonZero(thin) < length / 2:  # too few thin pixels for any line
         return weak
-    segments = cv2.HoughLinesP(thin, 1, np.pi / 180, threshold=max(10, int(length / 2)), minLineLength=length,
-                               maxLineGap=max(2.0, 0.03 * side))
+    segments = cv2.HoughLinesP(
+        thin, 1, np.pi / 180, threshold=max(10, int(length / 2)), minLineLength=length, maxLineGap=max(2.0, 0.03 * side)
+    )
     if segments is None:
         return weak
     band = np.zeros_like(weak)
@@ -364,8 +369,7 @@ def _stroke_width(ink: np.ndarray) -> float:
     """Typical stroke width in px: twice the distance-to-background along the strokes' ridges
     (less the ridge pixel itself), at the resolution given."""
     binary = (ink > 0.5 * float(ink.max())).astype(np.uint8)
-    dist = cv2.distanceTransform(cv2.copyMakeBorder(binary, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0),
-                                 cv2.DIST_L2, 3)
+    dist = cv2.distanceTransform(cv2.copyMakeBorder(binary, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0), cv2.DIST_L2, 3)
     ridge = (dist > 0) & (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8)))
     return 2.0 * float(np.median(dist[ridge])) - 1.0 if ridge.any() else 0.0
 
@@ -415,8 +419,11 @@ def _ink(gray: np.ndarray, look: np.ndarray, dark: bool) -> np.ndarray | None:
     # small images keep the half-image square.
     share = 0.5
     if side >= PAGE_SIDE:  # ink found against a wide median of the small copy: cheap, and enough
-        ink_up = cv2.subtract(cv2.medianBlur(look, (max(look.shape) // 2) | 1), look) if dark else \
-            cv2.subtract(look, cv2.medianBlur(look, (max(look.shape) // 2) | 1))
+        ink_up = (
+            cv2.subtract(cv2.medianBlur(look, (max(look.shape) // 2) | 1), look)
+            if dark
+            else cv2.subtract(look, cv2.medianBlur(look, (max(look.shape) // 2) | 1))
+        )
         share = min(max(BACKGROUND_STROKES * _stroke_share(ink_up), 0.1), 0.5)
     bg = _background(x, share)
     r = x - bg

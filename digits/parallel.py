@@ -1,4 +1,5 @@
 """Run independent chunks of work in spawned processes, results in order."""
+
 from __future__ import annotations
 
 import multiprocessing

@@ -30,6 +30,7 @@ MAX_PIECES = 3  # separate ink components (of at least MIN_PIECE px)
 MIN_PIECE = 4
 MIN_CONFIDENCE = 0.5  # calibrated top probability
 
+
 def features(image28: np.ndarray) -> dict[str, float]:
     """Ink share, hole count, piece count and stroke thickness of a (28, 28) image in [0, 1] (ink = 1).
 
@@ -41,8 +42,9 @@ def features(image28: np.ndarray) -> dict[str, float]:
     share = cv2.countNonZero(ink) / ink.size
     # holes: background components (4-connected) that do not touch the border
     _, _, stats, _ = cv2.connectedComponentsWithStats((img < INK_LEVEL * peak).view(np.uint8), connectivity=4)
-    holes = sum(1 for x, y, w, h, area in stats[1:].tolist()
-                if x > 0 and y > 0 and x + w < 28 and y + h < 28 and area >= MIN_HOLE)
+    holes = sum(
+        1 for x, y, w, h, area in stats[1:].tolist() if x > 0 and y > 0 and x + w < 28 and y + h < 28 and area >= MIN_HOLE
+    )
     # pieces: ink components (8-connected) on a lower threshold (anti-aliased thin strokes)
     _, _, stats, _ = cv2.connectedComponentsWithStats((img >= 0.25 * peak).view(np.uint8), connectivity=8)
     pieces = sum(1 for area in stats[1:, cv2.CC_STAT_AREA].tolist() if area >= MIN_PIECE)
@@ -142,9 +144,7 @@ def random_blob(rng: np.random.Generator) -> tuple[list[np.ndarray], float]:
     return _place([_densify(np.asarray(pts, float))], rng), float(brush)
 
 
-def synthetic_non_digits(
-    n: int, seed: int = 0, letters: tuple[str, ...] = TRAIN_LETTERS
-) -> tuple[np.ndarray, list[str]]:
+def synthetic_non_digits(n: int, seed: int = 0, letters: tuple[str, ...] = TRAIN_LETTERS) -> tuple[np.ndarray, list[str]]:
     """(n, 28, 28) MNIST-style images of scribbles, blobs and letters (from ``letters``), and their kinds."""
     from digits.render import strokes_to_mnist
 

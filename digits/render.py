@@ -178,9 +178,7 @@ def _clip_to_canvas(strokes: Sequence[Stroke], canvas: tuple[float, float]) -> l
     return [np.minimum(np.maximum(a, 0.0), hi) for a in _arrays(strokes)]
 
 
-def strokes_to_mnist(
-    strokes: Sequence[Stroke], canvas: tuple[float, float], brush: float
-) -> np.ndarray | None:
+def strokes_to_mnist(strokes: Sequence[Stroke], canvas: tuple[float, float], brush: float) -> np.ndarray | None:
     """The (28, 28) float32 MNIST-style image of a canvas drawing, or None if it has no ink.
 
     The single preprocessing implementation shared by serving, training and evaluation. The
@@ -233,9 +231,7 @@ def mnist_brush(pts: np.ndarray, brush: float) -> float:
     return min(max(brush, lo * size), hi * size)
 
 
-def drawing_png(
-    strokes: Sequence[Stroke], canvas: tuple[float, float], brush: float, *, max_side: int = 280
-) -> bytes:
+def drawing_png(strokes: Sequence[Stroke], canvas: tuple[float, float], brush: float, *, max_side: int = 280) -> bytes:
     """PNG bytes of the whole canvas (aspect kept, longer side <= max_side): dark ink on white."""
     cw, ch = float(canvas[0]), float(canvas[1])
     if not (cw > 0 and ch > 0 and math.isfinite(cw) and math.isfinite(ch)):

@@ -103,8 +103,7 @@ class Bar:
         return np.array([-d[1], d[0]])
 
 
-def plain_bar(strokes: Strokes, *, max_lean_deg: float = 30.0, max_bow: float = 0.12,
-              min_length: float = 8.0) -> Bar | None:
+def plain_bar(strokes: Strokes, *, max_lean_deg: float = 30.0, max_bow: float = 0.12, min_length: float = 8.0) -> Bar | None:
     """The bar of a digit traced as a single straight-ish stroke within ``max_lean_deg`` of vertical
     (its points at most ``max_bow`` of its length off the chord), else None."""
     if len(strokes) != 1 or len(strokes[0]) < 2:
@@ -399,13 +398,16 @@ class Style:
     make: Callable[[Strokes, np.random.Generator], Strokes | None]
 
 
-STYLES: dict[str, Style] = {s.name: s for s in (
-    Style("one-flag", (1,), one_flag),
-    Style("one-loop", (1,), one_loop),
-    Style("seven-cross", (7,), seven_cross),
-    Style("four-open", (4,), four_open),
-    Style("two-strokes", (5, 7), two_strokes),
-)}
+STYLES: dict[str, Style] = {
+    s.name: s
+    for s in (
+        Style("one-flag", (1,), one_flag),
+        Style("one-loop", (1,), one_loop),
+        Style("seven-cross", (7,), seven_cross),
+        Style("four-open", (4,), four_open),
+        Style("two-strokes", (5, 7), two_strokes),
+    )
+}
 STYLE_IDS = {name: i for i, name in enumerate(STYLES)}
 
 # Which styles a styled copy of each digit is drawn in, and how often (weights; a style that does
@@ -488,12 +490,21 @@ class Pool:
 def _pool_key(images: np.ndarray, labels: np.ndarray, seed: int, variants: int) -> str:
     mix = hashlib.sha256(repr(sorted(MIX.items())).encode()).hexdigest()[:8]
     lab = hashlib.sha256(np.ascontiguousarray(labels).tobytes()).hexdigest()[:8]
-    return (f"styles-v{STYLE_VERSION}-canvas-v{FORMAT_VERSION}-seed{seed}-x{variants}-mix{mix}-"
-            f"{data_hash(images)}-{lab}-n{len(images)}")
+    return (
+        f"styles-v{STYLE_VERSION}-canvas-v{FORMAT_VERSION}-seed{seed}-x{variants}-mix{mix}-"
+        f"{data_hash(images)}-{lab}-n{len(images)}"
+    )
 
 
-def build_pool(images: np.ndarray, labels: np.ndarray, seed: int, *, variants: int = 2,
-               cache_dir: Path | None = CACHE_DIR, progress: bool = True) -> Pool:
+def build_pool(
+    images: np.ndarray,
+    labels: np.ndarray,
+    seed: int,
+    *,
+    variants: int = 2,
+    cache_dir: Path | None = CACHE_DIR,
+    progress: bool = True,
+) -> Pool:
     """``variants`` styled copies of every image whose digit has styles (:data:`MIX`), each in a
     style drawn by weight (the next one where it does not apply; none where no style does), drawn
     like a canvas drawing. Copy ``v`` of image ``i`` uses ``np.random.default_rng([seed, v, i])``:
@@ -522,8 +533,11 @@ def build_pool(images: np.ndarray, labels: np.ndarray, seed: int, *, variants: i
                     source.append(int(i))
                     style.append(STYLE_IDS[name])
                     break
-    pool = Pool(np.stack(out) if out else np.zeros((0, 28, 28), np.uint8),
-                np.asarray(source, dtype=np.int64), np.asarray(style, dtype=np.int64))
+    pool = Pool(
+        np.stack(out) if out else np.zeros((0, 28, 28), np.uint8),
+        np.asarray(source, dtype=np.int64),
+        np.asarray(style, dtype=np.int64),
+    )
     if final is not None:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_suffix(".tmp.npz")
@@ -536,7 +550,9 @@ def build_pool(images: np.ndarray, labels: np.ndarray, seed: int, *, variants: i
 def describe(fraction: float, variants: int) -> str:
     """What the card says about the styled copies."""
     mix = "; ".join(f"{d}: " + ", ".join(f"{n} {w:.0%}" for n, w in MIX[d]) for d in sorted(MIX))
-    return (f"{variants} styled copies of each MNIST training 1, 4, 5 and 7 (digits.stroke_styles v{STYLE_VERSION}: "
-            f"the digit's traced strokes with a style added, drawn like a canvas drawing as digits.canvas_style "
-            f"draws; styles by weight per digit, a style that does not apply falls to the next: {mix}); each such "
-            f"digit of an epoch is replaced by one of its styled copies with probability {fraction}")
+    return (
+        f"{variants} styled copies of each MNIST training 1, 4, 5 and 7 (digits.stroke_styles v{STYLE_VERSION}: "
+        f"the digit's traced strokes with a style added, drawn like a canvas drawing as digits.canvas_style "
+        f"draws; styles by weight per digit, a style that does not apply falls to the next: {mix}); each such "
+        f"digit of an epoch is replaced by one of its styled copies with probability {fraction}"
+    )

@@ -75,9 +75,7 @@ def _adjacency(skel: np.ndarray) -> dict[Pixel, list[Pixel]]:
     for r, c in pix:
         nb = [(r + dr, c + dc) for dr, dc in _ORTH if (r + dr, c + dc) in pix]
         nb += [
-            (r + dr, c + dc)
-            for dr, dc in _DIAG
-            if (r + dr, c + dc) in pix and (r + dr, c) not in pix and (r, c + dc) not in pix
+            (r + dr, c + dc) for dr, dc in _DIAG if (r + dr, c + dc) in pix and (r + dr, c) not in pix and (r, c + dc) not in pix
         ]
         adj[(r, c)] = nb
     return adj
@@ -162,14 +160,8 @@ def _pairings(edges: list[tuple[int, int, Path]]) -> dict[tuple[int, int], tuple
             ends.setdefault(b, []).append((i, 1))
     partner: dict[tuple[int, int], tuple[int, int]] = {}
     for node_ends in ends.values():
-        dirs = {
-            e: _direction(edges[e[0]][2] if e[1] == 0 else edges[e[0]][2][::-1]) for e in node_ends
-        }
-        pairs = sorted(
-            (float(dirs[e] @ dirs[f]), e, f)
-            for i, e in enumerate(node_ends)
-            for f in node_ends[i + 1 :]
-        )
+        dirs = {e: _direction(edges[e[0]][2] if e[1] == 0 else edges[e[0]][2][::-1]) for e in node_ends}
+        pairs = sorted((float(dirs[e] @ dirs[f]), e, f) for i, e in enumerate(node_ends) for f in node_ends[i + 1 :])
         for cos, e, f in pairs:
             if e in partner or f in partner or (cos > -0.3 and len(node_ends) > 2):
                 continue

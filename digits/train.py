@@ -126,8 +126,7 @@ class Augment:
             f"scale ±{self.scale:.0%}, shear ±{self.shear}, translation ±{self.translate_px} px"
         )
         if self.elastic:
-            text += (f"; elastic distortion (p={self.elastic}, alpha {self.elastic_alpha} px, "
-                     f"sigma {self.elastic_sigma} px)")
+            text += f"; elastic distortion (p={self.elastic}, alpha {self.elastic_alpha} px, sigma {self.elastic_sigma} px)"
         if self.thickness:
             text += f"; stroke thickness variation (p={self.thickness}: 3x3 grey dilation or erosion via max-pool)"
         return text
@@ -185,8 +184,7 @@ def _affine_theta(n: int, h: int, aug: Augment, gen: torch.Generator) -> torch.T
     )
 
 
-def elastic_field(n: int, h: int, w: int, aug: Augment, gen: torch.Generator,
-                  device: torch.device | str = "cpu") -> torch.Tensor:
+def elastic_field(n: int, h: int, w: int, aug: Augment, gen: torch.Generator, device: torch.device | str = "cpu") -> torch.Tensor:
     """(n, h, w, 2) smooth random displacements in normalised grid units (|d| ~ alpha px), on ``device``
     (drawn from the CPU generator ``gen`` either way)."""
     noise = (torch.rand(n * 2, 1, h, w, generator=gen) * 2 - 1).to(device)
@@ -259,12 +257,12 @@ class Styled:
         order = np.argsort(source, kind="stable")
         count = np.bincount(source, minlength=n)
         first = np.concatenate([[0], np.cumsum(count)[:-1]])
-        return cls(to_tensor(images[order]), torch.from_numpy(first.astype(np.int64)),
-                   torch.from_numpy(count.astype(np.int64)))
+        return cls(to_tensor(images[order]), torch.from_numpy(first.astype(np.int64)), torch.from_numpy(count.astype(np.int64)))
 
 
-def _stand_in(xb: torch.Tensor, idx: torch.Tensor, copies: torch.Tensor, p: float,
-              gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _stand_in(
+    xb: torch.Tensor, idx: torch.Tensor, copies: torch.Tensor, p: float, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch ``xb`` (samples ``idx``) with each sample replaced, with probability ``p``, by one of
     its ``copies`` (V, N, 1, 28, 28) chosen at random; and which ones were."""
     use = torch.rand(len(idx), generator=gen) < p
@@ -363,17 +361,18 @@ def train_one_epoch(
     return total / max(count, 1)
 
 
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
-                      per_sample: bool = False) -> torch.Tensor:
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, per_sample: bool = False) -> torch.Tensor:
     """KL(teacher || student) of the logits softened by ``temperature``, times temperature**2
     (Hinton et al. 2015: keeps its gradients on the scale of the cross-entropy's); the batch mean,
     or with ``per_sample`` one value per sample."""
     t = temperature
     if per_sample:
-        return F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1),
-                        reduction="none", log_target=True).sum(dim=1) * (t * t)
-    return F.kl_div(F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1),
-                    reduction="batchmean", log_target=True) * (t * t)
+        return F.kl_div(
+            F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1), reduction="none", log_target=True
+        ).sum(dim=1) * (t * t)
+    return F.kl_div(
+        F.log_softmax(student / t, dim=1), F.log_softmax(teacher / t, dim=1), reduction="batchmean", log_target=True
+    ) * (t * t)
 
 
 def load_teacher(models_dir: Path, name: str) -> tuple[nn.Module, dict]:
@@ -431,8 +430,9 @@ def ece_of(logits: torch.Tensor, y: torch.Tensor, temperature: float = 1.0) -> f
     return expected_calibration_error(probs, y.numpy())
 
 
-def make_optimizer(model: nn.Module, cfg: Config,
-                   steps_per_epoch: int) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LRScheduler]:
+def make_optimizer(
+    model: nn.Module, cfg: Config, steps_per_epoch: int
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LRScheduler]:
     """AdamW with a one-cycle schedule (warm-up then cosine annealing), stepped per batch; with
     ``cfg.swa`` a constant rate (the averaging of weights does the annealing's work)."""
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -490,8 +490,9 @@ def fit(
         log(f"resumed from {ckpt} after epoch {start_epoch}")
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
-        loss = train_one_epoch(model, *train, opt, sched, cfg, aug, epoch, canvas, outliers, teacher,
-                               styled=styled, uploads=uploads)
+        loss = train_one_epoch(
+            model, *train, opt, sched, cfg, aug, epoch, canvas, outliers, teacher, styled=styled, uploads=uploads
+        )
         scored: nn.Module = model
         if average is not None:
             average.update_parameters(model)
@@ -503,11 +504,23 @@ def fit(
             score, extra = (acc + c_acc) / 2, f"  canvas val acc {c_acc:.4%}"
         if score > best_acc or average is not None:  # an average is kept whole, never chosen by epoch
             best_acc, best_epoch, best_state = score, epoch + 1, copy.deepcopy(scored.state_dict())
-        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}  val acc {acc:.4%}{extra}  "
-            f"(best {best_acc:.4%} @ {best_epoch})  {time.perf_counter() - t0:.0f}s")
+        log(
+            f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}  val acc {acc:.4%}{extra}  "
+            f"(best {best_acc:.4%} @ {best_epoch})  {time.perf_counter() - t0:.0f}s"
+        )
         ckpt.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                    "epoch": epoch + 1, "best_acc": best_acc, "best_epoch": best_epoch, "best": best_state}, ckpt)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "sched": sched.state_dict(),
+                "epoch": epoch + 1,
+                "best_acc": best_acc,
+                "best_epoch": best_epoch,
+                "best": best_state,
+            },
+            ckpt,
+        )
     model.load_state_dict(best_state)
     return model.cpu().eval(), best_acc, best_epoch
 
@@ -529,9 +542,18 @@ def write_json(path: Path, data: dict) -> None:
     Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
 
-def build_card(cfg: Config, model: DigitNet, weights: Path, counts: dict[str, int], metrics: dict[str, float],
-               aug: Augment, wall_s: float, argv: list[str], best_epoch: int,
-               calibration: dict | None = None) -> dict:
+def build_card(
+    cfg: Config,
+    model: DigitNet,
+    weights: Path,
+    counts: dict[str, int],
+    metrics: dict[str, float],
+    aug: Augment,
+    wall_s: float,
+    argv: list[str],
+    best_epoch: int,
+    calibration: dict | None = None,
+) -> dict:
     card: dict[str, Any] = {
         "name": cfg.name,
         "version": cfg.version,
@@ -545,7 +567,7 @@ def build_card(cfg: Config, model: DigitNet, weights: Path, counts: dict[str, in
         "data": {
             "dir": str(cfg.data_dir),
             "description": "MNIST IDX files (LeCun, Cortes, Burges); the training part here holds the first "
-                           f"{counts['train'] + counts['val']} of the 60,000 official training images",
+            f"{counts['train'] + counts['val']} of the 60,000 official training images",
             "train_count": counts["train"],
             "val_count": counts["val"],
             "test_count": counts["test"],
@@ -558,7 +580,7 @@ def build_card(cfg: Config, model: DigitNet, weights: Path, counts: dict[str, in
             "seed": cfg.seed,
             "batch_size": cfg.batch_size,
             "optimizer": f"AdamW(lr={cfg.lr}, weight_decay={cfg.weight_decay}), "
-                         f"cross-entropy with label smoothing {cfg.label_smoothing}",
+            f"cross-entropy with label smoothing {cfg.label_smoothing}",
             "lr_schedule": "OneCycleLR (20% warm-up, cosine annealing), stepped per batch",
             "selection": "weights of the epoch with the best validation accuracy",
             "command": shlex.join(["python", "-m", "digits.train", *argv]),
@@ -577,8 +599,10 @@ def build_card(cfg: Config, model: DigitNet, weights: Path, counts: dict[str, in
             "random canvas -> digits.render.strokes_to_mnist); each sample is replaced by one of its copies "
             f"with probability {cfg.canvas_fraction}"
         )
-        card["training"]["selection"] = ("weights of the epoch with the best mean of the validation accuracy and "
-                                         "the canvas-style validation accuracy (validation split only)")
+        card["training"]["selection"] = (
+            "weights of the epoch with the best mean of the validation accuracy and "
+            "the canvas-style validation accuracy (validation split only)"
+        )
     if cfg.outliers > 0:
         from digits.refusal import TRAIN_LETTERS
 
@@ -597,8 +621,11 @@ def build_card(cfg: Config, model: DigitNet, weights: Path, counts: dict[str, in
 
         card["data"]["upload_renditions"] = upload_renditions.describe(cfg.uploads, cfg.upload_variants)
     if cfg.device != "cpu":
-        card["training"]["device"] = (f"{cfg.device} ({torch.cuda.get_device_name()})" if cfg.device.startswith("cuda")
-                                      and torch.cuda.is_available() else cfg.device)
+        card["training"]["device"] = (
+            f"{cfg.device} ({torch.cuda.get_device_name()})"
+            if cfg.device.startswith("cuda") and torch.cuda.is_available()
+            else cfg.device
+        )
     card["training"]["val_fraction"] = cfg.val_fraction
     if calibration:
         card["training"]["calibration"] = calibration
@@ -633,45 +660,75 @@ def parse_args(argv: list[str]) -> Config:
     p.add_argument("--resume", action="store_true", help="continue from <out>/.ckpt/<name>.pt")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--version", default=d.version, help="model version recorded in the card")
-    p.add_argument("--canvas-fraction", type=float, default=d.canvas_fraction,
-                   help="probability that a training sample is replaced by a canvas-style copy")
+    p.add_argument(
+        "--canvas-fraction",
+        type=float,
+        default=d.canvas_fraction,
+        help="probability that a training sample is replaced by a canvas-style copy",
+    )
     p.add_argument("--canvas-variants", type=int, default=d.canvas_variants)
     p.add_argument("--elastic", type=float, default=d.elastic, help="probability of elastic distortion")
     p.add_argument("--thickness", type=float, default=d.thickness, help="probability of dilation/erosion")
     p.add_argument("--no-calibrate", dest="calibrate", action="store_false")
     p.add_argument("--cache-dir", type=Path, default=d.cache_dir, help="canvas-style data cache")
-    p.add_argument("--outliers", type=float, default=d.outliers,
-                   help="synthetic non-digits per batch as a share of it (outlier exposure; 0 = off)")
+    p.add_argument(
+        "--outliers",
+        type=float,
+        default=d.outliers,
+        help="synthetic non-digits per batch as a share of it (outlier exposure; 0 = off)",
+    )
     p.add_argument("--outlier-weight", type=float, default=d.outlier_weight)
     p.add_argument("--outlier-count", type=int, default=d.outlier_count)
-    p.add_argument("--no-set-current", dest="set_current", action="store_false",
-                   help="do not point current.json at the new model (compare it first)")
+    p.add_argument(
+        "--no-set-current",
+        dest="set_current",
+        action="store_false",
+        help="do not point current.json at the new model (compare it first)",
+    )
     p.add_argument("--teacher", default=d.teacher, help="distil from this trained model (knowledge distillation)")
     p.add_argument("--teacher-dir", type=Path, default=d.teacher_dir, help="where the teacher's card is")
     p.add_argument("--distill-weight", type=float, default=d.distill_weight)
     p.add_argument("--distill-temperature", type=float, default=d.distill_temperature)
-    p.add_argument("--styles", type=float, default=d.styles,
-                   help="probability that a 1, 4, 5 or 7 is replaced by a styled copy (digits.stroke_styles)")
+    p.add_argument(
+        "--styles",
+        type=float,
+        default=d.styles,
+        help="probability that a 1, 4, 5 or 7 is replaced by a styled copy (digits.stroke_styles)",
+    )
     p.add_argument("--style-variants", type=int, default=d.style_variants)
-    p.add_argument("--uploads", type=float, default=d.uploads,
-                   help="probability that a sample is replaced by an upload rendition (digits.upload_renditions)")
+    p.add_argument(
+        "--uploads",
+        type=float,
+        default=d.uploads,
+        help="probability that a sample is replaced by an upload rendition (digits.upload_renditions)",
+    )
     p.add_argument("--upload-variants", type=int, default=d.upload_variants)
-    p.add_argument("--distill-all", action="store_true",
-                   help="match the teacher on styled copies and upload renditions too (a teacher trained with them)")
+    p.add_argument(
+        "--distill-all",
+        action="store_true",
+        help="match the teacher on styled copies and upload renditions too (a teacher trained with them)",
+    )
     p.add_argument("--workers", type=int, default=d.workers, help="processes that build the copies")
     p.add_argument("--device", default=d.device, help='where the network trains: "cpu" or "cuda"')
     p.add_argument("--init", default=d.init, help="start from this trained model's weights (its card in --teacher-dir)")
-    p.add_argument("--swa", action="store_true",
-                   help="constant learning rate; the model is the average of the weights after each epoch")
+    p.add_argument(
+        "--swa", action="store_true", help="constant learning rate; the model is the average of the weights after each epoch"
+    )
     return Config(**vars(p.parse_args(argv)))
 
 
-def canvas_copies(images: np.ndarray, cfg: Config, seed: int, variants: int, desc: str,
-                  mode: str = "random") -> torch.Tensor:
+def canvas_copies(images: np.ndarray, cfg: Config, seed: int, variants: int, desc: str, mode: str = "random") -> torch.Tensor:
     """(variants, N, 1, 28, 28) float canvas-style copies of uint8 ``images``."""
     sets = [
-        build_dataset(images, seed + 7919 * v, mode=mode, cache_dir=cfg.cache_dir, progress=cfg.progress,
-                      desc=f"{desc} {v + 1}/{variants}", workers=cfg.workers)
+        build_dataset(
+            images,
+            seed + 7919 * v,
+            mode=mode,
+            cache_dir=cfg.cache_dir,
+            progress=cfg.progress,
+            desc=f"{desc} {v + 1}/{variants}",
+            workers=cfg.workers,
+        )
         for v in range(variants)
     ]
     return torch.stack([to_tensor(a) for a in sets])
@@ -705,18 +762,36 @@ def main(argv: list[str] | None = None) -> dict:
         from digits.finetune import STYLE_SEED  # the same copies (and cache) as the styles fine-tune's
         from digits.stroke_styles import build_pool
 
-        pool = build_pool(images[train_idx], labels[train_idx], STYLE_SEED + cfg.seed, variants=cfg.style_variants,
-                          cache_dir=cfg.cache_dir, progress=cfg.progress)
+        pool = build_pool(
+            images[train_idx],
+            labels[train_idx],
+            STYLE_SEED + cfg.seed,
+            variants=cfg.style_variants,
+            cache_dir=cfg.cache_dir,
+            progress=cfg.progress,
+        )
         styled = Styled.from_pool(pool.images, pool.source, len(train_idx))
-        print(f"styled copies: {len(pool)} of {int((styled.count > 0).sum())} training digits "
-              f"({', '.join(f'{k} {v}' for k, v in pool.counts().items())})")
+        print(
+            f"styled copies: {len(pool)} of {int((styled.count > 0).sum())} training digits "
+            f"({', '.join(f'{k} {v}' for k, v in pool.counts().items())})"
+        )
     uploads = None
     if cfg.uploads > 0:
         from digits import upload_renditions
 
-        uploads = torch.stack([to_tensor(a) for a in upload_renditions.build(
-            images[train_idx], labels[train_idx], copies=cfg.upload_variants, cache_dir=cfg.cache_dir,
-            workers=cfg.workers, progress=cfg.progress)])
+        uploads = torch.stack(
+            [
+                to_tensor(a)
+                for a in upload_renditions.build(
+                    images[train_idx],
+                    labels[train_idx],
+                    copies=cfg.upload_variants,
+                    cache_dir=cfg.cache_dir,
+                    workers=cfg.workers,
+                    progress=cfg.progress,
+                )
+            ]
+        )
         print(f"upload renditions: {uploads.shape[0]} of each of {uploads.shape[1]} training digits")
     teacher = teacher_card = None
     if cfg.teacher:
@@ -733,9 +808,18 @@ def main(argv: list[str] | None = None) -> dict:
         if init_card["data"].get("validation_split") != split_description(cfg):
             raise SystemExit(f"{cfg.init} was selected on another validation split; use its seed")
         print(f"starting from {cfg.init}'s weights" + (", averaging the weights after each epoch" if cfg.swa else ""))
-    model, score, best_epoch = fit(cfg, (x[train_idx], y[train_idx]), (x[val_idx], y[val_idx]), aug,
-                                   canvas=canvas, canvas_val=canvas_val, outliers=outliers, teacher=teacher,
-                                   styled=styled, uploads=uploads)
+    model, score, best_epoch = fit(
+        cfg,
+        (x[train_idx], y[train_idx]),
+        (x[val_idx], y[val_idx]),
+        aug,
+        canvas=canvas,
+        canvas_val=canvas_val,
+        outliers=outliers,
+        teacher=teacher,
+        styled=styled,
+        uploads=uploads,
+    )
     val_acc = evaluate(model, x[val_idx], y[val_idx])
 
     calibration = None
@@ -749,13 +833,15 @@ def main(argv: list[str] | None = None) -> dict:
         model.temperature.fill_(temperature)
         calibration = {
             "method": "temperature scaling (NLL, LBFGS) on the validation split"
-                      + (" and its canvas-style copies" if canvas_val is not None else ""),
+            + (" and its canvas-style copies" if canvas_val is not None else ""),
             "temperature": round(temperature, 6),
             "val_ece_before": round(ece_of(logits, yv), 6),
             "val_ece_after": round(ece_of(logits, yv, temperature), 6),
         }
-        print(f"temperature {temperature:.4f}: validation ECE {calibration['val_ece_before']:.2%} -> "
-              f"{calibration['val_ece_after']:.2%}")
+        print(
+            f"temperature {temperature:.4f}: validation ECE {calibration['val_ece_before']:.2%} -> "
+            f"{calibration['val_ece_after']:.2%}"
+        )
     wall_s = time.perf_counter() - t0
 
     # The test set is looked at once, here, for the model card only.
@@ -775,21 +861,28 @@ def main(argv: list[str] | None = None) -> dict:
             "teacher": teacher_card["name"],
             "teacher_sha256": teacher_card["weights"]["sha256"],
             "loss": f"{1 - cfg.distill_weight:g} x the label loss + {cfg.distill_weight:g} x T^2 x "
-                    f"KL(teacher || student) at temperature T = {cfg.distill_temperature:g}, on the same augmented batch"
-                    + ("; styled copies and upload renditions (the teacher never saw their like) learn from their "
-                       "labels alone" if (cfg.styles > 0 or cfg.uploads > 0) and not cfg.distill_all else ""),
+            f"KL(teacher || student) at temperature T = {cfg.distill_temperature:g}, on the same augmented batch"
+            + (
+                "; styled copies and upload renditions (the teacher never saw their like) learn from their labels alone"
+                if (cfg.styles > 0 or cfg.uploads > 0) and not cfg.distill_all
+                else ""
+            ),
         }
     if init_card is not None:
         card["training"]["init"] = {"from": init_card["name"], "sha256": init_card["weights"]["sha256"]}
     if cfg.swa:
         card["training"]["lr_schedule"] = f"constant {cfg.lr:g} (AdamW)"
-        card["training"]["selection"] = (f"none: the average of the weights and BatchNorm statistics after each of the "
-                                         f"{cfg.epochs} epochs (stochastic weight averaging)")
+        card["training"]["selection"] = (
+            f"none: the average of the weights and BatchNorm statistics after each of the "
+            f"{cfg.epochs} epochs (stochastic weight averaging)"
+        )
     write_json(out / f"{cfg.name}.json", card)
     if cfg.set_current:
         write_json(out / "current.json", {"model": cfg.name})
-    print(f"wrote {weights} ({card['weights']['bytes']} bytes), {out / (cfg.name + '.json')}"
-          + (f", {out / 'current.json'}" if cfg.set_current else ""))
+    print(
+        f"wrote {weights} ({card['weights']['bytes']} bytes), {out / (cfg.name + '.json')}"
+        + (f", {out / 'current.json'}" if cfg.set_current else "")
+    )
     return card
 
 

@@ -58,8 +58,9 @@ def load_dev(uji_dir: Path = DEFAULT_DIR) -> list[PenDigit]:
     return out
 
 
-def fit_to_canvas(strokes: Sequence[Sequence[Sequence[float]]], canvas: tuple[float, float] = CANVAS,
-                  fill: float = FILL) -> Strokes:
+def fit_to_canvas(
+    strokes: Sequence[Sequence[Sequence[float]]], canvas: tuple[float, float] = CANVAS, fill: float = FILL
+) -> Strokes:
     """Strokes in canvas CSS px: scaled (aspect kept) so the longer side of their box is ``fill`` of
     the canvas's shorter side, centred, rounded to 0.1 px, with repeated points dropped."""
     pts = np.concatenate([np.asarray(s, np.float64).reshape(-1, 2) for s in strokes])

@@ -105,11 +105,16 @@ def _size_checked(fmt: str, w: int, h: int, samples: int, limits: Limits) -> Non
     if w < 1 or h < 1:
         raise BadImage("bad_image", "The image has no pixels.")
     if w * h > limits.max_pixels or max(w, h) > limits.max_side:  # 4097x1 is no 4096x4096 image either
-        raise BadImage("too_large", f"The image is {w}x{h} pixels; at most {limits.max_side}x{limits.max_side} "
-                                    f"({limits.max_pixels} pixels) are allowed.")
+        raise BadImage(
+            "too_large",
+            f"The image is {w}x{h} pixels; at most {limits.max_side}x{limits.max_side} ({limits.max_pixels} pixels) are allowed.",
+        )
     if samples > limits.max_decoded_bytes:
-        raise BadImage("too_large", f"The {fmt} image holds {samples / 2**20:.0f} MB of pixel data once decoded; at most "
-                                    f"{limits.max_decoded_bytes / 2**20:.0f} MB are allowed (send it with 8 bits per sample).")
+        raise BadImage(
+            "too_large",
+            f"The {fmt} image holds {samples / 2**20:.0f} MB of pixel data once decoded; at most "
+            f"{limits.max_decoded_bytes / 2**20:.0f} MB are allowed (send it with 8 bits per sample).",
+        )
 
 
 def _truncated(fmt: str) -> BadImage:
@@ -152,8 +157,9 @@ def _check_png(data: bytes, limits: Limits) -> Checked:
             if packed is not None:
                 inflated += 1
                 if inflated > MAX_PNG_INFLATED_META:
-                    raise BadImage("too_complex", f"The PNG file has more than {MAX_PNG_INFLATED_META} compressed "
-                                                  "text or profile chunks.")
+                    raise BadImage(
+                        "too_complex", f"The PNG file has more than {MAX_PNG_INFLATED_META} compressed text or profile chunks."
+                    )
                 _inflate_bounded(packed)
         if kind in PNG_KEPT and (kind != b"eXIf" or length <= MAX_EXIF_BYTES):
             kept.append(data[pos:end])
@@ -231,8 +237,10 @@ def _check_jpeg(data: bytes, limits: Limits) -> Checked:
                 raise BadImage("bad_image", "The JPEG file has two frame headers.")
             frame = _jpeg_frame(body, limits)
         elif marker in _SOF_OTHER:
-            raise BadImage("unsupported_format", "Lossless, hierarchical and arithmetic-coded JPEGs are not accepted: "
-                                                 f"send a {OFFERED} image.")
+            raise BadImage(
+                "unsupported_format",
+                f"Lossless, hierarchical and arithmetic-coded JPEGs are not accepted: send a {OFFERED} image.",
+            )
         elif marker == 0xDA:
             if frame is None:
                 raise BadImage("bad_image", "The JPEG file has a scan before its frame header.")
@@ -251,8 +259,10 @@ def _check_jpeg(data: bytes, limits: Limits) -> Checked:
     if scans > 1:
         coef = sum(_jpeg_blocks(width, height, comps, h, v) for _, h, v in comps) * 128
         if coef > MAX_JPEG_COEF_BYTES:
-            raise BadImage("too_large", f"The JPEG file needs {coef / 2**20:.0f} MB to decode; at most "
-                                        f"{MAX_JPEG_COEF_BYTES / 2**20:.0f} MB are allowed.")
+            raise BadImage(
+                "too_large",
+                f"The JPEG file needs {coef / 2**20:.0f} MB to decode; at most {MAX_JPEG_COEF_BYTES / 2**20:.0f} MB are allowed.",
+            )
     return Checked("JPEG", width, height, data)
 
 

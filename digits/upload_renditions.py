@@ -13,6 +13,7 @@ split, for measuring). Every image has its own generator, seeded by (seed, copy,
 does not depend on chunking or on the number of processes; it is cached as ``.npz`` like the
 canvas-style copies.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,9 +53,17 @@ def _render_chunk(images: np.ndarray, labels: np.ndarray, first: int, seed: int,
     return out, refused
 
 
-def build(images: np.ndarray, labels: np.ndarray, seed: int = SEED, *, copies: int = 1,
-          cache_dir: Path | None = CACHE_DIR, workers: int = 1, chunk: int = 500,
-          progress: bool = True) -> np.ndarray:
+def build(
+    images: np.ndarray,
+    labels: np.ndarray,
+    seed: int = SEED,
+    *,
+    copies: int = 1,
+    cache_dir: Path | None = CACHE_DIR,
+    workers: int = 1,
+    chunk: int = 500,
+    progress: bool = True,
+) -> np.ndarray:
     """uint8 (copies, N, 28, 28): each of ``images`` (uint8 (N, 28, 28), 255 = ink) uploaded and read back."""
     images, labels = np.asarray(images), np.asarray(labels)
     sets = []
@@ -88,8 +97,10 @@ def build(images: np.ndarray, labels: np.ndarray, seed: int = SEED, *, copies: i
 
 def describe(fraction: float, copies: int, seed: int = SEED) -> str:
     """What the card says about the upload renditions."""
-    return (f"{copies} upload rendition{'s' if copies != 1 else ''} of each training image (digits.upload_renditions "
-            f"v{FORMAT_VERSION}, seed {seed}: one of the upload set's {len(VARIANTS)} recipes at random -- PNG/JPEG, "
-            f"28/112/560 px, both polarities, tight crops and margins, paper, ruled and squared paper, blur, "
-            f"photographed -- read back by the service's upload preprocessing); each sample is replaced by one of "
-            f"them with probability {fraction}")
+    return (
+        f"{copies} upload rendition{'s' if copies != 1 else ''} of each training image (digits.upload_renditions "
+        f"v{FORMAT_VERSION}, seed {seed}: one of the upload set's {len(VARIANTS)} recipes at random -- PNG/JPEG, "
+        f"28/112/560 px, both polarities, tight crops and margins, paper, ruled and squared paper, blur, "
+        f"photographed -- read back by the service's upload preprocessing); each sample is replaced by one of "
+        f"them with probability {fraction}"
+    )

@@ -147,8 +147,9 @@ def _tight(image28: np.ndarray, side: int, c: Choices) -> np.ndarray:
     return np.pad(ink, m)
 
 
-def _margin(image28: np.ndarray, side: int, c: Choices, share: tuple[float, float],
-            place: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+def _margin(
+    image28: np.ndarray, side: int, c: Choices, share: tuple[float, float], place: tuple[float, float] = (0.0, 1.0)
+) -> np.ndarray:
     """Ink placed on a larger frame: the digit's longer side is ``share`` (easy, hard) of the frame's
     shorter side, anywhere in the ``place`` range of the free space. At 28 px the MNIST frame
     itself (the digit's 20 px box, 4 px margins)."""
@@ -176,8 +177,7 @@ def _paper(h: int, w: int, c: Choices, colour: Sequence[float], mottle: float) -
     return np.asarray(colour, np.float32)[None, None, :] + texture
 
 
-def _lines(paper: np.ndarray, spacing: float, colour: Sequence[float], thickness: int, offset: float,
-           vertical: bool) -> None:
+def _lines(paper: np.ndarray, spacing: float, colour: Sequence[float], thickness: int, offset: float, vertical: bool) -> None:
     h, w = paper.shape[:2]
     length = w if not vertical else h
     pos = offset % spacing
@@ -237,8 +237,7 @@ PAPERS = ((246.0, 250.0, 252.0), (215.0, 235.0, 242.0), (228.0, 232.0, 235.0))  
 def _scene(image28: np.ndarray, v: Variant, c: Choices) -> np.ndarray:
     """The colour (BGR, float) or grey image of one scene variant."""
     photo = v.scene.startswith("photo") or v.scene == "board"  # keep the digit in the picture after the warp
-    ink = _margin(image28, v.side, c, (0.7, 0.4) if v.scene == "blurred" else (0.5, 0.3),
-                  (0.15, 0.85) if photo else (0.0, 1.0))
+    ink = _margin(image28, v.side, c, (0.7, 0.4) if v.scene == "blurred" else (0.5, 0.3), (0.15, 0.85) if photo else (0.0, 1.0))
     h, w = ink.shape
     ys, xs = np.nonzero(ink > 0.05)
     digit = float(max(np.ptp(ys), np.ptp(xs)) + 1)  # the digit's longer side, px
@@ -292,15 +291,15 @@ def make_image(image28: np.ndarray, variant: Variant, c: Choices) -> np.ndarray:
 
 
 def encode(img: np.ndarray, fmt: Format, quality: int = 90) -> bytes:
-    ok, buf = (cv2.imencode(".png", img) if fmt == "PNG"
-               else cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)]))
+    ok, buf = cv2.imencode(".png", img) if fmt == "PNG" else cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError(f"OpenCV could not encode a {fmt}")
     return buf.tobytes()
 
 
-def make_upload(image28: np.ndarray, label: int, source: int, variant: Variant, *, seed: int = SEED,
-                worst: bool = False) -> Upload:
+def make_upload(
+    image28: np.ndarray, label: int, source: int, variant: Variant, *, seed: int = SEED, worst: bool = False
+) -> Upload:
     c = Choices(variant_rng(seed, variant.name, source), worst)
     img = make_image(image28, variant, c)
     quality = c.i(92, 50 if variant.side >= 112 else 70)  # a 28 px JPEG at 50 would be mostly blocks
@@ -326,9 +325,16 @@ def choose(count: int, available: int, seed: int = SEED) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(available)[: max(0, count)])
 
 
-def build(images: np.ndarray, labels: np.ndarray, sources: np.ndarray, *,
-          variants: Sequence[Variant] = VARIANTS, count: int = DEFAULT_COUNT, seed: int = SEED,
-          worst: bool = False) -> Iterator[Upload]:
+def build(
+    images: np.ndarray,
+    labels: np.ndarray,
+    sources: np.ndarray,
+    *,
+    variants: Sequence[Variant] = VARIANTS,
+    count: int = DEFAULT_COUNT,
+    seed: int = SEED,
+    worst: bool = False,
+) -> Iterator[Upload]:
     """The uploads of ``count`` of the given digits (validation-split images; ``sources`` their
     indices in the training part) in each variant, variant after variant."""
     pick = choose(count, len(images), seed)

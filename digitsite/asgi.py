@@ -4,6 +4,7 @@ Outermost first: the client's real address (TrustedProxies), then for HTTP the o
 POSTs (before any limit is counted), per-address limits and the body limit; for WebSockets the exact
 origin check.
 """
+
 import os
 
 from django.core.asgi import get_asgi_application
@@ -23,10 +24,14 @@ from recognizer.routing import websocket_urlpatterns  # noqa: E402
 application = TrustedProxies(
     ProtocolTypeRouter(
         {
-            "http": SameOriginPosts(HttpThrottle(RequestBodyLimit(django_asgi_app, settings.REQUEST_MAX_BYTES)),
-                                    settings.ALLOWED_HOSTS, settings.CSRF_TRUSTED_ORIGINS),
-            "websocket": SameOriginWebSocket(URLRouter(websocket_urlpatterns), settings.ALLOWED_HOSTS,
-                                             settings.CSRF_TRUSTED_ORIGINS),
+            "http": SameOriginPosts(
+                HttpThrottle(RequestBodyLimit(django_asgi_app, settings.REQUEST_MAX_BYTES)),
+                settings.ALLOWED_HOSTS,
+                settings.CSRF_TRUSTED_ORIGINS,
+            ),
+            "websocket": SameOriginWebSocket(
+                URLRouter(websocket_urlpatterns), settings.ALLOWED_HOSTS, settings.CSRF_TRUSTED_ORIGINS
+            ),
         }
     ),
     parse_networks(settings.TRUSTED_PROXIES),

@@ -9,6 +9,7 @@ It serves redis:// and rediss:// URLs: use_as_redis_transport() (digitsite/celer
 under kombu's own aliases, so the broker URL keeps its scheme and tools that read it (Flower's broker
 page and queue lengths, `celery inspect`'s broker info) take it for the Redis broker it is.
 """
+
 import logging
 from typing import Any
 

@@ -9,6 +9,7 @@ shipped (docs/operations.md):
   broker URL keeps its scheme (Flower decides what it can show by it);
 - the task queues are declared (worker.jobs), so that `celery purge` empties both, not the default one.
 """
+
 import os
 import sys
 
@@ -33,6 +34,9 @@ app.config_from_object(os.environ["DJANGO_SETTINGS_MODULE"], namespace="CELERY")
 # Set here by their new names: as CELERY_-prefixed settings they read as Celery 3's deprecated ones.
 # task_queues: the queues Celery would make from the routes (a direct exchange of the queue's name),
 # declared so that the tools know them all (`celery purge` purged only the default queue).
-app.conf.update(task_serializer="msgpack", accept_content=["msgpack"],
-                task_queues=[Queue(name, Exchange(name), routing_key=name) for name in QUEUES])
+app.conf.update(
+    task_serializer="msgpack",
+    accept_content=["msgpack"],
+    task_queues=[Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
+)
 app.autodiscover_tasks(["worker"])

@@ -6,6 +6,7 @@ so a view's size check comes after the cost. This wraps the HTTP app and answers
 Daphne itself still receives the body before the app runs (it hands it over in chunks); behind the
 compose balancer, nginx refuses it first (`client_max_body_size`, deploy/nginx.conf).
 """
+
 from __future__ import annotations
 
 import json
@@ -58,9 +59,18 @@ class RequestBodyLimit:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"type": "error", "code": "too_large",
-                           "message": f"request bodies up to {self.max_bytes // 2**20} MB"}).encode()
-        await send({"type": "http.response.start", "status": 400,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        body = json.dumps(
+            {"type": "error", "code": "too_large", "message": f"request bodies up to {self.max_bytes // 2**20} MB"}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 400,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

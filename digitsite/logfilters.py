@@ -1,4 +1,5 @@
 """Logging filters referenced from settings.LOGGING."""
+
 from __future__ import annotations
 
 import logging

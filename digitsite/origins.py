@@ -7,6 +7,7 @@ with its visitors' browsers. A socket is accepted when its Origin is the site it
 browser connected to, with the same scheme and port, that host being allowed) or is listed exactly
 in CSRF_TRUSTED_ORIGINS. No Origin, no socket: non-browser clients must send one.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,7 @@ def _normal(scheme: str, netloc: str) -> str | None:
     return f"{scheme}://{host}:{port or DEFAULT_PORTS[scheme]}"
 
 
-def origin_allowed(origin: str, host_header: str, secure: bool, allowed_hosts: list[str],
-                   trusted_origins: list[str]) -> bool:
+def origin_allowed(origin: str, host_header: str, secure: bool, allowed_hosts: list[str], trusted_origins: list[str]) -> bool:
     parts = urlsplit(origin)
     theirs = _normal(parts.scheme, parts.netloc)
     if theirs is None:
@@ -54,8 +54,9 @@ class SameOriginWebSocket:
             headers = dict(scope.get("headers") or [])
             origin = headers.get(b"origin", b"").decode("latin-1")
             host = headers.get(b"host", b"").decode("latin-1")
-            if not origin or not origin_allowed(origin, host, scope.get("scheme") == "wss", self.allowed_hosts,
-                                                self.trusted_origins):
+            if not origin or not origin_allowed(
+                origin, host, scope.get("scheme") == "wss", self.allowed_hosts, self.trusted_origins
+            ):
                 denier = WebsocketDenier()
                 await denier(scope, receive, send)
                 return
@@ -79,22 +80,42 @@ class SameOriginPosts:
         self.app, self.allowed_hosts, self.trusted_origins, self.prefix = app, allowed_hosts, trusted_origins, prefix
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if (scope["type"] == "http" and scope["path"].startswith(self.prefix)
-                and scope.get("method", "GET") not in self.SAFE_METHODS):
+        if (
+            scope["type"] == "http"
+            and scope["path"].startswith(self.prefix)
+            and scope.get("method", "GET") not in self.SAFE_METHODS
+        ):
             headers = dict(scope.get("headers") or [])
             origin = headers.get(b"origin")
-            if origin is not None and not origin_allowed(origin.decode("latin-1"), headers.get(b"host", b"").decode("latin-1"),
-                                                         scope.get("scheme") == "https", self.allowed_hosts,
-                                                         self.trusted_origins):
+            if origin is not None and not origin_allowed(
+                origin.decode("latin-1"),
+                headers.get(b"host", b"").decode("latin-1"),
+                scope.get("scheme") == "https",
+                self.allowed_hosts,
+                self.trusted_origins,
+            ):
                 await _forbid(send)
                 return
         await self.app(scope, receive, send)
 
 
 async def _forbid(send: Any) -> None:
-    body = json.dumps({"type": "error", "code": "cross_site",
-                       "message": "requests from other sites are not accepted; upload from this site's page"}).encode()
-    await send({"type": "http.response.start", "status": 403,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    body = json.dumps(
+        {
+            "type": "error",
+            "code": "cross_site",
+            "message": "requests from other sites are not accepted; upload from this site's page",
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 403,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

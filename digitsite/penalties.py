@@ -17,6 +17,7 @@ Per process, in memory: each web process learns of an address by refusing it. Co
 TRUSTED_PROXIES are never refused here (the proxy's address stands for many clients); sockets
 already open are not touched.
 """
+
 from __future__ import annotations
 
 import json
@@ -100,7 +101,10 @@ refusals = Refusals()  # the process's, for HTTP limits (digitsite.throttle)
 def refusal(retry_after: float) -> bytes:
     """The whole HTTP answer to a refused connection."""
     seconds = max(1, int(retry_after + 0.999))
-    body = json.dumps({"type": "error", "code": "rate_limited",
-                       "message": f"too many requests from this address; retry in {seconds} s"}).encode()
-    return (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: %d\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (seconds, len(body), body))
+    body = json.dumps(
+        {"type": "error", "code": "rate_limited", "message": f"too many requests from this address; retry in {seconds} s"}
+    ).encode()
+    return (
+        b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: %d\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (seconds, len(body), body)
+    )

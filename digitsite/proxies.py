@@ -7,6 +7,7 @@ The client is then the right-most X-Forwarded-For entry that is not itself a tru
 its left were written by the client and prove nothing. X-Forwarded-Proto from a trusted proxy sets
 the scheme (https: Django's request.is_secure(), secure redirects and cookies).
 """
+
 from __future__ import annotations
 
 import ipaddress

@@ -4,6 +4,7 @@ The settings refuse to start without DJANGO_SECRET_KEY (a known fallback key wou
 admin sessions). A developer's checkout gets a random key of its own instead, made once and kept in
 `.secret_key` (git-ignored, readable by its owner only). Production sets DJANGO_SECRET_KEY.
 """
+
 from __future__ import annotations
 
 import os

@@ -20,6 +20,7 @@ its Retry-After is answered 429 here, before any HTTP is parsed (digitsite.penal
 Hangs: an event loop that stops turning for WEB_LOOP_STALL_LIMIT_S (30 s) ends the process for a
 fresh one (digitsite.watchdog); its sockets reconnect to the others meanwhile.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -93,11 +94,12 @@ class LimitedRequest(WebRequest):
         """Answer the API's `too_large` error and close the connection without reading the rest."""
         self._refused = True
         limit_mb = _max_body_bytes() // 2**20
-        body = json.dumps({"type": "error", "code": "too_large",
-                           "message": f"request bodies up to {limit_mb} MB"}).encode()
+        body = json.dumps({"type": "error", "code": "too_large", "message": f"request bodies up to {limit_mb} MB"}).encode()
         transport: Any = self.channel.transport
-        transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
-                        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        transport.write(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+        )
         # A lingering close: closing with the body still arriving would reset the connection, and a
         # client still sending (most do) would see a broken pipe instead of the answer. So: end our
         # side after the answer, discard what still comes (handleContentChunk), and cut it off after
@@ -209,8 +211,9 @@ class DrainingServer(Server):
         started = time.monotonic()
         try:
             # new connections go to the other web processes (or wait in the shared socket's backlog)
-            await asyncio.gather(*(defer.maybeDeferred(port.stopListening).asFuture(asyncio.get_running_loop())
-                                   for port in self.ports))
+            await asyncio.gather(
+                *(defer.maybeDeferred(port.stopListening).asFuture(asyncio.get_running_loop()) for port in self.ports)
+            )
             from recognizer import draining  # the app (and so Django) is loaded by now
 
             sockets, requests = await asyncio.gather(draining.drain(DRAIN_S), self._requests_done(started + DRAIN_S))
@@ -223,18 +226,20 @@ class DrainingServer(Server):
 
     async def _requests_done(self, deadline: float) -> int:
         """Wait until the HTTP requests in flight are answered (or `deadline`); returns their number."""
-        requests = [d["application_instance"] for p, d in list(self.connections.items())
-                    if not isinstance(p, WebSocketProtocol) and "application_instance" in d
-                    and not d["application_instance"].done()]
+        requests = [
+            d["application_instance"]
+            for p, d in list(self.connections.items())
+            if not isinstance(p, WebSocketProtocol) and "application_instance" in d and not d["application_instance"].done()
+        ]
         if requests:
             await asyncio.wait(requests, timeout=max(0.0, deadline - time.monotonic()))
         return len(requests)
 
-
     async def _sockets_closed(self, deadline: float) -> None:
         """Wait until the sockets told to close have closed (their closing handshakes done)."""
         while time.monotonic() < deadline and any(
-                isinstance(p, WebSocketProtocol) and "disconnected" not in d for p, d in list(self.connections.items())):
+            isinstance(p, WebSocketProtocol) and "disconnected" not in d for p, d in list(self.connections.items())
+        ):
             await asyncio.sleep(0.02)
 
 

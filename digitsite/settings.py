@@ -9,6 +9,7 @@ DJANGO_DEBUG, DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DJANGO_CSRF_TRUSTED_ORIGI
 DJANGO_HTTPS  served over HTTPS (behind a TLS proxy): Secure cookies, HSTS, redirect to https
 TRUSTED_PROXIES  addresses/networks whose X-Forwarded-For/-Proto are believed (default none)
 """
+
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -32,7 +33,8 @@ if not SECRET_KEY:
         # A known key lets anyone forge sessions (the admin) and CSRF tokens: never fall back to one.
         raise ImproperlyConfigured(
             "DJANGO_SECRET_KEY is not set. Set it to a long random string (or DJANGO_DEBUG=1 for development); "
-            "manage.py and `make run` make one for this checkout in .secret_key.")
+            "manage.py and `make run` make one for this checkout in .secret_key."
+        )
     # DEBUG: this checkout's own random key (.secret_key, made once, 0600), never a constant that
     # anyone reading the code could sign sessions with; shared by the checkout's processes.
     from digitsite.secret import use_checkout_key
@@ -117,8 +119,7 @@ TRUSTED_PROXIES = [p for p in os.environ.get("TRUSTED_PROXIES", "").split(",") i
 # /metrics (Prometheus format, recognizer.metrics) is served to a scraper that sends
 # `Authorization: Bearer <METRICS_TOKEN>` or comes from METRICS_ALLOWED_NETWORKS (default: this machine).
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
-METRICS_ALLOWED_NETWORKS = [n for n in os.environ.get("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1").split(",")
-                            if n.strip()]
+METRICS_ALLOWED_NETWORKS = [n for n in os.environ.get("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1").split(",") if n.strip()]
 
 ROOT_URLCONF = "digitsite.urls"
 ASGI_APPLICATION = "digitsite.asgi.application"
@@ -139,9 +140,7 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=0, conn_health_checks=True
-    )
+    "default": dj_database_url.config(default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=0, conn_health_checks=True)
 }
 # `make run` on a machine without PostgreSQL: the web processes store submits while the workers
 # fill in predictions. With SQLite's defaults a transaction that reads and then writes fails at
@@ -221,14 +220,18 @@ CELERY_WORKER_CONSUMER = "digitsite.worker_consumer:Consumer"  # reconnects to a
 # and delete it on ack (two extra round trips per task hop) only to redeliver it after the
 # visibility timeout (1 h), long after the job expires (30 s). A job lost with a crashed worker
 # is retried by the web side after WS_PREDICTION_TIMEOUT_S instead.
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "ack_emulation": False,
-    **({"global_keyprefix": REDIS_PREFIX} if REDIS_PREFIX else {}),
-} if BROKER_IS_REDIS else {
-    # Another broker (RabbitMQ): publisher confirms, so a publish returns once the broker has the message
-    # (and raises when it did not take it): ~0.4 ms a message on this machine, in the web's publish thread.
-    "confirm_publish": True,
-}
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {
+        "ack_emulation": False,
+        **({"global_keyprefix": REDIS_PREFIX} if REDIS_PREFIX else {}),
+    }
+    if BROKER_IS_REDIS
+    else {
+        # Another broker (RabbitMQ): publisher confirms, so a publish returns once the broker has the message
+        # (and raises when it did not take it): ~0.4 ms a message on this machine, in the web's publish thread.
+        "confirm_publish": True,
+    }
+)
 if not BROKER_IS_REDIS:
     # Live jobs (strokes, uploads, heat maps) expire within 30 s: not written to the broker's disk (a
     # persistent message's confirm waits for an fsync, ~4 ms here); the web side asks again for one lost.
@@ -281,8 +284,9 @@ WS_PREDICTIONS_PER_SECOND = float(os.environ.get("WS_PREDICTIONS_PER_SECOND", "4
 WS_PREDICTIONS_BURST = float(os.environ.get("WS_PREDICTIONS_BURST", "120"))
 WS_ADDRESS_BYTES_PER_SECOND = float(os.environ.get("WS_ADDRESS_BYTES_PER_SECOND", str(256 * WS_ADDRESS_RATE_PER_SECOND)))
 WS_ADDRESS_BYTES_BURST = float(os.environ.get("WS_ADDRESS_BYTES_BURST", str(512 * WS_ADDRESS_RATE_BURST)))
-WS_ADDRESS_PREDICTIONS_PER_SECOND = float(os.environ.get("WS_ADDRESS_PREDICTIONS_PER_SECOND",
-                                                         str(0.1 * WS_ADDRESS_RATE_PER_SECOND)))
+WS_ADDRESS_PREDICTIONS_PER_SECOND = float(
+    os.environ.get("WS_ADDRESS_PREDICTIONS_PER_SECOND", str(0.1 * WS_ADDRESS_RATE_PER_SECOND))
+)
 WS_ADDRESS_PREDICTIONS_BURST = float(os.environ.get("WS_ADDRESS_PREDICTIONS_BURST", str(0.1 * WS_ADDRESS_RATE_BURST)))
 THROTTLE_UPLOADS = os.environ.get("THROTTLE_UPLOADS", "5/second;60/minute")
 # Submitted (stored) drawings per address; off where uploads are off (the test stacks).
@@ -323,9 +327,11 @@ PUBLISH_VIA = os.environ.get("PUBLISH_VIA") or ("redis" if BROKER_IS_REDIS else 
 if PUBLISH_VIA not in ("redis", "celery"):
     raise ImproperlyConfigured(f"PUBLISH_VIA={PUBLISH_VIA!r}: expected 'redis' or 'celery'")
 if PUBLISH_VIA == "redis" and not BROKER_IS_REDIS:
-    raise ImproperlyConfigured(f"PUBLISH_VIA=redis pushes into the broker's Redis lists, but the broker is "
-                               f"{CELERY_BROKER_URL.partition('://')[0]}:// (BROKER_URL): "
-                               "use PUBLISH_VIA=celery or leave it unset")
+    raise ImproperlyConfigured(
+        f"PUBLISH_VIA=redis pushes into the broker's Redis lists, but the broker is "
+        f"{CELERY_BROKER_URL.partition('://')[0]}:// (BROKER_URL): "
+        "use PUBLISH_VIA=celery or leave it unset"
+    )
 
 # Stored drawings whose prediction message was lost are queued again after this many seconds by
 # the workers that fill them in, the preprocess workers (worker.drawings).

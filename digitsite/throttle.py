@@ -10,6 +10,7 @@ more than the message.
 Each limit is a `limits` string such as "5/second;100/minute" (several windows, all must allow);
 "off" disables it.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,11 +83,16 @@ class AddressLimits:
         from django.conf import settings
 
         # redis-py's asyncio client (the project's Redis client); one pool per process
-        shared = RedisStorage(settings.REDIS_URL.replace("redis://", "async+redis://", 1), implementation="redispy",
-                              key_prefix=f"{settings.REDIS_PREFIX}limits", socket_timeout=0.5,
-                              socket_connect_timeout=0.5)
-        return cls(shared, settings.THROTTLE_UPLOADS, settings.THROTTLE_SOCKET_OPENS, settings.THROTTLE_HEALTH,
-                   settings.THROTTLE_SUBMITS)
+        shared = RedisStorage(
+            settings.REDIS_URL.replace("redis://", "async+redis://", 1),
+            implementation="redispy",
+            key_prefix=f"{settings.REDIS_PREFIX}limits",
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+        )
+        return cls(
+            shared, settings.THROTTLE_UPLOADS, settings.THROTTLE_SOCKET_OPENS, settings.THROTTLE_HEALTH, settings.THROTTLE_SUBMITS
+        )
 
     def for_path(self, path: str) -> Limit | None:
         if path.startswith("/api/predict"):
@@ -127,10 +133,23 @@ class HttpThrottle:
 
     @staticmethod
     async def _refuse(send: Any, limit: Limit, retry_after: int) -> None:
-        body = json.dumps({"type": "error", "code": "rate_limited",
-                           "message": f"too many {limit.name} requests from this address; retry in {retry_after} s"}
-                          ).encode()
-        await send({"type": "http.response.start", "status": 429,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"retry-after", str(retry_after).encode()), (b"connection", b"close")]})
+        body = json.dumps(
+            {
+                "type": "error",
+                "code": "rate_limited",
+                "message": f"too many {limit.name} requests from this address; retry in {retry_after} s",
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", str(retry_after).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -15,6 +15,7 @@ EXIT_STUCK), so that whatever supervises it (`make run`, docker compose, Kuberne
 one. What the process held is asked for again: jobs by the web side after its timeout, stored
 drawings by the sweep, sockets by the page's reconnect.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,8 +39,14 @@ def _exit_stuck(what: str, running_s: float) -> None:
 class Watchdog:
     """Ends the process (`on_stuck`) when the work begun last has run past `limit_s` unfinished."""
 
-    def __init__(self, limit_s: float, *, on_stuck: Callable[[str, float], None] = _exit_stuck,
-                 clock: Callable[[], float] = time.monotonic, check_every_s: float | None = None) -> None:
+    def __init__(
+        self,
+        limit_s: float,
+        *,
+        on_stuck: Callable[[str, float], None] = _exit_stuck,
+        clock: Callable[[], float] = time.monotonic,
+        check_every_s: float | None = None,
+    ) -> None:
         self.limit_s = limit_s
         self._on_stuck, self._clock = on_stuck, clock
         self._every = check_every_s if check_every_s is not None else min(1.0, limit_s / 4)

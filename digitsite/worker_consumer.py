@@ -4,6 +4,7 @@ kombu's default waits 2, 4, 6 ... up to 30 s between attempts to reach a broker 
 worker could stay away half a minute after Redis is back. This one tries every second. Selected with
 CELERY_WORKER_CONSUMER (only workers import it).
 """
+
 from typing import Any
 
 from celery.worker.consumer import Consumer as CeleryConsumer

@@ -15,6 +15,7 @@ cards, dates as fixed ranges, no date hierarchy); search is an exact id or clien
 lookup; the list is newest first by id and sorts by confidence on an index; actions over a large
 selection write it DrawingQuerySet chunk by chunk (ACTION_CHUNK rows a transaction), so no lock is
 held on a large selection at once."""
+
 from __future__ import annotations
 
 import base64
@@ -299,12 +300,36 @@ def _relabel_action(digit: int) -> Callable[[admin.ModelAdmin, HttpRequest, Quer
 
 @admin.register(Drawing)
 class DrawingAdmin(admin.ModelAdmin):
-    list_display = ("id", "thumbnail", "predicted_digit", "confidence_pct", "uncertain", "person_label", "review_label",
-                    "effective_label_col", "reviewed", "excluded", "model_name", "created_at")
+    list_display = (
+        "id",
+        "thumbnail",
+        "predicted_digit",
+        "confidence_pct",
+        "uncertain",
+        "person_label",
+        "review_label",
+        "effective_label_col",
+        "reviewed",
+        "excluded",
+        "model_name",
+        "created_at",
+    )
     list_display_links = ("id", "thumbnail")
     list_editable = ("review_label",)
-    list_filter = (ReviewedFilter, LabelledFilter, AgreementFilter, "uncertain", ConfidenceFilter, WaitingFilter,
-                   EffectiveLabelFilter, "predicted_digit", "label", "excluded", ModelFilter, "created_at")
+    list_filter = (
+        ReviewedFilter,
+        LabelledFilter,
+        AgreementFilter,
+        "uncertain",
+        ConfidenceFilter,
+        WaitingFilter,
+        EffectiveLabelFilter,
+        "predicted_digit",
+        "label",
+        "excluded",
+        ModelFilter,
+        "created_at",
+    )
     # Searched by get_search_results: an exact id or client id (one index lookup each).
     search_fields = ("client_id",)
     search_help_text = "An id (12345) or a client id, exactly as it is: no partial matches."
@@ -314,12 +339,36 @@ class DrawingAdmin(admin.ModelAdmin):
     show_full_result_count = False  # no COUNT(*) of the whole table beside a filtered one
     show_facets = admin.ShowFacets.NEVER  # "Show counts" would count every choice of every filter
     paginator = EstimatedCountPaginator
-    actions = ["mark_reviewed", "confirm_prediction", *[_relabel_action(d) for d in range(10)],
-               "exclude_from_training", "include_in_training", "download_export", "download_export_with_unreviewed"]
+    actions = [
+        "mark_reviewed",
+        "confirm_prediction",
+        *[_relabel_action(d) for d in range(10)],
+        "exclude_from_training",
+        "include_in_training",
+        "download_export",
+        "download_export_with_unreviewed",
+    ]
     readonly_fields = (
-        "drawing_image", "image28_view", "label", "reviewed_at", "reviewed_by", "client_id", "predicted_digit",
-        "confidence", "probabilities", "uncertain", "reason", "model_name", "canvas_width", "canvas_height", "brush",
-        "latency_ms", "created_at", "predicted_at", "prediction_attempts", "strokes",
+        "drawing_image",
+        "image28_view",
+        "label",
+        "reviewed_at",
+        "reviewed_by",
+        "client_id",
+        "predicted_digit",
+        "confidence",
+        "probabilities",
+        "uncertain",
+        "reason",
+        "model_name",
+        "canvas_width",
+        "canvas_height",
+        "brush",
+        "latency_ms",
+        "created_at",
+        "predicted_at",
+        "prediction_attempts",
+        "strokes",
     )
     fields = ("drawing_image", "image28_view", "review_label", "excluded") + readonly_fields[2:]
 
@@ -340,8 +389,9 @@ class DrawingAdmin(admin.ModelAdmin):
                 raise PermissionDenied
         return super().changelist_view(request, extra_context)
 
-    def get_search_results(self, request: HttpRequest, queryset: QuerySet[Drawing],
-                           search_term: str) -> tuple[QuerySet[Drawing], bool]:
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Drawing], search_term: str
+    ) -> tuple[QuerySet[Drawing], bool]:
         """An exact client id, or an id: the unique (client_id, content_hash) index and the primary key."""
         term = search_term.strip()
         if not term:
@@ -352,8 +402,13 @@ class DrawingAdmin(admin.ModelAdmin):
         return queryset.filter(match), False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Drawing]:  # the list needs no strokes or images
-        return (super().get_queryset(request).defer("strokes", "probabilities", "image28")
-                .select_related("reviewed_by").with_effective_label())
+        return (
+            super()
+            .get_queryset(request)
+            .defer("strokes", "probabilities", "image28")
+            .select_related("reviewed_by")
+            .with_effective_label()
+        )
 
     def save_model(self, request: HttpRequest, obj: Drawing, form: ModelForm, change: bool) -> None:
         """A label or exclusion set by hand, in the list or the form, is a review."""
@@ -415,23 +470,21 @@ class DrawingAdmin(admin.ModelAdmin):
         done, _ = in_chunks(queryset, lambda rows: rows.update(excluded=False))
         self.message_user(request, f"{done} drawings back in the training data.", messages.SUCCESS)
 
-    @admin.action(description="Download the reviewed ones as training data (zip: npz, strokes, CSV)",
-                  permissions=["export"])
+    @admin.action(description="Download the reviewed ones as training data (zip: npz, strokes, CSV)", permissions=["export"])
     def download_export(self, request: HttpRequest, queryset: QuerySet[Drawing]) -> StreamedZipResponse:
         return self._download(queryset, include_unreviewed=False)
 
-    @admin.action(description="Download as training data, unreviewed ones with the person's label too",
-                  permissions=["export"])
-    def download_export_with_unreviewed(self, request: HttpRequest,
-                                        queryset: QuerySet[Drawing]) -> StreamedZipResponse:
+    @admin.action(description="Download as training data, unreviewed ones with the person's label too", permissions=["export"])
+    def download_export_with_unreviewed(self, request: HttpRequest, queryset: QuerySet[Drawing]) -> StreamedZipResponse:
         return self._download(queryset, include_unreviewed=True)
 
     def _download(self, queryset: QuerySet[Drawing], *, include_unreviewed: bool) -> StreamedZipResponse:
         """The zip streamed as it is made (export_zip_stream), whatever the size of the selection."""
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         kind = "-with-unreviewed" if include_unreviewed else ""
-        response = StreamedZipResponse(export_zip_stream(queryset.order_by(), include_unreviewed=include_unreviewed),
-                                       content_type="application/zip")
+        response = StreamedZipResponse(
+            export_zip_stream(queryset.order_by(), include_unreviewed=include_unreviewed), content_type="application/zip"
+        )
         response["Content-Disposition"] = f'attachment; filename="drawings-{stamp}{kind}.zip"'
         response["X-Export-Summary"] = "in the zip's comment (counted once the rows are out)"
         return response

@@ -10,6 +10,7 @@ together as soon as a batch comes back: batches grow with the load, and the queu
 A batch whose answer never comes (its worker died, its message expired) stops counting after
 `lost_after_s`; the sessions ask again for what it carried.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,16 +37,27 @@ def _is_async(fn: object) -> bool:
 
 
 class JobBatcher:
-    def __init__(self, publish: Publish, *, max_batch: int = MAX_BATCH, in_flight: int = 2,
-                 lost_after_s: float = 3.0, windowed: tuple[str, ...] = (PREDICT_TASK,), in_thread: bool = True,
-                 executor: Executor | None = None) -> None:
+    def __init__(
+        self,
+        publish: Publish,
+        *,
+        max_batch: int = MAX_BATCH,
+        in_flight: int = 2,
+        lost_after_s: float = 3.0,
+        windowed: tuple[str, ...] = (PREDICT_TASK,),
+        in_thread: bool = True,
+        executor: Executor | None = None,
+    ) -> None:
         self._publish = publish
         self._max_batch, self._window, self._lost_after_s = max_batch, in_flight, lost_after_s
         self._windowed = windowed  # tasks whose batches count against the window (uploads, heat maps do not)
         # One thread: publishes leave in order, and Celery's producer is used by one thread only.
         # in_thread=False publishes on the event loop itself (no thread hand-off; the loop waits).
-        self._executor = (executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-publish")
-                          if in_thread and not _is_async(publish) else None)
+        self._executor = (
+            executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-publish")
+            if in_thread and not _is_async(publish)
+            else None
+        )
         self._pending: dict[str, list[tuple[Job, OnFailed]]] = {}
         self._out: dict[str, float] = {}  # windowed batches published and not answered: id -> when
         self._flushing: asyncio.Task[None] | None = None
@@ -105,7 +117,7 @@ class JobBatcher:
         try:
             while (task := self._next_task()) is not None:
                 items = self._pending[task]
-                chunk, self._pending[task] = items[:self._max_batch], items[self._max_batch:]
+                chunk, self._pending[task] = items[: self._max_batch], items[self._max_batch :]
                 batch = Batch(uuid.uuid4().hex, [job for job, _ in chunk])
                 if task in self._windowed:
                     self._out[batch.id] = time.monotonic()

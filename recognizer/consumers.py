@@ -4,6 +4,7 @@ Thin: Channels in, Channels out. The conversation itself (checking, coalescing, 
 is `recognizer.session.RecognitionSession`; jobs leave in batches through the process's
 `JobClient`, whose reply channel brings the answers back to this socket.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,17 +40,26 @@ def address_sockets() -> AddressSockets:
     """This process's open sockets per client address."""
     global _addresses
     if _addresses is None:
-        _addresses = AddressSockets(settings.WS_SOCKETS_PER_ADDRESS, settings.WS_ADDRESS_RATE_PER_SECOND,
-                                    settings.WS_ADDRESS_RATE_BURST, settings.WS_ADDRESS_BYTES_PER_SECOND,
-                                    settings.WS_ADDRESS_BYTES_BURST, settings.WS_ADDRESS_PREDICTIONS_PER_SECOND,
-                                    settings.WS_ADDRESS_PREDICTIONS_BURST)
+        _addresses = AddressSockets(
+            settings.WS_SOCKETS_PER_ADDRESS,
+            settings.WS_ADDRESS_RATE_PER_SECOND,
+            settings.WS_ADDRESS_RATE_BURST,
+            settings.WS_ADDRESS_BYTES_PER_SECOND,
+            settings.WS_ADDRESS_BYTES_BURST,
+            settings.WS_ADDRESS_PREDICTIONS_PER_SECOND,
+            settings.WS_ADDRESS_PREDICTIONS_BURST,
+        )
     return _addresses
 
 
 async def store_submitted(req: StoreRequest) -> int:
     row, _ = await database_sync_to_async(drawing_store)(
-        client_id=req.drawing, strokes=req.strokes.strokes, canvas=req.strokes.canvas, brush=req.strokes.brush,
-        label=req.label, enqueue=enqueue_fill,
+        client_id=req.drawing,
+        strokes=req.strokes.strokes,
+        canvas=req.strokes.canvas,
+        brush=req.strokes.brush,
+        label=req.label,
+        enqueue=enqueue_fill,
     )
     return int(row.pk)
 
@@ -81,17 +91,24 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
         book = address_sockets()
         frame_bytes, work = book.frame_bytes(address), book.work(address)
         self.session = RecognitionSession(
-            client=new_job_id(), sink=self.jobs, send=self.send_json, store=store_submitted, new_id=new_job_id,
-            timeout_s=settings.WS_PREDICTION_TIMEOUT_S, live_interval_s=settings.WS_LIVE_INTERVAL_MS / 1000,
-            load_factor=settings.WS_LIVE_LOAD_FACTOR, heat_delay_s=settings.WS_HEAT_DELAY_MS / 1000,
+            client=new_job_id(),
+            sink=self.jobs,
+            send=self.send_json,
+            store=store_submitted,
+            new_id=new_job_id,
+            timeout_s=settings.WS_PREDICTION_TIMEOUT_S,
+            live_interval_s=settings.WS_LIVE_INTERVAL_MS / 1000,
+            load_factor=settings.WS_LIVE_LOAD_FACTOR,
+            heat_delay_s=settings.WS_HEAT_DELAY_MS / 1000,
             # this socket's budget, and its address's (shared by all the address's sockets here)
             bucket=AllOf(TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST), shared),
             # the work its messages ask for (recognizer.ratelimit), this socket's and its address's
-            frame_bytes=AllOf(TokenBucket(settings.WS_BYTES_PER_SECOND, settings.WS_BYTES_BURST),
-                              *([frame_bytes] if frame_bytes else [])),
-            work=AllOf(TokenBucket(settings.WS_PREDICTIONS_PER_SECOND, settings.WS_PREDICTIONS_BURST),
-                       *([work] if work else [])),
-            admit_submit=self._submit_refused, on_flood=self._close_flooding,
+            frame_bytes=AllOf(
+                TokenBucket(settings.WS_BYTES_PER_SECOND, settings.WS_BYTES_BURST), *([frame_bytes] if frame_bytes else [])
+            ),
+            work=AllOf(TokenBucket(settings.WS_PREDICTIONS_PER_SECOND, settings.WS_PREDICTIONS_BURST), *([work] if work else [])),
+            admit_submit=self._submit_refused,
+            on_flood=self._close_flooding,
         )
         self.jobs.register(self.session.client, self.session.on_answer)
         draining.register(self)

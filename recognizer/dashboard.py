@@ -15,6 +15,7 @@ holds the scored drawings' columns (drawing_scored, drawing_scored_reviewed: ind
 labelled drawings, never the table with its strokes and images; docs/scale.md). The page runs three
 (per model, reviewed and labelled; per week), the plot one; totals are summed from them.
 """
+
 from __future__ import annotations
 
 import io
@@ -58,6 +59,7 @@ class Score:
 
 # ---------------------------------------------------------------- read path
 
+
 def labelled_drawings() -> QuerySet[Drawing]:
     """Predicted, not excluded, with a label used (annotated `effective`): the rows of drawing_scored."""
     return Drawing.objects.with_effective_label().filter(SCORED)
@@ -69,13 +71,17 @@ def reviewed_drawings() -> QuerySet[Drawing]:
 
 def _scores(qs: QuerySet[Drawing], *keys: Any) -> list[dict[str, Any]]:
     # COUNT(predicted_digit) (never null here), not COUNT(id): the id is not in the indexes these read
-    return list(qs.order_by().values(*keys).annotate(
-        n=Count("predicted_digit"), right=Count("predicted_digit", filter=Q(predicted_digit=F("effective")))))
+    return list(
+        qs.order_by()
+        .values(*keys)
+        .annotate(n=Count("predicted_digit"), right=Count("predicted_digit", filter=Q(predicted_digit=F("effective"))))
+    )
 
 
 def score_total(qs: QuerySet[Drawing]) -> Score:
-    row = qs.order_by().aggregate(n=Count("predicted_digit"),
-                                  right=Count("predicted_digit", filter=Q(predicted_digit=F("effective"))))
+    row = qs.order_by().aggregate(
+        n=Count("predicted_digit"), right=Count("predicted_digit", filter=Q(predicted_digit=F("effective")))
+    )
     return Score(row["n"], row["right"])
 
 
@@ -107,6 +113,7 @@ def confusion(qs: QuerySet[Drawing]) -> list[list[int]]:
 
 
 # ---------------------------------------------------------------- the plot
+
 
 def confusion_png(cm: list[list[int]], title: str, cell: int = 44) -> bytes:
     """The matrix drawn with PIL as digits.evaluate draws its PNGs (that module imports torch, which
@@ -141,6 +148,7 @@ def confusion_png(cm: list[list[int]], title: str, cell: int = 44) -> bytes:
 
 # ---------------------------------------------------------------- views
 
+
 @staff_page(*VIEW_DRAWINGS)
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
@@ -150,18 +158,22 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     weeks = score_per_week(reviewed)
     models = sorted(set(per_model) | set(agreement_per_model))
     chosen = request.GET.get("model") or ""
-    return render(request, "models/dashboard.html", {
-        **admin.site.each_context(request),
-        "title": "How the model is doing",
-        "reviewed": score_sum(per_model.values()),
-        "agreement": score_sum(agreement_per_model.values()),
-        "model_rows": [(m, per_model.get(m, Score(0, 0)), agreement_per_model.get(m, Score(0, 0))) for m in models],
-        "models": models,
-        "weeks": [(week, [scores.get(m) for m in models]) for week, scores in weeks.items()],
-        "chosen": chosen if chosen in models else "",
-        "confusion_url": reverse("review:confusion-png"),
-        "models_url": reverse("review:models"),
-    })
+    return render(
+        request,
+        "models/dashboard.html",
+        {
+            **admin.site.each_context(request),
+            "title": "How the model is doing",
+            "reviewed": score_sum(per_model.values()),
+            "agreement": score_sum(agreement_per_model.values()),
+            "model_rows": [(m, per_model.get(m, Score(0, 0)), agreement_per_model.get(m, Score(0, 0))) for m in models],
+            "models": models,
+            "weeks": [(week, [scores.get(m) for m in models]) for week, scores in weeks.items()],
+            "chosen": chosen if chosen in models else "",
+            "confusion_url": reverse("review:confusion-png"),
+            "models_url": reverse("review:models"),
+        },
+    )
 
 
 @staff_page(*VIEW_DRAWINGS)

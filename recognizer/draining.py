@@ -5,6 +5,7 @@ waits (bounded) until its predictions are answered and its submits stored and ac
 closes with code 4001 (recognizer.consumers.CLOSE_RESTARTING), so the page reconnects (to another
 web process, or to this one's successor) and sends its drawing again. Meanwhile /healthz says "draining" (not ready).
 """
+
 from __future__ import annotations
 
 import asyncio

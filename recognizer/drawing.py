@@ -2,6 +2,7 @@
 
 Pure Python, no Django: the consumer owns one `DrawingState` and snapshots it for the workers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -63,9 +64,7 @@ class DrawingState:
         elif msg.stroke == n - 1 and self.open_stroke:  # more points for the pen-down stroke
             new = False
         else:
-            raise ProtocolError(
-                "bad_stroke", f"stroke {msg.stroke} does not follow: the drawing has {n} strokes"
-            )
+            raise ProtocolError("bad_stroke", f"stroke {msg.stroke} does not follow: the drawing has {n} strokes")
         current = [] if new else self.strokes[-1]
         if len(current) + len(msg.points) > MAX_POINTS_PER_STROKE:
             raise ProtocolError("too_large", f"a stroke has at most {MAX_POINTS_PER_STROKE} points")

@@ -24,6 +24,7 @@ command's `export_to_files`): the manifest is written into the zip row by row as
 from their temporary files; the summary is the zip's comment (the headers are gone before it is
 known). Nothing of the export's size is held in memory at any point.
 """
+
 from __future__ import annotations
 
 import array
@@ -64,8 +65,22 @@ RENDER_PROCESSES_MAX = 8
 RENDER_CHUNK = 250
 RENDER_CHUNK_BYTES = 1 << 20  # or fewer drawings a chunk, when their strokes' JSON reaches this
 MANIFEST_FIELDS = (
-    "index", "id", "label", "label_source", "person_label", "review_label", "predicted_digit", "confidence",
-    "uncertain", "reason", "model_name", "created_at", "reviewed_at", "reviewed_by", "image", "client_id",
+    "index",
+    "id",
+    "label",
+    "label_source",
+    "person_label",
+    "review_label",
+    "predicted_digit",
+    "confidence",
+    "uncertain",
+    "reason",
+    "model_name",
+    "created_at",
+    "reviewed_at",
+    "reviewed_by",
+    "image",
+    "client_id",
 )
 # whose word a row's label is (the manifest's label_source)
 REVIEWER, PERSON_REVIEWED, PERSON_UNREVIEWED = "reviewer", "person-reviewed", "person-unreviewed"
@@ -82,9 +97,24 @@ STREAM_BLOCK = 1 << 18
 NPZ_COMPRESSLEVEL = 1
 
 _COLUMNS = (
-    "pk", "effective", "label", "review_label", "predicted_digit", "confidence", "uncertain", "reason", "model_name",
-    "created_at", "reviewed_at", "reviewed_by__username", "client_id", "canvas_width", "canvas_height", "brush",
-    "image28", "strokes_json",
+    "pk",
+    "effective",
+    "label",
+    "review_label",
+    "predicted_digit",
+    "confidence",
+    "uncertain",
+    "reason",
+    "model_name",
+    "created_at",
+    "reviewed_at",
+    "reviewed_by__username",
+    "client_id",
+    "canvas_width",
+    "canvas_height",
+    "brush",
+    "image28",
+    "strokes_json",
 )
 
 
@@ -99,10 +129,13 @@ class ExportSummary:
 
     def describe(self) -> str:
         rendered = f" ({self.rendered} rendered from their strokes, prediction pending)" if self.rendered else ""
-        unreviewed = (f", {self.person_unreviewed} of them with the person's label alone (unreviewed)"
-                      if self.person_unreviewed else "")
-        return (f"{self.exported} drawings exported{rendered}{unreviewed}; left out: {self.excluded} excluded, "
-                f"{self.unlabelled} unlabelled, {self.unreviewed} not reviewed")
+        unreviewed = (
+            f", {self.person_unreviewed} of them with the person's label alone (unreviewed)" if self.person_unreviewed else ""
+        )
+        return (
+            f"{self.exported} drawings exported{rendered}{unreviewed}; left out: {self.excluded} excluded, "
+            f"{self.unlabelled} unlabelled, {self.unreviewed} not reviewed"
+        )
 
 
 def drawings_for_export(*, since: datetime | None = None) -> QuerySet[Drawing]:
@@ -120,22 +153,27 @@ def export_paths(out: Path) -> tuple[Path, Path, Path]:
     return out, out.with_suffix(".strokes.jsonl"), out.with_suffix(".csv")
 
 
-def export_to_files(drawings: QuerySet[Drawing], out: Path, *, include_unreviewed: bool = False,
-                    processes: int | None = None) -> ExportSummary:
+def export_to_files(
+    drawings: QuerySet[Drawing], out: Path, *, include_unreviewed: bool = False, processes: int | None = None
+) -> ExportSummary:
     npz_path, strokes_path, csv_path = export_paths(out)
     npz_path.parent.mkdir(parents=True, exist_ok=True)
-    with (npz_path.open("wb") as npz, strokes_path.open("w", encoding="utf-8") as strokes,
-          csv_path.open("w", encoding="utf-8", newline="") as manifest):
-        return export_write(drawings, npz=npz, strokes=strokes, manifest=manifest,
-                            include_unreviewed=include_unreviewed, processes=processes)
+    with (
+        npz_path.open("wb") as npz,
+        strokes_path.open("w", encoding="utf-8") as strokes,
+        csv_path.open("w", encoding="utf-8", newline="") as manifest,
+    ):
+        return export_write(
+            drawings, npz=npz, strokes=strokes, manifest=manifest, include_unreviewed=include_unreviewed, processes=processes
+        )
 
 
-def export_zip(drawings: QuerySet[Drawing], out: BinaryIO, *, include_unreviewed: bool = False,
-               processes: int | None = None) -> ExportSummary:
+def export_zip(
+    drawings: QuerySet[Drawing], out: BinaryIO, *, include_unreviewed: bool = False, processes: int | None = None
+) -> ExportSummary:
     """The same three files in one zip written into `out` (export_zip_stream's blocks, as they come)."""
     summary: list[ExportSummary] = []
-    for block in export_zip_stream(drawings, include_unreviewed=include_unreviewed, processes=processes,
-                                   summary=summary):
+    for block in export_zip_stream(drawings, include_unreviewed=include_unreviewed, processes=processes, summary=summary):
         out.write(block)
     return summary[0]
 
@@ -162,8 +200,13 @@ class _Sink:
         return block
 
 
-def export_zip_stream(drawings: QuerySet[Drawing], *, include_unreviewed: bool = False, processes: int | None = None,
-                      summary: list[ExportSummary] | None = None) -> Iterator[bytes]:
+def export_zip_stream(
+    drawings: QuerySet[Drawing],
+    *,
+    include_unreviewed: bool = False,
+    processes: int | None = None,
+    summary: list[ExportSummary] | None = None,
+) -> Iterator[bytes]:
     """The zip of the three files, a block (about STREAM_BLOCK bytes) at a time, as it is made: the
     manifest (drawings.csv) first, written into the zip row by row while the rows are read, then the
     npz and the strokes, copied in from the temporary files they were written to meanwhile. The
@@ -181,8 +224,9 @@ def export_zip_stream(drawings: QuerySet[Drawing], *, include_unreviewed: bool =
             return zf.open(info, "w", force_zip64=True)  # sizes unknown until written: room for large ones
 
         with io.TextIOWrapper(member(ZIP_NAMES[2], zipfile.ZIP_DEFLATED), encoding="utf-8", newline="") as manifest:
-            steps = export_steps(drawings, npz=npz, strokes=strokes, manifest=manifest,
-                                 include_unreviewed=include_unreviewed, processes=processes)
+            steps = export_steps(
+                drawings, npz=npz, strokes=strokes, manifest=manifest, include_unreviewed=include_unreviewed, processes=processes
+            )
             while True:
                 try:
                     next(steps)
@@ -192,8 +236,10 @@ def export_zip_stream(drawings: QuerySet[Drawing], *, include_unreviewed: bool =
                 if len(sink.buffer) >= STREAM_BLOCK:
                     yield sink.take()
         strokes.flush()
-        for name, part, method in ((ZIP_NAMES[0], npz, zipfile.ZIP_STORED),  # already compressed
-                                   (ZIP_NAMES[1], strokes.buffer, zipfile.ZIP_DEFLATED)):
+        for name, part, method in (
+            (ZIP_NAMES[0], npz, zipfile.ZIP_STORED),  # already compressed
+            (ZIP_NAMES[1], strokes.buffer, zipfile.ZIP_DEFLATED),
+        ):
             part.seek(0)
             with member(name, method) as entry:
                 while block := part.read(COPY_BUFFER):
@@ -206,8 +252,9 @@ def export_zip_stream(drawings: QuerySet[Drawing], *, include_unreviewed: bool =
     yield sink.take()  # the central directory, written when the zip closed
 
 
-def export_zip_file(drawings: QuerySet[Drawing], *, include_unreviewed: bool = False,
-                    processes: int | None = None) -> tuple[IO[bytes], ExportSummary]:
+def export_zip_file(
+    drawings: QuerySet[Drawing], *, include_unreviewed: bool = False, processes: int | None = None
+) -> tuple[IO[bytes], ExportSummary]:
     """The zip in a temporary file (gone once closed), read from its start: what a response streams."""
     out = tempfile.TemporaryFile()
     try:
@@ -219,8 +266,9 @@ def export_zip_file(drawings: QuerySet[Drawing], *, include_unreviewed: bool = F
     return out, summary
 
 
-def export_to_zip(drawings: QuerySet[Drawing], *, include_unreviewed: bool = False,
-                  processes: int | None = None) -> tuple[bytes, ExportSummary]:
+def export_to_zip(
+    drawings: QuerySet[Drawing], *, include_unreviewed: bool = False, processes: int | None = None
+) -> tuple[bytes, ExportSummary]:
     """The zip's bytes (small exports and tests; the admin's download streams export_zip_file's)."""
     out = io.BytesIO()
     summary = export_zip(drawings, out, include_unreviewed=include_unreviewed, processes=processes)
@@ -234,11 +282,19 @@ def label_source(review_label: int | None, reviewed_at: datetime | None) -> str:
     return PERSON_REVIEWED if reviewed_at is not None else PERSON_UNREVIEWED
 
 
-def export_write(drawings: QuerySet[Drawing], *, npz: BinaryIO, strokes: TextIO, manifest: TextIO,
-                 include_unreviewed: bool = False, processes: int | None = None) -> ExportSummary:
+def export_write(
+    drawings: QuerySet[Drawing],
+    *,
+    npz: BinaryIO,
+    strokes: TextIO,
+    manifest: TextIO,
+    include_unreviewed: bool = False,
+    processes: int | None = None,
+) -> ExportSummary:
     """export_steps run to its end (see there)."""
-    steps = export_steps(drawings, npz=npz, strokes=strokes, manifest=manifest,
-                         include_unreviewed=include_unreviewed, processes=processes)
+    steps = export_steps(
+        drawings, npz=npz, strokes=strokes, manifest=manifest, include_unreviewed=include_unreviewed, processes=processes
+    )
     while True:
         try:
             next(steps)
@@ -246,9 +302,15 @@ def export_write(drawings: QuerySet[Drawing], *, npz: BinaryIO, strokes: TextIO,
             return done.value
 
 
-def export_steps(drawings: QuerySet[Drawing], *, npz: BinaryIO, strokes: TextIO, manifest: TextIO,
-                 include_unreviewed: bool = False,
-                 processes: int | None = None) -> Generator[None, None, ExportSummary]:
+def export_steps(
+    drawings: QuerySet[Drawing],
+    *,
+    npz: BinaryIO,
+    strokes: TextIO,
+    manifest: TextIO,
+    include_unreviewed: bool = False,
+    processes: int | None = None,
+) -> Generator[None, None, ExportSummary]:
     """Write the kept drawings of `drawings`: images (N, 28, 28) uint8 (255 = ink), labels (N,) uint8
     and ids (N,) int64 into `npz`; one JSON object per line into `strokes`; the manifest into `manifest`.
 
@@ -262,10 +324,13 @@ def export_steps(drawings: QuerySet[Drawing], *, npz: BinaryIO, strokes: TextIO,
     labelled = Q(excluded=False, eff__isnull=False)
     kept_q = labelled if include_unreviewed else labelled & Q(reviewed_at__isnull=False)
     kept = drawings.alias(eff=EFFECTIVE_LABEL).filter(kept_q)
-    kept = (kept.annotate(effective=EFFECTIVE_LABEL)
-            # the stored JSON text as it is: no parse and re-dump of every point
-            .annotate(strokes_json=Cast("strokes", TextField()))
-            .order_by("pk").values_list(*_COLUMNS))
+    kept = (
+        kept.annotate(effective=EFFECTIVE_LABEL)
+        # the stored JSON text as it is: no parse and re-dump of every point
+        .annotate(strokes_json=Cast("strokes", TextField()))
+        .order_by("pk")
+        .values_list(*_COLUMNS)
+    )
     labels, ids = bytearray(), array.array("q")
     person_unreviewed = 0
     writer = csv.writer(manifest)
@@ -273,11 +338,28 @@ def export_steps(drawings: QuerySet[Drawing], *, npz: BinaryIO, strokes: TextIO,
     images = tempfile.TemporaryFile()  # rows of SIDE * SIDE bytes, in the rows' order
     # In a transaction: outside one, Django declares the server-side cursor WITH HOLD, and PostgreSQL
     # then computes and stores the whole result before the first row (seconds at a million rows).
-    with (images, _Renderer(images, processes=processes) as renderer, _no_jit(drawings.db),
-          transaction.atomic(using=drawings.db)):
+    with images, _Renderer(images, processes=processes) as renderer, _no_jit(drawings.db), transaction.atomic(using=drawings.db):
         for index, row in enumerate(kept.iterator(chunk_size=FETCH_ROWS)):
-            (pk, effective, label, review_label, predicted, confidence, uncertain, reason, model_name, created_at,
-             reviewed_at, reviewed_by, client_id, width, height, brush, image28, strokes_json) = row
+            (
+                pk,
+                effective,
+                label,
+                review_label,
+                predicted,
+                confidence,
+                uncertain,
+                reason,
+                model_name,
+                created_at,
+                reviewed_at,
+                reviewed_by,
+                client_id,
+                width,
+                height,
+                brush,
+                image28,
+                strokes_json,
+            ) = row
             source = "stored"
             if image28 is None:  # its place stays blank until the renderer fills it in
                 images.write(_BLANK28)
@@ -292,11 +374,26 @@ def export_steps(drawings: QuerySet[Drawing], *, npz: BinaryIO, strokes: TextIO,
             # the stored strokes text goes in as it is, after the other keys
             head = json.dumps({"id": pk, "label": effective, "canvas": [width, height], "brush": brush})
             strokes.write(f'{head[:-1]}, "strokes": {strokes_json}}}\n')
-            writer.writerow((
-                index, pk, effective, whose, _blank(label), _blank(review_label), _blank(predicted),
-                _blank(confidence), int(uncertain), reason, model_name, created_at.isoformat(),
-                reviewed_at.isoformat() if reviewed_at else "", reviewed_by or "", source, client_id,
-            ))
+            writer.writerow(
+                (
+                    index,
+                    pk,
+                    effective,
+                    whose,
+                    _blank(label),
+                    _blank(review_label),
+                    _blank(predicted),
+                    _blank(confidence),
+                    int(uncertain),
+                    reason,
+                    model_name,
+                    created_at.isoformat(),
+                    reviewed_at.isoformat() if reviewed_at else "",
+                    reviewed_by or "",
+                    source,
+                    client_id,
+                )
+            )
             if index % FETCH_ROWS == FETCH_ROWS - 1:
                 yield
         rendered = renderer.fill()
@@ -308,10 +405,14 @@ def export_steps(drawings: QuerySet[Drawing], *, npz: BinaryIO, strokes: TextIO,
         n_unlabelled=Count("pk", filter=Q(excluded=False, eff__isnull=True)),
         n_unreviewed=Count("pk", filter=labelled & Q(reviewed_at__isnull=True)),
     )
-    return ExportSummary(exported=len(ids), rendered=rendered, excluded=counts["n_excluded"],
-                         unlabelled=counts["n_unlabelled"],
-                         unreviewed=0 if include_unreviewed else counts["n_unreviewed"],
-                         person_unreviewed=person_unreviewed)
+    return ExportSummary(
+        exported=len(ids),
+        rendered=rendered,
+        excluded=counts["n_excluded"],
+        unlabelled=counts["n_unlabelled"],
+        unreviewed=0 if include_unreviewed else counts["n_unreviewed"],
+        person_unreviewed=person_unreviewed,
+    )
 
 
 @contextmanager
@@ -338,18 +439,17 @@ def write_npz(npz: BinaryIO, images: BinaryIO, *, labels: bytearray, ids: array.
     """What np.savez_compressed writes (images (N, 28, 28), labels (N,) uint8, ids (N,) int64), with
     the images copied in from their file a block at a time rather than held in memory."""
     n = len(ids)
-    with zipfile.ZipFile(npz, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=NPZ_COMPRESSLEVEL,
-                         allowZip64=True) as zf:
+    with zipfile.ZipFile(npz, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=NPZ_COMPRESSLEVEL, allowZip64=True) as zf:
         with zf.open("images.npy", "w", force_zip64=True) as entry:
-            np.lib.format.write_array_header_1_0(
-                entry, {"descr": "|u1", "fortran_order": False, "shape": (n, SIDE, SIDE)})
+            np.lib.format.write_array_header_1_0(entry, {"descr": "|u1", "fortran_order": False, "shape": (n, SIDE, SIDE)})
             images.seek(0)
             shutil.copyfileobj(images, entry, COPY_BUFFER)
         with zf.open("labels.npy", "w", force_zip64=True) as entry:
             np.lib.format.write_array(entry, np.frombuffer(labels, dtype=np.uint8), allow_pickle=False)
         with zf.open("ids.npy", "w", force_zip64=True) as entry:
-            np.lib.format.write_array(entry, np.frombuffer(ids, dtype=np.int64) if n else np.zeros(0, np.int64),
-                                      allow_pickle=False)
+            np.lib.format.write_array(
+                entry, np.frombuffer(ids, dtype=np.int64) if n else np.zeros(0, np.int64), allow_pickle=False
+            )
 
 
 def render_processes(to_render: int) -> int:
@@ -400,15 +500,13 @@ class _Renderer:
 
     def _start(self, processes: int) -> None:
         self._auto = False
-        self._pool = (ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
-                      if processes > 1 else None)
+        self._pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) if processes > 1 else None
         self._max_out = 2 * processes + 2
 
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -435,7 +533,7 @@ class _Renderer:
         end = self._images.tell()  # where the next row goes: back there afterwards
         for k, index in enumerate(indexes):
             self._images.seek(index * n)
-            self._images.write(data[k * n:(k + 1) * n])
+            self._images.write(data[k * n : (k + 1) * n])
         self._images.seek(end)
         self._rendered += len(indexes)
 

@@ -4,6 +4,7 @@ which model the live workers serve: `serving`, model -> workers; two names for a
 Workers are counted from the heartbeats they keep in Redis (worker.heartbeat): one round trip,
 so a health check costs milliseconds and cannot be used to slow the service down.
 """
+
 from __future__ import annotations
 
 from typing import Any

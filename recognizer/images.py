@@ -1,4 +1,5 @@
 """Small image helpers for display (admin) of stored drawings."""
+
 import io
 
 from PIL import Image, ImageOps

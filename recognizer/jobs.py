@@ -4,6 +4,7 @@ One `JobClient` per process (per event loop): a `JobBatcher` that publishes one 
 batch, by task name (the web side never imports worker code, torch or the ML core), and a
 `ReplyHub` that receives this process's answers and hands each to its connection or request.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -53,16 +54,24 @@ def celery_publish(task: str, batch: Batch) -> None:
     from digitsite.celery import app
 
     wire = batch.to_wire()
-    app.send_task(task, args=(wire,), queue=TASK_QUEUES[task], expires=task_expires_s(task), argsrepr=batch_repr(wire),
-                  retry_policy=PUBLISH_RETRY, confirm_timeout=PUBLISH_CONFIRM_TIMEOUT_S)
+    app.send_task(
+        task,
+        args=(wire,),
+        queue=TASK_QUEUES[task],
+        expires=task_expires_s(task),
+        argsrepr=batch_repr(wire),
+        retry_policy=PUBLISH_RETRY,
+        confirm_timeout=PUBLISH_CONFIRM_TIMEOUT_S,
+    )
 
 
 def enqueue_fill(pks: list[int]) -> None:
     """Ask a worker to predict stored drawings (blocking; called after their commit)."""
     from digitsite.celery import app
 
-    app.send_task(FILL_TASK, args=(pks,), queue=TASK_QUEUES[FILL_TASK], retry_policy=PUBLISH_RETRY,
-                  confirm_timeout=FILL_CONFIRM_TIMEOUT_S)
+    app.send_task(
+        FILL_TASK, args=(pks,), queue=TASK_QUEUES[FILL_TASK], retry_policy=PUBLISH_RETRY, confirm_timeout=FILL_CONFIRM_TIMEOUT_S
+    )
 
 
 class JobClient:
@@ -117,15 +126,16 @@ def default_publish() -> Publish:
     if settings.PUBLISH_VIA == "celery":
         return celery_publish
     if not settings.BROKER_IS_REDIS:
-        raise ImproperlyConfigured(f"PUBLISH_VIA={settings.PUBLISH_VIA!r} needs a Redis broker, not "
-                                   f"{settings.CELERY_BROKER_URL.partition('://')[0]}://; use PUBLISH_VIA=celery")
+        raise ImproperlyConfigured(
+            f"PUBLISH_VIA={settings.PUBLISH_VIA!r} needs a Redis broker, not "
+            f"{settings.CELERY_BROKER_URL.partition('://')[0]}://; use PUBLISH_VIA=celery"
+        )
     if _pusher is None:
         _pusher = TaskPusher(settings.CELERY_BROKER_URL, settings.REDIS_PREFIX, task_expires_s)
     return _pusher
 
 
-async def job_client(publish: Publish | None = None,
-                     make_hub: Callable[[], ReplyHub] | None = None) -> JobClient:
+async def job_client(publish: Publish | None = None, make_hub: Callable[[], ReplyHub] | None = None) -> JobClient:
     """This process's (this event loop's) JobClient, started on first use (`publish`: how its
     batches leave; default_publish() unless a test gives one)."""
     loop = asyncio.get_running_loop()
@@ -138,8 +148,12 @@ async def job_client(publish: Publish | None = None,
     _starting[loop] = starting
     try:
         hub = make_hub() if make_hub else ReplyHub(get_channel_layer())
-        batcher = JobBatcher(publish or default_publish(), in_flight=settings.BATCHES_IN_FLIGHT,
-                             lost_after_s=settings.BATCH_LOST_AFTER_S, in_thread=settings.PUBLISH_IN_THREAD)
+        batcher = JobBatcher(
+            publish or default_publish(),
+            in_flight=settings.BATCHES_IN_FLIGHT,
+            lost_after_s=settings.BATCH_LOST_AFTER_S,
+            in_thread=settings.PUBLISH_IN_THREAD,
+        )
         hub.on_batch_done = batcher.done
         await hub.start()
         client = _clients[loop] = JobClient(hub, batcher)
@@ -156,4 +170,3 @@ async def job_client(publish: Publish | None = None,
 def drop_job_client(loop: asyncio.AbstractEventLoop) -> JobClient | None:
     """Forget a loop's client (tests that make a new loop per test)."""
     return _clients.pop(loop, None)
-

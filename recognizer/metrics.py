@@ -12,6 +12,7 @@ prometheus-client's multiprocess mode: PROMETHEUS_MULTIPROC_DIR (scripts/stack.p
 file per process and a scrape of any of them sums them all. In a cluster each web pod is scraped on
 its own and Prometheus sums them.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -47,16 +48,24 @@ log = logging.getLogger(__name__)
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PHASES = ("queue", "preprocess", "inference", "answer", "end_to_end")
 
-ANSWERS = Counter("digits_answers", "Answers the workers sent back, by kind (prediction, upload, heat) and outcome "
-                  "(ok or the error code)", ["kind", "outcome"])
+ANSWERS = Counter(
+    "digits_answers",
+    "Answers the workers sent back, by kind (prediction, upload, heat) and outcome (ok or the error code)",
+    ["kind", "outcome"],
+)
 PREDICTIONS = Counter("digits_predictions", "Predictions delivered to a person (live drawings and uploads)", ["source"])
 ERRORS = Counter("digits_errors", "Errors a client was told, by code (protocol, limits, the workers')", ["code"])
-PHASE = Histogram("digits_phase_seconds", "Time per phase of a job: queue (waiting in Redis for a worker), "
-                  "preprocess (rendering a drawing or decoding an upload), inference (the batch's forward pass), "
-                  "answer (worker to web process), end_to_end (asked to answered, in the web process)",
-                  ["phase"], buckets=BUCKETS)
-BATCH_SIZE = Histogram("digits_batch_size", "Jobs per batch published to a queue", ["task"],
-                       buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+PHASE = Histogram(
+    "digits_phase_seconds",
+    "Time per phase of a job: queue (waiting in Redis for a worker), "
+    "preprocess (rendering a drawing or decoding an upload), inference (the batch's forward pass), "
+    "answer (worker to web process), end_to_end (asked to answered, in the web process)",
+    ["phase"],
+    buckets=BUCKETS,
+)
+BATCH_SIZE = Histogram(
+    "digits_batch_size", "Jobs per batch published to a queue", ["task"], buckets=(1, 2, 4, 8, 16, 32, 64, 128)
+)
 BATCHES = Counter("digits_batches_published", "Batches published to the queues, by task", ["task"])
 JOBS = Counter("digits_jobs_published", "Jobs published to the queues, by task", ["task"])
 SOCKETS = Gauge("digits_open_sockets", "Open drawing WebSockets", multiprocess_mode="livesum")
@@ -135,14 +144,19 @@ class RedisCollector(Collector):
     """Queue depths, workers per queue, the model each worker serves and each worker's RSS."""
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        depth = GaugeMetricFamily("digits_queue_depth", "Messages waiting in each queue (Redis list length, or "
-                                  "the broker's ready messages when BROKER_URL is not Redis)", labels=["queue"])
+        depth = GaugeMetricFamily(
+            "digits_queue_depth",
+            "Messages waiting in each queue (Redis list length, or the broker's ready messages when BROKER_URL is not Redis)",
+            labels=["queue"],
+        )
         workers = GaugeMetricFamily("digits_workers", "Workers alive per queue (heartbeats)", labels=["queue"])
-        model = GaugeMetricFamily("digits_worker_model", "1 for the model each live worker serves",
-                                  labels=["worker", "model"])
+        model = GaugeMetricFamily("digits_worker_model", "1 for the model each live worker serves", labels=["worker", "model"])
         rss = GaugeMetricFamily("digits_worker_rss_bytes", "Resident memory of each live worker", labels=["worker", "queue"])
-        busy = CounterMetricFamily("digits_worker_busy_seconds", "Seconds each live worker has spent in tasks "
-                                   "(its utilisation is the rate of this)", labels=["worker", "queue"])
+        busy = CounterMetricFamily(
+            "digits_worker_busy_seconds",
+            "Seconds each live worker has spent in tasks (its utilisation is the rate of this)",
+            labels=["worker", "queue"],
+        )
         up = GaugeMetricFamily("digits_redis_up", "Whether Redis answered this scrape")
         try:
             client = _redis()
@@ -208,6 +222,7 @@ def registry() -> CollectorRegistry | _ThisProcess:
 
 # ---------------------------------------------------------------- who may scrape
 
+
 def _networks(spec: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     return [ipaddress.ip_network(s.strip(), strict=False) for s in spec if s.strip()]
 
@@ -225,10 +240,15 @@ def may_scrape(address: str, authorization: str, *, token: str, networks: Iterab
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    if not may_scrape(request.META.get("REMOTE_ADDR", ""), request.headers.get("Authorization", ""),
-                      token=settings.METRICS_TOKEN, networks=settings.METRICS_ALLOWED_NETWORKS):
-        return HttpResponse("metrics need the token (Authorization: Bearer ...) or an allowed network\n",
-                            status=403, content_type="text/plain")
+    if not may_scrape(
+        request.META.get("REMOTE_ADDR", ""),
+        request.headers.get("Authorization", ""),
+        token=settings.METRICS_TOKEN,
+        networks=settings.METRICS_ALLOWED_NETWORKS,
+    ):
+        return HttpResponse(
+            "metrics need the token (Authorization: Bearer ...) or an allowed network\n", status=403, content_type="text/plain"
+        )
     started = time.perf_counter()
     body = generate_latest(registry())
     log.debug("metrics scrape took %.1f ms", (time.perf_counter() - started) * 1000)

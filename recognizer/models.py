@@ -25,8 +25,9 @@ TRIAGE_ORDER = Coalesce("confidence", models.Value(NO_GUESS), output_field=model
 # The drawings the dashboard scores: predicted, kept, with a label (the person's or a reviewer's),
 # written as an OR (not COALESCE(...) IS NOT NULL) so that PostgreSQL sees the queries imply the
 # partial indexes' condition; the indexes hold every column the GROUP BYs read.
-SCORED = (models.Q(excluded=False, predicted_digit__isnull=False)
-          & (models.Q(label__isnull=False) | models.Q(review_label__isnull=False)))
+SCORED = models.Q(excluded=False, predicted_digit__isnull=False) & (
+    models.Q(label__isnull=False) | models.Q(review_label__isnull=False)
+)
 SCORED_FIELDS = ["model_name", "predicted_digit", "label", "review_label", "created_at"]
 
 
@@ -55,7 +56,8 @@ class DrawingQuerySet(models.QuerySet):
     def confirm_prediction(self, *, by: AbstractBaseUser | None = None, now: datetime | None = None) -> int:
         """The model was right: its digit becomes the reviewer's label (rows without one are left alone)."""
         return self.filter(predicted_digit__isnull=False).update(
-            review_label=models.F("predicted_digit"), excluded=False, **self._reviewed(by, now))
+            review_label=models.F("predicted_digit"), excluded=False, **self._reviewed(by, now)
+        )
 
     def exclude_from_training(self, *, by: AbstractBaseUser | None = None, now: datetime | None = None) -> int:
         """Not a usable digit (a scribble, a letter, a test): kept, labels and all, but never exported."""
@@ -69,33 +71,40 @@ class Drawing(models.Model):
     prediction, the 28x28 image and the PNG (`predicted_at` is empty until then)."""
 
     client_id = models.CharField(max_length=64, help_text="Drawing id chosen by the page.")
-    content_hash = models.CharField(max_length=64, default="",
-                                    help_text="sha256 of strokes, canvas and brush: a resubmit is the same row.")
+    content_hash = models.CharField(
+        max_length=64, default="", help_text="sha256 of strokes, canvas and brush: a resubmit is the same row."
+    )
     strokes = models.JSONField(help_text="[[[x, y], ...], ...] in canvas CSS pixels.")
     canvas_width = models.FloatField()
     canvas_height = models.FloatField()
     brush = models.FloatField(help_text="Line width in canvas pixels.")
     image28 = models.BinaryField(null=True, help_text="784 bytes, row-major, 0 = background, 255 = ink.")
     png = models.BinaryField(null=True, help_text="PNG of the whole drawing, dark ink on white.")
-    predicted_digit = models.PositiveSmallIntegerField(
-        null=True, choices=DIGIT_CHOICES, validators=[MaxValueValidator(9)]
-    )
+    predicted_digit = models.PositiveSmallIntegerField(null=True, choices=DIGIT_CHOICES, validators=[MaxValueValidator(9)])
     confidence = models.FloatField(null=True)
     probabilities = models.JSONField(null=True)
     uncertain = models.BooleanField(default=False, help_text="The model flagged it as no clear digit.")
     reason = models.CharField(max_length=40, blank=True, default="", help_text="Why it was flagged.")
     model_name = models.CharField(max_length=100, blank=True, default="")
     label = models.PositiveSmallIntegerField(
-        null=True, blank=True, choices=DIGIT_CHOICES, validators=[MaxValueValidator(9)],
+        null=True,
+        blank=True,
+        choices=DIGIT_CHOICES,
+        validators=[MaxValueValidator(9)],
         help_text="The digit the person says it is, if they said.",
     )
     review_label = models.PositiveSmallIntegerField(
-        "reviewer's label", null=True, blank=True, choices=DIGIT_CHOICES, validators=[MaxValueValidator(9)],
+        "reviewer's label",
+        null=True,
+        blank=True,
+        choices=DIGIT_CHOICES,
+        validators=[MaxValueValidator(9)],
         help_text="The digit a reviewer says it is; wins over the person's label.",
     )
     reviewed_at = models.DateTimeField(null=True, blank=True, help_text="When a reviewer last looked at it.")
-    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                    related_name="reviewed_drawings")
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviewed_drawings"
+    )
     excluded = models.BooleanField(default=False, help_text="Left out of training and exports.")
     latency_ms = models.FloatField(null=True, help_text="Server time from the submit to its stored prediction.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -123,8 +132,9 @@ class Drawing(models.Model):
             models.Index(TRIAGE_ORDER, "id", condition=TRIAGE_ROWS, name="drawing_triage"),
             # The dashboard and the models page: their GROUP BYs read these alone (index-only scans).
             models.Index(fields=SCORED_FIELDS, condition=SCORED, name="drawing_scored"),
-            models.Index(fields=SCORED_FIELDS, condition=SCORED & models.Q(reviewed_at__isnull=False),
-                         name="drawing_scored_reviewed"),
+            models.Index(
+                fields=SCORED_FIELDS, condition=SCORED & models.Q(reviewed_at__isnull=False), name="drawing_scored_reviewed"
+            ),
         ]
         constraints = [models.UniqueConstraint(fields=["client_id", "content_hash"], name="drawing_once_per_content")]
         # Downloading training data is a right of its own (recognizer.export, the admin's download).
@@ -148,8 +158,7 @@ class ServingModel(models.Model):
 
     name = models.CharField(max_length=64, help_text="A model in MODELS_DIR (its card is <name>.json).")
     chosen_at = models.DateTimeField(default=timezone.now, db_index=True)
-    chosen_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                  related_name="+")
+    chosen_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     rolled_back = models.BooleanField(default=False, help_text="Chosen by 'roll back' (to the model before).")
 
     class Meta:

@@ -20,6 +20,7 @@ utilisation and the errors of the last minute, as Prometheus would with rate() a
 
 Only the service's own families (digits_*) are given; a family with no sample yet is there, empty.
 """
+
 from __future__ import annotations
 
 import time
@@ -51,7 +52,8 @@ def figures(registry: Any | None = None) -> dict[str, Any]:
             continue
         if family.type == "counter":
             counters[f"{family.name}_total"] = [
-                {"labels": dict(s.labels), "value": float(s.value)} for s in family.samples if s.name.endswith("_total")]
+                {"labels": dict(s.labels), "value": float(s.value)} for s in family.samples if s.name.endswith("_total")
+            ]
         elif family.type == "gauge":
             gauges[family.name] = [{"labels": dict(s.labels), "value": float(s.value)} for s in family.samples]
         elif family.type == "histogram":
@@ -64,8 +66,7 @@ def _histogram(name: str, samples: list[Any]) -> list[dict[str, Any]]:
     series: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
     for s in samples:
         labels = {k: v for k, v in s.labels.items() if k != "le"}
-        entry = series.setdefault(tuple(sorted(labels.items())),
-                                  {"labels": labels, "count": 0.0, "sum": 0.0, "buckets": []})
+        entry = series.setdefault(tuple(sorted(labels.items())), {"labels": labels, "count": 0.0, "sum": 0.0, "buckets": []})
         if s.name == f"{name}_bucket":
             entry["buckets"].append([s.labels["le"], float(s.value)])
         elif s.name == f"{name}_count":
@@ -81,13 +82,17 @@ def _histogram(name: str, samples: list[Any]) -> list[dict[str, Any]]:
 @require_GET
 @never_cache
 def operations_page(request: HttpRequest) -> HttpResponse:
-    return render(request, "ops/operations.html", {
-        **admin.site.each_context(request),
-        "title": "Operations",
-        "figures_url": reverse("review:operations-figures"),
-        "poll_ms": POLL_MS,
-        "poll_s": f"{POLL_MS / 1000:g}",
-    })
+    return render(
+        request,
+        "ops/operations.html",
+        {
+            **admin.site.each_context(request),
+            "title": "Operations",
+            "figures_url": reverse("review:operations-figures"),
+            "poll_ms": POLL_MS,
+            "poll_s": f"{POLL_MS / 1000:g}",
+        },
+    )
 
 
 @staff_page(*VIEW_OPERATIONS)

@@ -10,6 +10,7 @@
 Being staff only opens the door: a staff user without the permission gets 403, like the admin's
 own pages. Anyone not staff (or not logged in) is sent to the admin's login, as before.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable

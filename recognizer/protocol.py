@@ -3,6 +3,7 @@
 `check_message` either returns a frozen dataclass the rest of the code can trust, or raises
 `ProtocolError` with the code and message the client gets back. No Django, no I/O.
 """
+
 from __future__ import annotations
 
 import json
@@ -208,5 +209,8 @@ def _check_submit(obj: dict[str, Any], seq: int) -> SubmitMsg:
 
 
 _CHECKERS: dict[str, Callable[[dict[str, Any], int], Message]] = {
-    "stroke": _check_stroke, "undo": _check_undo, "clear": _check_clear, "submit": _check_submit,
+    "stroke": _check_stroke,
+    "undo": _check_undo,
+    "clear": _check_clear,
+    "submit": _check_submit,
 }

@@ -5,6 +5,7 @@ thread: a hand-off and the GIL on every batch. Here the message is built directl
 (worker.task_messages) and pushed with redis-py's asyncio client. Stored drawings' fill tasks, sent
 from the database thread after a commit, still use send_task.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,13 +37,16 @@ class TaskPusher:
             # A broker that does not answer fails the publish within a second (the sockets are told
             # `unavailable`) instead of waiting; one retry covers a connection Redis dropped.
             client = self._clients[loop] = aioredis.Redis.from_url(
-                self._url, socket_timeout=1, socket_connect_timeout=1, retry=Retry(NoBackoff(), 1),
-                retry_on_error=[ConnectionError, TimeoutError])
+                self._url,
+                socket_timeout=1,
+                socket_connect_timeout=1,
+                retry=Retry(NoBackoff(), 1),
+                retry_on_error=[ConnectionError, TimeoutError],
+            )
         return client
 
     async def __call__(self, task: str, batch: Batch) -> None:
         wire = batch.to_wire()
         queue = TASK_QUEUES[task]
-        message = task_message(task, queue, (wire,), argsrepr=batch_repr(wire),
-                               expires_s=self._expires_s(task))
+        message = task_message(task, queue, (wire,), argsrepr=batch_repr(wire), expires_s=self._expires_s(task))
         await self._client().lpush(f"{self._prefix}{queue}", message)

@@ -8,6 +8,7 @@ bytes (taken before a frame is parsed: a 10,000-point stroke is 150 KB of JSON t
 a 5-point live update 150 bytes), and predictions (recognizer.protocol.PREDICTION_POINTS_PER_UNIT:
 charged when asked for, even into debt; the socket's next prediction then waits until it is paid).
 """
+
 from __future__ import annotations
 
 import math
@@ -134,8 +135,10 @@ class AddressSockets:
         entry = self._open.get(address)
         if entry is None:
             resting = self._resting.pop(address, None)
-            frame_bytes, work = resting or (TokenBucket(self.bytes_rate, self.bytes_burst),
-                                            TokenBucket(self.work_rate, self.work_burst))
+            frame_bytes, work = resting or (
+                TokenBucket(self.bytes_rate, self.bytes_burst),
+                TokenBucket(self.work_rate, self.work_burst),
+            )
             entry = self._open[address] = _Address(0, TokenBucket(self.rate, self.burst), frame_bytes, work)
         if entry.sockets >= self.max_sockets:
             return None

@@ -4,6 +4,7 @@ Every job names this process's channel (`reply`) and the connection or request w
 (`client`). One subscription per process, not one per socket: a worker sends each process its
 share of a batch in one message, and nothing is left subscribed when a socket closes.
 """
+
 from __future__ import annotations
 
 import asyncio

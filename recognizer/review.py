@@ -9,6 +9,7 @@ The API answers 403 to anyone but active staff holding the permission (recognize
 checks CSRF (the page sends the token as X-CSRFToken). Writes go through DrawingQuerySet, as the
 admin's actions do.
 """
+
 from __future__ import annotations
 
 import base64
@@ -37,6 +38,7 @@ COUNT_UP_TO = 10_000
 
 # ---------------------------------------------------------------- read path
 
+
 def drawings_to_review() -> QuerySet[Drawing]:
     """The rows of the partial index drawing_triage (models.TRIAGE_ROWS)."""
     return Drawing.objects.filter(TRIAGE_ROWS)
@@ -46,7 +48,7 @@ def remaining_to_review() -> tuple[int, bool]:
     """(how many drawings wait for review, whether that is an estimate): counted exactly up to
     COUNT_UP_TO (a count that stops there), else PostgreSQL's statistics for the table times the share
     the planner expects (EXPLAIN, no row read). On another database, counted exactly."""
-    exact = drawings_to_review().order_by()[:COUNT_UP_TO + 1].count()
+    exact = drawings_to_review().order_by()[: COUNT_UP_TO + 1].count()
     if exact <= COUNT_UP_TO or connection.vendor != "postgresql":
         return (exact if exact <= COUNT_UP_TO else drawings_to_review().count()), False
     plan = json.loads(drawings_to_review().order_by().explain(format="json"))
@@ -89,8 +91,9 @@ def drawing_item(row: Drawing) -> dict[str, Any]:
         "strokes": row.strokes,
         "canvas": [row.canvas_width, row.canvas_height],
         "brush": row.brush,
-        "image28": (f"data:image/png;base64,{base64.b64encode(image28_png(bytes(row.image28))).decode()}"
-                    if row.image28 else None),
+        "image28": (
+            f"data:image/png;base64,{base64.b64encode(image28_png(bytes(row.image28))).decode()}" if row.image28 else None
+        ),
         "predicted_digit": row.predicted_digit,
         "confidence": row.confidence,
         "uncertain": row.uncertain,
@@ -106,6 +109,7 @@ def drawing_item(row: Drawing) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- checking what the page sends
+
 
 @dataclass(frozen=True)
 class ReviewAction:
@@ -134,6 +138,7 @@ def check_review_action(body: bytes) -> ReviewAction:
 
 # ---------------------------------------------------------------- views
 
+
 def _error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse({"type": "error", "code": code, "message": message}, status=status)
 
@@ -142,12 +147,16 @@ def _error(status: int, code: str, message: str) -> JsonResponse:
 @require_GET
 def triage(request: HttpRequest) -> HttpResponse:
     order = request.GET.get("order", "confidence")
-    return render(request, "review/triage.html", {
-        "order": order if order in ORDERS else "confidence",
-        "orders": ORDERS,
-        "changelist_url": reverse("admin:recognizer_drawing_changelist"),
-        "may_change": has_any(request, CHANGE_DRAWINGS),
-    })
+    return render(
+        request,
+        "review/triage.html",
+        {
+            "order": order if order in ORDERS else "confidence",
+            "orders": ORDERS,
+            "changelist_url": reverse("admin:recognizer_drawing_changelist"),
+            "may_change": has_any(request, CHANGE_DRAWINGS),
+        },
+    )
 
 
 @require_GET
@@ -163,8 +172,9 @@ def api_queue(request: HttpRequest) -> JsonResponse:
     except ValueError:
         return _error(400, "bad_cursor", "'after' must be a cursor from a previous answer, 'limit' a number")
     remaining, estimated = remaining_to_review()
-    return JsonResponse({"items": [drawing_item(r) for r in rows], "next": next_after,
-                         "remaining": remaining, "remaining_estimated": estimated})
+    return JsonResponse(
+        {"items": [drawing_item(r) for r in rows], "next": next_after, "remaining": remaining, "remaining_estimated": estimated}
+    )
 
 
 @require_POST
@@ -187,5 +197,4 @@ def api_review(request: HttpRequest, pk: int) -> JsonResponse:
     if not changed:
         return _error(404, "not_found", f"no drawing {pk}")
     remaining, estimated = remaining_to_review()
-    return JsonResponse({"drawing": drawing_item(one.get()), "remaining": remaining,
-                         "remaining_estimated": estimated})
+    return JsonResponse({"drawing": drawing_item(one.get()), "remaining": remaining, "remaining_estimated": estimated})

@@ -1,6 +1,7 @@
 """Staff pages under /review/ (included by digitsite/urls.py): the triage page and its API
 (recognizer.review), the models page (recognizer.serving), the dashboard (recognizer.dashboard) and the
 operations page (recognizer.operations)."""
+
 from django.urls import path
 
 from recognizer import dashboard, operations, review, serving

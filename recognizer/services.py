@@ -1,4 +1,5 @@
 """Write paths for stored drawings: store first (the person's data), predictions filled in after."""
+
 from __future__ import annotations
 
 import hashlib
@@ -20,8 +21,9 @@ Enqueue = Callable[[list[int]], None]  # asks a worker to predict these rows
 
 def content_hash(strokes: Sequence[Sequence[Sequence[float]]], canvas: Sequence[float], brush: float) -> str:
     """The same drawing (points, canvas, brush) always hashes the same: a resubmit is recognised."""
-    canonical = json.dumps([[[float(v) for v in p] for p in s] for s in strokes] + [[float(c) for c in canvas], float(brush)],
-                           separators=(",", ":"))
+    canonical = json.dumps(
+        [[[float(v) for v in p] for p in s] for s in strokes] + [[float(c) for c in canvas], float(brush)], separators=(",", ":")
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -41,9 +43,15 @@ def drawing_store(
     try:
         with transaction.atomic():
             row, created = Drawing.objects.get_or_create(
-                client_id=client_id, content_hash=digest,
-                defaults={"strokes": [[list(p) for p in s] for s in strokes], "canvas_width": canvas[0],
-                          "canvas_height": canvas[1], "brush": brush, "label": label},
+                client_id=client_id,
+                content_hash=digest,
+                defaults={
+                    "strokes": [[list(p) for p in s] for s in strokes],
+                    "canvas_width": canvas[0],
+                    "canvas_height": canvas[1],
+                    "brush": brush,
+                    "label": label,
+                },
             )
             if not created and row.label != label:
                 row.label = label
@@ -63,17 +71,25 @@ def enqueue_quietly(enqueue: Enqueue, pks: list[int]) -> None:
         log.warning("could not queue the prediction of drawings %s: %s", pks, exc)
 
 
-def drawing_record_prediction(*, pk: int, prediction: dict[str, Any], image28: bytes | None, png: bytes,
-                              now: datetime | None = None) -> bool:
+def drawing_record_prediction(
+    *, pk: int, prediction: dict[str, Any], image28: bytes | None, png: bytes, now: datetime | None = None
+) -> bool:
     """Fill in a stored drawing's prediction (once: a row already predicted is left alone)."""
     now = now or timezone.now()
     row = Drawing.objects.filter(pk=pk, predicted_at__isnull=True).only("created_at").first()
     if row is None:
         return False
-    return bool(Drawing.objects.filter(pk=pk, predicted_at__isnull=True).update(
-        image28=image28 if image28 is not None else bytes(784), png=png,
-        predicted_digit=prediction["digit"], confidence=prediction["confidence"],
-        probabilities=prediction["probabilities"], model_name=prediction["model"],
-        uncertain=prediction["uncertain"], reason=prediction["reason"] or "",
-        latency_ms=round((now - row.created_at).total_seconds() * 1000, 2), predicted_at=now,
-    ))
+    return bool(
+        Drawing.objects.filter(pk=pk, predicted_at__isnull=True).update(
+            image28=image28 if image28 is not None else bytes(784),
+            png=png,
+            predicted_digit=prediction["digit"],
+            confidence=prediction["confidence"],
+            probabilities=prediction["probabilities"],
+            model_name=prediction["model"],
+            uncertain=prediction["uncertain"],
+            reason=prediction["reason"] or "",
+            latency_ms=round((now - row.created_at).total_seconds() * 1000, 2),
+            predicted_at=now,
+        )
+    )

@@ -13,6 +13,7 @@ POST /review/models/roll-back    back to the model that was current before the l
 Switching needs the `recognizer.add_servingmodel` permission (superusers have it); viewing, staff who
 may view drawings, view serving models or switch them (recognizer.permissions).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,6 +50,7 @@ class UnservableModel(ValueError):
 
 
 # ---------------------------------------------------------------- read path
+
 
 def models_dir() -> Path:
     return Path(settings.MODELS_DIR)
@@ -125,11 +127,18 @@ def _version(path: Path) -> ModelVersion:
     data = [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in (card.get("data") or {}).items()]
     arch = card.get("architecture") or {}
     return ModelVersion(
-        name=name, version=str(card.get("version", "")), created=created,
-        description=str(arch.get("description", "")), parameters=arch.get("parameters"),
-        weights_bytes=weights.get("bytes"), figures=[f for f in scalars if f[0].endswith("accuracy")],
-        other_figures=[f for f in scalars if not f[0].endswith("accuracy")], data=data,
-        command=str((card.get("training") or {}).get("command", "")), problem=problem, card=card,
+        name=name,
+        version=str(card.get("version", "")),
+        created=created,
+        description=str(arch.get("description", "")),
+        parameters=arch.get("parameters"),
+        weights_bytes=weights.get("bytes"),
+        figures=[f for f in scalars if f[0].endswith("accuracy")],
+        other_figures=[f for f in scalars if not f[0].endswith("accuracy")],
+        data=data,
+        command=str((card.get("training") or {}).get("command", "")),
+        problem=problem,
+        card=card,
     )
 
 
@@ -143,9 +152,21 @@ def model_versions(*, directory: Path | None = None) -> list[ModelVersion]:
         try:
             out.append(_version(path))
         except (OSError, ValueError, AttributeError) as exc:
-            out.append(ModelVersion(name=path.stem, version="", created=None, description="", parameters=None,
-                                    weights_bytes=None, figures=[], other_figures=[], data=[], command="",
-                                    problem=f"unreadable card: {exc}"))
+            out.append(
+                ModelVersion(
+                    name=path.stem,
+                    version="",
+                    created=None,
+                    description="",
+                    parameters=None,
+                    weights_bytes=None,
+                    figures=[],
+                    other_figures=[],
+                    data=[],
+                    command="",
+                    problem=f"unreadable card: {exc}",
+                )
+            )
     return sorted(out, key=lambda v: (v.created.timestamp() if v.created else 0.0, v.name), reverse=True)
 
 
@@ -166,18 +187,20 @@ def check_servable(name: str, *, directory: Path | None = None) -> None:
 
 # ---------------------------------------------------------------- write path
 
-def serving_model_set(*, name: str, by: AbstractBaseUser | AnonymousUser | None = None,
-                      rolled_back: bool = False, directory: Path | None = None) -> ServingModel:
+
+def serving_model_set(
+    *, name: str, by: AbstractBaseUser | AnonymousUser | None = None, rolled_back: bool = False, directory: Path | None = None
+) -> ServingModel:
     """Make `name` the model the workers serve (they switch within about a second)."""
     check_servable(name, directory=directory)
-    row = ServingModel.objects.create(name=name, chosen_by=by if by is not None and by.is_authenticated else None,
-                                      rolled_back=rolled_back)
+    row = ServingModel.objects.create(
+        name=name, chosen_by=by if by is not None and by.is_authenticated else None, rolled_back=rolled_back
+    )
     log.info("serving model set to %s by %s%s", name, by, " (roll back)" if rolled_back else "")
     return row
 
 
-def serving_model_roll_back(*, by: AbstractBaseUser | AnonymousUser | None = None,
-                            directory: Path | None = None) -> ServingModel:
+def serving_model_roll_back(*, by: AbstractBaseUser | AnonymousUser | None = None, directory: Path | None = None) -> ServingModel:
     """Serve again the model that was current before the newest choice (a second roll back undoes
     the first, like `cd -`)."""
     with transaction.atomic():
@@ -188,6 +211,7 @@ def serving_model_roll_back(*, by: AbstractBaseUser | AnonymousUser | None = Non
 
 
 # ---------------------------------------------------------------- views
+
 
 def _may_switch(request: HttpRequest) -> bool:
     return has_any(request, SWITCH_MODELS)
@@ -202,18 +226,22 @@ def models_page(request: HttpRequest) -> HttpResponse:
         current = ""
     scores = score_per_model(reviewed_drawings())
     versions = model_versions()
-    return render(request, "models/models.html", {
-        **admin.site.each_context(request),
-        "title": "Models",
-        "rows": [(v, scores.get(v.name, Score(0, 0))) for v in versions],
-        "current": current,
-        "choice": serving_choice(),
-        "history": ServingModel.objects.select_related("chosen_by")[:10],
-        "previous": serving_previous_name(),
-        "may_switch": _may_switch(request),
-        "unlisted": [(m, scores[m]) for m in sorted(set(scores) - {v.name for v in versions})],
-        "dashboard_url": reverse("review:dashboard"),
-    })
+    return render(
+        request,
+        "models/models.html",
+        {
+            **admin.site.each_context(request),
+            "title": "Models",
+            "rows": [(v, scores.get(v.name, Score(0, 0))) for v in versions],
+            "current": current,
+            "choice": serving_choice(),
+            "history": ServingModel.objects.select_related("chosen_by")[:10],
+            "previous": serving_previous_name(),
+            "may_switch": _may_switch(request),
+            "unlisted": [(m, scores[m]) for m in sorted(set(scores) - {v.name for v in versions})],
+            "dashboard_url": reverse("review:dashboard"),
+        },
+    )
 
 
 @staff_page(*SWITCH_MODELS)

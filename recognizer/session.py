@@ -19,6 +19,7 @@ Every request ends in an answer: a failed publish is an `unavailable` error for 
 an answer that does not come in time is asked again once (for the newest state), then it is an
 `unavailable` error. Nothing waits in silence.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -91,11 +92,26 @@ class Pending:
 
 
 class RecognitionSession:
-    def __init__(self, *, client: str, sink: JobSink, send: Send, store: Store, new_id: Callable[[], str],
-                 timeout_s: float, bucket: Budget, max_attempts: int = 2, store_timeout_s: float = 4.0,
-                 live_interval_s: float = 0.0, load_factor: float = 16.0, heat_delay_s: float = 0.0,
-                 frame_bytes: Budget | None = None, work: Budget | None = None,
-                 admit_submit: AdmitSubmit | None = None, on_flood: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        client: str,
+        sink: JobSink,
+        send: Send,
+        store: Store,
+        new_id: Callable[[], str],
+        timeout_s: float,
+        bucket: Budget,
+        max_attempts: int = 2,
+        store_timeout_s: float = 4.0,
+        live_interval_s: float = 0.0,
+        load_factor: float = 16.0,
+        heat_delay_s: float = 0.0,
+        frame_bytes: Budget | None = None,
+        work: Budget | None = None,
+        admit_submit: AdmitSubmit | None = None,
+        on_flood: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.client = client
         self._sink, self._send, self._store, self._new_id = sink, send, store, new_id
         self._timeout_s, self._bucket, self._max_attempts = timeout_s, bucket, max_attempts
@@ -189,8 +205,13 @@ class RecognitionSession:
     def _unchanged(self) -> bool:
         """The drawing is the one on screen (an undo or clear of an empty drawing), nothing is owed."""
         shown = self._shown
-        return (shown is not None and not self.pending and not self.dirty and shown[0] == self.state.drawing
-                and shown[1] == self.state.version)
+        return (
+            shown is not None
+            and not self.pending
+            and not self.dirty
+            and shown[0] == self.state.drawing
+            and shown[1] == self.state.version
+        )
 
     async def _send_again(self, seq: int, received: float) -> None:
         """The prediction on screen answers this message too: no worker is asked again."""
@@ -328,7 +349,8 @@ class RecognitionSession:
                 if self._heat_timer is not None:
                     self._heat_timer.cancel()
                 self._heat_timer = asyncio.get_running_loop().call_later(
-                    self._heat_delay_s, self._ask_heat, p.drawing, p.seq, answer.image, digit)
+                    self._heat_delay_s, self._ask_heat, p.drawing, p.seq, answer.image, digit
+                )
         if was_live and self.dirty:
             self._next_live()
 
@@ -345,8 +367,7 @@ class RecognitionSession:
         async def failed(exc: BaseException) -> None:  # a nicety: the prediction is on screen already
             self._heat_owed.pop(job_id, None)
 
-        self._sink.submit(Job(id=job_id, client=self.client, reply=self._sink.reply, image=image, explain=digit),
-                          failed)
+        self._sink.submit(Job(id=job_id, client=self.client, reply=self._sink.reply, image=image, explain=digit), failed)
 
     async def _saliency(self, answer: Answer) -> None:
         """The heat map for a prediction already sent; only the one on screen is worth sending."""
@@ -355,8 +376,9 @@ class RecognitionSession:
             return
         drawing, seq = owed
         if drawing == self.state.drawing and seq == self.shown_seq:
-            await self._send({"type": "saliency", "drawing": drawing, "seq": seq,
-                              "saliency": base64.b64encode(answer.saliency).decode()})
+            await self._send(
+                {"type": "saliency", "drawing": drawing, "seq": seq, "saliency": base64.b64encode(answer.saliency).decode()}
+            )
 
     @staticmethod
     def _prediction_message(p: Pending, answer: Answer, sent_at: float) -> dict[str, Any]:
@@ -378,17 +400,23 @@ class RecognitionSession:
         refused = await self._admit_submit() if self._admit_submit is not None else None
         if refused is not None:
             if not self.closed:
-                await self._send(ProtocolError("rate_limited", f"too many drawings stored from this address; "
-                                               f"submit again in {refused} s", msg.seq, retry_after=refused).as_message())
+                await self._send(
+                    ProtocolError(
+                        "rate_limited",
+                        f"too many drawings stored from this address; submit again in {refused} s",
+                        msg.seq,
+                        retry_after=refused,
+                    ).as_message()
+                )
             return
         try:
-            row_id = await asyncio.wait_for(self._store(StoreRequest(msg.drawing, strokes, msg.label)),
-                                            self._store_timeout_s)
+            row_id = await asyncio.wait_for(self._store(StoreRequest(msg.drawing, strokes, msg.label)), self._store_timeout_s)
         except Exception as exc:
             log.warning("storing drawing %s failed: %r", msg.drawing, exc)
             if not self.closed:
-                await self._send(ProtocolError("store_failed", "the drawing could not be stored; submit again",
-                                               msg.seq).as_message())
+                await self._send(
+                    ProtocolError("store_failed", "the drawing could not be stored; submit again", msg.seq).as_message()
+                )
             return
         if not self.closed:
             await self._send({"type": "stored", "drawing": msg.drawing, "id": row_id, "seq": msg.seq})

@@ -1,4 +1,5 @@
 """HTTP: the page, image upload prediction, health."""
+
 from __future__ import annotations
 
 import base64
@@ -66,7 +67,8 @@ async def api_predict(request: HttpRequest) -> JsonResponse:
         return _error(status, answer.error.code, answer.error.message)
     assert answer.prediction is not None and answer.image is not None
     body = {
-        "type": "prediction", **answer.prediction.to_wire(),
+        "type": "prediction",
+        **answer.prediction.to_wire(),
         "image": base64.b64encode(answer.image).decode(),
         "saliency": base64.b64encode(answer.saliency).decode() if answer.saliency is not None else None,
         "timings": answer.timings,

@@ -30,6 +30,7 @@ then gets SIGTERM (warm shutdown), and it is taken out of supervision first so t
 Pure decision logic (`QueueScaler`) is separate from the sampling thread (`Autoscaler`), so that it is
 tested without processes (tests/scripts/test_autoscale.py). Measured figures: docs/autoscaling.md.
 """
+
 from __future__ import annotations
 
 import logging
@@ -57,6 +58,7 @@ class Scalable(Protocol):
     def retire_worker(self, queue: str, wait: bool = False) -> str | None: ...
     def keep_standby(self, queue: str, wanted: bool, may_start: bool = True) -> None: ...
 
+
 log = logging.getLogger(__name__)
 
 Bounds = tuple[int, int]  # (fewest, most) workers of one queue
@@ -67,7 +69,7 @@ DEFAULT_AUTOSCALE = "inference:1-2,preprocess:1-1"
 
 
 def parse_autoscale(spec: str, queues: tuple[str, ...] | None = None) -> dict[str, Bounds]:
-    """"inference:1-4,preprocess:1-2" -> {"inference": (1, 4), "preprocess": (1, 2)}; "q:2" is "q:2-2";
+    """ "inference:1-4,preprocess:1-2" -> {"inference": (1, 4), "preprocess": (1, 2)}; "q:2" is "q:2-2";
     "" or "off": no autoscaling. ValueError for anything else (an unknown queue among `queues` too)."""
     spec = spec.strip()
     if spec.lower() in ("", "off", "0", "false", "no"):
@@ -111,11 +113,17 @@ class Policy:
             return float(env.get(f"AUTOSCALE_{name}") or default)
 
         d = cls()
-        return cls(up_utilisation=number("UP_UTILISATION", d.up_utilisation), up_depth=int(number("UP_DEPTH", d.up_depth)),
-                   up_after_s=number("UP_AFTER_S", d.up_after_s), cooldown_s=number("COOLDOWN_S", d.cooldown_s),
-                   down_utilisation=number("DOWN_UTILISATION", d.down_utilisation), idle_s=number("IDLE_S", d.idle_s),
-                   window_s=number("WINDOW_S", d.window_s), interval_s=number("INTERVAL_S", d.interval_s),
-                   standby=env.get("AUTOSCALE_STANDBY", "1" if d.standby else "0").lower() in ("1", "true", "yes", "on"))
+        return cls(
+            up_utilisation=number("UP_UTILISATION", d.up_utilisation),
+            up_depth=int(number("UP_DEPTH", d.up_depth)),
+            up_after_s=number("UP_AFTER_S", d.up_after_s),
+            cooldown_s=number("COOLDOWN_S", d.cooldown_s),
+            down_utilisation=number("DOWN_UTILISATION", d.down_utilisation),
+            idle_s=number("IDLE_S", d.idle_s),
+            window_s=number("WINDOW_S", d.window_s),
+            interval_s=number("INTERVAL_S", d.interval_s),
+            standby=env.get("AUTOSCALE_STANDBY", "1" if d.standby else "0").lower() in ("1", "true", "yes", "on"),
+        )
 
 
 @dataclass
@@ -177,14 +185,20 @@ class QueueScaler:
         self.hot_since = (self.hot_since if self.hot_since is not None else now) if hot else None
         cooled = now - self.last_change >= self.policy.cooldown_s
         described = f"utilisation {util if util is not None else float('nan'):.2f}, depth {depth}, {workers} workers"
-        if (self.hot_since is not None and now - self.hot_since >= self.policy.up_after_s
-                and workers < high and cooled):
+        if self.hot_since is not None and now - self.hot_since >= self.policy.up_after_s and workers < high and cooled:
             return self._change(now, 1, f"hot: {described}")
         # idle: over the whole of the last idle_s (one quiet moment is not enough; one busy one
         # does not start the wait again), and with one worker fewer the others would stay cool
         calm = self.utilisation(self.policy.idle_s) if now - self.last_change >= self.policy.idle_s else None
-        if (calm is not None and depth == 0 and not hot and live > 1 and workers > low and cooled
-                and calm * live / (live - 1) < self.policy.down_utilisation):
+        if (
+            calm is not None
+            and depth == 0
+            and not hot
+            and live > 1
+            and workers > low
+            and cooled
+            and calm * live / (live - 1) < self.policy.down_utilisation
+        ):
             return self._change(now, -1, f"idle: utilisation {calm:.2f} over {self.policy.idle_s:g} s, {workers} workers")
         return 0
 
@@ -207,8 +221,13 @@ class Event:
 class Autoscaler:
     """A thread that samples the stack's Redis and adds or retires workers through the stack."""
 
-    def __init__(self, stack: Scalable, bounds: Mapping[str, Bounds], policy: Policy | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        stack: Scalable,
+        bounds: Mapping[str, Bounds],
+        policy: Policy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         env = stack.effective_env()
         self.stack = stack
         self.policy = policy or Policy.from_env(env)
@@ -283,9 +302,11 @@ class Autoscaler:
                 _log(f"autoscale {queue} {'+1' if delta > 0 else '-1'} ({worker or 'none'}): {scaler.reason}")
             if self.policy.standby:  # a new one only while the queue is quiet: loading takes a core for seconds
                 util = scaler.utilisation()
-                self.stack.keep_standby(queue, wanted=len(names) + delta < scaler.bounds[1],
-                                        may_start=delta == 0 and len(busy) == len(names) and util is not None
-                                        and util < self.policy.down_utilisation)
+                self.stack.keep_standby(
+                    queue,
+                    wanted=len(names) + delta < scaler.bounds[1],
+                    may_start=delta == 0 and len(busy) == len(names) and util is not None and util < self.policy.down_utilisation,
+                )
 
 
 def _log(message: str) -> None:

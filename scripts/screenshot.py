@@ -7,6 +7,7 @@ saves the screenshot (palette PNG when that keeps it small).
 
     .venv/bin/python -m scripts.screenshot [--digit 3] [--out docs/screenshot.png]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,12 @@ from tests.digit_paths import digit_strokes
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 MAX_BYTES = 300 * 1024
 
@@ -60,8 +65,13 @@ def shoot(url: str, out: Path, digit: int, width: int, height: int) -> None:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1,
-                                          color_scheme="light", locale="en-US", reduced_motion="reduce")
+            context = browser.new_context(
+                viewport={"width": width, "height": height},
+                device_scale_factor=1,
+                color_scheme="light",
+                locale="en-US",
+                reduced_motion="reduce",
+            )
             page = context.new_page()
             page.goto(url)
             expect(page.locator("#status")).to_have_attribute("data-state", "open", timeout=30000)
@@ -100,9 +110,12 @@ def main() -> None:
 
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     prefix = f"screenshot-{uuid.uuid4().hex[:8]}:"
-    stack = Stack(port=free_port(), redis_url=redis_url,
-                  env={"REDIS_PREFIX": prefix, "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost"},
-                  log_dir=Path(tempfile.mkdtemp(prefix="screenshot-logs-")))
+    stack = Stack(
+        port=free_port(),
+        redis_url=redis_url,
+        env={"REDIS_PREFIX": prefix, "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost"},
+        log_dir=Path(tempfile.mkdtemp(prefix="screenshot-logs-")),
+    )
     try:
         stack.start(timeout=120)
         shoot(stack.url + "/", args.out, args.digit, args.width, args.height)

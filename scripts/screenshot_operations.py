@@ -9,6 +9,7 @@ rates, percentiles and the workers with their model, and saves the screenshot.
 
     .venv/bin/python -m scripts.screenshot_operations [--out docs/operations.png] [--clients 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,9 @@ class DrawingLoad:
     batches), each waiting for its prediction before the next digit, until stopped; with
     `uploads_from`, one of them also posts that PNG to /api/predict every `upload_every` digits."""
 
-    def __init__(self, base_url: str, clients: int = 2, pause: float = 0.02, uploads_from: bytes | None = None,
-                 upload_every: int = 10) -> None:
+    def __init__(
+        self, base_url: str, clients: int = 2, pause: float = 0.02, uploads_from: bytes | None = None, upload_every: int = 10
+    ) -> None:
         self.base_url = base_url
         self.pause = pause
         self.uploads_from = uploads_from
@@ -55,8 +57,7 @@ class DrawingLoad:
         self.errors: list[BaseException] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(i,), name=f"load-{i}", daemon=True)
-                         for i in range(clients)]
+        self._threads = [threading.Thread(target=self._run, args=(i,), name=f"load-{i}", daemon=True) for i in range(clients)]
 
     def __enter__(self) -> DrawingLoad:
         for t in self._threads:
@@ -83,9 +84,20 @@ class DrawingLoad:
             for k, stroke in enumerate(digit_strokes(n % 10)):  # as the page sends: a few points at a time
                 for i in range(0, len(stroke), 6):
                     seq += 1
-                    socket.send(json.dumps({"type": "stroke", "seq": seq, "drawing": f"load-{index}-{n}", "stroke": k,
-                                            "points": [list(p) for p in stroke[i:i + 6]], "final": i + 6 >= len(stroke),
-                                            "canvas": [280, 280], "brush": 16}))
+                    socket.send(
+                        json.dumps(
+                            {
+                                "type": "stroke",
+                                "seq": seq,
+                                "drawing": f"load-{index}-{n}",
+                                "stroke": k,
+                                "points": [list(p) for p in stroke[i : i + 6]],
+                                "final": i + 6 >= len(stroke),
+                                "canvas": [280, 280],
+                                "brush": 16,
+                            }
+                        )
+                    )
                     time.sleep(self.pause)
             while True:  # the prediction of the whole digit (saliency and older answers pass by)
                 message = json.loads(socket.recv(timeout=15))
@@ -94,8 +106,9 @@ class DrawingLoad:
             with self._lock:
                 self.predictions += 1
             if index == 0 and self.uploads_from is not None and n % self.upload_every == 0:
-                requests.post(f"{self.base_url}/api/predict", timeout=30,
-                              files={"image": ("digit.png", self.uploads_from, "image/png")}).raise_for_status()
+                requests.post(
+                    f"{self.base_url}/api/predict", timeout=30, files={"image": ("digit.png", self.uploads_from, "image/png")}
+                ).raise_for_status()
             n += 1
 
 
@@ -136,9 +149,14 @@ def shoot(stack: Stack, out: Path, username: str, clients: int, width: int, heig
     with sync_playwright() as pw, DrawingLoad(stack.url, clients=clients, uploads_from=digit_png(7)) as load:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(base_url=stack.url, viewport={"width": width, "height": height},
-                                          device_scale_factor=1, color_scheme="light", locale="en-US",
-                                          reduced_motion="reduce")
+            context = browser.new_context(
+                base_url=stack.url,
+                viewport={"width": width, "height": height},
+                device_scale_factor=1,
+                color_scheme="light",
+                locale="en-US",
+                reduced_motion="reduce",
+            )
             page = context.new_page()
             log_in(page, username, PASSWORD)
             if page.locator("#toggle-nav-sidebar").is_visible():  # the admin's app list aside: more room
@@ -175,9 +193,12 @@ def main() -> None:
     User.objects.create_superuser(username, f"{username}@example.org", PASSWORD)
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     prefix = f"screenshot-{uuid.uuid4().hex[:8]}:"
-    stack = Stack(port=free_port(), redis_url=redis_url,
-                  env={"REDIS_PREFIX": prefix, "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost"},
-                  log_dir=Path(tempfile.mkdtemp(prefix="screenshot-logs-")))
+    stack = Stack(
+        port=free_port(),
+        redis_url=redis_url,
+        env={"REDIS_PREFIX": prefix, "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost"},
+        log_dir=Path(tempfile.mkdtemp(prefix="screenshot-logs-")),
+    )
     try:
         stack.start(timeout=120)
         shoot(stack, args.out, username, args.clients, args.width, args.height)

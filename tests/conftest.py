@@ -1,5 +1,6 @@
 """Fixtures that start the real parts: Redis (the machine's or the bundled one), Celery worker
 processes on both queues and daphne, all through scripts.stack as `make run` does."""
+
 from __future__ import annotations
 
 import contextlib
@@ -77,8 +78,7 @@ def stack_of_its_own(name: str, env: dict[str, str], log_dir: Path, **kwargs: An
     """Another running service beside the session's (on the test database, e.g. with other limits),
     with a Redis key prefix of its own, removed afterwards. `env`: the session stack's, changed."""
     prefix = f"test-{name}-{uuid.uuid4().hex[:8]}:"
-    service = Stack(port=free_port(), redis_url=TEST_REDIS_URL, log_dir=log_dir,
-                    env={**env, "REDIS_PREFIX": prefix}, **kwargs)
+    service = Stack(port=free_port(), redis_url=TEST_REDIS_URL, log_dir=log_dir, env={**env, "REDIS_PREFIX": prefix}, **kwargs)
     service.start(timeout=120)
     try:
         yield service

@@ -1,5 +1,6 @@
 """Holding the drawings table locked from a test: the database 'hangs' for the service's processes;
 and a stored drawing waiting for its prediction, its fill queued as a submit queues it."""
+
 from __future__ import annotations
 
 import contextlib
@@ -32,8 +33,9 @@ def drawings_locked() -> Iterator[None]:
 
 def stored_drawing(digit: int, name: str) -> Drawing:
     """A drawing of `digit` stored, its prediction not asked for yet."""
-    row, _ = drawing_store(client_id=f"{name}-{uuid.uuid4().hex[:8]}", strokes=digit_strokes(digit),
-                           canvas=(280, 280), brush=16, label=digit)
+    row, _ = drawing_store(
+        client_id=f"{name}-{uuid.uuid4().hex[:8]}", strokes=digit_strokes(digit), canvas=(280, 280), brush=16, label=digit
+    )
     return row
 
 
@@ -42,7 +44,6 @@ def queue_fill(service: Stack, pk: int) -> None:
     queue = TASK_QUEUES[FILL_TASK]
     broker = redis.Redis.from_url(service.redis_url)
     try:
-        broker.lpush(f"{service.env['REDIS_PREFIX']}{queue}",
-                     task_message(FILL_TASK, queue, ([pk],), argsrepr=f"([{pk}],)"))
+        broker.lpush(f"{service.env['REDIS_PREFIX']}{queue}", task_message(FILL_TASK, queue, ([pk],), argsrepr=f"([{pk}],)"))
     finally:
         broker.close()

@@ -3,6 +3,7 @@
 Used by the integration and browser tests ("the tests' own paths"), independent of MNIST.
 `digit_strokes(d, scale, offset)` places a digit anywhere at any size.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,10 @@ Point = tuple[float, float]
 def _arc(cx: float, cy: float, rx: float, ry: float, start: float, end: float, n: int = 24) -> list[Point]:
     """Points on an ellipse from angle `start` to `end` (degrees, 0 = right, 90 = down)."""
     return [
-        (cx + rx * math.cos(math.radians(start + (end - start) * i / n)),
-         cy + ry * math.sin(math.radians(start + (end - start) * i / n)))
+        (
+            cx + rx * math.cos(math.radians(start + (end - start) * i / n)),
+            cy + ry * math.sin(math.radians(start + (end - start) * i / n)),
+        )
         for i in range(n + 1)
     ]
 
@@ -22,8 +25,10 @@ def _arc(cx: float, cy: float, rx: float, ry: float, start: float, end: float, n
 def _bezier(a: Point, c: Point, b: Point, n: int = 16) -> list[Point]:
     """Quadratic Bezier from a to b with control point c."""
     t = [i / n for i in range(n + 1)]
-    return [((1 - u) ** 2 * a[0] + 2 * u * (1 - u) * c[0] + u * u * b[0],
-             (1 - u) ** 2 * a[1] + 2 * u * (1 - u) * c[1] + u * u * b[1]) for u in t]
+    return [
+        ((1 - u) ** 2 * a[0] + 2 * u * (1 - u) * c[0] + u * u * b[0], (1 - u) ** 2 * a[1] + 2 * u * (1 - u) * c[1] + u * u * b[1])
+        for u in t
+    ]
 
 
 def _line(a: Point, b: Point, n: int = 12) -> list[Point]:

@@ -1,5 +1,6 @@
 """docker-compose.yml is valid and runs the same commands as `make run` (no Docker engine here), and
 deploy/nginx.conf, its balancer, sends HTTP and WebSocket upgrades to every web container."""
+
 import asyncio
 import ipaddress
 import re
@@ -29,7 +30,9 @@ def test_compose_has_its_services_wired_to_redis_and_postgres():
         assert svc["build"] == "." and svc["environment"]["REDIS_URL"] == "redis://redis:6379/0"
         assert svc["environment"]["DATABASE_URL"].startswith("postgres://")
         assert {k: services[name]["depends_on"][k]["condition"] for k in ("redis", "postgres")} == {
-            "redis": "service_healthy", "postgres": "service_healthy"}
+            "redis": "service_healthy",
+            "postgres": "service_healthy",
+        }
     assert "healthcheck" in services["redis"] and "healthcheck" in services["postgres"]
 
 

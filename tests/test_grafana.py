@@ -2,6 +2,7 @@
 data source chosen in its ${DS_PROMETHEUS} variable, every metric family recognizer/metrics.py names
 is shown by some panel, and every expression names only metrics that exist (with their sample
 suffixes: a counter's _total, a histogram's _bucket/_sum/_count) and PromQL functions that exist."""
+
 from __future__ import annotations
 
 import ast
@@ -17,11 +18,34 @@ ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "digits.json"
 METRICS_PY = ROOT / "recognizer" / "metrics.py"
 
-KINDS = {"Counter": "counter", "CounterMetricFamily": "counter", "Gauge": "gauge", "GaugeMetricFamily": "gauge",
-         "Histogram": "histogram"}
+KINDS = {
+    "Counter": "counter",
+    "CounterMetricFamily": "counter",
+    "Gauge": "gauge",
+    "GaugeMetricFamily": "gauge",
+    "Histogram": "histogram",
+}
 SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
-FUNCTIONS = {"sum", "max", "min", "avg", "count", "rate", "irate", "increase", "histogram_quantile", "clamp_min",
-             "clamp_max", "topk", "bottomk", "label_values", "time", "vector", "abs", "round"}
+FUNCTIONS = {
+    "sum",
+    "max",
+    "min",
+    "avg",
+    "count",
+    "rate",
+    "irate",
+    "increase",
+    "histogram_quantile",
+    "clamp_min",
+    "clamp_max",
+    "topk",
+    "bottomk",
+    "label_values",
+    "time",
+    "vector",
+    "abs",
+    "round",
+}
 KEYWORDS = {"bool", "and", "or", "unless", "offset"}
 GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 
@@ -108,11 +132,20 @@ def test_every_panel_queries_the_data_source_variable() -> None:
 def test_metrics_py_is_read_whole() -> None:
     """The families the next tests check against (a parse that missed some would let them pass)."""
     assert {
-        "digits_answers": "counter", "digits_predictions": "counter", "digits_errors": "counter",
-        "digits_phase_seconds": "histogram", "digits_batch_size": "histogram", "digits_batches_published": "counter",
-        "digits_jobs_published": "counter", "digits_open_sockets": "gauge", "digits_queue_depth": "gauge",
-        "digits_workers": "gauge", "digits_worker_model": "gauge", "digits_worker_rss_bytes": "gauge",
-        "digits_worker_busy_seconds": "counter", "digits_redis_up": "gauge",
+        "digits_answers": "counter",
+        "digits_predictions": "counter",
+        "digits_errors": "counter",
+        "digits_phase_seconds": "histogram",
+        "digits_batch_size": "histogram",
+        "digits_batches_published": "counter",
+        "digits_jobs_published": "counter",
+        "digits_open_sockets": "gauge",
+        "digits_queue_depth": "gauge",
+        "digits_workers": "gauge",
+        "digits_worker_model": "gauge",
+        "digits_worker_rss_bytes": "gauge",
+        "digits_worker_busy_seconds": "counter",
+        "digits_redis_up": "gauge",
     }.items() <= families().items()
 
 
@@ -146,10 +179,13 @@ def test_latency_quantiles_come_from_rates_of_buckets_kept_by_le() -> None:
         assert any(e.startswith(f"histogram_quantile({q},") for e in phases), f"no p{q} latency panel"
 
 
-@pytest.mark.parametrize("expr, names, functions", [
-    ('sum by (code) (rate(digits_errors_total{code!="x"}[$__rate_interval]))', {"digits_errors_total"}, {"sum", "rate"}),
-    ("label_values(digits_phase_seconds_bucket, phase)", {"digits_phase_seconds_bucket"}, {"label_values"}),
-    ("a_total / on (x) group_left (y) b > bool 1", {"a_total", "b"}, set()),
-])
+@pytest.mark.parametrize(
+    "expr, names, functions",
+    [
+        ('sum by (code) (rate(digits_errors_total{code!="x"}[$__rate_interval]))', {"digits_errors_total"}, {"sum", "rate"}),
+        ("label_values(digits_phase_seconds_bucket, phase)", {"digits_phase_seconds_bucket"}, {"label_values"}),
+        ("a_total / on (x) group_left (y) b > bool 1", {"a_total", "b"}, set()),
+    ],
+)
 def test_names_are_found_in_expressions(expr: str, names: set[str], functions: set[str]) -> None:
     assert names_in(expr) == (names, functions)

@@ -4,6 +4,7 @@ CRD schema kept in deploy/k8s/schemas/, and the checks that matter: the commands
 probes' paths, a grace period longer than the web drain, one worker Deployment per queue, KEDA reading
 the queues' Redis lists (key prefix included), an HPA on CPU for the web, disruption budgets, secrets
 from a Secret."""
+
 from __future__ import annotations
 
 import copy
@@ -65,6 +66,7 @@ def worker_deployments() -> dict[str, dict[str, Any]]:
 @pytest.fixture
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """No connection can be made: validation must need nothing but the files here and the installed packages."""
+
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError(f"network access during validation: {args}")
 
@@ -75,8 +77,17 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_every_manifest_validates_against_the_kubernetes_schemas_offline(offline: None) -> None:
     docs = manifests()
     kinds = {doc["kind"] for doc in docs}
-    assert {"Namespace", "ConfigMap", "Deployment", "Service", "StatefulSet", "Job", "HorizontalPodAutoscaler",
-            "PodDisruptionBudget", "ScaledObject"} <= kinds
+    assert {
+        "Namespace",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "StatefulSet",
+        "Job",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "ScaledObject",
+    } <= kinds
     for doc in docs:
         if doc["apiVersion"].startswith("keda.sh/"):
             continue  # not a Kubernetes kind: KEDA's schema, below
@@ -102,8 +113,7 @@ def _strict(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     out = {k: _strict(v) for k, v in schema.items()}
-    if "properties" in schema and "additionalProperties" not in schema \
-            and not schema.get("x-kubernetes-preserve-unknown-fields"):
+    if "properties" in schema and "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
         out["additionalProperties"] = False
     return out
 
@@ -190,8 +200,7 @@ def test_web_runs_the_web_server_behind_a_service_with_readiness_liveness_and_a_
     pause_s = float(pre_stop[1]) if pre_stop[0] == "sleep" else 0.0
     assert pod["terminationGracePeriodSeconds"] > pause_s + drain_s + 2  # + the close frames' wait
     assert web["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
-    (service,) = [s for s in of_kind("Service").values()
-                  if s["spec"]["selector"] == web["spec"]["selector"]["matchLabels"]]
+    (service,) = [s for s in of_kind("Service").values() if s["spec"]["selector"] == web["spec"]["selector"]["matchLabels"]]
     assert service["spec"]["ports"][0]["targetPort"] in (port["name"], 8000)
     assert "replicas" not in web["spec"], "the HPA owns the count"
 

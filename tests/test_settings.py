@@ -1,4 +1,5 @@
 """Production settings: no start without a secret key, and `check --deploy` clean with HTTPS on."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,14 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "TRUSTED_PROXIES"))}
     # not manage.py: it would read this checkout's .secret_key; settings alone must refuse
     code = "import sys; from django.core.management import execute_from_command_line as e; e(sys.argv)"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True,
-                          env={**base, "DJANGO_SETTINGS_MODULE": "digitsite.settings", **env}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**base, "DJANGO_SETTINGS_MODULE": "digitsite.settings", **env},
+        timeout=120,
+    )
 
 
 def test_settings_refuse_to_start_with_debug_off_and_no_secret_key() -> None:
@@ -26,9 +33,16 @@ def test_settings_refuse_to_start_with_debug_off_and_no_secret_key() -> None:
 
 
 def test_check_deploy_is_clean_with_production_settings() -> None:
-    result = manage("check", "--deploy", "--fail-level", "WARNING",
-                    DJANGO_SECRET_KEY=secrets.token_urlsafe(50), DJANGO_HTTPS="1",
-                    DJANGO_ALLOWED_HOSTS="digits.example.org", TRUSTED_PROXIES="10.0.0.0/8")
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        DJANGO_HTTPS="1",
+        DJANGO_ALLOWED_HOSTS="digits.example.org",
+        TRUSTED_PROXIES="10.0.0.0/8",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
@@ -43,8 +57,14 @@ def test_check_deploy_flags_a_site_served_without_https() -> None:
 def test_debug_without_a_key_uses_the_checkouts_random_key_never_a_constant() -> None:
     code = "import django; django.setup(); from django.conf import settings; print(settings.SECRET_KEY)"
     base = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            env={**base, "DJANGO_SETTINGS_MODULE": "digitsite.settings", "DJANGO_DEBUG": "1"})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**base, "DJANGO_SETTINGS_MODULE": "digitsite.settings", "DJANGO_DEBUG": "1"},
+    )
     assert result.returncode == 0, result.stderr
     key = result.stdout.strip()
     assert key == (ROOT / ".secret_key").read_text().strip()  # the checkout's own, made once
@@ -56,8 +76,9 @@ def test_a_new_sqlite_database_and_its_wal_are_readable_by_their_owner_only(tmp_
     from django.db.utils import ConnectionHandler
 
     name = tmp_path / "db.sqlite3"
-    handler = ConnectionHandler({"default": {"ENGINE": "digitsite.sqlite3", "NAME": str(name),
-                                             "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;"}}})
+    handler = ConnectionHandler(
+        {"default": {"ENGINE": "digitsite.sqlite3", "NAME": str(name), "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;"}}}
+    )
     with django_db_blocker.unblock():
         try:
             with handler["default"].cursor() as cursor:

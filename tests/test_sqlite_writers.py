@@ -1,6 +1,7 @@
 """SQLite as `make run` uses it without DATABASE_URL: transactions that read and then write (a
 submit's idempotency check and insert, beside the workers' fills) wait their turn instead of failing
 with "database is locked". Runs on a SQLite file of its own whatever the test database is."""
+
 from __future__ import annotations
 
 import threading
@@ -19,8 +20,13 @@ WRITERS = 4
 
 def read_then_write(path: Path, options: dict[str, Any]) -> list[str]:
     """WRITERS threads at once, each a transaction: a read, a pause, a write; the errors they got."""
-    connections.settings[ALIAS] = {**connections.settings["default"], "ENGINE": "django.db.backends.sqlite3",
-                                   "NAME": str(path), "OPTIONS": dict(options), "TEST": {}}
+    connections.settings[ALIAS] = {
+        **connections.settings["default"],
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(path),
+        "OPTIONS": dict(options),
+        "TEST": {},
+    }
     errors: list[str] = []
     try:
         with connections[ALIAS].cursor() as cursor:

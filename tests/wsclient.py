@@ -1,4 +1,5 @@
 """A small synchronous protocol-v1 client for the tests."""
+
 from __future__ import annotations
 
 import json
@@ -58,9 +59,16 @@ class ProtocolClient:
         for k, stroke in enumerate(strokes):
             points = [list(p) for p in stroke]
             for i in range(0, len(points), batch):
-                chunk = points[i:i + batch]
-                last = self.send(type="stroke", drawing=drawing, stroke=k, points=chunk,
-                                 final=i + batch >= len(points), canvas=list(canvas), brush=brush)
+                chunk = points[i : i + batch]
+                last = self.send(
+                    type="stroke",
+                    drawing=drawing,
+                    stroke=k,
+                    points=chunk,
+                    final=i + batch >= len(points),
+                    canvas=list(canvas),
+                    brush=brush,
+                )
                 if pause:
                     time.sleep(pause)
         return last

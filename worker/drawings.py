@@ -8,6 +8,7 @@ The worker that fills drawings in also reads uploads and heat maps, so its write
 DRAWING_FILL_LOCK_WAIT_S for a lock: on a hung database the rows are left to a later sweep instead
 of holding everything queued behind them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -63,16 +64,27 @@ def lock_waits_bounded(seconds: float) -> Iterator[None]:
 def drawings_fill(model: pipeline.Model, pks: list[int]) -> int:
     """Predict the stored drawings `pks` still waiting, in one forward pass; returns how many (0 when
     the database kept their rows locked: they stay waiting for the sweep)."""
-    rows = list(Drawing.objects.filter(pk__in=pks, predicted_at__isnull=True)
-                .only("pk", "strokes", "canvas_width", "canvas_height", "brush"))
+    rows = list(
+        Drawing.objects.filter(pk__in=pks, predicted_at__isnull=True).only(
+            "pk", "strokes", "canvas_width", "canvas_height", "brush"
+        )
+    )
     if not rows:
         return 0
     try:
         # counted before predicting, so a drawing that crashes its worker is not asked for forever
         with lock_waits_bounded(LOCK_WAIT_S):
             Drawing.objects.filter(pk__in=[r.pk for r in rows]).update(prediction_attempts=F("prediction_attempts") + 1)
-        jobs = [Job(id=str(r.pk), client="", reply="", png=True,
-                    strokes=Strokes(r.strokes, (r.canvas_width, r.canvas_height), r.brush)) for r in rows]
+        jobs = [
+            Job(
+                id=str(r.pk),
+                client="",
+                reply="",
+                png=True,
+                strokes=Strokes(r.strokes, (r.canvas_width, r.canvas_height), r.brush),
+            )
+            for r in rows
+        ]
         answers = pipeline.predict_jobs(model, jobs, model_name=model.name)
         filled = 0
         with lock_waits_bounded(LOCK_WAIT_S):
@@ -80,8 +92,9 @@ def drawings_fill(model: pipeline.Model, pks: list[int]) -> int:
                 if answer.prediction is None:
                     log.warning("drawing %s: no prediction (%s)", answer.id, answer.error)
                     continue
-                filled += drawing_record_prediction(pk=int(answer.id), prediction=answer.prediction.to_wire(),
-                                                    image28=answer.image, png=answer.png or b"")
+                filled += drawing_record_prediction(
+                    pk=int(answer.id), prediction=answer.prediction.to_wire(), image28=answer.image, png=answer.png or b""
+                )
     except OperationalError as exc:  # a lock not granted in time (or the database away)
         log.warning("%d stored drawings left for the sweep: %s", len(rows), exc)
         return 0
@@ -90,9 +103,11 @@ def drawings_fill(model: pipeline.Model, pks: list[int]) -> int:
 
 def drawings_waiting(*, older_than_s: float = WAITING_S, limit: int = 1000) -> list[int]:
     cutoff = timezone.now() - timedelta(seconds=older_than_s)
-    return list(Drawing.objects.filter(predicted_at__isnull=True, created_at__lt=cutoff,
-                                       prediction_attempts__lt=MAX_ATTEMPTS)
-                .order_by("created_at").values_list("pk", flat=True)[:limit])
+    return list(
+        Drawing.objects.filter(predicted_at__isnull=True, created_at__lt=cutoff, prediction_attempts__lt=MAX_ATTEMPTS)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
 
 
 class Sweeper:
@@ -115,7 +130,7 @@ class Sweeper:
             return 0
         pks = drawings_waiting()
         for i in range(0, len(pks), MAX_BATCH):
-            self._enqueue(pks[i:i + MAX_BATCH])
+            self._enqueue(pks[i : i + MAX_BATCH])
         if pks:
             log.info("queued %d stored drawings still waiting for their prediction", len(pks))
         return len(pks)

@@ -5,6 +5,7 @@ Celery's `apply_async` cost ~7% of the inference worker's time at 40 clients for
 alone (py-spy, 2026-11-25); the message is the one the web processes push (worker.task_messages).
 PUBLISH_VIA=celery (a broker other than Redis) keeps `apply_async`.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,7 @@ def _client() -> redis.Redis:
     global _state
     with _lock:
         if _state is None or _state[0] != os.getpid():
-            _state = (os.getpid(), redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5,
-                                                        socket_connect_timeout=5))
+            _state = (os.getpid(), redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=5, socket_connect_timeout=5))
         return _state[1]
 
 

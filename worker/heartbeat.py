@@ -7,6 +7,7 @@ A worker that has loaded a model also stamps `<worker>=<model>` in a second sort
 /healthz says which model each live worker serves (during a switch, both for a moment), and writes
 its resident memory into a hash beside them, for /metrics (recognizer.metrics).
 """
+
 from __future__ import annotations
 
 import logging
@@ -78,9 +79,18 @@ def rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def beat(client: redis.Redis, key: str, members: Iterable[str], now: float | None = None, *,
-         worker: str | None = None, model: str | None = None, was: str | None = None, rss: int | None = None,
-         busy_s: float | None = None) -> None:
+def beat(
+    client: redis.Redis,
+    key: str,
+    members: Iterable[str],
+    now: float | None = None,
+    *,
+    worker: str | None = None,
+    model: str | None = None,
+    was: str | None = None,
+    rss: int | None = None,
+    busy_s: float | None = None,
+) -> None:
     """Stamp `members` alive; with `model`, stamp `worker` as serving it (and drop `was`, the model
     it served before, at once rather than when its stamp grows old); with `rss` and `busy_s`, its
     memory and the seconds it has spent in tasks."""
@@ -163,15 +173,24 @@ def worker_details(client: redis.Redis, key: str, now: float | None = None) -> l
             newest[worker] = (score, model)
     memory = {k.decode(): int(v) for k, v in rss.items()}
     busy_s = {k.decode(): float(v) for k, v in busy.items()}
-    return [WorkerDetail(w, tuple(sorted(q)), newest[w][1] if w in newest else None, memory.get(w), busy_s.get(w))
-            for w, q in sorted(queues.items())]
+    return [
+        WorkerDetail(w, tuple(sorted(q)), newest[w][1] if w in newest else None, memory.get(w), busy_s.get(w))
+        for w, q in sorted(queues.items())
+    ]
 
 
 class Heartbeat:
     """The beating thread of one worker process; `serving` says which model it serves (None: none yet)."""
 
-    def __init__(self, url: str, key: str, worker: str, queues: Iterable[str],
-                 serving: Callable[[], str | None] = lambda: None, busy: BusyClock | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        worker: str,
+        queues: Iterable[str],
+        serving: Callable[[], str | None] = lambda: None,
+        busy: BusyClock | None = None,
+    ) -> None:
         self._busy = busy
         self._client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._key = key
@@ -189,8 +208,16 @@ class Heartbeat:
         while not self._stop.is_set():
             model = self._serving()
             try:
-                beat(self._client, self._key, self._members, worker=self._worker, model=model, was=self._reported,
-                     rss=rss_bytes(), busy_s=self._busy.seconds() if self._busy is not None else None)
+                beat(
+                    self._client,
+                    self._key,
+                    self._members,
+                    worker=self._worker,
+                    model=model,
+                    was=self._reported,
+                    rss=rss_bytes(),
+                    busy_s=self._busy.seconds() if self._busy is not None else None,
+                )
                 self._reported = model or self._reported
             except redis.RedisError as exc:  # Redis away: beat again when it is back
                 log.debug("heartbeat failed: %s", exc)

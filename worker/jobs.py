@@ -9,6 +9,7 @@ Celery message) by task name; a worker answers a batch with one `Answers` messag
 process (its `reply` channel), which that process fans out to its connections in memory by
 `client`. This module imports nothing heavy: the web side uses it without torch or the ML core.
 """
+
 from __future__ import annotations
 
 import time
@@ -29,8 +30,7 @@ HEAT_TASK = "worker.tasks.heat"  # heat maps of predictions already shown: off t
 PREPARE_QUEUE = "preprocess"
 PREDICT_QUEUE = "inference"
 QUEUES = (PREPARE_QUEUE, PREDICT_QUEUE)
-TASK_QUEUES = {PREPARE_TASK: PREPARE_QUEUE, HEAT_TASK: PREPARE_QUEUE, FILL_TASK: PREPARE_QUEUE,
-               PREDICT_TASK: PREDICT_QUEUE}
+TASK_QUEUES = {PREPARE_TASK: PREPARE_QUEUE, HEAT_TASK: PREPARE_QUEUE, FILL_TASK: PREPARE_QUEUE, PREDICT_TASK: PREDICT_QUEUE}
 
 ANSWERS_TYPE = "job.answers"  # channel-layer message type of an `Answers`
 
@@ -108,10 +108,16 @@ class Job:
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> Job:
         return cls(
-            id=d["id"], client=d["client"], reply=d["reply"],
+            id=d["id"],
+            client=d["client"],
+            reply=d["reply"],
             strokes=Strokes.from_wire(d["strokes"]) if "strokes" in d else None,
-            upload=d.get("upload"), image=d.get("image"), png=bool(d.get("png")),
-            saliency=Saliency(d.get("saliency", "none")), explain=d.get("explain"), sent_at=float(d.get("sent_at", 0.0)),
+            upload=d.get("upload"),
+            image=d.get("image"),
+            png=bool(d.get("png")),
+            saliency=Saliency(d.get("saliency", "none")),
+            explain=d.get("explain"),
+            sent_at=float(d.get("sent_at", 0.0)),
             timings=dict(d.get("timings", {})),
         )
 
@@ -128,8 +134,14 @@ class Prediction:
     reason: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {"digit": self.digit, "confidence": self.confidence, "probabilities": self.probabilities,
-                "model": self.model, "uncertain": self.uncertain, "reason": self.reason}
+        return {
+            "digit": self.digit,
+            "confidence": self.confidence,
+            "probabilities": self.probabilities,
+            "model": self.model,
+            "uncertain": self.uncertain,
+            "reason": self.reason,
+        }
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> Prediction:
@@ -181,10 +193,14 @@ class Answer:
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> Answer:
         return cls(
-            id=d["id"], client=d["client"],
+            id=d["id"],
+            client=d["client"],
             prediction=Prediction.from_wire(d["prediction"]) if "prediction" in d else None,
             error=JobError(*d["error"]) if "error" in d else None,
-            image=d.get("image"), png=d.get("png"), saliency=d.get("saliency"), timings=dict(d.get("timings", {})),
+            image=d.get("image"),
+            png=d.get("png"),
+            saliency=d.get("saliency"),
+            timings=dict(d.get("timings", {})),
         )
 
 
@@ -217,8 +233,7 @@ class Answers:
     sent_at: float = 0.0  # wall clock when the worker sent it
 
     def to_wire(self) -> dict[str, Any]:
-        return {"type": ANSWERS_TYPE, "batch": self.batch, "sent_at": time.time(),
-                "answers": [a.to_wire() for a in self.answers]}
+        return {"type": ANSWERS_TYPE, "batch": self.batch, "sent_at": time.time(), "answers": [a.to_wire() for a in self.answers]}
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> Answers:

@@ -6,6 +6,7 @@ every WATCH_S, loads a newly chosen model in the background and swaps the predic
 A batch takes the predictor once (`get_predictor()`), so it runs wholly on one model and names
 that model in its answers; the live path never reads the database nor waits for a load.
 """
+
 from __future__ import annotations
 
 import logging
@@ -96,8 +97,12 @@ class ModelWatcher:
     to load (missing, corrupt) leaves the old one serving. Nothing happens before the process has
     loaded a model (a preprocess worker loads one on its first heat map or stored drawing)."""
 
-    def __init__(self, wanted: Callable[[], str] = current_model_name,
-                 load: Callable[[str], Predictor] = _load, interval_s: float = WATCH_S) -> None:
+    def __init__(
+        self,
+        wanted: Callable[[], str] = current_model_name,
+        load: Callable[[str], Predictor] = _load,
+        interval_s: float = WATCH_S,
+    ) -> None:
         self._wanted, self._load, self._interval = wanted, load, interval_s
         self._failed: tuple[str, float] | None = None  # (name, when) of the last load that failed
         self._stop = threading.Event()

@@ -4,6 +4,7 @@ A batch is prepared job by job (strokes rendered, uploads decoded; a bad job get
 and never spoils the rest), then every image that has ink goes through the model in one forward
 pass, and heat maps in one backward pass.
 """
+
 from __future__ import annotations
 
 import base64
@@ -77,8 +78,7 @@ def classify_batch(model: Model, images28: Sequence[bytes]) -> list[Prediction]:
     for image, p in zip(images, probs):
         digit = int(np.argmax(p))
         uncertain, reason = assess(image, p)
-        out.append(Prediction(digit, round(float(p[digit]), 6), [round(float(v), 6) for v in p], model.name,
-                              uncertain, reason))
+        out.append(Prediction(digit, round(float(p[digit]), 6), [round(float(v), 6) for v in p], model.name, uncertain, reason))
     return out
 
 
@@ -165,10 +165,14 @@ def predict_jobs(model: Model, jobs: Sequence[Job], *, model_name: str) -> list[
     heat: dict[str, bytes] = {}
     try:
         predictions = dict(zip(inked, classify_batch(model, list(inked.values()))))
-        inline = [(j.id, d) for j in jobs if j.id in inked and j.saliency is Saliency.INLINE
-                  and (d := predictions[j.id].digit) is not None]
-        heat = dict(zip((jid for jid, _ in inline), saliency_maps(
-            model, [inked[jid] for jid, _ in inline], [d for _, d in inline])))
+        inline = [
+            (j.id, d)
+            for j in jobs
+            if j.id in inked and j.saliency is Saliency.INLINE and (d := predictions[j.id].digit) is not None
+        ]
+        heat = dict(
+            zip((jid for jid, _ in inline), saliency_maps(model, [inked[jid] for jid, _ in inline], [d for _, d in inline]))
+        )
     except Exception:
         log.exception("inference failed for a batch of %d", len(inked))
         predictions, heat = {}, {}
@@ -183,8 +187,17 @@ def predict_jobs(model: Model, jobs: Sequence[Job], *, model_name: str) -> list[
             continue
         image = images.get(job.id)
         prediction = predictions[job.id] if image is not None else Prediction.empty(model_name)
-        answers.append(Answer(job.id, job.client, prediction=prediction, image=image, png=pngs.get(job.id),
-                              saliency=heat.get(job.id), timings=timings))
+        answers.append(
+            Answer(
+                job.id,
+                job.client,
+                prediction=prediction,
+                image=image,
+                png=pngs.get(job.id),
+                saliency=heat.get(job.id),
+                timings=timings,
+            )
+        )
     return answers
 
 

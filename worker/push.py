@@ -5,6 +5,7 @@ single PUBLISH of the layer's own serialisation to the channel's name. A worker 
 with a plain synchronous client, instead of `async_to_sync(layer.send)`, which would build an event
 loop and a connection pool per call (and a loop thread costs two thread switches per message).
 """
+
 from __future__ import annotations
 
 import os

@@ -7,6 +7,7 @@ kombu's Redis envelope, msgpack body, base64 as kombu's Redis transport carries 
 consume it like any other task (tests/recognizer/test_publish.py compares it with what Celery writes;
 integration tests run it against real workers).
 """
+
 from __future__ import annotations
 
 import base64
@@ -23,8 +24,9 @@ _ORIGIN = f"gen{os.getpid()}@{socket.gethostname()}"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
-def task_message(task: str, queue: str, args: tuple[Any, ...], *, argsrepr: str,
-                 expires_s: float | None = None, task_id: str | None = None) -> bytes:
+def task_message(
+    task: str, queue: str, args: tuple[Any, ...], *, argsrepr: str, expires_s: float | None = None, task_id: str | None = None
+) -> bytes:
     """A Celery (protocol 2) task message as kombu's Redis transport stores it in the queue's list."""
     task_id = task_id or str(uuid.uuid4())
     expires = None
@@ -36,15 +38,34 @@ def task_message(task: str, queue: str, args: tuple[Any, ...], *, argsrepr: str,
         "content-encoding": "binary",
         "content-type": "application/x-msgpack",
         "headers": {
-            "lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None, "expires": expires,
-            "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": task_id,
-            "parent_id": None, "argsrepr": argsrepr, "kwargsrepr": "{}", "origin": _ORIGIN,
-            "ignore_result": True, "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
+            "lang": "py",
+            "task": task,
+            "id": task_id,
+            "shadow": None,
+            "eta": None,
+            "expires": expires,
+            "group": None,
+            "group_index": None,
+            "retries": 0,
+            "timelimit": [None, None],
+            "root_id": task_id,
+            "parent_id": None,
+            "argsrepr": argsrepr,
+            "kwargsrepr": "{}",
+            "origin": _ORIGIN,
+            "ignore_result": True,
+            "replaced_task_nesting": 0,
+            "stamped_headers": None,
+            "stamps": {},
         },
         "properties": {
-            "correlation_id": task_id, "reply_to": "", "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": queue}, "priority": 0,
-            "body_encoding": "base64", "delivery_tag": str(uuid.uuid4()),
+            "correlation_id": task_id,
+            "reply_to": "",
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
         },
     }
     return json.dumps(envelope).encode()

@@ -6,6 +6,7 @@
 `fill_drawings` (queue "preprocess": it writes to the database, which may hang) predicts stored drawings.
 Each batch's answers go back with one publish per web process (see worker.jobs).
 """
+
 from __future__ import annotations
 
 import functools
@@ -56,8 +57,12 @@ def batch_task(name: str) -> Callable[[Callable[[Batch], None]], Any]:
                 step(batch)
             except Exception:
                 log.exception("%s failed for a batch of %d", name, len(batch.jobs))
-                push_answers(batch.jobs, [Answer(j.id, j.client, error=JobError("internal", "the recogniser failed"))
-                                          for j in batch.jobs], batch=batch.id)
+                push_answers(
+                    batch.jobs,
+                    [Answer(j.id, j.client, error=JobError("internal", "the recogniser failed")) for j in batch.jobs],
+                    batch=batch.id,
+                )
+
         return task
 
     return wrap
@@ -139,8 +144,14 @@ def _ready(sender: Any = None, **_: Any) -> None:
     queues = sorted(q.name for q in getattr(getattr(sender, "task_consumer", None), "queues", []))
     if PREDICT_QUEUE in queues:
         warm_up(get_predictor())  # loaded already, and warm, in a woken spare (scripts/stack.py)
-    _heartbeat = Heartbeat(settings.REDIS_URL, heartbeat_key(settings.REDIS_PREFIX), getattr(sender, "hostname", "worker"),
-                           queues, serving=served_model_name, busy=_busy)
+    _heartbeat = Heartbeat(
+        settings.REDIS_URL,
+        heartbeat_key(settings.REDIS_PREFIX),
+        getattr(sender, "hostname", "worker"),
+        queues,
+        serving=served_model_name,
+        busy=_busy,
+    )
     _heartbeat.start()
     _watchdog.start()
     if _watcher is None:

@@ -4,6 +4,7 @@ The file holds sessions and password hashes. SQLite creates a file that is not t
 process's umask (0644 as a rule) and gives its -wal and -shm files the database file's mode, so the
 file is made 0600 before SQLite first opens it; an existing file is left as its owner set it.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """bench/: the in-process baseline server (started as bench/compare.py starts it), the capacity
 search and the /proc CPU accounting of bench/compare.py."""
+
 from __future__ import annotations
 
 import base64
@@ -22,8 +23,20 @@ from tests.digit_paths import digit_strokes
 from tests.wsclient import ProtocolClient
 
 ROOT = Path(__file__).resolve().parents[2]
-PREDICTION_FIELDS = {"type", "drawing", "seq", "digit", "confidence", "probabilities", "model", "uncertain",
-                     "reason", "latency_ms", "image", "timings"}
+PREDICTION_FIELDS = {
+    "type",
+    "drawing",
+    "seq",
+    "digit",
+    "confidence",
+    "probabilities",
+    "model",
+    "uncertain",
+    "reason",
+    "latency_ms",
+    "image",
+    "timings",
+}
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +122,8 @@ def test_capacity_search_climbs_then_bisects() -> None:
 def test_capacity_search_edges() -> None:
     assert capacity_search(lambda n: True, ladder=[10, 20], bisections=2) == Capacity(20, False, [(10, True), (20, True)])
     assert capacity_search(lambda n: n <= 3, ladder=[10, 20], bisections=3) == Capacity(
-        3, True, [(10, False), (5, False), (2, True), (3, True)])
+        3, True, [(10, False), (5, False), (2, True), (3, True)]
+    )
     assert capacity_search(lambda n: False, ladder=[10], bisections=1).clients == 0
 
 

@@ -4,6 +4,7 @@ targets), so this fails when the service breaks one of those promises or the ben
 soak and fuzz share the session's stack (its clients all come from 127.0.0.1, limits off); flood
 needs the service's default per-address limits, so it gets a stack of its own on the same database.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

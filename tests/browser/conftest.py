@@ -4,6 +4,7 @@ Playwright's own browser download cannot work offline, so every launch uses /usr
 (override with CHROMIUM=/path). A missing chromium fails the tests with a clear message; they are
 never skipped. A failing test leaves a screenshot under test-artifacts/browser/.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,12 @@ from tests.conftest import ARTIFACTS
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 BROWSER_ARTIFACTS = ARTIFACTS / "browser"
 NOT_OPEN = re.compile(r"^(closed|connecting)$")
@@ -119,6 +124,7 @@ def orm(fn: Callable[[], T]) -> T:
     calls there (SynchronousOnlyOperation); a plain worker thread has no loop. Its connection is
     closed after each call so that nothing holds the test database open.
     """
+
     def run() -> T:
         from django.db import connections
 
@@ -131,6 +137,7 @@ def orm(fn: Callable[[], T]) -> T:
 
 
 # ---------------------------------------------------------------- restarting daphne under a live page
+
 
 def _web_index(stack: Stack) -> int:
     return next(i for i, (name, _) in enumerate(stack.procs) if name == "web")
@@ -166,8 +173,9 @@ def restart_web_under(page: Page, stack: Stack) -> None:
         start_web(stack)
 
 
-def wait_until(page: Page, condition: Callable[[], Any], timeout: float = 15.0,
-               what: str | Callable[[], str] = "condition") -> Any:
+def wait_until(
+    page: Page, condition: Callable[[], Any], timeout: float = 15.0, what: str | Callable[[], str] = "condition"
+) -> Any:
     """Poll `condition` while letting Playwright deliver events (page.wait_for_timeout)."""
     deadline = time.monotonic() + timeout
     while True:

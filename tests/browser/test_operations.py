@@ -3,6 +3,7 @@ clients draw over WebSockets on the real stack, sees the page fill in from figur
 latency percentile, the queues, the workers with the model they serve), with no CSP violation. Then,
 with figures.json answered by fixed readings, the page's arithmetic: rates, percentiles from the
 buckets, utilisation, the errors of the last minute, Redis down and a 403 shown as such."""
+
 from __future__ import annotations
 
 import json
@@ -108,10 +109,22 @@ def reading(n: int) -> dict[str, Any]:
             "digits_redis_up": one(1.0),
         },
         "histograms": {
-            "digits_phase_seconds": [{"labels": {"phase": "end_to_end"}, "count": 100.0 * n, "sum": 0.6 * n,
-                                      "buckets": [[le, float(c * n)] for le, c in zip(BOUNDS, PER_READING)]}],
-            "digits_batch_size": [{"labels": {"task": "predict"}, "count": 4.0 * n, "sum": 12.0 * n,
-                                   "buckets": [["4.0", 4.0 * n], ["+Inf", 4.0 * n]]}],
+            "digits_phase_seconds": [
+                {
+                    "labels": {"phase": "end_to_end"},
+                    "count": 100.0 * n,
+                    "sum": 0.6 * n,
+                    "buckets": [[le, float(c * n)] for le, c in zip(BOUNDS, PER_READING)],
+                }
+            ],
+            "digits_batch_size": [
+                {
+                    "labels": {"task": "predict"},
+                    "count": 4.0 * n,
+                    "sum": 12.0 * n,
+                    "buckets": [["4.0", 4.0 * n], ["+Inf", 4.0 * n]],
+                }
+            ],
         },
     }
 
@@ -127,8 +140,10 @@ def test_rates_percentiles_utilisation_and_errors_are_computed_from_two_readings
             return
         figures = reading(served["n"])
         if served["mode"] == "redis down":  # as the server says it: Redis's gauges are not there
-            figures["gauges"] = {"digits_open_sockets": figures["gauges"]["digits_open_sockets"],
-                                 "digits_redis_up": [{"labels": {}, "value": 0.0}]}
+            figures["gauges"] = {
+                "digits_open_sockets": figures["gauges"]["digits_open_sockets"],
+                "digits_redis_up": [{"labels": {}, "value": 0.0}],
+            }
             del figures["counters"]["digits_worker_busy_seconds_total"]
         route.fulfill(status=200, content_type="application/json", body=json.dumps(figures))
         served["n"] += 1

@@ -2,6 +2,7 @@
 touch, live predictions while the pen is down, undo/clear, submit and feedback stored in the
 database, uploads by file picker and by drop, keyboard shortcuts, and reconnecting after the
 server drops the socket."""
+
 from __future__ import annotations
 
 import base64
@@ -91,30 +92,44 @@ class Pad:
 
     def expect_live_prediction(self, first_sent: int, stroke: int) -> dict[str, Any]:
         def partial_predicted() -> dict[str, Any] | None:
-            partial = [m["seq"] for m in self.sent[first_sent:]
-                       if m["type"] == "stroke" and m["stroke"] == stroke and not m["final"]]
+            partial = [
+                m["seq"] for m in self.sent[first_sent:] if m["type"] == "stroke" and m["stroke"] == stroke and not m["final"]
+            ]
             if not partial:
                 return None
-            return next((m for m in self.received if m["type"] == "prediction" and m["seq"] >= partial[0]
-                         and m["digit"] is not None), None)
+            return next(
+                (m for m in self.received if m["type"] == "prediction" and m["seq"] >= partial[0] and m["digit"] is not None),
+                None,
+            )
 
         prediction = wait_until(self.page, partial_predicted, what="a prediction while the pen is down")
-        assert not any(m["type"] == "stroke" and m["stroke"] == stroke and m["final"] for m in self.sent[first_sent:]), \
+        assert not any(m["type"] == "stroke" and m["stroke"] == stroke and m["final"] for m in self.sent[first_sent:]), (
             "the stroke was finished before the prediction came"
+        )
         expect(self.page.locator("#digit")).to_have_text(DIGIT)
         return prediction
 
     def settled(self, kind: str = "stroke", timeout: float = 15.0) -> dict[str, Any]:
         """The prediction for the newest `kind` message (a final stroke, undo or clear) sent since the
         last action began. Frames are reported a little after the page sends them: wait for it first."""
+
         def sent() -> dict[str, Any] | None:
-            return next((m for m in reversed(self.sent[self.mark:])
-                         if m["type"] == kind and (kind != "stroke" or self.ends_latest_stroke(m))), None)
+            return next(
+                (
+                    m
+                    for m in reversed(self.sent[self.mark :])
+                    if m["type"] == kind and (kind != "stroke" or self.ends_latest_stroke(m))
+                ),
+                None,
+            )
 
         last = wait_until(self.page, sent, timeout, lambda: f"the page to send a {kind} message; {self.traffic()}")["seq"]
-        return wait_until(self.page, lambda: next(
-            (m for m in reversed(self.received) if m["type"] == "prediction" and m["seq"] >= last), None),
-            timeout, lambda: f"the prediction for seq {last}; {self.traffic()}")
+        return wait_until(
+            self.page,
+            lambda: next((m for m in reversed(self.received) if m["type"] == "prediction" and m["seq"] >= last), None),
+            timeout,
+            lambda: f"the prediction for seq {last}; {self.traffic()}",
+        )
 
     def ends_latest_stroke(self, message: dict[str, Any]) -> bool:
         """Whether `message` is the pen-up of the latest stroke: final, and ending where it ended (a
@@ -126,11 +141,22 @@ class Pad:
 
     def traffic(self, n: int = 6) -> str:
         """The last frames each way, for failure messages."""
+
         def short(m: dict[str, Any]) -> str:
-            return json.dumps({k: (len(v) if k == "points" else v) for k, v in m.items()
-                               if k not in ("image", "saliency", "probabilities", "timings", "canvas")})
-        return (f"{len(self.sockets)} socket(s); sent: " + " ".join(short(m) for m in self.sent[-n:])
-                + " | received: " + " ".join(short(m) for m in self.received[-n:]))
+            return json.dumps(
+                {
+                    k: (len(v) if k == "points" else v)
+                    for k, v in m.items()
+                    if k not in ("image", "saliency", "probabilities", "timings", "canvas")
+                }
+            )
+
+        return (
+            f"{len(self.sockets)} socket(s); sent: "
+            + " ".join(short(m) for m in self.sent[-n:])
+            + " | received: "
+            + " ".join(short(m) for m in self.received[-n:])
+        )
 
     def click(self, selector: str) -> None:
         self.mark = len(self.sent)
@@ -141,16 +167,21 @@ class Pad:
         self.page.keyboard.press(key)
 
     def sent_since_mark(self, kind: str) -> dict[str, Any]:
-        return wait_until(self.page, lambda: next((m for m in self.sent[self.mark:] if m["type"] == kind), None),
-                          what=f"the page to send a {kind} message")
+        return wait_until(
+            self.page,
+            lambda: next((m for m in self.sent[self.mark :] if m["type"] == kind), None),
+            what=f"the page to send a {kind} message",
+        )
 
     def expect_digit(self, digit: int, kind: str = "stroke") -> dict[str, Any]:
         final = self.settled(kind)
-        assert final["digit"] == digit, \
+        assert final["digit"] == digit, (
             f"drew {digit}, the server read {final['digit']}: {final['probabilities']}; {self.traffic()}"
+        )
         expect(self.page.locator("#digit")).to_have_text(str(digit))
         expect(self.page.locator(f'#bars li[data-digit="{digit}"]')).to_have_attribute(
-            "data-p", f"{final['probabilities'][digit]:.4f}")
+            "data-p", f"{final['probabilities'][digit]:.4f}"
+        )
         return final
 
     def expect_empty(self) -> None:
@@ -197,6 +228,7 @@ def digit_png(digit: int, side: int = 280, width: int = 18) -> bytes:
 
 
 # ---------------------------------------------------------------- drawing with the mouse
+
 
 def test_each_digit_is_read_while_drawn_and_right_at_pen_up(pad: Pad) -> None:
     for digit in range(10):
@@ -301,6 +333,7 @@ def test_no_then_a_digit_stores_the_corrected_label(pad: Pad) -> None:
 
 # ---------------------------------------------------------------- uploads
 
+
 def test_upload_by_file_input_shows_the_prediction_and_the_image(pad: Pad) -> None:
     page = pad.page
     with page.expect_response("**/api/predict") as answer:
@@ -356,8 +389,8 @@ def test_a_file_that_is_not_an_image_gives_an_error_message(pad: Pad) -> None:
 
 # ---------------------------------------------------------------- a phone
 
-@pytest.mark.browser_context_args(viewport={"width": 390, "height": 844}, device_scale_factor=2,
-                                  has_touch=True, is_mobile=True)
+
+@pytest.mark.browser_context_args(viewport={"width": 390, "height": 844}, device_scale_factor=2, has_touch=True, is_mobile=True)
 def test_touch_drawing_on_a_phone_does_not_scroll_the_page(page: Page) -> None:
     pad = Pad(page).open()
     page.evaluate("""() => {
@@ -395,6 +428,7 @@ def _touch(x: float, y: float) -> dict[str, float]:
 
 # ---------------------------------------------------------------- keyboard and screen readers
 
+
 @pytest.mark.django_db(transaction=True)
 def test_keyboard_shortcuts_and_the_spoken_result(pad: Pad) -> None:
     page = pad.page
@@ -425,6 +459,7 @@ def test_keyboard_shortcuts_and_the_spoken_result(pad: Pad) -> None:
 
 # ---------------------------------------------------------------- the server drops the socket
 
+
 def test_the_page_reconnects_and_the_prediction_comes_back(pad: Pad, stack) -> None:
     page = pad.page
     pad.draw(4)
@@ -447,9 +482,11 @@ def test_the_page_reconnects_and_the_prediction_comes_back(pad: Pad, stack) -> N
 
     again = wait_until(page, resent, what="the page to re-send its drawing on the new socket")
     assert all(m["final"] for m in again) and len(again) == 2, again
-    after = wait_until(page, lambda: next((m for m in pad.received[received:] if m["type"] == "prediction"
-                                           and m["seq"] >= again[-1]["seq"]), None),
-                       what="a prediction on the new socket")
+    after = wait_until(
+        page,
+        lambda: next((m for m in pad.received[received:] if m["type"] == "prediction" and m["seq"] >= again[-1]["seq"]), None),
+        what="a prediction on the new socket",
+    )
     assert after["digit"] == 4 and after["seq"] > before["seq"]
     expect(page.locator("#digit")).to_have_text("4")
     expect(page.locator('#bars li[data-digit="4"]')).to_have_attribute("data-p", f"{after['probabilities'][4]:.4f}")

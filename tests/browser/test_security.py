@@ -1,6 +1,7 @@
 """What a browser enforces for the site: the page and the admin work under their
 Content-Security-Policy (no inline script runs), and a page on another site cannot make its
 visitors' browsers upload here."""
+
 from __future__ import annotations
 
 import base64
@@ -66,6 +67,7 @@ def test_the_admin_login_runs_under_the_policy(page: Page) -> None:
 @pytest.fixture
 def elsewhere() -> Iterator[str]:
     """Another site: a plain page served from another origin (another port of this machine)."""
+
     class Page_(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             body = b"<!doctype html><title>elsewhere</title>"

@@ -1,6 +1,7 @@
 """The triage page in a real browser against the real stack: a staff reviewer logs in through the
 admin's form and labels 50 stored drawings by keyboard alone (digits, Enter to confirm the guess);
 X excludes and ←/→ move back to change an answer. Every answer must be stored in the database."""
+
 from __future__ import annotations
 
 import re
@@ -31,9 +32,19 @@ def seed(count: int) -> tuple[list[int], int]:
     user = User.objects.create_user("triage", password=PASSWORD, is_staff=True)
     user.user_permissions.add(*Permission.objects.filter(codename__in=["view_drawing", "change_drawing"]))
     rows = Drawing.objects.bulk_create(
-        Drawing(client_id=f"t{i}", content_hash=f"t{i}", strokes=digit_strokes(i % 10), canvas_width=280.0,
-                canvas_height=280.0, brush=16.0, predicted_digit=i % 10, confidence=0.5 + i / 200,
-                model_name="cnn-v6", predicted_at=timezone.now(), label=None)
+        Drawing(
+            client_id=f"t{i}",
+            content_hash=f"t{i}",
+            strokes=digit_strokes(i % 10),
+            canvas_width=280.0,
+            canvas_height=280.0,
+            brush=16.0,
+            predicted_digit=i % 10,
+            confidence=0.5 + i / 200,
+            model_name="cnn-v6",
+            predicted_at=timezone.now(),
+            label=None,
+        )
         for i in range(count)
     )
     return [r.pk for r in rows], user.pk
@@ -67,8 +78,10 @@ def test_fifty_drawings_are_labelled_by_keyboard_alone(page: Page) -> None:
     guess = {pk: i % 10 for i, pk in enumerate(ids)}
     # every fifth drawing: the guess is right, Enter confirms it; the others typed, a third of them
     # differently from the guess (the model was wrong)
-    plan = {pk: ("Enter", g) if i % 5 == 0 else ((str(d := (g + 3) % 10)), d) if i % 3 == 0 else (str(g), g)
-            for i, (pk, g) in enumerate(guess.items())}
+    plan = {
+        pk: ("Enter", g) if i % 5 == 0 else ((str(d := (g + 3) % 10)), d) if i % 3 == 0 else (str(g), g)
+        for i, (pk, g) in enumerate(guess.items())
+    }
 
     log_in(page, "/review/%3Forder%3Doldest")
     progress = page.locator("#progress")
@@ -85,10 +98,15 @@ def test_fifty_drawings_are_labelled_by_keyboard_alone(page: Page) -> None:
     assert sorted(seen) == sorted(ids)  # each drawing shown once, none skipped
 
     expected = {pk: (digit, False, user, True) for pk, (_, digit) in plan.items()}
-    wait_until(page, lambda: orm(lambda: stored_reviews(ids)) == expected, timeout=15,
-               what=lambda: f"labels stored: {orm(lambda: stored_reviews(ids))} != {expected}")
-    print(f"\n{COUNT} drawings labelled by keyboard and stored in {time.perf_counter() - started:.1f} s "
-          "(test time, login included)")
+    wait_until(
+        page,
+        lambda: orm(lambda: stored_reviews(ids)) == expected,
+        timeout=15,
+        what=lambda: f"labels stored: {orm(lambda: stored_reviews(ids))} != {expected}",
+    )
+    print(
+        f"\n{COUNT} drawings labelled by keyboard and stored in {time.perf_counter() - started:.1f} s (test time, login included)"
+    )
 
 
 def test_x_excludes_and_the_arrows_go_back_to_change_an_answer(page: Page) -> None:
@@ -102,8 +120,9 @@ def test_x_excludes_and_the_arrows_go_back_to_change_an_answer(page: Page) -> No
     page.keyboard.press("ArrowLeft")
     assert shown_id(page) == ids[0]
     expect(now).to_have_text("excluded from training")
-    wait_until(page, lambda: orm(lambda: stored_reviews([ids[0]]))[ids[0]] == (None, True, user, True),
-               what="the exclusion stored")
+    wait_until(
+        page, lambda: orm(lambda: stored_reviews([ids[0]]))[ids[0]] == (None, True, user, True), what="the exclusion stored"
+    )
 
     page.keyboard.press("4")  # a changed mind: labelled 4, back in the training data
     assert shown_id(page) == ids[1]
@@ -113,9 +132,18 @@ def test_x_excludes_and_the_arrows_go_back_to_change_an_answer(page: Page) -> No
     page.keyboard.press("Enter")  # confirm the guess (2)
     expect(triage).to_have_attribute("data-state", "done")
 
-    wait_until(page, lambda: orm(lambda: stored_reviews(ids)) == {
-        ids[0]: (4, False, user, True), ids[1]: (None, False, None, False), ids[2]: (2, False, user, True),
-    }, what="the answers stored")
+    wait_until(
+        page,
+        lambda: (
+            orm(lambda: stored_reviews(ids))
+            == {
+                ids[0]: (4, False, user, True),
+                ids[1]: (None, False, None, False),
+                ids[2]: (2, False, user, True),
+            }
+        ),
+        what="the answers stored",
+    )
 
 
 def test_an_answer_that_cannot_be_saved_says_so(page: Page) -> None:

@@ -1,6 +1,7 @@
 """BROKER_URL: Celery's broker is Redis unless it names another; PUBLISH_VIA follows it, and the push
 into Redis lists is refused where the broker has none. Each case loads the settings in a fresh process,
 as a server would from its environment."""
+
 from __future__ import annotations
 
 import json
@@ -11,16 +12,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 AMQP = "amqp://guest:guest@127.0.0.1:5672/somewhere"
-SHOW = ("import json; from django.conf import settings as s; print(json.dumps({'broker': s.CELERY_BROKER_URL, "
-        "'redis': s.BROKER_IS_REDIS, 'via': s.PUBLISH_VIA, 'options': s.CELERY_BROKER_TRANSPORT_OPTIONS, "
-        "'mode': getattr(s, 'CELERY_TASK_DEFAULT_DELIVERY_MODE', None), 'routes': s.CELERY_TASK_ROUTES}))")
+SHOW = (
+    "import json; from django.conf import settings as s; print(json.dumps({'broker': s.CELERY_BROKER_URL, "
+    "'redis': s.BROKER_IS_REDIS, 'via': s.PUBLISH_VIA, 'options': s.CELERY_BROKER_TRANSPORT_OPTIONS, "
+    "'mode': getattr(s, 'CELERY_TASK_DEFAULT_DELIVERY_MODE', None), 'routes': s.CELERY_TASK_ROUTES}))"
+)
 
 
 def settings_with(**env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k not in ("BROKER_URL", "PUBLISH_VIA", "REDIS_PREFIX", "REDIS_URL")}
-    return subprocess.run([sys.executable, "-c", SHOW], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          env={**base, "DJANGO_SETTINGS_MODULE": "digitsite.settings", "REDIS_URL": "redis://127.0.0.1:6379/3",
-                               **env})
+    return subprocess.run(
+        [sys.executable, "-c", SHOW],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**base, "DJANGO_SETTINGS_MODULE": "digitsite.settings", "REDIS_URL": "redis://127.0.0.1:6379/3", **env},
+    )
 
 
 def test_without_broker_url_the_broker_is_redis_with_the_direct_push() -> None:

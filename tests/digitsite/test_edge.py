@@ -1,5 +1,6 @@
 """The ASGI layers in front of the app: whose address a request is (proxies), which WebSocket
 origins are let in (origins), and the per-address limits (throttle)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -30,8 +31,13 @@ def test_forwarded_for_counts_only_from_a_trusted_proxy() -> None:
 
 
 def _scope(kind: str, client: str, headers: dict[bytes, bytes]) -> dict[str, Any]:
-    return {"type": kind, "path": "/", "scheme": "ws" if kind == "websocket" else "http",
-            "client": [client, 5555], "headers": list(headers.items())}
+    return {
+        "type": kind,
+        "path": "/",
+        "scheme": "ws" if kind == "websocket" else "http",
+        "client": [client, 5555],
+        "headers": list(headers.items()),
+    }
 
 
 def test_trusted_proxies_rewrites_the_client_and_scheme_of_the_scope() -> None:
@@ -46,7 +52,10 @@ def test_trusted_proxies_rewrites_the_client_and_scheme_of_the_scope() -> None:
     asyncio.run(mw(_scope("websocket", "10.0.0.5", headers), None, None))
     asyncio.run(mw(_scope("http", "203.0.113.9", headers), None, None))  # spoofed, not from a proxy
     assert [(s["client"][0], s["scheme"]) for s in seen] == [
-        ("198.51.100.7", "https"), ("198.51.100.7", "wss"), ("203.0.113.9", "http")]
+        ("198.51.100.7", "https"),
+        ("198.51.100.7", "wss"),
+        ("203.0.113.9", "http"),
+    ]
 
 
 def test_websocket_origins_must_match_scheme_host_and_port_exactly() -> None:
@@ -143,8 +152,9 @@ def test_sockets_per_address_are_capped_and_share_one_message_budget() -> None:
     assert book.sockets("1.1.1.1") == 0 and "1.1.1.1" not in book._open
 
 
-def _post(mw: Any, client: str, headers: dict[bytes, bytes], path: str = "/api/predict",
-          method: str = "POST") -> list[dict[str, Any]]:
+def _post(
+    mw: Any, client: str, headers: dict[bytes, bytes], path: str = "/api/predict", method: str = "POST"
+) -> list[dict[str, Any]]:
     sent: list[dict[str, Any]] = []
 
     async def send(message: dict[str, Any]) -> None:

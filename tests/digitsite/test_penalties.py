@@ -1,4 +1,5 @@
 """digitsite.penalties: who is refused at accept, for how long, and how many are held."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """Time limits for work that must not hang: work running past its limit is reported (and, in a
 worker or web process, ends the process), a finished one never, a paused process is no hang."""
+
 from __future__ import annotations
 
 import asyncio

@@ -9,6 +9,7 @@ out of reach here (120 s), so that a job lost when a worker comes or goes shows 
 Short thresholds and cool-downs (AUTOSCALE_* below) keep the test short; the defaults' figures come
 from bench/autoscale.py.
 """
+
 from __future__ import annotations
 
 import threading
@@ -32,8 +33,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 CLIENTS = 20
 FAST_S, SLOW_S = 0.05, 0.5  # pause between a client's stroke messages: the page's pace, then a tenth of it
 SCALING = {
-    "AUTOSCALE_UP_UTILISATION": "0.4", "AUTOSCALE_DOWN_UTILISATION": "0.35", "AUTOSCALE_UP_AFTER_S": "0.5",
-    "AUTOSCALE_COOLDOWN_S": "1", "AUTOSCALE_IDLE_S": "2", "AUTOSCALE_WINDOW_S": "2", "AUTOSCALE_INTERVAL_S": "0.25",
+    "AUTOSCALE_UP_UTILISATION": "0.4",
+    "AUTOSCALE_DOWN_UTILISATION": "0.35",
+    "AUTOSCALE_UP_AFTER_S": "0.5",
+    "AUTOSCALE_COOLDOWN_S": "1",
+    "AUTOSCALE_IDLE_S": "2",
+    "AUTOSCALE_WINDOW_S": "2",
+    "AUTOSCALE_INTERVAL_S": "0.25",
     "WS_PREDICTION_TIMEOUT_S": "120",
 }
 
@@ -71,8 +77,15 @@ class Streamer(threading.Thread):
             for i in range(0, len(points), 4):
                 if self.stopping.is_set():
                     break  # the drawing ends here: its newest message is answered all the same
-                last = client.send(type="stroke", drawing=drawing, stroke=k, points=points[i:i + 4],
-                                   final=i + 4 >= len(points), canvas=[280, 280], brush=16)
+                last = client.send(
+                    type="stroke",
+                    drawing=drawing,
+                    stroke=k,
+                    points=points[i : i + 4],
+                    final=i + 4 >= len(points),
+                    canvas=[280, 280],
+                    brush=16,
+                )
                 time.sleep(self.pause)
         if not last:
             return
@@ -93,8 +106,7 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
 
 def test_a_worker_is_added_under_load_and_retired_when_idle_with_nothing_lost_or_doubled(stack: Stack, tmp_path: Path) -> None:
     env = {**stack.env, **SCALING}
-    with stack_of_its_own("autoscale", env, tmp_path, workers={"preprocess": 1},
-                          autoscale={"inference": (1, 2)}) as service:
+    with stack_of_its_own("autoscale", env, tmp_path, workers={"preprocess": 1}, autoscale={"inference": (1, 2)}) as service:
         assert (scaler := service.autoscaler) is not None
         assert service.worker_names("inference") == [first := service.worker_names("inference")[0]]
         broker = redis.Redis.from_url(service.redis_url)
@@ -123,8 +135,11 @@ def test_a_worker_is_added_under_load_and_retired_when_idle_with_nothing_lost_or
             assert new_proc.wait(timeout=90) == 0, "not a warm shutdown"
             assert second not in {d.name for d in worker_details(broker, beats)}  # it said goodbye
             answered_before = sum(len(s.finals) for s in streamers)
-            wait_until(lambda: sum(len(s.finals) for s in streamers) >= answered_before + CLIENTS, 60,
-                       "drawings answered after the retirement")
+            wait_until(
+                lambda: sum(len(s.finals) for s in streamers) >= answered_before + CLIENTS,
+                60,
+                "drawings answered after the retirement",
+            )
             events = list(scaler.events)
         finally:
             for s in streamers:

@@ -1,5 +1,6 @@
 """A request body over the limit is refused as soon as its length is known: the server neither reads
 it nor parses it, and other sockets of the same web process go on meanwhile."""
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,9 @@ def body_of(answer: bytes) -> dict:
 
 
 def test_a_declared_100_mb_body_is_refused_without_being_sent(stack):
-    took, answer = raw_post(stack, f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {HUNDRED_MB}\r\n",
-                            b"--x\r\n")
+    took, answer = raw_post(
+        stack, f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {HUNDRED_MB}\r\n", b"--x\r\n"
+    )
     assert body_of(answer)["code"] == "too_large"
     assert took < 2, f"answered after {took:.2f} s"  # the 100 MB were never sent: it could not wait for them
 
@@ -51,8 +53,9 @@ def test_a_declared_100_mb_body_is_refused_without_being_sent(stack):
 def test_a_chunked_body_is_cut_off_at_the_limit_while_another_socket_predicts(stack):
     client = ProtocolClient(stack.url)
     try:
-        took, answer = raw_post(stack, "Content-Type: multipart/form-data; boundary=x\r\n"
-                                       "Transfer-Encoding: chunked\r\n", chunked_mb=100)
+        took, answer = raw_post(
+            stack, "Content-Type: multipart/form-data; boundary=x\r\nTransfer-Encoding: chunked\r\n", chunked_mb=100
+        )
         assert body_of(answer)["code"] == "too_large"
         last = client.stream(digit_strokes(6), drawing="meanwhile", batch=1000)
         assert client.prediction_for(last, timeout=5)[0]["digit"] == 6

@@ -1,6 +1,7 @@
 """A message in a queue that no Celery producer wrote (not JSON, or JSON of another shape) is dropped
 with a log line; the worker that read it goes on serving (before: "Unrecoverable error", the worker
 gone until restarted)."""
+
 from __future__ import annotations
 
 import time

@@ -2,6 +2,7 @@
 status, inspect, control and purge from a fresh checkout with no DJANGO_SECRET_KEY in the environment,
 and Flower (requirements-ops.txt, part of the dev dependencies) showing the workers, their queues and
 the queues' depths, and the tasks once task events are switched on."""
+
 from __future__ import annotations
 
 import contextlib
@@ -32,8 +33,17 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent.parent
 CELERY = str(Path(sys.executable).parent / "celery")
 # What a checkout has that is not code: git's, the developer's and the test runs' files.
-NOT_IN_A_FRESH_CHECKOUT = {".git", ".venv", ".secret_key", "db.sqlite3", "test-artifacts", ".pytest_cache",
-                           ".mypy_cache", ".ruff_cache", "staticfiles"}
+NOT_IN_A_FRESH_CHECKOUT = {
+    ".git",
+    ".venv",
+    ".secret_key",
+    "db.sqlite3",
+    "test-artifacts",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    "staticfiles",
+}
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 30.0, every: float = 0.25) -> Any:
@@ -73,8 +83,7 @@ def stack_env(stack: Stack, **extra: str) -> dict[str, str]:
 
 
 def celery(checkout: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([CELERY, "-A", "digitsite", *args], cwd=checkout, env=env, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run([CELERY, "-A", "digitsite", *args], cwd=checkout, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, f"celery {' '.join(args)}: {result.returncode}\n{result.stdout}\n{result.stderr}"
     return result
 
@@ -92,12 +101,13 @@ def stack_workers(stack: Stack) -> dict[str, str]:
         if name.startswith("worker-"):
             queue_index = name.removeprefix("worker-")
             queue = queue_index.rstrip("0123456789")
-            workers[node(queue, int(queue_index[len(queue):]))] = queue
+            workers[node(queue, int(queue_index[len(queue) :]))] = queue
     return workers
 
 
 def test_status_and_inspect_list_every_worker_and_its_queue_from_a_fresh_checkout_without_a_key(
-        stack: Stack, fresh_checkout: Path) -> None:
+    stack: Stack, fresh_checkout: Path
+) -> None:
     env = stack_env(stack)
     assert "DJANGO_SECRET_KEY" not in env and not (fresh_checkout / ".secret_key").exists()
 
@@ -134,8 +144,14 @@ def test_the_events_setting_turns_task_events_on_for_workers_and_producers() -> 
     code = "from digitsite.celery import app; print(app.conf.worker_send_task_events, app.conf.task_send_sent_event)"
 
     def conf(**env: str) -> str:
-        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                                env={**tool_env(TEST_REDIS_URL, ""), "DJANGO_SECRET_KEY": "k" * 50, **env})
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**tool_env(TEST_REDIS_URL, ""), "DJANGO_SECRET_KEY": "k" * 50, **env},
+        )
         assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 
@@ -164,7 +180,8 @@ def running(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> Iterat
 
 
 def test_flower_shows_the_workers_their_queues_depths_and_tasks_once_events_are_on(
-        stack: Stack, ws: Any, fresh_checkout: Path, tmp_path: Path) -> None:
+    stack: Stack, ws: Any, fresh_checkout: Path, tmp_path: Path
+) -> None:
     env = stack_env(stack)
     prefix = stack.env["REDIS_PREFIX"]
     broker = redis.Redis.from_url(stack.redis_url)
@@ -177,10 +194,23 @@ def test_flower_shows_the_workers_their_queues_depths_and_tasks_once_events_are_
     nodes = stack_workers(stack) | {host_format("probe0@%h"): "probe"}
 
     with running(probe, fresh_checkout, env, tmp_path / "probe.log") as probe_proc:
-        wait_until(lambda: host_format("probe0@%h") in subprocess.run(
-            [CELERY, "-A", "digitsite", "inspect", "ping"], cwd=fresh_checkout, env=env, capture_output=True,
-            text=True, timeout=60).stdout, timeout=90, every=1)
+        wait_until(
+            lambda: (
+                host_format("probe0@%h")
+                in subprocess.run(
+                    [CELERY, "-A", "digitsite", "inspect", "ping"],
+                    cwd=fresh_checkout,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                ).stdout
+            ),
+            timeout=90,
+            every=1,
+        )
         with running(flower, fresh_checkout, {**env, "FLOWER_UNAUTHENTICATED_API": "1"}, tmp_path / "flower.log"):
+
             def get(path: str) -> Any:
                 try:
                     response = requests.get(f"{api}{path}", timeout=10)
@@ -196,8 +226,10 @@ def test_flower_shows_the_workers_their_queues_depths_and_tasks_once_events_are_
 
             wait_until(inspected, timeout=60, every=1)
             # the workers page (events: the workers' heartbeats), every worker online
-            wait_until(lambda: {w["hostname"] for w in (get("/workers?json=1") or {"data": []})["data"]
-                                if w["status"]} == set(nodes), timeout=30)
+            wait_until(
+                lambda: {w["hostname"] for w in (get("/workers?json=1") or {"data": []})["data"] if w["status"]} == set(nodes),
+                timeout=30,
+            )
 
             # the queues' depths, read in Redis under the service's key prefix: hold the probe worker, fill its queue
             os.killpg(probe_proc.pid, signal.SIGSTOP)
@@ -218,12 +250,20 @@ def test_flower_shows_the_workers_their_queues_depths_and_tasks_once_events_are_
             enabled = celery(fresh_checkout, env, "control", "enable_events", "--json")
             try:
                 answers = json.loads(enabled.stdout)
-                assert {name: reply for answer in answers for name, reply in answer.items()
-                        if name in nodes and name != host_format("probe0@%h")} == {
-                    name: {"ok": "task events enabled"} for name in stack_workers(stack)}
+                assert {
+                    name: reply
+                    for answer in answers
+                    for name, reply in answer.items()
+                    if name in nodes and name != host_format("probe0@%h")
+                } == {name: {"ok": "task events enabled"} for name in stack_workers(stack)}
                 last = ws.stream(digit_strokes(4), drawing="flower")
                 ws.prediction_for(last)
-                wait_until(lambda: any(t["name"] == "worker.tasks.predict" and t["state"] == "SUCCESS"
-                                       for t in (get("/api/tasks") or {}).values()), timeout=30)
+                wait_until(
+                    lambda: any(
+                        t["name"] == "worker.tasks.predict" and t["state"] == "SUCCESS"
+                        for t in (get("/api/tasks") or {}).values()
+                    ),
+                    timeout=30,
+                )
             finally:
                 celery(fresh_checkout, env, "control", "disable_events")

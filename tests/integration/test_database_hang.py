@@ -2,6 +2,7 @@
 `store_failed` within 5 s instead of waiting, and the resubmit after the database is back makes no
 second row (the first attempt, still waiting when it was given up on, lands as the same row). A
 stored drawing's fill held up by the hung database holds up neither live predictions nor uploads."""
+
 from __future__ import annotations
 
 import time
@@ -58,8 +59,10 @@ def test_a_hung_database_neither_stalls_predictions_nor_duplicates_a_resubmit(st
                 time.sleep(1.0)
             assert late, "the later submit was never sent"
             time.sleep(max(0.0, HANG_S - (time.monotonic() - hung_at)))
-        print(f"during the {HANG_S:.0f} s hang: 3 drawings predicted in {predicted_in:.2f} s, {n} more later; the "
-              f"submit answered store_failed after {answered_in:.2f} s, a later one after {late[0]:.2f} s")
+        print(
+            f"during the {HANG_S:.0f} s hang: 3 drawings predicted in {predicted_in:.2f} s, {n} more later; the "
+            f"submit answered store_failed after {answered_in:.2f} s, a later one after {late[0]:.2f} s"
+        )
         seq = submitter.send(type="submit", drawing=drawing, label=4)  # the page's resubmit
         stored = submitter.until(lambda m: m.get("seq") == seq and m["type"] in ("stored", "error"), 10)[-1]
         assert stored["type"] == "stored", stored
@@ -86,16 +89,18 @@ def test_stored_drawings_waiting_on_a_hung_database_hold_up_neither_predictions_
             waits = []
             for n, digit in enumerate((2, 5, 8)):
                 asked = time.monotonic()
-                last = drawer.stream(digit_strokes(digit), drawing=f"beside-fill-{n}-{uuid.uuid4().hex[:6]}",
-                                     batch=20)
+                last = drawer.stream(digit_strokes(digit), drawing=f"beside-fill-{n}-{uuid.uuid4().hex[:6]}", batch=20)
                 prediction, _ = drawer.prediction_for(last, timeout=10)
                 waits.append(time.monotonic() - asked)
                 assert prediction["type"] == "prediction" and prediction["digit"] == digit, prediction
                 assert waits[-1] < 2.0, f"a live prediction waited {waits[-1]:.1f} s behind a fill on a hung database"
             time.sleep(max(0.0, queued + 3.0 - time.monotonic()))  # the fill has given up on its lock
             asked = time.monotonic()
-            reply = requests.post(f"{stack.url}/api/predict", timeout=15, files={
-                "image": ("three.png", drawing_png(digit_strokes(3), (280, 280), 16), "image/png")})
+            reply = requests.post(
+                f"{stack.url}/api/predict",
+                timeout=15,
+                files={"image": ("three.png", drawing_png(digit_strokes(3), (280, 280), 16), "image/png")},
+            )
             upload_s = time.monotonic() - asked
             assert reply.status_code == 200 and reply.json()["digit"] == 3, reply.text
             # a fill the worker took late gives up late: bounded by its lock wait, not by the hang
@@ -107,8 +112,10 @@ def test_stored_drawings_waiting_on_a_hung_database_hold_up_neither_predictions_
                 break
             time.sleep(0.2)
         assert row.predicted_at is not None and row.predicted_digit == 6, (row.predicted_at, row.predicted_digit)
-        print(f"beside a fill held by the locked table: 3 drawings predicted, each within {max(waits):.2f} s; "
-              f"an upload 3 s in answered in {upload_s:.2f} s; the row filled in "
-              f"{time.monotonic() - deadline + 30:.1f} s after the lock went")
+        print(
+            f"beside a fill held by the locked table: 3 drawings predicted, each within {max(waits):.2f} s; "
+            f"an upload 3 s in answered in {upload_s:.2f} s; the row filled in "
+            f"{time.monotonic() - deadline + 30:.1f} s after the lock went"
+        )
     finally:
         drawer.close()

@@ -3,6 +3,7 @@ socket gets a close frame (4001: the server restarts, reconnect), and the proces
 
 The database is held locked while the submits arrive and the signal is sent, so every one of them is
 still being stored when the shutdown starts; the lock is released a moment later."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """/healthz says 503 and names what is down: here Redis (nothing listens) and so the workers."""
+
 import time
 
 import pytest
@@ -12,8 +13,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 def test_healthz_is_503_and_names_what_is_down(stack, tmp_path):
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
-    web_only = Stack(port=free_port(), redis_url=dead_redis, start_redis=False, log_dir=tmp_path,
-                     workers={}, env=stack.env)
+    web_only = Stack(port=free_port(), redis_url=dead_redis, start_redis=False, log_dir=tmp_path, workers={}, env=stack.env)
     web_only.start(wait=False)
     try:
         deadline = time.monotonic() + 60

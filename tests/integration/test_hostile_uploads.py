@@ -1,6 +1,7 @@
 """The hostile-upload corpus (digits.hostile_corpus) against the real stack: each file answered 400
 with its JSON error code, the preprocess worker still the same process, and the formats the page
 offers still read."""
+
 from __future__ import annotations
 
 import io
@@ -13,8 +14,14 @@ from digits.hostile_corpus import corpus, digit_image, encode
 
 pytestmark = pytest.mark.integration
 
-CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "svg": "image/svg+xml",
-                 "tiff": "image/tiff", "gif": "image/gif"}
+CONTENT_TYPES = {
+    "jpg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "svg": "image/svg+xml",
+    "tiff": "image/tiff",
+    "gif": "image/gif",
+}
 
 
 def post(stack, name: str, data: bytes) -> requests.Response:

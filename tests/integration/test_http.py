@@ -1,4 +1,5 @@
 """POST /api/predict and /healthz on the real stack."""
+
 import io
 import struct
 import time
@@ -56,6 +57,7 @@ def test_uploads_work_while_a_socket_is_open_in_the_same_server(stack, ws):
 
 def png_header_only(width: int, height: int) -> bytes:
     """A valid PNG signature + IHDR declaring a huge image, then a little data."""
+
     def chunk(kind: bytes, payload: bytes) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
@@ -67,8 +69,10 @@ def bomb() -> bytes:
     """A ~50 KB PNG that inflates to 15000x15000 pixels (225 MB)."""
     row = b"\x00" + b"\x00" * 15000
     raw = zlib.compress(row * 15000, 9)
+
     def chunk(kind: bytes, payload: bytes) -> bytes:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
     ihdr = struct.pack(">IIBBBBB", 15000, 15000, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
 
@@ -107,4 +111,3 @@ def test_healthz_reports_every_part_and_no_worker_died(stack):
     assert body["workers"] == 2 and body["workers_per_queue"] == {"preprocess": 1, "inference": 1}
     assert body["model"]
     assert all(proc.poll() is None for _, proc in stack.procs)
-

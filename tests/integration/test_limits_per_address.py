@@ -5,6 +5,7 @@ Retry-After of the window that refused it, and cross-site posts are refused with
 of different addresses connect from 127.0.0.1 and 127.0.0.2-9 (all loopback). An address that asks
 on after its 429 is refused at accept until its Retry-After (digitsite.penalties), so each test
 floods from an address of its own."""
+
 from __future__ import annotations
 
 import http.client
@@ -58,8 +59,9 @@ def raw(service: Stack, source: str, data: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def request(service: Stack, source: str, method: str, path: str, body: bytes = b"",
-            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def request(
+    service: Stack, source: str, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30, source_address=(source, 0))
     try:
         conn.request(method, path, body=body, headers=headers or {})
@@ -69,11 +71,15 @@ def request(service: Stack, source: str, method: str, path: str, body: bytes = b
         conn.close()
 
 
-def upload(service: Stack, source: str, spoof: str | None = None,
-           origin: str | None = None) -> tuple[int, dict[str, str], bytes]:
+def upload(service: Stack, source: str, spoof: str | None = None, origin: str | None = None) -> tuple[int, dict[str, str], bytes]:
     boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"d.png\"\r\n"
-            f"Content-Type: image/png\r\n\r\n").encode() + seven() + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="d.png"\r\nContent-Type: image/png\r\n\r\n'
+        ).encode()
+        + seven()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     if spoof:
         headers["X-Forwarded-For"] = spoof
@@ -84,16 +90,27 @@ def upload(service: Stack, source: str, spoof: str | None = None,
 
 def open_socket(service: Stack, source: str, sockets: ExitStack) -> ClientConnection:
     sock = socket.create_connection(("127.0.0.1", service.port), source_address=(source, 0))
-    return sockets.enter_context(connect(f"ws://127.0.0.1:{service.port}/ws/recognize/", sock=sock,
-                                         origin=f"http://127.0.0.1:{service.port}", open_timeout=10))
+    return sockets.enter_context(
+        connect(
+            f"ws://127.0.0.1:{service.port}/ws/recognize/", sock=sock, origin=f"http://127.0.0.1:{service.port}", open_timeout=10
+        )
+    )
 
 
 @pytest.fixture(scope="module")
 def limited(stack, tmp_path_factory):
-    env = {**stack.env, "THROTTLE_UPLOADS": "3/5 seconds;5/minute", "THROTTLE_HEALTH": "5/minute",
-           "THROTTLE_SOCKET_OPENS": "12/minute", "WS_SOCKETS_PER_ADDRESS": "3", "TRUSTED_PROXIES": PROXY,
-           "PENALTY_AFTER_REFUSALS": "2", "THROTTLE_SUBMITS": "2/minute",
-           "WS_ADDRESS_BYTES_PER_SECOND": "20000", "WS_ADDRESS_BYTES_BURST": "400000"}
+    env = {
+        **stack.env,
+        "THROTTLE_UPLOADS": "3/5 seconds;5/minute",
+        "THROTTLE_HEALTH": "5/minute",
+        "THROTTLE_SOCKET_OPENS": "12/minute",
+        "WS_SOCKETS_PER_ADDRESS": "3",
+        "TRUSTED_PROXIES": PROXY,
+        "PENALTY_AFTER_REFUSALS": "2",
+        "THROTTLE_SUBMITS": "2/minute",
+        "WS_ADDRESS_BYTES_PER_SECOND": "20000",
+        "WS_ADDRESS_BYTES_BURST": "400000",
+    }
     with stack_of_its_own("limits", env, tmp_path_factory.mktemp("limits")) as service:
         yield service
 
@@ -213,8 +230,20 @@ def answer_to(ws: ClientConnection, seq: int) -> dict:
 
 
 def draw_and_submit(ws: ClientConnection, seq: int, drawing: str) -> dict:
-    ws.send(json.dumps({"type": "stroke", "seq": seq, "drawing": drawing, "stroke": 0, "points": [[60, 60], [200, 220]],
-                        "final": True, "canvas": [280, 280], "brush": 15.8}))
+    ws.send(
+        json.dumps(
+            {
+                "type": "stroke",
+                "seq": seq,
+                "drawing": drawing,
+                "stroke": 0,
+                "points": [[60, 60], [200, 220]],
+                "final": True,
+                "canvas": [280, 280],
+                "brush": 15.8,
+            }
+        )
+    )
     ws.send(json.dumps({"type": "submit", "seq": seq + 1, "drawing": drawing, "label": 1}))
     return answer_to(ws, seq + 1)
 
@@ -238,8 +267,20 @@ def test_an_addresss_huge_strokes_are_limited_by_their_bytes_and_others_are_not(
     points = [[round(i % 280 + 0.5, 1), round(i * 7 % 280 + 0.5, 1)] for i in range(10_000)]
 
     def huge(ws: ClientConnection, seq: int) -> dict:
-        ws.send(json.dumps({"type": "stroke", "seq": seq, "drawing": f"big{seq}", "stroke": 0, "points": points,
-                            "final": True, "canvas": [280, 280], "brush": 15.8}))
+        ws.send(
+            json.dumps(
+                {
+                    "type": "stroke",
+                    "seq": seq,
+                    "drawing": f"big{seq}",
+                    "stroke": 0,
+                    "points": points,
+                    "final": True,
+                    "canvas": [280, 280],
+                    "brush": 15.8,
+                }
+            )
+        )
         return json.loads(ws.recv(timeout=15))
 
     with ExitStack() as sockets:
@@ -248,7 +289,19 @@ def test_an_addresss_huge_strokes_are_limited_by_their_bytes_and_others_are_not(
         assert huge(one, 2)["type"] == "prediction"
         refused = huge(two, 1)  # its own socket's budget is untouched: the address's is spent
         assert refused["type"] == "error" and refused["code"] == "rate_limited", refused
-        two.send(json.dumps({"type": "stroke", "seq": 2, "drawing": "small", "stroke": 0, "points": [[60, 60], [90, 200]],
-                             "final": True, "canvas": [280, 280], "brush": 15.8}))
+        two.send(
+            json.dumps(
+                {
+                    "type": "stroke",
+                    "seq": 2,
+                    "drawing": "small",
+                    "stroke": 0,
+                    "points": [[60, 60], [90, 200]],
+                    "final": True,
+                    "canvas": [280, 280],
+                    "brush": 15.8,
+                }
+            )
+        )
         assert answer_to(two, 2)["type"] == "prediction"
         assert huge(open_socket(limited, OTHER, sockets), 1)["type"] == "prediction"

@@ -1,6 +1,7 @@
 """/metrics on the real stack: after a drawing and an upload, every figure an operator needs is there
 (queue depth, rates, batch sizes, latency per phase, errors, sockets, workers, their model and memory);
 refused to anyone else without the token."""
+
 from __future__ import annotations
 
 import http.client
@@ -18,9 +19,20 @@ from tests.digit_paths import digit_strokes
 pytestmark = pytest.mark.integration
 
 EVERY_FAMILY = {
-    "digits_queue_depth", "digits_workers", "digits_worker_model", "digits_worker_rss_bytes", "digits_redis_up",
-    "digits_answers", "digits_predictions", "digits_errors", "digits_phase_seconds", "digits_batch_size",
-    "digits_batches_published", "digits_jobs_published", "digits_open_sockets", "digits_worker_busy_seconds",
+    "digits_queue_depth",
+    "digits_workers",
+    "digits_worker_model",
+    "digits_worker_rss_bytes",
+    "digits_redis_up",
+    "digits_answers",
+    "digits_predictions",
+    "digits_errors",
+    "digits_phase_seconds",
+    "digits_batch_size",
+    "digits_batches_published",
+    "digits_jobs_published",
+    "digits_open_sockets",
+    "digits_worker_busy_seconds",
 }
 
 
@@ -55,8 +67,10 @@ def test_every_figure_is_there_after_a_drawing_and_an_upload(stack, ws):
     ws.prediction_for(last)
     ws.send(type="stroke", drawing="metrics", stroke=9, points=[[1, 2]], final=True, canvas=[0, 0], brush=16)
     assert ws.until(lambda m: m["type"] == "error")[-1]["code"] == "bad_message"
-    assert requests.post(f"{stack.url}/api/predict", files={"image": ("7.png", seven_png(), "image/png")},
-                         timeout=30).status_code == 200
+    assert (
+        requests.post(f"{stack.url}/api/predict", files={"image": ("7.png", seven_png(), "image/png")}, timeout=30).status_code
+        == 200
+    )
     time.sleep(1.2)  # the workers' heartbeats carry their memory
 
     status, text = get(stack, "127.0.0.1")

@@ -1,6 +1,7 @@
 """The current model switched in the admin's database while 10 clients stream drawings: no prediction
 fails or is lost, and every prediction from 5 s after the switch on names the new model (the workers
 watch the choice every second and swap models between batches, without a restart)."""
+
 from __future__ import annotations
 
 import threading
@@ -63,8 +64,15 @@ def _stream(url: str, index: int, stop: threading.Event, log: Log) -> None:
                 for k, stroke in enumerate(digit_strokes(digit)):
                     points = [list(p) for p in stroke]
                     for i in range(0, len(points), POINTS):
-                        last = client.send(type="stroke", drawing=drawing, stroke=k, points=points[i:i + POINTS],
-                                           final=i + POINTS >= len(points), canvas=[280, 280], brush=16)
+                        last = client.send(
+                            type="stroke",
+                            drawing=drawing,
+                            stroke=k,
+                            points=points[i : i + POINTS],
+                            final=i + POINTS >= len(points),
+                            canvas=[280, 280],
+                            brush=16,
+                        )
                         _read_until(client, log, time.monotonic() + PAUSE_S)
                 if log.answered < last and not _read_until(client, log, time.monotonic() + 15, final_seq=last):
                     log.lost.append(drawing)
@@ -119,9 +127,11 @@ def test_switching_the_model_under_load_fails_nothing_and_serves_the_new_model_w
     new = [t for t, m in predictions if m["model"] == target]
     late_old = [(round(t, 2), m["seq"]) for t, m in predictions if t >= SWITCHED_WITHIN_S and m["model"] != target]
     drawings = sum(log.drawings for log in logs)
-    print(f"\n{CLIENTS} clients, {drawings} drawings, {len(predictions)} predictions: {start} -> {target}; "
-          f"first {target} prediction {min(new, default=float('nan')):.2f} s after the switch, "
-          f"last {start} one {max(old, default=float('nan')):.2f} s after; {len(errors)} errors, {len(lost)} lost")
+    print(
+        f"\n{CLIENTS} clients, {drawings} drawings, {len(predictions)} predictions: {start} -> {target}; "
+        f"first {target} prediction {min(new, default=float('nan')):.2f} s after the switch, "
+        f"last {start} one {max(old, default=float('nan')):.2f} s after; {len(errors)} errors, {len(lost)} lost"
+    )
 
     assert errors == [] and lost == []
     assert {m["model"] for _, m in predictions} == {start, target}

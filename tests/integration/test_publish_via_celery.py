@@ -1,6 +1,7 @@
 """PUBLISH_VIA=celery (Celery's send_task, for a broker other than Redis): batches published that way
 are run by the real workers too (live strokes on the inference queue, an upload on the preprocess
 queue). The default, PUBLISH_VIA=redis, is what every other integration test runs."""
+
 from __future__ import annotations
 
 import io
@@ -28,6 +29,5 @@ def test_batches_sent_with_celerys_send_task_are_answered_by_the_workers(stack, 
         ImageDraw.Draw(img).line([(20, 20), (90, 20), (45, 100)], fill=0, width=9)
         buf = io.BytesIO()
         img.save(buf, format="PNG")
-        resp = requests.post(f"{service.url}/api/predict", files={"image": ("d.png", buf.getvalue(), "image/png")},
-                             timeout=30)
+        resp = requests.post(f"{service.url}/api/predict", files={"image": ("d.png", buf.getvalue(), "image/png")}, timeout=30)
         assert resp.status_code == 200 and resp.json()["digit"] == 7

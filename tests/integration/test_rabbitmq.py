@@ -6,6 +6,7 @@ Each stack gets a RabbitMQ virtual host of its own (made with rabbitmqctl, delet
 runs sharing the machine's RabbitMQ never take each other's jobs. RabbitMQ runs beside Redis and
 PostgreSQL on this machine and on CI: without it these tests fail, they are not skipped.
 """
+
 from __future__ import annotations
 
 import base64
@@ -74,8 +75,14 @@ def rabbit(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytes
 
     with django_db_blocker.unblock():
         db_url = database_url(connection.settings_dict)
-    env = {"DATABASE_URL": db_url, "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost", **UNTHROTTLED,
-           "METRICS_TOKEN": METRICS_TOKEN, "METRICS_ALLOWED_NETWORKS": "127.0.0.1/32", "WS_PREDICTION_TIMEOUT_S": "600"}
+    env = {
+        "DATABASE_URL": db_url,
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        **UNTHROTTLED,
+        "METRICS_TOKEN": METRICS_TOKEN,
+        "METRICS_ALLOWED_NETWORKS": "127.0.0.1/32",
+        "WS_PREDICTION_TIMEOUT_S": "600",
+    }
     with rabbitmq_vhost("stack") as broker_url:
         with stack_of_its_own("rabbit", {**env, "BROKER_URL": broker_url}, tmp_path_factory.mktemp("rabbit-logs")) as service:
             yield service
@@ -156,10 +163,21 @@ def test_a_submitted_drawing_is_filled_in_by_a_worker(rabbit: Stack) -> None:
 
 
 def test_celery_inspect_ping_reaches_every_worker_through_rabbitmq(rabbit: Stack) -> None:
-    env = {**os.environ, "BROKER_URL": rabbit.env["BROKER_URL"], "REDIS_URL": TEST_REDIS_URL,
-           "REDIS_PREFIX": rabbit.env["REDIS_PREFIX"], "DATABASE_URL": rabbit.env["DATABASE_URL"]}
-    done = subprocess.run([CELERY, "-A", "digitsite", "inspect", "ping", "--timeout", "5"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "BROKER_URL": rabbit.env["BROKER_URL"],
+        "REDIS_URL": TEST_REDIS_URL,
+        "REDIS_PREFIX": rabbit.env["REDIS_PREFIX"],
+        "DATABASE_URL": rabbit.env["DATABASE_URL"],
+    }
+    done = subprocess.run(
+        [CELERY, "-A", "digitsite", "inspect", "ping", "--timeout", "5"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("pong") == len(QUEUES), done.stdout
     for queue in QUEUES:

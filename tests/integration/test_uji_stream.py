@@ -1,5 +1,6 @@
 """Real pen digits (UJI dev writers) streamed as strokes through the running service's WebSocket, as
 the page sends them: the final predictions read them as well as `evaluate` does in-process."""
+
 from __future__ import annotations
 
 import pytest
@@ -41,8 +42,14 @@ def test_uji_dev_digits_streamed_over_the_websocket_are_read_as_evaluate_reads_t
     read, finals = 0, []
     for i, d in enumerate(digits):
         drawing = f"uji-{i}"
-        last = ws.stream(uji.fit_to_canvas(d.strokes), drawing=drawing, batch=POINTS_PER_MESSAGE,
-                         canvas=uji.CANVAS, brush=uji.BRUSH, pause=PAUSE_S)
+        last = ws.stream(
+            uji.fit_to_canvas(d.strokes),
+            drawing=drawing,
+            batch=POINTS_PER_MESSAGE,
+            canvas=uji.CANVAS,
+            brush=uji.BRUSH,
+            pause=PAUSE_S,
+        )
         final, seen = ws.prediction_for(last)
         assert not [m for m in seen if m["type"] == "error"], seen
         assert (final["drawing"], final["seq"], final["model"]) == (drawing, last, predictor.name)

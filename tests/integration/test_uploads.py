@@ -1,5 +1,6 @@
 """POST /api/predict with the images people actually upload: tight crops, tiny images, either
 polarity (MNIST test digits, through the real stack)."""
+
 import io
 from pathlib import Path
 

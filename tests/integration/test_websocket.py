@@ -1,4 +1,5 @@
 """Protocol v1 end to end on the real stack: daphne, Celery workers on Redis, PyTorch."""
+
 import base64
 import io
 import json
@@ -49,9 +50,16 @@ def test_submit_stores_the_drawing_and_the_admin_lists_it(ws, stack, django_user
     session = requests.Session()
     login = f"{stack.url}/admin/login/"
     session.get(login)
-    session.post(login, data={"username": "admin", "password": "a-long-test-password",
-                              "csrfmiddlewaretoken": session.cookies["csrftoken"], "next": "/admin/"},
-                 headers={"Referer": login})
+    session.post(
+        login,
+        data={
+            "username": "admin",
+            "password": "a-long-test-password",
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+            "next": "/admin/",
+        },
+        headers={"Referer": login},
+    )
     listing = session.get(f"{stack.url}/admin/recognizer/drawing/?label__exact=3")
     assert listing.status_code == 200 and f"/admin/recognizer/drawing/{row.pk}/change/" in listing.text
     assert "data:image/png;base64," in listing.text
@@ -90,8 +98,9 @@ def test_submit_without_strokes_is_refused(ws):
 def test_undo_and_clear_change_the_prediction_and_empty_gives_null(ws):
     ws.prediction_for(ws.stream(digit_strokes(1), drawing="u"))
     # a 1 plus a top bar reads as 7; undo must bring back the 1
-    seq = ws.send(type="stroke", drawing="u", stroke=1, points=[[75, 45], [140, 42], [150, 42]],
-                  final=True, canvas=[280, 280], brush=16)
+    seq = ws.send(
+        type="stroke", drawing="u", stroke=1, points=[[75, 45], [140, 42], [150, 42]], final=True, canvas=[280, 280], brush=16
+    )
     ws.prediction_for(seq)
     seq = ws.send(type="undo", drawing="u")
     after_undo, _ = ws.prediction_for(seq)
@@ -122,8 +131,10 @@ def test_socket_idle_for_15_seconds_still_works(ws):
 
 def raw_stroke(seq: int, points: str, *, stroke: int = 0) -> str:
     """A stroke frame with `points` as raw JSON text (NaN and 1e999 are not what json.dumps writes)."""
-    return (f'{{"type": "stroke", "seq": {seq}, "drawing": "m", "stroke": {stroke}, "points": {points}, '
-            '"final": true, "canvas": [280, 280], "brush": 16}')
+    return (
+        f'{{"type": "stroke", "seq": {seq}, "drawing": "m", "stroke": {stroke}, "points": {points}, '
+        '"final": true, "canvas": [280, 280], "brush": 16}'
+    )
 
 
 BAD_FRAMES = [
@@ -135,8 +146,21 @@ BAD_FRAMES = [
     (raw_stroke(1003, "[[NaN, 1]]"), "bad_json"),
     (raw_stroke(1004, "[[1e999, 1]]"), "bad_message"),
     (raw_stroke(1005, "[[1e15, 1]]"), "bad_message"),
-    (json.dumps({"type": "stroke", "seq": 1006, "drawing": "m", "stroke": 0, "points": [[1, 1]] * 10001,
-                 "final": True, "canvas": [280, 280], "brush": 16}), "too_large"),
+    (
+        json.dumps(
+            {
+                "type": "stroke",
+                "seq": 1006,
+                "drawing": "m",
+                "stroke": 0,
+                "points": [[1, 1]] * 10001,
+                "final": True,
+                "canvas": [280, 280],
+                "brush": 16,
+            }
+        ),
+        "too_large",
+    ),
     (json.dumps({"type": "undo", "seq": 1007, "drawing": "m", "pad": "x" * 300_000}), "too_large"),
     # past daphne's default 1 MiB:
     (json.dumps({"type": "undo", "seq": 1010, "drawing": "m", "pad": "x" * 1_500_000}), "too_large"),

@@ -5,6 +5,7 @@ taken is gone if that worker dies. Here the inference worker is killed, the job 
 queue is deleted (what a crash after taking it would leave), and a new worker is started: the
 prediction must still arrive, after the consumer's timeout, with no error.
 """
+
 import os
 import signal
 import time
@@ -26,8 +27,12 @@ TIMEOUT_S = 6  # long enough for a new worker to start before the retried job wo
 
 def test_a_job_lost_with_its_worker_is_sent_again(stack, tmp_path):
     prefix = f"test-loss-{uuid.uuid4().hex[:8]}:"
-    service = Stack(port=free_port(), redis_url=TEST_REDIS_URL, log_dir=tmp_path,
-                    env={**stack.env, "REDIS_PREFIX": prefix, "WS_PREDICTION_TIMEOUT_S": str(TIMEOUT_S)})
+    service = Stack(
+        port=free_port(),
+        redis_url=TEST_REDIS_URL,
+        log_dir=tmp_path,
+        env={**stack.env, "REDIS_PREFIX": prefix, "WS_PREDICTION_TIMEOUT_S": str(TIMEOUT_S)},
+    )
     broker = redis.Redis.from_url(TEST_REDIS_URL)
     service.start(timeout=120)
     try:

@@ -42,13 +42,18 @@ def test_score_counts_errors_read_right_and_the_readers_own_mistakes():
     labels = np.array([1, 2, 3, 4, 5])
     is_error = np.array([True, True, False, False, False])
     result = score(["1", "?", "3", "9", "5"], labels, is_error)
-    assert result == {"model_errors": 2, "model_errors_read_right": 1, "model_right": 3,
-                      "model_right_read_right": 2, "unsure": 1}
+    assert result == {"model_errors": 2, "model_errors_read_right": 1, "model_right": 3, "model_right_read_right": 2, "unsure": 1}
 
 
 def test_score_dir_bounds_a_person_like_reader(tmp_path):
-    meta = {"set": "s", "models": ["m"], "set_size": 100, "items": [5, 6, 7],
-            "labels": [8, 4, 1], "model_error": [True, True, False]}
+    meta = {
+        "set": "s",
+        "models": ["m"],
+        "set_size": 100,
+        "items": [5, 6, 7],
+        "labels": [8, 4, 1],
+        "model_error": [True, True, False],
+    }
     (tmp_path / "items.json").write_text(json.dumps(meta))
     (tmp_path / "readings.txt").write_text("9 4 1\n")
     result = score_dir(tmp_path)

@@ -39,9 +39,11 @@ def test_ece_and_confusion_matrix() -> None:
 
 def test_uncalibrated_undoes_the_temperature() -> None:
     logits = np.random.default_rng(0).normal(size=(5, 10)) * 4
+
     def softmax(z):
         e = np.exp(z - z.max(1, keepdims=True))
         return e / e.sum(1, keepdims=True)
+
     np.testing.assert_allclose(uncalibrated(softmax(logits / 1.7), 1.7), softmax(logits), atol=1e-9)
 
 
@@ -61,8 +63,18 @@ def test_evaluate_on_tiny_data(tmp_path: Path, tiny_data: Path) -> None:  # noqa
         shutil.copy(MODELS / f"{name}{suffix}", models / f"{name}{suffix}")
     (models / "current.json").write_text(json.dumps({"model": name}))
     lines: list[str] = []
-    report = evaluate(None, models_dir=models, data_dir=tiny_data, out=tmp_path / "eval", write_card=True,
-                      speed_runs=5, progress=False, cache_dir=None, upload_count=3, log=lines.append)
+    report = evaluate(
+        None,
+        models_dir=models,
+        data_dir=tiny_data,
+        out=tmp_path / "eval",
+        write_card=True,
+        speed_runs=5,
+        progress=False,
+        cache_dir=None,
+        upload_count=3,
+        log=lines.append,
+    )
     for key in ("val", "canvas_val", "test", "canvas_test"):
         r = report[key]
         assert 0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["ece"] <= 1.0
@@ -92,7 +104,8 @@ def test_evaluate_on_tiny_data(tmp_path: Path, tiny_data: Path) -> None:  # noqa
     assert card["metrics"]["uji_dev_ece"] == uji_dev["ece"]
     assert card["metrics"]["uploads"]["variants"]["png-28-dark-tight"] == {
         "accuracy": report["uploads"]["png-28-dark-tight"]["accuracy"],
-        "refused": report["uploads"]["png-28-dark-tight"]["refused"]}
+        "refused": report["uploads"]["png-28-dark-tight"]["refused"],
+    }
     assert card["weights"]["sha256"]  # the weights entry is kept
 
 
@@ -102,9 +115,23 @@ def test_manage_py_evaluate_command(tmp_path: Path, tiny_data: Path) -> None:  #
     from django.core.management import call_command
 
     out = StringIO()
-    call_command("evaluate", "--models-dir", str(MODELS), "--data-dir", str(tiny_data), "--out", str(tmp_path),
-                 "--speed-runs", "3", "--cache-dir", str(tmp_path / "cache"), "--upload-count", "1",
-                 "--no-progress", stdout=out)
+    call_command(
+        "evaluate",
+        "--models-dir",
+        str(MODELS),
+        "--data-dir",
+        str(tiny_data),
+        "--out",
+        str(tmp_path),
+        "--speed-runs",
+        "3",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--upload-count",
+        "1",
+        "--no-progress",
+        stdout=out,
+    )
     text = out.getvalue()
     assert "canvas-style test" in text and "inference, 1 thread" in text
     assert "UJI dev writers" in text and "paper" in text  # UJI_DIR from the settings, and the uploads
@@ -120,8 +147,12 @@ def test_upload_report_counts_refusals_as_not_read_and_reads_like_the_service() 
     seven[12:16, 14:46] = 0
     seven[16:50, 40:44] = 0
     blank = np.full((60, 60), 255, np.uint8)
-    uploads = [Upload("v", 0, 7, encode(seven, "PNG")), Upload("v", 1, 3, encode(seven, "PNG")),
-               Upload("v", 2, 7, encode(blank, "PNG")), Upload("v", 3, 7, b"not an image")]
+    uploads = [
+        Upload("v", 0, 7, encode(seven, "PNG")),
+        Upload("v", 1, 3, encode(seven, "PNG")),
+        Upload("v", 2, 7, encode(blank, "PNG")),
+        Upload("v", 3, 7, b"not an image"),
+    ]
     r = upload_report(Fixed(), uploads)["v"]  # type: ignore[arg-type]
     assert (r["count"], r["accuracy"], r["refused"]) == (4, 0.25, 2)
     assert r["refusal_codes"] == {"empty_image": 1, "bad_image": 1}

@@ -2,6 +2,7 @@
 1 epoch): hold-outs keep writers whole or take the newest drawings, held-out drawings are never
 trained on, a new version is written with a card recording both data sources and both models'
 figures measured the same way, and current.json is never touched."""
+
 from __future__ import annotations
 
 import csv
@@ -51,8 +52,9 @@ def models_with_base(out: Path) -> Path:
     return out
 
 
-def write_export(out: Path, client_ids: list[str], images: np.ndarray, labels: np.ndarray,
-                 created: list[str] | None = None) -> Path:
+def write_export(
+    out: Path, client_ids: list[str], images: np.ndarray, labels: np.ndarray, created: list[str] | None = None
+) -> Path:
     """An export as export_drawings writes it, as far as fine-tuning reads it (npz + manifest)."""
     ids = np.arange(100, 100 + len(client_ids), dtype=np.int64)
     np.savez_compressed(out, images=images, labels=labels.astype(np.uint8), ids=ids)
@@ -73,9 +75,14 @@ def uji_export(out: Path, writers: tuple[str, ...]) -> Path:
 
 def collected_of(writers: list[str | None], created: list[str] | None = None) -> ft.Collected:
     n = len(writers)
-    return ft.Collected(Path("x.npz"), np.zeros((n, 28, 28), np.uint8), np.arange(n) % 10,
-                        np.arange(n, dtype=np.int64), tuple(writers),
-                        tuple(created or [f"2026-11-{1 + i:02d}" for i in range(n)]))
+    return ft.Collected(
+        Path("x.npz"),
+        np.zeros((n, 28, 28), np.uint8),
+        np.arange(n) % 10,
+        np.arange(n, dtype=np.int64),
+        tuple(writers),
+        tuple(created or [f"2026-11-{1 + i:02d}" for i in range(n)]),
+    )
 
 
 def test_a_client_id_names_its_writer_only_for_imported_drawings() -> None:
@@ -132,9 +139,17 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     mp = pytest.MonkeyPatch()
     mp.setattr(ft.tr, "train_one_epoch", recording)
     try:
-        cfg = ft.FinetuneConfig(data=export, models_dir=models, data_dir=tiny_mnist(tmp / "mnist"),
-                                holdout_writers=("W02",), epochs=1, mnist_per_epoch=0, outlier_count=40,
-                                cache_dir=None, command="test")
+        cfg = ft.FinetuneConfig(
+            data=export,
+            models_dir=models,
+            data_dir=tiny_mnist(tmp / "mnist"),
+            holdout_writers=("W02",),
+            epochs=1,
+            mnist_per_epoch=0,
+            outlier_count=40,
+            cache_dir=None,
+            command="test",
+        )
         card = ft.finetune(cfg, log=lambda line: None)
     finally:
         mp.undo()

@@ -2,6 +2,7 @@
 size (300 MNIST images, 1 epoch): styled copies replace some 1s, 4s, 5s and 7s and learn from their
 labels alone (the teacher distils on the others), both models are measured on the UJI dev writers
 (never trained on), the card says how, current.json is untouched."""
+
 from __future__ import annotations
 
 import shutil
@@ -35,10 +36,22 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     mp = pytest.MonkeyPatch()
     mp.setattr(ft.tr, "train_one_epoch", recording)
     try:
-        cfg = ft.FinetuneConfig(models_dir=models, data_dir=tiny_mnist(tmp / "mnist"), name="styled", epochs=1,
-                                mnist_per_epoch=0, outlier_count=40, cache_dir=tmp / "cache", style_fraction=0.6,
-                                style_variants=2, canvas_variants=2, uji_dir=uji.DEFAULT_DIR, command="test",
-                                teacher="teacher-wide-v1", note="a note")
+        cfg = ft.FinetuneConfig(
+            models_dir=models,
+            data_dir=tiny_mnist(tmp / "mnist"),
+            name="styled",
+            epochs=1,
+            mnist_per_epoch=0,
+            outlier_count=40,
+            cache_dir=tmp / "cache",
+            style_fraction=0.6,
+            style_variants=2,
+            canvas_variants=2,
+            uji_dir=uji.DEFAULT_DIR,
+            command="test",
+            teacher="teacher-wide-v1",
+            note="a note",
+        )
         card = ft.finetune(cfg, log=lambda line: None)
     finally:
         mp.undo()
@@ -49,10 +62,11 @@ def test_styled_copies_replace_some_of_the_digits_of_their_class(run: dict) -> N
     cfg = run["cfg"]
     images, labels = load_split(cfg.data_dir, "train")
     train, _ = stratified_split(labels, 0.1, 2)
-    pool = ss.build_pool(images[train], labels[train], ft.STYLE_SEED + 2, variants=2, cache_dir=cfg.cache_dir,
-                         progress=False)  # cached by the run: the same copies
+    pool = ss.build_pool(
+        images[train], labels[train], ft.STYLE_SEED + 2, variants=2, cache_dir=cfg.cache_dir, progress=False
+    )  # cached by the run: the same copies
     styled = {p.tobytes(): int(labels[train][s]) for p, s in zip(pool.images, pool.source)}
-    (x, y, canvas, teacher, mask), = run["seen"]
+    ((x, y, canvas, teacher, mask),) = run["seen"]
     given = np.rint(x[:, 0].numpy() * 255).astype(np.uint8)
     hits = [i for i, a in enumerate(given) if a.tobytes() in styled]
     eligible = int(np.isin(y.numpy(), list(ss.MIX)).sum())

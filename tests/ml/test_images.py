@@ -75,8 +75,11 @@ def test_png_and_jpeg_decode_to_grayscale() -> None:
 
 @pytest.mark.parametrize(
     ("data", "code"),
-    [(b"not an image at all", "bad_image"), (encode(Image.new("RGB", (30, 30)), "BMP"), "unsupported_format"),
-     (encode(Image.new("L", (30, 30)), "TIFF"), "unsupported_format")],
+    [
+        (b"not an image at all", "bad_image"),
+        (encode(Image.new("RGB", (30, 30)), "BMP"), "unsupported_format"),
+        (encode(Image.new("L", (30, 30)), "TIFF"), "unsupported_format"),
+    ],
     ids=["text", "bmp", "tiff"],
 )
 def test_other_formats_are_refused(data: bytes, code: str) -> None:

@@ -142,8 +142,16 @@ def test_a_style_is_for_its_digits_only() -> None:
         ss.apply_style(bar(), 7, "one-flag", np.random.default_rng(0))
 
 
-@pytest.mark.parametrize("label, style, make", [(1, "one-flag", bar), (1, "one-loop", bar), (7, "seven-cross", seven),
-                                                (4, "four-open", closed_four), (7, "two-strokes", seven)])
+@pytest.mark.parametrize(
+    "label, style, make",
+    [
+        (1, "one-flag", bar),
+        (1, "one-loop", bar),
+        (7, "seven-cross", seven),
+        (4, "four-open", closed_four),
+        (7, "two-strokes", seven),
+    ],
+)
 def test_styled_strokes_keep_the_digits_size_and_stay_in_the_canvas(label: int, style: str, make) -> None:
     for seed in range(20):
         rng = np.random.default_rng(seed)
@@ -204,5 +212,6 @@ def test_the_pool_is_seeded_cached_and_styles_each_digit_as_its_own(training_dig
     for other in (cached, fresh):
         np.testing.assert_array_equal(other.images, pool.images)
         np.testing.assert_array_equal(other.source, pool.source)
-    assert not np.array_equal(ss.build_pool(images, labels, 6, variants=2, cache_dir=None, progress=False).images[:5],
-                              pool.images[:5])
+    assert not np.array_equal(
+        ss.build_pool(images, labels, 6, variants=2, cache_dir=None, progress=False).images[:5], pool.images[:5]
+    )

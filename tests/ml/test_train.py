@@ -57,10 +57,26 @@ def test_random_affine_keeps_shape_and_range() -> None:
 
 def test_train_one_epoch_end_to_end(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "models"
-    card = main(["--data-dir", str(tiny_data), "--epochs", "1", "--seed", "0", "--out", str(out),
-                 "--name", "smoke", "--batch-size", "32", "--threads", "1", "--no-progress"])
-    assert set(card) == {"name", "version", "architecture", "framework", "data", "training", "metrics",
-                         "weights", "created"}
+    card = main(
+        [
+            "--data-dir",
+            str(tiny_data),
+            "--epochs",
+            "1",
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+            "--name",
+            "smoke",
+            "--batch-size",
+            "32",
+            "--threads",
+            "1",
+            "--no-progress",
+        ]
+    )
+    assert set(card) == {"name", "version", "architecture", "framework", "data", "training", "metrics", "weights", "created"}
     assert card["data"]["train_count"] == 180 and card["data"]["val_count"] == 20
     assert card["data"]["test_count"] == 50
     assert set(card["metrics"]) == {"val_accuracy", "test_accuracy"}
@@ -74,9 +90,28 @@ def test_train_one_epoch_end_to_end(tiny_data: Path, tmp_path: Path) -> None:
 
 def test_channels_are_recorded_and_loaded_back(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "models"
-    card = main(["--data-dir", str(tiny_data), "--epochs", "1", "--seed", "0", "--out", str(out),
-                 "--name", "wide", "--batch-size", "32", "--threads", "1", "--no-progress",
-                 "--channels", "8,16,24,40", "--no-set-current"])
+    card = main(
+        [
+            "--data-dir",
+            str(tiny_data),
+            "--epochs",
+            "1",
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+            "--name",
+            "wide",
+            "--batch-size",
+            "32",
+            "--threads",
+            "1",
+            "--no-progress",
+            "--channels",
+            "8,16,24,40",
+            "--no-set-current",
+        ]
+    )
     assert card["architecture"]["channels"] == [8, 16, 24, 40]
     assert "conv(24)-conv(40, valid)" in card["architecture"]["description"]
     predictor = load_predictor(out, "wide")
@@ -96,8 +131,22 @@ def test_distillation_loss_is_zero_only_when_the_student_matches_the_teacher() -
 
 def test_distilled_model_records_its_teacher(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "models"
-    args = ["--data-dir", str(tiny_data), "--epochs", "1", "--seed", "0", "--out", str(out),
-            "--batch-size", "32", "--threads", "1", "--no-progress", "--no-set-current"]
+    args = [
+        "--data-dir",
+        str(tiny_data),
+        "--epochs",
+        "1",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+        "--batch-size",
+        "32",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--no-set-current",
+    ]
     teacher = main([*args, "--name", "big", "--channels", "8,16,24,40"])
     card = main([*args, "--name", "small", "--channels", "4,8,8,8", "--teacher", "big", "--teacher-dir", str(out)])
     assert card["training"]["distillation"]["teacher"] == "big"
@@ -128,11 +177,26 @@ def test_swa_keeps_the_average_of_the_weights_after_each_epoch(monkeypatch: pyte
 
 def test_a_model_trained_on_from_another_records_where_it_started(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "models"
-    args = ["--data-dir", str(tiny_data), "--seed", "0", "--out", str(out), "--channels", "4,8,8,8",
-            "--batch-size", "32", "--threads", "1", "--no-progress", "--no-set-current"]
+    args = [
+        "--data-dir",
+        str(tiny_data),
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+        "--channels",
+        "4,8,8,8",
+        "--batch-size",
+        "32",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--no-set-current",
+    ]
     base = main([*args, "--epochs", "1", "--name", "base"])
-    card = main([*args, "--epochs", "2", "--name", "averaged", "--init", "base", "--teacher-dir", str(out),
-                 "--swa", "--lr", "1e-4"])
+    card = main(
+        [*args, "--epochs", "2", "--name", "averaged", "--init", "base", "--teacher-dir", str(out), "--swa", "--lr", "1e-4"]
+    )
     assert card["training"]["init"] == {"from": "base", "sha256": base["weights"]["sha256"]}
     assert "average of the weights" in card["training"]["selection"]
     assert card["training"]["lr_schedule"].startswith("constant")

@@ -1,5 +1,6 @@
 """What stands in for a training sample (digits.train.train_one_epoch): upload renditions and styled
 copies replace samples at their rates, and learn from their labels alone unless ``distill_all``."""
+
 from __future__ import annotations
 
 import copy
@@ -47,8 +48,11 @@ def test_uploads_and_styled_copies_stand_in_for_samples() -> None:
     uploads = constant_images(0.3 + np.arange(N) / 100).unsqueeze(0)  # (1, N, 1, 28, 28)
     # styled copies of the even samples only: two of each, 0.7 + i/100 and 0.71 + i/100
     source = np.repeat(np.arange(0, N, 2), 2)
-    styled = tr.Styled.from_pool(np.rint((0.7 + source / 100 + np.tile([0, 0.01], N // 2)) * 255).astype(np.uint8)
-                                 .repeat(784).reshape(-1, 28, 28), source, N)
+    styled = tr.Styled.from_pool(
+        np.rint((0.7 + source / 100 + np.tile([0, 0.01], N // 2)) * 255).astype(np.uint8).repeat(784).reshape(-1, 28, 28),
+        source,
+        N,
+    )
     assert styled.count.tolist() == [2, 0] * (N // 2)
     cfg = tr.Config(epochs=1, seed=3, batch_size=8, progress=False, uploads=1.0, styles=1.0)
     values = shown(cfg, styled, uploads)
@@ -77,8 +81,20 @@ def test_copies_learn_from_their_labels_alone_unless_distill_all() -> None:
         model = copy.deepcopy(student)
         cfg = tr.Config(epochs=1, seed=3, batch_size=16, progress=False, uploads=1.0, distill_all=distill_all)
         opt, sched = tr.make_optimizer(model, cfg, 3)
-        tr.train_one_epoch(model, torch.rand(48, 1, 28, 28), torch.arange(48) % 10, opt, sched, cfg, tr.Augment(), 0,
-                           None, None, teacher_, uploads=uploads)
+        tr.train_one_epoch(
+            model,
+            torch.rand(48, 1, 28, 28),
+            torch.arange(48) % 10,
+            opt,
+            sched,
+            cfg,
+            tr.Augment(),
+            0,
+            None,
+            None,
+            teacher_,
+            uploads=uploads,
+        )
         return model.state_dict()
 
     def same(a: dict, b: dict) -> bool:

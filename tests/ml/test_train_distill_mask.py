@@ -1,5 +1,6 @@
 """Distillation restricted to some samples (digits.train.train_one_epoch's ``distill_mask``): all
 marked is the plain distillation, none marked is training on the labels alone."""
+
 from __future__ import annotations
 
 import copy

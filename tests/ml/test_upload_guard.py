@@ -106,8 +106,10 @@ def test_png_compressed_text_is_bounded_and_not_decoded() -> None:
     checked = check_upload(ok)
     assert b"zTXt" not in checked.data  # dropped unread: the decoder never inflates it
     assert decode_upload(ok).size == (32, 32)
-    for bad in (good[:cut] + _ztxt(upload_guard.MAX_PNG_META_BYTES + 1) + good[cut:],
-                good[:cut] + _ztxt(10) * (upload_guard.MAX_PNG_INFLATED_META + 1) + good[cut:]):
+    for bad in (
+        good[:cut] + _ztxt(upload_guard.MAX_PNG_META_BYTES + 1) + good[cut:],
+        good[:cut] + _ztxt(10) * (upload_guard.MAX_PNG_INFLATED_META + 1) + good[cut:],
+    ):
         with pytest.raises(BadImage) as err:
             check_upload(bad)
         assert err.value.code == "too_complex"
@@ -140,8 +142,9 @@ def _photo(w: int, h: int) -> Image.Image:
     grad = Image.linear_gradient("L").resize((w, h)).point(lambda v: 210 - v // 4)
     paper = Image.merge("RGB", (grad, grad, grad.point(lambda v: v * 9 // 10)))
     img = ImageChops.add(paper, Image.effect_noise((w, h), 6).convert("RGB"), 1.0, -128)
-    ImageDraw.Draw(img).line([(w * 0.3, h * 0.3), (w * 0.7, h * 0.3), (w * 0.45, h * 0.8)], fill=(30, 30, 40),
-                             width=max(2, w // 40))
+    ImageDraw.Draw(img).line(
+        [(w * 0.3, h * 0.3), (w * 0.7, h * 0.3), (w * 0.45, h * 0.8)], fill=(30, 30, 40), width=max(2, w // 40)
+    )
     return img
 
 
@@ -189,8 +192,13 @@ def test_mpo_from_a_phone_decodes_its_first_picture() -> None:
 def test_png_screenshots_webp_and_gif_pass() -> None:
     assert decode_upload(encode(_screenshot(3840, 2160), "PNG")).size == (3840, 2160)
     ink = digit_image(600, "RGB")
-    for data in (encode(ink, "WEBP", quality=80), encode(ink.convert("RGBA"), "WEBP", lossless=True),
-                 encode(ink, "GIF"), encode(ink.convert("L"), "PNG"), encode(ink.convert("I;16"), "PNG")):
+    for data in (
+        encode(ink, "WEBP", quality=80),
+        encode(ink.convert("RGBA"), "WEBP", lossless=True),
+        encode(ink, "GIF"),
+        encode(ink.convert("L"), "PNG"),
+        encode(ink.convert("I;16"), "PNG"),
+    ):
         out = decode_upload(data)
         assert out.mode == "L" and out.size == (600, 600)
         arr = np.asarray(out)
@@ -217,17 +225,28 @@ def _samples() -> list[tuple[str, bytes]]:
     """Real encodings of each offered format, as different encoders write them."""
     rng = np.random.default_rng(0)
     noise = Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8))
-    out = [(f"jpeg {kw}", encode(noise, "JPEG", **kw)) for kw in
-           ({}, {"progressive": True}, {"optimize": True, "quality": 95}, {"subsampling": 0, "progressive": True},
-            {"quality": 30})]
+    out = [
+        (f"jpeg {kw}", encode(noise, "JPEG", **kw))
+        for kw in (
+            {},
+            {"progressive": True},
+            {"optimize": True, "quality": 95},
+            {"subsampling": 0, "progressive": True},
+            {"quality": 30},
+        )
+    ]
     out.append(("jpeg grey", encode(noise.convert("L"), "JPEG", progressive=True)))
     for flags in ([cv2.IMWRITE_JPEG_RST_INTERVAL, 1], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1, cv2.IMWRITE_JPEG_RST_INTERVAL, 3]):
         out.append((f"opencv jpeg {flags}", cv2.imencode(".jpg", np.asarray(noise), flags)[1].tobytes()))
-    out += [("png rgb", encode(noise, "PNG")), ("png palette", encode(noise.convert("P"), "PNG")),
-            ("png 1-bit", encode(noise.convert("1"), "PNG")),
-            ("opencv png", cv2.imencode(".png", np.asarray(noise))[1].tobytes()),
-            ("webp lossy", encode(noise, "WEBP")), ("webp lossless", encode(noise.convert("RGBA"), "WEBP", lossless=True)),
-            ("gif", encode(noise, "GIF"))]
+    out += [
+        ("png rgb", encode(noise, "PNG")),
+        ("png palette", encode(noise.convert("P"), "PNG")),
+        ("png 1-bit", encode(noise.convert("1"), "PNG")),
+        ("opencv png", cv2.imencode(".png", np.asarray(noise))[1].tobytes()),
+        ("webp lossy", encode(noise, "WEBP")),
+        ("webp lossless", encode(noise.convert("RGBA"), "WEBP", lossless=True)),
+        ("gif", encode(noise, "GIF")),
+    ]
     return out
 
 

@@ -1,4 +1,5 @@
 """Training digits as the upload path hands them to the model (digits.upload_renditions)."""
+
 from __future__ import annotations
 
 from pathlib import Path

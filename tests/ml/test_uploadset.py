@@ -32,8 +32,7 @@ def predictor() -> Predictor:
 @pytest.fixture(scope="module")
 def validation(mnist_dir: Path, predictor: Predictor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     training = predictor.card["training"]
-    return uploadset.validation_digits(mnist_dir, seed=int(training["seed"]),
-                                       val_fraction=float(training["val_fraction"]))
+    return uploadset.validation_digits(mnist_dir, seed=int(training["seed"]), val_fraction=float(training["val_fraction"]))
 
 
 def decoded(upload: uploadset.Upload) -> np.ndarray:

@@ -3,6 +3,7 @@ each bulk action and each filter by its effect on the rows, sorting by confidenc
 zip download (reviewed drawings, or with the person's labels when asked; streamed from a file); and the
 triage page's JSON API (staff with the drawing permissions only, CSRF checked). Who is refused what:
 test_permissions.py."""
+
 from __future__ import annotations
 
 import asyncio
@@ -40,10 +41,18 @@ def make(**fields: Any) -> Drawing:
     n = next(_ids)
     image = bytes((n * 7 + i) % 256 for i in range(784))
     defaults: dict[str, Any] = {
-        "client_id": f"d{n}", "content_hash": f"h{n}", "strokes": [[[10.0, 10.0], [60.0, 90.0]]],
-        "canvas_width": 280.0, "canvas_height": 280.0, "brush": 16.0,
-        "image28": image, "png": image28_png(image), "predicted_digit": 3, "confidence": 0.9,
-        "model_name": "cnn-v6", "predicted_at": timezone.now(),
+        "client_id": f"d{n}",
+        "content_hash": f"h{n}",
+        "strokes": [[[10.0, 10.0], [60.0, 90.0]]],
+        "canvas_width": 280.0,
+        "canvas_height": 280.0,
+        "brush": 16.0,
+        "image28": image,
+        "png": image28_png(image),
+        "predicted_digit": 3,
+        "confidence": 0.9,
+        "model_name": "cnn-v6",
+        "predicted_at": timezone.now(),
     }
     defaults.update(fields)
     return Drawing.objects.create(**defaults)
@@ -82,6 +91,7 @@ def fresh(row: Drawing) -> Drawing:
 
 # ---------------------------------------------------------------- the model
 
+
 def test_the_reviewers_label_wins_and_the_persons_is_kept() -> None:
     row = make(label=4)
     assert row.effective_label == 4
@@ -93,6 +103,7 @@ def test_the_reviewers_label_wins_and_the_persons_is_kept() -> None:
 
 
 # ---------------------------------------------------------------- the list
+
 
 def test_the_list_shows_review_columns_thumbnail_and_the_triage_link(client: Client) -> None:
     row = make(label=2, review_label=5)
@@ -107,8 +118,7 @@ def test_the_list_shows_review_columns_thumbnail_and_the_triage_link(client: Cli
     assert shown[row.pk].effective == 5 and shown[waiting.pk].effective is None
 
 
-def test_a_label_edited_in_place_is_stored_as_the_reviewers_and_marks_the_row_reviewed(
-        client: Client, staff: User) -> None:
+def test_a_label_edited_in_place_is_stored_as_the_reviewers_and_marks_the_row_reviewed(client: Client, staff: User) -> None:
     rows = [make(label=1), make(label=2)]
     page = client.get(CHANGELIST).context["cl"].formset
     data = {f"form-{k}": v for k, v in page.management_form.initial.items()}
@@ -143,6 +153,7 @@ def test_sorting_by_confidence(client: Client) -> None:
 
 
 # ---------------------------------------------------------------- actions
+
 
 def test_mark_reviewed_keeps_the_labels(client: Client, staff: User) -> None:
     chosen, other = make(label=4), make(label=4)
@@ -265,6 +276,7 @@ def test_download_with_unreviewed_says_whose_label_each_is(exporter: User) -> No
 
 # ---------------------------------------------------------------- filters
 
+
 def test_filter_reviewed_or_not(client: Client) -> None:
     done, todo = make(reviewed_at=timezone.now()), make()
     assert listed(client, reviewed="yes") == [done.pk]
@@ -301,13 +313,16 @@ def test_filter_uncertain(client: Client) -> None:
     assert listed(client, uncertain__exact="0") == [sure.pk]
 
 
-@pytest.mark.parametrize(("band", "inside", "outside"), [
-    ("lt50", [0.1, 0.4999], [0.5, 0.9]),
-    ("50-80", [0.5, 0.79], [0.4999, 0.8]),
-    ("80-95", [0.8, 0.9499], [0.79, 0.95]),
-    ("95-99", [0.95, 0.985], [0.9499, 0.99]),
-    ("99+", [0.99, 1.0], [0.985, 0.5]),
-])
+@pytest.mark.parametrize(
+    ("band", "inside", "outside"),
+    [
+        ("lt50", [0.1, 0.4999], [0.5, 0.9]),
+        ("50-80", [0.5, 0.79], [0.4999, 0.8]),
+        ("80-95", [0.8, 0.9499], [0.79, 0.95]),
+        ("95-99", [0.95, 0.985], [0.9499, 0.99]),
+        ("99+", [0.99, 1.0], [0.985, 0.5]),
+    ],
+)
 def test_filter_confidence_bands(client: Client, band: str, inside: list[float], outside: list[float]) -> None:
     wanted = {make(confidence=c).pk for c in inside}
     for c in outside:
@@ -327,8 +342,7 @@ def test_filter_by_date(client: Client) -> None:
     Drawing.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=30))
     # the parameters the filter's "Today" and "Past 7 days" links send
     today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    assert listed(client, created_at__gte=today.isoformat(),
-                  created_at__lt=(today + timedelta(days=1)).isoformat()) == [new.pk]
+    assert listed(client, created_at__gte=today.isoformat(), created_at__lt=(today + timedelta(days=1)).isoformat()) == [new.pk]
     assert listed(client, created_at__lt=(today - timedelta(days=7)).isoformat()) == [old.pk]
 
 
@@ -341,14 +355,16 @@ def test_filter_excluded_and_waiting(client: Client) -> None:
 def test_an_action_applies_to_every_row_of_a_filter_with_select_across(client: Client) -> None:
     wrong = [make(predicted_digit=3, label=5) for _ in range(3)]
     right = make(predicted_digit=3, label=3)
-    response = client.post(f"{CHANGELIST}?agreement=wrong",
-                           {"action": "mark_reviewed", "select_across": "1", "index": "0",
-                            "_selected_action": [wrong[0].pk]})
+    response = client.post(
+        f"{CHANGELIST}?agreement=wrong",
+        {"action": "mark_reviewed", "select_across": "1", "index": "0", "_selected_action": [wrong[0].pk]},
+    )
     assert response.status_code == 302
     assert all(fresh(r).reviewed_at is not None for r in wrong) and fresh(right).reviewed_at is None
 
 
 # ---------------------------------------------------------------- the triage page and its API
+
 
 def test_the_triage_page_is_for_staff_only(client: Client, django_user_model: type[User]) -> None:
     page = client.get(reverse("review:triage"))
@@ -358,8 +374,10 @@ def test_the_triage_page_is_for_staff_only(client: Client, django_user_model: ty
     assert outsider.get(reverse("review:triage")).status_code == 302  # to the admin's login
     assert outsider.get(reverse("review:queue")).status_code == 403
     row = make()
-    assert Client().post(reverse("review:review", args=[row.pk]), {"action": "exclude"},
-                         content_type="application/json").status_code == 403
+    assert (
+        Client().post(reverse("review:review", args=[row.pk]), {"action": "exclude"}, content_type="application/json").status_code
+        == 403
+    )
     assert not fresh(row).excluded
 
 
@@ -392,8 +410,17 @@ def test_the_api_labels_confirms_and_excludes(client: Client, staff: User) -> No
     assert c.excluded and c.label == 4
 
 
-@pytest.mark.parametrize("body", [{"action": "label", "digit": 10}, {"action": "label", "digit": True},
-                                  {"action": "label"}, {"action": "rename"}, ["label"], "nonsense"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"action": "label", "digit": 10},
+        {"action": "label", "digit": True},
+        {"action": "label"},
+        {"action": "rename"},
+        ["label"],
+        "nonsense",
+    ],
+)
 def test_the_api_refuses_malformed_answers(client: Client, body: Any) -> None:
     row = make()
     payload = json.dumps(body) if not isinstance(body, str) else body
@@ -405,10 +432,8 @@ def test_the_api_refuses_malformed_answers(client: Client, body: Any) -> None:
 def test_the_api_says_when_there_is_nothing_to_confirm_or_no_such_drawing(client: Client) -> None:
     pending = make(predicted_digit=None, confidence=None, predicted_at=None)
     confirm = {"action": "confirm"}
-    assert client.post(reverse("review:review", args=[pending.pk]), confirm,
-                       content_type="application/json").status_code == 409
-    assert client.post(reverse("review:review", args=[10**9]), confirm,
-                       content_type="application/json").status_code == 404
+    assert client.post(reverse("review:review", args=[pending.pk]), confirm, content_type="application/json").status_code == 409
+    assert client.post(reverse("review:review", args=[10**9]), confirm, content_type="application/json").status_code == 404
 
 
 def test_the_api_checks_csrf(staff: User) -> None:

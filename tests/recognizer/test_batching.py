@@ -1,4 +1,5 @@
 """Dynamic batching: no wait when quiet; while the window of batches out is full, jobs gather."""
+
 from __future__ import annotations
 
 import asyncio
@@ -57,6 +58,7 @@ def test_jobs_of_one_loop_turn_leave_as_one_batch_and_a_lone_job_is_not_held_bac
         await settle(b)
         assert rec.batches[-1] == (PREDICT, ["j9"])
         assert time.perf_counter() - start < 0.05
+
     asyncio.run(go())
 
 
@@ -79,6 +81,7 @@ def test_while_the_window_is_full_jobs_gather_and_leave_together_when_a_batch_co
         await settle(b)
         assert rec.batches[-1] == (PREDICT, [f"j{i}" for i in range(2, 9)])
         assert (b.published_batches, b.published_jobs, b.waiting) == (3, 9, 0)
+
     asyncio.run(go())
 
 
@@ -94,6 +97,7 @@ def test_a_batch_never_answered_stops_holding_the_window() -> None:
         await asyncio.sleep(0.2)  # nothing else happens: the batcher must wake by itself
         await settle(b)
         assert [ids for _, ids in rec.batches] == [["j0"], ["j1"]]
+
     asyncio.run(go())
 
 
@@ -105,8 +109,9 @@ def test_uploads_do_not_wait_for_the_prediction_window_and_batches_split_by_size
             b.add(job(i), nothing)
         b.add(job(0, upload=True), nothing)
         await settle(b)
-        assert sorted(rec.batches) == sorted([(PREDICT, ["j0", "j1", "j2"]), (PREDICT, ["j3", "j4", "j5"]),
-                                              (PREDICT, ["j6"]), (PREPARE, ["u0"])])
+        assert sorted(rec.batches) == sorted(
+            [(PREDICT, ["j0", "j1", "j2"]), (PREDICT, ["j3", "j4", "j5"]), (PREDICT, ["j6"]), (PREPARE, ["u0"])]
+        )
         full = JobBatcher(Recorder(), in_flight=1)
         full.add(job(0), nothing)
         await settle(full)
@@ -121,6 +126,7 @@ def test_uploads_do_not_wait_for_the_prediction_window_and_batches_split_by_size
         mixed.add(Job(id="h2", client="c", reply="r", image=bytes(784), explain=3), nothing)
         await settle(mixed)
         assert sorted(rec2.batches) == sorted([(PREPARE, ["u2"]), (HEAT, ["h2"])])
+
     asyncio.run(go())
 
 
@@ -134,6 +140,7 @@ def test_a_failed_publish_tells_every_job_of_the_batch_and_frees_its_place() -> 
             async def failed(exc: BaseException) -> None:
                 assert isinstance(exc, ConnectionError)
                 told.append(name)
+
             return failed
 
         for i in range(3):
@@ -144,6 +151,7 @@ def test_a_failed_publish_tells_every_job_of_the_batch_and_frees_its_place() -> 
         b.add(job(5), nothing)
         await settle(b)
         assert rec.batches == [(PREDICT, ["j5"])]
+
     asyncio.run(go())
 
 
@@ -160,4 +168,5 @@ def test_publishing_on_the_event_loop_batches_the_same_way() -> None:
         b.done(rec.ids[0])
         await settle(b)
         assert rec.batches == [(PREDICT, ["j0", "j1", "j2", "j3"]), (PREDICT, ["j7", "j8"])]
+
     asyncio.run(go())

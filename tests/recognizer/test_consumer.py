@@ -1,5 +1,6 @@
 """The consumer through Channels' WebsocketCommunicator, with the in-memory layer and an in-process
 "worker" that runs the real pipeline on each published batch and answers through the layer."""
+
 from __future__ import annotations
 
 import asyncio
@@ -86,9 +87,20 @@ async def send_strokes(comm: WebsocketCommunicator, digit: int, drawing: str, se
         points = [list(p) for p in stroke]
         for i in range(0, len(points), 8):
             seq += 1
-            await comm.send_to(text_data=json.dumps({
-                "type": "stroke", "seq": seq, "drawing": drawing, "stroke": k, "points": points[i:i + 8],
-                "final": i + 8 >= len(points), "canvas": [280, 280], "brush": 16}))
+            await comm.send_to(
+                text_data=json.dumps(
+                    {
+                        "type": "stroke",
+                        "seq": seq,
+                        "drawing": drawing,
+                        "stroke": k,
+                        "points": points[i : i + 8],
+                        "final": i + 8 >= len(points),
+                        "canvas": [280, 280],
+                        "brush": 16,
+                    }
+                )
+            )
     return seq
 
 
@@ -114,6 +126,7 @@ def test_a_streamed_digit_is_read_with_coalesced_in_order_predictions() -> None:
             assert heat[-1]["seq"] == last
         finally:
             await close(comm)
+
     asyncio.run(go())
 
 
@@ -121,9 +134,20 @@ def test_a_broker_that_refuses_the_job_is_answered_unavailable_and_the_socket_st
     async def go() -> None:
         comm, worker = await connect(fail=True)
         try:
-            await comm.send_to(text_data=json.dumps({
-                "type": "stroke", "seq": 1, "drawing": "d", "stroke": 0, "points": [[1, 1], [9, 9]],
-                "final": True, "canvas": [280, 280], "brush": 16}))
+            await comm.send_to(
+                text_data=json.dumps(
+                    {
+                        "type": "stroke",
+                        "seq": 1,
+                        "drawing": "d",
+                        "stroke": 0,
+                        "points": [[1, 1], [9, 9]],
+                        "final": True,
+                        "canvas": [280, 280],
+                        "brush": 16,
+                    }
+                )
+            )
             err = await until(comm, lambda m: m["type"] == "error")
             assert err[-1]["code"] == "unavailable" and err[-1]["seq"] == 1
             worker.fail = False
@@ -132,6 +156,7 @@ def test_a_broker_that_refuses_the_job_is_answered_unavailable_and_the_socket_st
             assert pred[-1]["seq"] == 2 and pred[-1]["digit"] is None
         finally:
             await close(comm)
+
     asyncio.run(go())
 
 
@@ -153,6 +178,7 @@ def test_submit_stores_the_drawing_at_once_and_queues_its_prediction(monkeypatch
             return first["id"]
         finally:
             await close(comm)
+
     pk = asyncio.run(go())
     row = Drawing.objects.get()
     assert (row.pk, row.client_id, row.label, row.predicted_at) == (pk, "keep", 3, None)
@@ -189,6 +215,7 @@ def test_a_drain_answers_what_is_in_flight_then_closes_with_the_restart_code(mon
             assert (await late.receive_output(timeout=5)) == {"type": "websocket.close", "code": CLOSE_RESTARTING}
         finally:
             await close(comm)
+
     asyncio.run(go())
 
 
@@ -238,4 +265,5 @@ def test_sockets_over_an_address_limit_are_told_why_and_closed(settings, monkeyp
             await until(first, lambda m: m["type"] == "prediction" and m["seq"] == seq)
         finally:
             await close(first)
+
     asyncio.run(go())

@@ -1,5 +1,6 @@
 """How the model is doing: accuracy on reviewed drawings per model and per week, agreement on every
 labelled drawing, the confusion matrix (counts and its PNG), for staff who may view drawings."""
+
 from __future__ import annotations
 
 import io
@@ -25,14 +26,35 @@ WEEK1 = datetime(2026, 11, 10, 12, tzinfo=UTC)  # a Tuesday: its week starts Mon
 WEEK2 = datetime(2026, 11, 18, 12, tzinfo=UTC)  # week of 2026-11-16
 
 
-def make(model: str, predicted: int | None, *, label: int | None = None, review: int | None = None,
-         reviewed: bool = True, at: datetime = WEEK2, **fields: Any) -> Drawing:
+def make(
+    model: str,
+    predicted: int | None,
+    *,
+    label: int | None = None,
+    review: int | None = None,
+    reviewed: bool = True,
+    at: datetime = WEEK2,
+    **fields: Any,
+) -> Drawing:
     n = next(_ids)
-    row = Drawing.objects.create(**{
-        "client_id": f"d{n}", "content_hash": f"h{n}", "strokes": [[[1.0, 1.0]]], "canvas_width": 280.0,
-        "canvas_height": 280.0, "brush": 16.0, "predicted_digit": predicted, "confidence": 0.9, "model_name": model,
-        "predicted_at": timezone.now() if predicted is not None else None, "label": label, "review_label": review,
-        "reviewed_at": timezone.now() if reviewed else None, **fields})
+    row = Drawing.objects.create(
+        **{
+            "client_id": f"d{n}",
+            "content_hash": f"h{n}",
+            "strokes": [[[1.0, 1.0]]],
+            "canvas_width": 280.0,
+            "canvas_height": 280.0,
+            "brush": 16.0,
+            "predicted_digit": predicted,
+            "confidence": 0.9,
+            "model_name": model,
+            "predicted_at": timezone.now() if predicted is not None else None,
+            "label": label,
+            "review_label": review,
+            "reviewed_at": timezone.now() if reviewed else None,
+            **fields,
+        }
+    )
     Drawing.objects.filter(pk=row.pk).update(created_at=at)  # auto_now_add: set afterwards
     return row
 
@@ -98,6 +120,7 @@ def test_the_confusion_png_shows_right_answers_green_and_errors_red() -> None:
 
 # ---------------------------------------------------------------- the page
 
+
 @pytest.fixture
 def staff_client() -> Client:
     c = Client()
@@ -123,8 +146,9 @@ def test_the_page_shows_totals_per_model_per_week_and_the_plot(drawings: None, s
     assert f'src="{reverse("review:confusion-png")}?model=cnn-v5"' in chosen
 
 
-def test_the_plot_is_a_png_of_the_reviewed_drawings_of_one_model_or_all(drawings: None, staff_client: Client,
-                                                                        monkeypatch) -> None:
+def test_the_plot_is_a_png_of_the_reviewed_drawings_of_one_model_or_all(
+    drawings: None, staff_client: Client, monkeypatch
+) -> None:
     drawn: list[tuple[list[list[int]], str]] = []
     real = dashboard.confusion_png
     monkeypatch.setattr(dashboard, "confusion_png", lambda cm, title: drawn.append((cm, title)) or real(cm, title))

@@ -3,6 +3,7 @@ drawings still waiting are rendered as the workers render them (in this process,
 the same files), excluded and unlabelled ones are left out, unreviewed ones too unless asked for (and
 then each row's label source says so), the zip is written through temporary files, and the command's
 --include-unreviewed and --since choose the rows."""
+
 from __future__ import annotations
 
 import csv
@@ -36,10 +37,20 @@ ROOT = Path(__file__).resolve().parents[2]
 def make(n: int, **fields: Any) -> Drawing:
     image = bytes((n * 31 + i * 7) % 256 for i in range(784))
     defaults: dict[str, Any] = {
-        "client_id": f"e{n}", "content_hash": f"h{n}", "strokes": digit_strokes(n % 10),
-        "canvas_width": 280.0, "canvas_height": 300.0, "brush": 14.5, "image28": image, "png": b"\x89PNG",
-        "predicted_digit": n % 10, "confidence": 0.5 + n / 100, "model_name": "cnn-v6",
-        "predicted_at": timezone.now(), "label": n % 10, "reviewed_at": timezone.now(),
+        "client_id": f"e{n}",
+        "content_hash": f"h{n}",
+        "strokes": digit_strokes(n % 10),
+        "canvas_width": 280.0,
+        "canvas_height": 300.0,
+        "brush": 14.5,
+        "image28": image,
+        "png": b"\x89PNG",
+        "predicted_digit": n % 10,
+        "confidence": 0.5 + n / 100,
+        "model_name": "cnn-v6",
+        "predicted_at": timezone.now(),
+        "label": n % 10,
+        "reviewed_at": timezone.now(),
     }
     defaults.update(fields)
     return Drawing.objects.create(**defaults)
@@ -89,8 +100,13 @@ def test_an_export_loads_back_identically(drawings: dict[str, Drawing], tmp_path
 
     for line, row in zip(lines, kept, strict=True):
         stored = Drawing.objects.get(pk=row.pk)
-        assert line == {"id": row.pk, "label": stored.effective_label, "canvas": [280.0, 300.0], "brush": 14.5,
-                        "strokes": stored.strokes}
+        assert line == {
+            "id": row.pk,
+            "label": stored.effective_label,
+            "canvas": [280.0, 300.0],
+            "brush": 14.5,
+            "strokes": stored.strokes,
+        }
 
     assert [int(r["id"]) for r in manifest] == [d.pk for d in kept]
     assert [int(r["index"]) for r in manifest] == [0, 1, 2, 3]
@@ -103,11 +119,9 @@ def test_an_export_loads_back_identically(drawings: dict[str, Drawing], tmp_path
     assert by_id[drawings["pending"].pk]["predicted_digit"] == "" and by_id[drawings["person"].pk]["confidence"] == "0.51"
 
 
-def test_unreviewed_drawings_only_when_asked_for_and_marked_as_such(drawings: dict[str, Drawing],
-                                                                    tmp_path: Path) -> None:
+def test_unreviewed_drawings_only_when_asked_for_and_marked_as_such(drawings: dict[str, Drawing], tmp_path: Path) -> None:
     spam = drawings["spam"]
-    waiting = make(8, label=8, reviewed_at=None, image28=None, png=None, predicted_digit=None, confidence=None,
-                   predicted_at=None)
+    waiting = make(8, label=8, reviewed_at=None, image28=None, png=None, predicted_digit=None, confidence=None, predicted_at=None)
     relabelled_unreviewed = make(9, label=1, review_label=9, reviewed_at=None)  # in the database by hand
     default = export_to_files(drawings_for_export(), tmp_path / "d.npz")
     assert not {spam.pk, waiting.pk, relabelled_unreviewed.pk} & set(load(tmp_path / "d.npz")[0]["ids"].tolist())
@@ -134,8 +148,7 @@ def test_strokes_come_back_point_for_point(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("include_unreviewed", [False, True])
-def test_the_zip_holds_the_same_three_files(drawings: dict[str, Drawing], tmp_path: Path,
-                                            include_unreviewed: bool) -> None:
+def test_the_zip_holds_the_same_three_files(drawings: dict[str, Drawing], tmp_path: Path, include_unreviewed: bool) -> None:
     export_to_files(drawings_for_export(), tmp_path / "f.npz", include_unreviewed=include_unreviewed)
     data, summary = export_to_zip(drawings_for_export(), include_unreviewed=include_unreviewed)
     assert summary.exported == (5 if include_unreviewed else 4)
@@ -151,7 +164,8 @@ def test_the_zip_holds_the_same_three_files(drawings: dict[str, Drawing], tmp_pa
 
 
 def test_the_zip_file_is_written_through_temporary_files_and_read_from_its_start(
-        drawings: dict[str, Drawing], monkeypatch: pytest.MonkeyPatch) -> None:
+    drawings: dict[str, Drawing], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Nothing of the export's size in memory: the three files and the zip are temporary files."""
     opened: list[Any] = []
     real = tempfile.TemporaryFile
@@ -172,8 +186,7 @@ def test_the_zip_file_is_written_through_temporary_files_and_read_from_its_start
                 assert len(npz["ids"]) == summary.exported == 4
 
 
-def test_a_large_wait_to_render_holds_only_a_few_chunks_at_a_time(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_large_wait_to_render_holds_only_a_few_chunks_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks out to the render processes are bounded (their drawings are held until their images are
     in): a pool whose chunks finish only when asked never has more than a few out."""
     out_now, most = [0], [0]
@@ -221,8 +234,7 @@ def test_a_large_wait_to_render_holds_only_a_few_chunks_at_a_time(tmp_path: Path
     assert sizes == [1] * 40  # without the byte limit: one chunk of 40
 
 
-def test_the_command_reviewed_by_default_include_unreviewed_and_since(drawings: dict[str, Drawing],
-                                                                       tmp_path: Path) -> None:
+def test_the_command_reviewed_by_default_include_unreviewed_and_since(drawings: dict[str, Drawing], tmp_path: Path) -> None:
     old = make(11, label=8, reviewed_at=timezone.now())
     Drawing.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=10))
     reviewed = [drawings[k].pk for k in ("person", "relabelled", "pending", "reviewer_only")] + [old.pk]
@@ -268,7 +280,8 @@ def pending(n: int, **fields: Any) -> Drawing:
 
 
 def test_drawings_rendered_by_spawned_processes_load_back_as_those_rendered_here(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(export, "RENDER_CHUNK", 4)  # several chunks, rows of both kinds within each
     pools: list[dict[str, Any]] = []
 
@@ -282,8 +295,14 @@ def test_drawings_rendered_by_spawned_processes_load_back_as_those_rendered_here
         if n % 3 == 2:
             rows.append(make(n))
         else:  # digits of many sizes and places, a pen that fills a few strokes, a lone dot
-            rows.append(pending(n, strokes=digit_strokes(n % 10, 0.3 + n / 25, (n * 7 % 90 - 40, n * 5 % 60 - 30)),
-                                brush=2.0 + n * 3 % 40, canvas_width=280.0 + n))
+            rows.append(
+                pending(
+                    n,
+                    strokes=digit_strokes(n % 10, 0.3 + n / 25, (n * 7 % 90 - 40, n * 5 % 60 - 30)),
+                    brush=2.0 + n * 3 % 40,
+                    canvas_width=280.0 + n,
+                )
+            )
     rows.append(pending(31, strokes=[[[40.0, 50.0]]]))
     rows.append(pending(32, strokes=[[]]))  # no ink: zeros, as the workers store it
     rows.append(pending(33, strokes=[[[-50.0, 400.0], [700.0, -3.5]], [[10.0, 10.0], [12.5, 300.0]]]))  # off canvas
@@ -315,7 +334,8 @@ def test_drawings_rendered_by_spawned_processes_load_back_as_those_rendered_here
 
 
 def test_render_processes_that_die_or_never_start_leave_the_work_to_the_exporting_one(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     class DyingPool:
         """Its first two chunks' process dies; then no process can be started."""
 
@@ -379,9 +399,10 @@ def test_the_render_processes_draw_real_pen_digits_byte_for_byte_as_the_workers(
 
 def test_rendering_in_the_export_loads_no_torch() -> None:
     """The admin's download renders in a web process (and its render processes import the same)."""
-    code = ("import sys, digits.render;"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'scipy', 'skimage', 'cv2', 'django'});"
-            "print(bad); sys.exit(1 if bad else 0)")
-    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                         check=False)
+    code = (
+        "import sys, digits.render;"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'scipy', 'skimage', 'cv2', 'django'});"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert run.returncode == 0, run.stdout + run.stderr

@@ -2,6 +2,7 @@
 the canvas, the page's brush), each naming its writer, labelled as reviewed; a second run adds
 nothing; new rows' predictions are queued after the commit in the workers' batch size, or left to
 the sweep with --no-queue."""
+
 from __future__ import annotations
 
 import io
@@ -42,8 +43,8 @@ def run(*args: str) -> str:
 
 
 def test_every_dev_digit_is_stored_as_the_page_would_send_it(
-        digits: list[uji.PenDigit], queued: list[list[int]],
-        django_capture_on_commit_callbacks: Callable) -> None:
+    digits: list[uji.PenDigit], queued: list[list[int]], django_capture_on_commit_callbacks: Callable
+) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         out = run()
     assert "400 drawings imported, 0 already there; 400 predictions queued" in out
@@ -79,24 +80,28 @@ def test_a_second_run_adds_nothing(queued: list[list[int]], django_capture_on_co
     assert queued == []
 
 
-def test_nothing_is_queued_before_the_commit(queued: list[list[int]],
-                                              django_capture_on_commit_callbacks: Callable) -> None:
+def test_nothing_is_queued_before_the_commit(queued: list[list[int]], django_capture_on_commit_callbacks: Callable) -> None:
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         run()
     assert queued == [] and callbacks  # asked for only once the rows are committed
 
 
-def test_no_queue_leaves_the_rows_to_the_sweep(queued: list[list[int]], tmp_path: Path,
-                                               django_capture_on_commit_callbacks: Callable) -> None:
-    subset = [{"label": 7, "writer": "W05", "sample": "s-01", "strokes": [[[0, 0], [10, 0], [4, 20]]]},
-              {"label": 1, "writer": "W06", "sample": "s-01", "strokes": [[[5, 0], [5, 30]], [[3, 2], [5, 0]]]}]
+def test_no_queue_leaves_the_rows_to_the_sweep(
+    queued: list[list[int]], tmp_path: Path, django_capture_on_commit_callbacks: Callable
+) -> None:
+    subset = [
+        {"label": 7, "writer": "W05", "sample": "s-01", "strokes": [[[0, 0], [10, 0], [4, 20]]]},
+        {"label": 1, "writer": "W06", "sample": "s-01", "strokes": [[[5, 0], [5, 30]], [[3, 2], [5, 0]]]},
+    ]
     (tmp_path / uji.DEV_FILE).write_text(json.dumps(subset))
     with django_capture_on_commit_callbacks(execute=True):
         out = run("--path", str(tmp_path / uji.DEV_FILE), "--no-queue")
     assert "2 drawings imported" in out and "0 predictions queued" in out
     assert queued == []
     assert sorted(Drawing.objects.values_list("client_id", "review_label", "predicted_at")) == [
-        ("uji-W05-7-s-01", 7, None), ("uji-W06-1-s-01", 1, None)]
+        ("uji-W05-7-s-01", 7, None),
+        ("uji-W06-1-s-01", 1, None),
+    ]
 
 
 def test_a_missing_set_is_an_error(tmp_path: Path) -> None:

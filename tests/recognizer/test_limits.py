@@ -1,4 +1,5 @@
 """Request bodies over the limit are refused before the app reads them."""
+
 from __future__ import annotations
 
 import asyncio

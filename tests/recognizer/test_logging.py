@@ -1,4 +1,5 @@
 """A 503 from /healthz is the check's answer, not a server error: Django's error record is dropped."""
+
 import logging
 
 from django.test import RequestFactory

@@ -1,5 +1,6 @@
 """/metrics: who may scrape it, what the answers' timings and the batches add to it, and what is read
 from Redis at scrape time (queue depth, workers, their models and memory) against the real Redis."""
+
 from __future__ import annotations
 
 import time
@@ -37,8 +38,9 @@ def test_a_scrape_needs_the_token_or_an_allowed_network() -> None:
 
 def test_answers_and_batches_fill_the_counters_and_phase_histograms() -> None:
     before = scrape()
-    metrics.observe_answer("prediction", None, {"queue_inference": 4.0, "preprocess": 1.0, "inference": 2.0,
-                                                "batch": 3.0, "push": 0.5})
+    metrics.observe_answer(
+        "prediction", None, {"queue_inference": 4.0, "preprocess": 1.0, "inference": 2.0, "batch": 3.0, "push": 0.5}
+    )
     metrics.observe_answer("prediction", "bad_stroke", {})
     metrics.observe_batch("predict", 3)
     metrics.observe_end_to_end("drawing", 0.012)
@@ -51,8 +53,13 @@ def test_answers_and_batches_fill_the_counters_and_phase_histograms() -> None:
     grew("digits_answers", "digits_answers_total", 1, kind="prediction", outcome="ok")
     grew("digits_answers", "digits_answers_total", 1, kind="prediction", outcome="bad_stroke")
     grew("digits_errors", "digits_errors_total", 1, code="rate_limited")
-    for phase, seconds in (("queue", 0.004), ("preprocess", 0.001), ("inference", 0.002), ("answer", 0.0005),
-                           ("end_to_end", 0.012)):
+    for phase, seconds in (
+        ("queue", 0.004),
+        ("preprocess", 0.001),
+        ("inference", 0.002),
+        ("answer", 0.0005),
+        ("end_to_end", 0.012),
+    ):
         grew("digits_phase_seconds", "digits_phase_seconds_count", 1, phase=phase)
         grew("digits_phase_seconds", "digits_phase_seconds_sum", seconds, phase=phase)
     grew("digits_batch_size", "digits_batch_size_sum", 3, task="predict")
@@ -70,8 +77,7 @@ def test_queue_depth_workers_models_and_memory_come_from_redis(settings) -> None
         client.rpush(f"{prefix}inference", *[b"m"] * 7)
         client.rpush(f"{prefix}preprocess", b"m")
         beat(client, key, ["inference0@h@inference"], worker="inference0@h", model="cnn-x", rss=123_000_000)
-        beat(client, key, ["preprocess0@h@preprocess"], worker="preprocess0@h", model="cnn-x", rss=99_000_000,
-             now=time.time())
+        beat(client, key, ["preprocess0@h@preprocess"], worker="preprocess0@h", model="cnn-x", rss=99_000_000, now=time.time())
         samples = scrape()
         assert value(samples["digits_queue_depth"], "digits_queue_depth", queue="inference") == 7
         assert value(samples["digits_queue_depth"], "digits_queue_depth", queue="preprocess") == 1

@@ -1,6 +1,7 @@
 """The models page: versions with their cards and their accuracy on reviewed drawings, "make current"
 and "roll back" (staff with the permission, POST, CSRF checked), and the rules behind them. Seeing the
 page needs a permission too (view drawings, or view or switch serving models)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -24,18 +25,25 @@ ROOT = Path(__file__).resolve().parents[2]
 _ids = itertools.count()
 
 
-def write_model(directory: Path, name: str, *, created: str, test_accuracy: float, weights: bytes | None = None,
-                sha256: str | None = None) -> None:
+def write_model(
+    directory: Path, name: str, *, created: str, test_accuracy: float, weights: bytes | None = None, sha256: str | None = None
+) -> None:
     weights = weights if weights is not None else name.encode() * 10
     (directory / f"{name}.pt").write_bytes(weights)
-    (directory / f"{name}.json").write_text(json.dumps({
-        "name": name, "version": "1.0.0", "created": created,
-        "architecture": {"description": f"the {name} net", "parameters": 1234},
-        "data": {"description": f"{name}'s training data", "train_count": 100},
-        "training": {"command": f"python -m digits.train --name {name}"},
-        "metrics": {"test_accuracy": test_accuracy, "canvas_test_accuracy": 0.9, "inference_median_ms_1_thread": 0.3},
-        "weights": {"file": f"{name}.pt", "sha256": sha256 or hashlib.sha256(weights).hexdigest(), "bytes": len(weights)},
-    }))
+    (directory / f"{name}.json").write_text(
+        json.dumps(
+            {
+                "name": name,
+                "version": "1.0.0",
+                "created": created,
+                "architecture": {"description": f"the {name} net", "parameters": 1234},
+                "data": {"description": f"{name}'s training data", "train_count": 100},
+                "training": {"command": f"python -m digits.train --name {name}"},
+                "metrics": {"test_accuracy": test_accuracy, "canvas_test_accuracy": 0.9, "inference_median_ms_1_thread": 0.3},
+                "weights": {"file": f"{name}.pt", "sha256": sha256 or hashlib.sha256(weights).hexdigest(), "bytes": len(weights)},
+            }
+        )
+    )
 
 
 @pytest.fixture
@@ -51,10 +59,23 @@ def models(settings, tmp_path: Path) -> Path:
 
 def reviewed(model: str, predicted: int, label: int, **fields: Any) -> Drawing:
     n = next(_ids)
-    return Drawing.objects.create(**{
-        "client_id": f"m{n}", "content_hash": f"h{n}", "strokes": [[[1.0, 1.0]]], "canvas_width": 280.0,
-        "canvas_height": 280.0, "brush": 16.0, "predicted_digit": predicted, "confidence": 0.9, "model_name": model,
-        "predicted_at": timezone.now(), "review_label": label, "reviewed_at": timezone.now(), **fields})
+    return Drawing.objects.create(
+        **{
+            "client_id": f"m{n}",
+            "content_hash": f"h{n}",
+            "strokes": [[[1.0, 1.0]]],
+            "canvas_width": 280.0,
+            "canvas_height": 280.0,
+            "brush": 16.0,
+            "predicted_digit": predicted,
+            "confidence": 0.9,
+            "model_name": model,
+            "predicted_at": timezone.now(),
+            "review_label": label,
+            "reviewed_at": timezone.now(),
+            **fields,
+        }
+    )
 
 
 @pytest.fixture
@@ -71,6 +92,7 @@ def logged_in(user: User, **kw: Any) -> Client:
 
 
 # ---------------------------------------------------------------- the rules
+
 
 def test_the_cards_are_listed_newest_first_with_figures_data_and_date(models: Path) -> None:
     versions = serving.model_versions()
@@ -111,6 +133,7 @@ def test_the_real_models_directory_serves_cnn_v5_and_cnn_v6(settings) -> None:
 
 
 # ---------------------------------------------------------------- the page
+
 
 def test_the_page_lists_each_version_with_its_accuracy_on_reviewed_drawings(models: Path, switcher: User) -> None:
     for predicted, label in [(1, 1), (2, 2), (3, 5)]:

@@ -1,6 +1,7 @@
 """The operations page and its figures.json: only for staff holding recognizer.view_operations
 (superusers hold it), and the JSON gives the figures a scrape shows, as values: counters, histogram
 buckets and gauges, Redis's included."""
+
 from __future__ import annotations
 
 import itertools
@@ -32,8 +33,7 @@ def client_for(*, superuser: bool = False, staff: bool = True, permissions: tupl
         user = User.objects.create_superuser(f"root{n}", f"root{n}@example.org", "pw")
     else:
         user = User.objects.create_user(f"user{n}", is_staff=staff)
-        user.user_permissions.add(*Permission.objects.filter(content_type__app_label="recognizer",
-                                                             codename__in=permissions))
+        user.user_permissions.add(*Permission.objects.filter(content_type__app_label="recognizer", codename__in=permissions))
     c = Client()
     c.force_login(user)
     return c
@@ -127,19 +127,16 @@ def bucket_growth(before: dict[str, Any], after: dict[str, Any]) -> dict[str, fl
     return {le: n - was.get(le, 0.0) for le, n in after["buckets"]}
 
 
-def test_the_figures_show_answers_batches_errors_latency_sockets_and_the_workers(
-        test_redis: tuple[redis.Redis, str]) -> None:
+def test_the_figures_show_answers_batches_errors_latency_sockets_and_the_workers(test_redis: tuple[redis.Redis, str]) -> None:
     client, prefix = test_redis
     key = heartbeat_key(prefix)
     client.rpush(f"{prefix}inference", *[b"m"] * 5)
     beat(client, key, ["inference0@h@inference"], worker="inference0@h", model="cnn-ops", rss=150_000_000, busy_s=2.5)
-    beat(client, key, ["preprocess0@h@preprocess"], worker="preprocess0@h", model="cnn-ops", rss=90_000_000,
-         busy_s=0.25)
+    beat(client, key, ["preprocess0@h@preprocess"], worker="preprocess0@h", model="cnn-ops", rss=90_000_000, busy_s=0.25)
     c = client_for(permissions=("view_operations",))
     before = c.get(FIGURES).json()
 
-    metrics.observe_answer("prediction", None, {"queue_inference": 4.0, "preprocess": 0.3, "inference": 2.0,
-                                                "push": 0.7})
+    metrics.observe_answer("prediction", None, {"queue_inference": 4.0, "preprocess": 0.3, "inference": 2.0, "push": 0.7})
     metrics.observe_answer("prediction", None, {"queue_inference": 30.0, "inference": 2.0})
     metrics.observe_answer("heat", "worker_failed", {})
     metrics.observe_batch("predict", 2)
@@ -176,27 +173,39 @@ def test_the_figures_show_answers_batches_errors_latency_sockets_and_the_workers
     assert queue["0.0025"] == 0 and queue["0.005"] == 1  # 4 ms
     assert queue["0.02"] == 1 and queue["0.035"] == 2 and queue["+Inf"] == 2  # and 30 ms
     assert queue_after["count"] - histogram(before, "digits_phase_seconds", phase="queue")["count"] == 2
-    end_to_end = bucket_growth(histogram(before, "digits_phase_seconds", phase="end_to_end"),
-                               histogram(after, "digits_phase_seconds", phase="end_to_end"))
+    end_to_end = bucket_growth(
+        histogram(before, "digits_phase_seconds", phase="end_to_end"),
+        histogram(after, "digits_phase_seconds", phase="end_to_end"),
+    )
     assert end_to_end["0.01"] == 0 and end_to_end["0.02"] == 1 and end_to_end["0.25"] == 1 and end_to_end["0.5"] == 2
-    answer = histogram(after, "digits_phase_seconds", phase="answer")["sum"] - \
-        histogram(before, "digits_phase_seconds", phase="answer")["sum"]
+    answer = (
+        histogram(after, "digits_phase_seconds", phase="answer")["sum"]
+        - histogram(before, "digits_phase_seconds", phase="answer")["sum"]
+    )
     assert answer == pytest.approx(0.0007)
-    sizes = bucket_growth(histogram(before, "digits_batch_size", task="predict"),
-                          histogram(after, "digits_batch_size", task="predict"))
+    sizes = bucket_growth(
+        histogram(before, "digits_batch_size", task="predict"), histogram(after, "digits_batch_size", task="predict")
+    )
     assert sizes["1.0"] == 0 and sizes["2.0"] == 1
 
     # gauges: sockets, and what Redis knows
-    assert sum(s["value"] for s in series(after, "gauges", "digits_open_sockets")) - \
-        sum(s["value"] for s in series(before, "gauges", "digits_open_sockets")) == 3
+    assert (
+        sum(s["value"] for s in series(after, "gauges", "digits_open_sockets"))
+        - sum(s["value"] for s in series(before, "gauges", "digits_open_sockets"))
+        == 3
+    )
     assert series(after, "gauges", "digits_queue_depth", queue="inference")[0]["value"] == 5
     assert series(after, "gauges", "digits_queue_depth", queue="preprocess")[0]["value"] == 0
     assert series(after, "gauges", "digits_workers", queue="inference")[0]["value"] == 1
     assert series(after, "gauges", "digits_workers", queue="preprocess")[0]["value"] == 1
     assert {(s["labels"]["worker"], s["labels"]["model"]) for s in series(after, "gauges", "digits_worker_model")} == {
-        ("inference0@h", "cnn-ops"), ("preprocess0@h", "cnn-ops")}
+        ("inference0@h", "cnn-ops"),
+        ("preprocess0@h", "cnn-ops"),
+    }
     assert series(after, "gauges", "digits_worker_rss_bytes", worker="inference0@h")[0] == {
-        "labels": {"worker": "inference0@h", "queue": "inference"}, "value": 150_000_000}
+        "labels": {"worker": "inference0@h", "queue": "inference"},
+        "value": 150_000_000,
+    }
     assert counter(after, "digits_worker_busy_seconds_total", worker="preprocess0@h", queue="preprocess") == 0.25
     assert series(after, "gauges", "digits_redis_up")[0]["value"] == 1
 

@@ -2,6 +2,7 @@
 change), an exporter and a model switcher, against every staff page, API and admin action that reads
 or writes drawings. A refused write leaves every row as it was; what a user holds the permission for
 is never refused."""
+
 from __future__ import annotations
 
 import itertools
@@ -22,8 +23,13 @@ from tests.recognizer.test_models_page import write_model
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = "/admin/recognizer/drawing/"
-WRITING_ACTIONS = ["mark_reviewed", "confirm_prediction", *[f"relabel_as_{d}" for d in range(10)],
-                   "exclude_from_training", "include_in_training"]
+WRITING_ACTIONS = [
+    "mark_reviewed",
+    "confirm_prediction",
+    *[f"relabel_as_{d}" for d in range(10)],
+    "exclude_from_training",
+    "include_in_training",
+]
 DOWNLOADS = ["download_export", "download_export_with_unreviewed"]
 READ_PAGES = ["review:triage", "review:queue", "review:dashboard", "review:confusion-png"]
 _ids = itertools.count()
@@ -41,11 +47,24 @@ def user_with(*codenames: str) -> Client:
 def rows() -> list[Drawing]:
     made = []
     for n in range(3):
-        made.append(Drawing.objects.create(
-            client_id=f"p{n}", content_hash=f"h{n}", strokes=[[[1.0, 1.0], [50.0, 60.0]]], canvas_width=280.0,
-            canvas_height=280.0, brush=16.0, image28=bytes(784), predicted_digit=3, confidence=0.9,
-            model_name="cnn-v6", predicted_at=timezone.now(), label=4, excluded=n == 2,
-            reviewed_at=timezone.now() if n == 1 else None))
+        made.append(
+            Drawing.objects.create(
+                client_id=f"p{n}",
+                content_hash=f"h{n}",
+                strokes=[[[1.0, 1.0], [50.0, 60.0]]],
+                canvas_width=280.0,
+                canvas_height=280.0,
+                brush=16.0,
+                image28=bytes(784),
+                predicted_digit=3,
+                confidence=0.9,
+                model_name="cnn-v6",
+                predicted_at=timezone.now(),
+                label=4,
+                excluded=n == 2,
+                reviewed_at=timezone.now() if n == 1 else None,
+            )
+        )
     return made
 
 
@@ -59,8 +78,9 @@ def models(settings: Any, tmp_path: Path) -> Path:
 
 
 def snapshot() -> list[tuple[Any, ...]]:
-    return list(Drawing.objects.order_by("pk").values_list("pk", "label", "review_label", "excluded", "reviewed_at",
-                                                            "reviewed_by"))
+    return list(
+        Drawing.objects.order_by("pk").values_list("pk", "label", "review_label", "excluded", "reviewed_at", "reviewed_by")
+    )
 
 
 def post_action(client: Client, action: str, rows: list[Drawing]) -> Any:
@@ -81,6 +101,7 @@ def review(client: Client, row: Drawing, body: dict[str, Any]) -> Any:
 
 # ---------------------------------------------------------------- staff without any permission
 
+
 def test_staff_without_permissions_get_403_on_every_page_api_and_action(rows: list[Drawing], models: Path) -> None:
     staff = user_with()
     before = snapshot()
@@ -99,6 +120,7 @@ def test_staff_without_permissions_get_403_on_every_page_api_and_action(rows: li
 
 
 # ---------------------------------------------------------------- view only
+
 
 def test_a_view_only_user_reads_every_page_and_writes_nothing(rows: list[Drawing], models: Path) -> None:
     viewer = user_with("view_drawing")
@@ -127,11 +149,11 @@ def test_a_view_only_user_is_offered_no_writing_action_and_a_posted_one_is_refus
         assert response.status_code == 403, action
         assert not response.streaming  # no zip
     # select-across (every row of the list) and an action posted without its form index
-    response = viewer.post(CHANGELIST, {"action": "relabel_as_3", "select_across": "1", "index": "0",
-                                        "_selected_action": [rows[0].pk]})
+    response = viewer.post(
+        CHANGELIST, {"action": "relabel_as_3", "select_across": "1", "index": "0", "_selected_action": [rows[0].pk]}
+    )
     assert response.status_code == 403
-    assert viewer.post(CHANGELIST, {"action": "exclude_from_training",
-                                    "_selected_action": [rows[0].pk]}).status_code == 403
+    assert viewer.post(CHANGELIST, {"action": "exclude_from_training", "_selected_action": [rows[0].pk]}).status_code == 403
     assert snapshot() == before
 
 
@@ -143,12 +165,21 @@ def test_a_view_only_user_cannot_change_a_drawing_in_its_form_or_in_the_list(row
     assert viewer.post(url, {"review_label": "8", "excluded": "on"}).status_code == 403
     listed = viewer.get(CHANGELIST)
     assert 'name="form-0-review_label"' not in listed.content.decode()  # not editable in place
-    viewer.post(CHANGELIST, {"form-TOTAL_FORMS": "1", "form-INITIAL_FORMS": "1", "form-0-id": str(rows[0].pk),
-                             "form-0-review_label": "8", "_save": "Save"})
+    viewer.post(
+        CHANGELIST,
+        {
+            "form-TOTAL_FORMS": "1",
+            "form-INITIAL_FORMS": "1",
+            "form-0-id": str(rows[0].pk),
+            "form-0-review_label": "8",
+            "_save": "Save",
+        },
+    )
     assert snapshot() == before
 
 
 # ---------------------------------------------------------------- a reviewer
+
 
 def test_a_reviewer_is_offered_every_writing_action_but_not_the_download(rows: list[Drawing]) -> None:
     reviewer = user_with("view_drawing", "change_drawing")
@@ -179,6 +210,7 @@ def test_change_alone_reads_as_the_admin_lets_it(rows: list[Drawing]) -> None:
 
 
 # ---------------------------------------------------------------- export and model switching
+
 
 def test_the_download_needs_the_export_permission_and_no_other_write(rows: list[Drawing]) -> None:
     exporter = user_with("view_drawing", "export_drawing")

@@ -1,4 +1,5 @@
 """Protocol v1 message checking and the drawing state, without a server."""
+
 import json
 
 import pytest
@@ -9,8 +10,16 @@ from recognizer.ratelimit import TokenBucket
 
 
 def stroke(**over):
-    msg = {"type": "stroke", "seq": 1, "drawing": "d1", "stroke": 0, "points": [[1, 2], [3.5, 4]],
-           "final": False, "canvas": [280, 280], "brush": 16}
+    msg = {
+        "type": "stroke",
+        "seq": 1,
+        "drawing": "d1",
+        "stroke": 0,
+        "points": [[1, 2], [3.5, 4]],
+        "final": False,
+        "canvas": [280, 280],
+        "brush": 16,
+    }
     msg.update(over)
     return json.dumps(msg)
 
@@ -52,10 +61,14 @@ def test_valid_messages_become_typed_values():
         (stroke(points="nope"), "bad_message"),
         (stroke(points=[[1e308 * 10, 2]]).replace("Infinity", "1e999"), "bad_message"),
         (stroke(points=[[1e12, 2]]), "bad_message"),
-        ('{"type":"stroke","seq":1,"drawing":"d","stroke":0,"points":[[NaN,1]],'
-         '"final":false,"canvas":[9,9],"brush":3}', "bad_json"),
-        ('{"type":"stroke","seq":1,"drawing":"d","stroke":0,"points":[[Infinity,1]],'
-         '"final":false,"canvas":[9,9],"brush":3}', "bad_json"),
+        (
+            '{"type":"stroke","seq":1,"drawing":"d","stroke":0,"points":[[NaN,1]],"final":false,"canvas":[9,9],"brush":3}',
+            "bad_json",
+        ),
+        (
+            '{"type":"stroke","seq":1,"drawing":"d","stroke":0,"points":[[Infinity,1]],"final":false,"canvas":[9,9],"brush":3}',
+            "bad_json",
+        ),
         (stroke(stroke=-1), "bad_message"),
         (stroke(stroke=64), "too_large"),
         (stroke(final="yes"), "bad_message"),
@@ -151,8 +164,10 @@ def test_the_pages_largest_canvas_and_brush_pass_and_beyond_is_refused():
     check_message(stroke(canvas=[1, 1], brush=1), None, last_seq=None)  # tiny pads keep a usable brush
 
 
-@pytest.mark.parametrize("points", [[[True, 1]], [[1, False]], [["1", 2]], [[1, None]], [[2, -1e6]],
-                                    [[10**400, 1]], [(1, 2)], [[1]], [{"x": 1, "y": 2}]])
+@pytest.mark.parametrize(
+    "points",
+    [[[True, 1]], [[1, False]], [["1", 2]], [[1, None]], [[2, -1e6]], [[10**400, 1]], [(1, 2)], [[1]], [{"x": 1, "y": 2}]],
+)
 def test_points_must_be_pairs_of_numbers_within_bounds(points):
     text = stroke(points=points) if points != [(1, 2)] else stroke().replace("[[1, 2], [3.5, 4]]", '[[1, 2], "12"]')
     assert code_of(text) == "bad_message"
@@ -167,15 +182,28 @@ def test_points_keep_their_values_as_floats():
 
 def test_a_refusal_can_say_when_to_come_back():
     err = ProtocolError("rate_limited", "too many drawings stored", 4, retry_after=30)
-    assert err.as_message() == {"type": "error", "code": "rate_limited", "message": "too many drawings stored", "seq": 4,
-                                "retry_after": 30}
+    assert err.as_message() == {
+        "type": "error",
+        "code": "rate_limited",
+        "message": "too many drawings stored",
+        "seq": 4,
+        "retry_after": 30,
+    }
 
 
 def test_the_drawings_version_changes_with_the_drawing_only():
     state = DrawingState()
     versions = [state.version]
-    for m in (msg(1, 0, [(0, 0)], True), UndoMsg(2, "d1"), UndoMsg(3, "d1"), ClearMsg(4, "d1"),
-              msg(5, 0, [(1, 1)], False), ClearMsg(6, "d1"), ClearMsg(7, "d1"), UndoMsg(8, "d2")):
+    for m in (
+        msg(1, 0, [(0, 0)], True),
+        UndoMsg(2, "d1"),
+        UndoMsg(3, "d1"),
+        ClearMsg(4, "d1"),
+        msg(5, 0, [(1, 1)], False),
+        ClearMsg(6, "d1"),
+        ClearMsg(7, "d1"),
+        UndoMsg(8, "d2"),
+    ):
         state.apply(m)
         versions.append(state.version)
     # stroke, undo: changes; undo and clear of an empty drawing: none; a pen-down stroke cleared: a change;

@@ -1,4 +1,5 @@
 """The batch message pushed straight into Redis is the message Celery would have sent."""
+
 from __future__ import annotations
 
 import asyncio
@@ -21,8 +22,9 @@ PER_MESSAGE = {"id", "root_id", "expires", "origin", "correlation_id", "delivery
 
 
 def batch() -> Batch:
-    job = Job(id="j1", client="c1", reply="r1", strokes=Strokes([[[1.0, 2.0], [3.0, 4.0]]], (280, 280), 16),
-              saliency=Saliency.NONE)
+    job = Job(
+        id="j1", client="c1", reply="r1", strokes=Strokes([[[1.0, 2.0], [3.0, 4.0]]], (280, 280), 16), saliency=Saliency.NONE
+    )
     return Batch("b1", [job])
 
 
@@ -50,8 +52,7 @@ def test_the_pushed_message_matches_celerys_send_task(settings) -> None:
     r = redis.Redis.from_url(TEST_REDIS_URL)
     with app.connection_for_write(TEST_REDIS_URL, transport_options={"global_keyprefix": prefix}) as conn:
         wire = batch().to_wire()
-        app.send_task(PREDICT_TASK, args=(wire,), queue=PREDICT_QUEUE, connection=conn, expires=30,
-                      argsrepr="(<batch of 1>,)")
+        app.send_task(PREDICT_TASK, args=(wire,), queue=PREDICT_QUEUE, connection=conn, expires=30, argsrepr="(<batch of 1>,)")
     try:
         [celerys_raw] = r.lrange(f"{prefix}{PREDICT_QUEUE}", 0, -1)
         asyncio.run(TaskPusher(TEST_REDIS_URL, prefix)(PREDICT_TASK, batch()))

@@ -1,4 +1,5 @@
 """Budgets charged by the work asked for (recognizer.ratelimit): costs, debt, all-or-nothing, per address."""
+
 from __future__ import annotations
 
 import math
@@ -63,8 +64,7 @@ def test_unlimited_never_refuses_nor_waits() -> None:
 
 
 def test_an_addresss_sockets_share_their_bytes_and_prediction_budgets(clock: Clock) -> None:
-    book = AddressSockets(max_sockets=10, rate=100, burst=100, bytes_rate=1000, bytes_burst=10_000, work_rate=5,
-                          work_burst=10)
+    book = AddressSockets(max_sockets=10, rate=100, burst=100, bytes_rate=1000, bytes_burst=10_000, work_rate=5, work_burst=10)
     assert book.open("10.0.0.1") is not None and book.open("10.0.0.1") is not None and book.open("10.0.0.2") is not None
     one, other = book.frame_bytes("10.0.0.1"), book.frame_bytes("10.0.0.2")
     assert one is not None and other is not None and one is not other
@@ -77,8 +77,7 @@ def test_an_addresss_sockets_share_their_bytes_and_prediction_budgets(clock: Clo
 
 
 def test_an_address_that_closes_its_sockets_and_comes_back_gets_no_fresh_burst(clock: Clock) -> None:
-    book = AddressSockets(max_sockets=10, rate=100, burst=100, bytes_rate=1000, bytes_burst=10_000, work_rate=5,
-                          work_burst=10)
+    book = AddressSockets(max_sockets=10, rate=100, burst=100, bytes_rate=1000, bytes_burst=10_000, work_rate=5, work_burst=10)
     book.open("10.0.0.1")
     spent = book.frame_bytes("10.0.0.1")
     assert spent is not None and spent.take(9_500)

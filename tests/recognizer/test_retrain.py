@@ -2,6 +2,7 @@
 is written with its card, current.json is left as it was, the held-out writers' (or newest) drawings
 are never trained on, drawings nobody reviewed only when asked for, and both models' figures are
 recorded."""
+
 from __future__ import annotations
 
 import io
@@ -37,20 +38,36 @@ def export(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def dirs(tmp_path: Path) -> dict[str, Path]:
-    return {"models": models_with_base(tmp_path / "models"), "mnist": tiny_mnist(tmp_path / "mnist"),
-            "cache": tmp_path / "cache"}
+    return {"models": models_with_base(tmp_path / "models"), "mnist": tiny_mnist(tmp_path / "mnist"), "cache": tmp_path / "cache"}
 
 
 def retrain(data: Path, dirs: dict[str, Path], *args: str) -> str:
     out = io.StringIO()
-    call_command("retrain", "--data", str(data), "--models-dir", str(dirs["models"]), "--data-dir", str(dirs["mnist"]),
-                 "--cache-dir", str(dirs["cache"]), "--epochs", "1", "--mnist-per-epoch", "0",
-                 "--outlier-count", "40", *args, stdout=out)
+    call_command(
+        "retrain",
+        "--data",
+        str(data),
+        "--models-dir",
+        str(dirs["models"]),
+        "--data-dir",
+        str(dirs["mnist"]),
+        "--cache-dir",
+        str(dirs["cache"]),
+        "--epochs",
+        "1",
+        "--mnist-per-epoch",
+        "0",
+        "--outlier-count",
+        "40",
+        *args,
+        stdout=out,
+    )
     return out.getvalue()
 
 
-def test_retrain_writes_a_new_version_and_never_makes_it_current(export: Path, dirs: dict[str, Path],
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retrain_writes_a_new_version_and_never_makes_it_current(
+    export: Path, dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     current = (dirs["models"] / "current.json").read_bytes()
     held_images: set[bytes] = {a.tobytes() for a in _images_of(export, "W02")}
     trained_on: set[bytes] = set()
@@ -86,9 +103,16 @@ def test_retrain_writes_a_new_version_and_never_makes_it_current(export: Path, d
 def test_without_known_writers_the_newest_drawings_are_held_out(tmp_path: Path, dirs: dict[str, Path]) -> None:
     start = timezone.now()
     for n in range(20):  # drawings from the page: no writer in their client ids; the label let stand by a reviewer
-        Drawing.objects.create(client_id=f"page-{n}", content_hash=f"h{n}", strokes=digit_strokes(n % 10),
-                               canvas_width=280.0, canvas_height=280.0, brush=15.8, label=n % 10,
-                               reviewed_at=timezone.now())
+        Drawing.objects.create(
+            client_id=f"page-{n}",
+            content_hash=f"h{n}",
+            strokes=digit_strokes(n % 10),
+            canvas_width=280.0,
+            canvas_height=280.0,
+            brush=15.8,
+            label=n % 10,
+            reviewed_at=timezone.now(),
+        )
     for n in range(20):
         Drawing.objects.filter(client_id=f"page-{n}").update(created_at=start + timedelta(minutes=n))
     out = tmp_path / "page.npz"
@@ -102,17 +126,34 @@ def test_without_known_writers_the_newest_drawings_are_held_out(tmp_path: Path, 
     assert c["held_out_writers"] == [] and c["unknown_writer_count"] == 20
 
 
-def test_drawings_nobody_reviewed_are_trained_on_only_when_asked_for(tmp_path: Path, dirs: dict[str, Path],
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_drawings_nobody_reviewed_are_trained_on_only_when_asked_for(
+    tmp_path: Path, dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Spam labelled by whoever drew it reaches an export only with --include-unreviewed, and even then
     a retrain leaves it out unless asked too; the card counts it either way."""
     for n in range(20):  # reviewed
-        Drawing.objects.create(client_id=f"page-{n}", content_hash=f"h{n}", strokes=digit_strokes(n % 10),
-                               canvas_width=280.0, canvas_height=280.0, brush=15.8, label=n % 10,
-                               reviewed_at=timezone.now())
-    spam = [Drawing.objects.create(client_id=f"spam-{n}", content_hash=f"s{n}",
-                                   strokes=digit_strokes(n % 10, 0.45, (40.0, 30.0)), canvas_width=280.0,
-                                   canvas_height=280.0, brush=30.0, label=(n + 1) % 10) for n in range(10)]
+        Drawing.objects.create(
+            client_id=f"page-{n}",
+            content_hash=f"h{n}",
+            strokes=digit_strokes(n % 10),
+            canvas_width=280.0,
+            canvas_height=280.0,
+            brush=15.8,
+            label=n % 10,
+            reviewed_at=timezone.now(),
+        )
+    spam = [
+        Drawing.objects.create(
+            client_id=f"spam-{n}",
+            content_hash=f"s{n}",
+            strokes=digit_strokes(n % 10, 0.45, (40.0, 30.0)),
+            canvas_width=280.0,
+            canvas_height=280.0,
+            brush=30.0,
+            label=(n + 1) % 10,
+        )
+        for n in range(10)
+    ]
     out = tmp_path / "all.npz"
     call_command("export_drawings", "--out", str(out), "--include-unreviewed", stdout=io.StringIO())
     with np.load(out) as npz:
@@ -143,8 +184,15 @@ def test_drawings_nobody_reviewed_are_trained_on_only_when_asked_for(tmp_path: P
 
 def test_an_export_of_unreviewed_drawings_alone_trains_nothing(tmp_path: Path, dirs: dict[str, Path]) -> None:
     for n in range(5):
-        Drawing.objects.create(client_id=f"spam-{n}", content_hash=f"s{n}", strokes=digit_strokes(n),
-                               canvas_width=280.0, canvas_height=280.0, brush=15.8, label=n)
+        Drawing.objects.create(
+            client_id=f"spam-{n}",
+            content_hash=f"s{n}",
+            strokes=digit_strokes(n),
+            canvas_width=280.0,
+            canvas_height=280.0,
+            brush=15.8,
+            label=n,
+        )
     out = tmp_path / "spam.npz"
     call_command("export_drawings", "--out", str(out), "--include-unreviewed", stdout=io.StringIO())
     with pytest.raises(CommandError, match="no reviewed drawings"):

@@ -7,6 +7,7 @@ query is written so that the index CAN answer it: same expression, a condition t
 partial index's). Actions over a large selection write it in chunks.
 
 The figures at 1M drawings: bench/review_scale.py."""
+
 from __future__ import annotations
 
 import json
@@ -31,11 +32,29 @@ postgres_only = pytest.mark.skipif("connection.vendor != 'postgresql'", reason="
 
 # the filters of the list, each as its link sends it
 FILTERS: list[dict[str, str]] = [
-    {}, {"reviewed": "yes"}, {"reviewed": "no"}, {"labelled": "yes"}, {"labelled": "person"}, {"labelled": "reviewer"},
-    {"labelled": "no"}, {"agreement": "wrong"}, {"agreement": "right"}, {"uncertain__exact": "1"},
-    {"confidence": "lt50"}, {"confidence": "99+"}, {"prediction": "waiting"}, {"effective": "7"},
-    {"predicted_digit__exact": "7"}, {"label__exact": "7"}, {"excluded__exact": "1"}, {"model_name": "cnn-v6"},
-    {"o": "4"}, {"o": "-4"}, {"q": "d1"}, {"q": "12"}, {"_facets": "True"},
+    {},
+    {"reviewed": "yes"},
+    {"reviewed": "no"},
+    {"labelled": "yes"},
+    {"labelled": "person"},
+    {"labelled": "reviewer"},
+    {"labelled": "no"},
+    {"agreement": "wrong"},
+    {"agreement": "right"},
+    {"uncertain__exact": "1"},
+    {"confidence": "lt50"},
+    {"confidence": "99+"},
+    {"prediction": "waiting"},
+    {"effective": "7"},
+    {"predicted_digit__exact": "7"},
+    {"label__exact": "7"},
+    {"excluded__exact": "1"},
+    {"model_name": "cnn-v6"},
+    {"o": "4"},
+    {"o": "-4"},
+    {"q": "d1"},
+    {"q": "12"},
+    {"_facets": "True"},
 ]
 # session, user, the page's rows, its count (PostgreSQL: EXPLAIN, then maybe an exact count under a timeout,
 # set and reset), the serving choices for the model filter, the list_editable formset: a page is a dozen
@@ -57,8 +76,17 @@ def su_client(superuser: User) -> Client:
 
 @pytest.fixture
 def rows(db: Any) -> list[Drawing]:
-    out = [make(label=d % 10, predicted_digit=(d * 3) % 10, confidence=0.3 + d / 40, model_name=f"cnn-v{5 + d % 2}",
-                reviewed_at=timezone.now() if d % 4 == 0 else None, excluded=d == 5) for d in range(20)]
+    out = [
+        make(
+            label=d % 10,
+            predicted_digit=(d * 3) % 10,
+            confidence=0.3 + d / 40,
+            model_name=f"cnn-v{5 + d % 2}",
+            reviewed_at=timezone.now() if d % 4 == 0 else None,
+            excluded=d == 5,
+        )
+        for d in range(20)
+    ]
     out.append(make(predicted_at=None, predicted_digit=None, confidence=None, model_name=""))
     return out
 
@@ -108,9 +136,11 @@ def the_query(queries: CaptureQueriesContext, pattern: str) -> str:
 
 # ---------------------------------------------------------------- the admin's list
 
+
 @pytest.mark.parametrize("params", FILTERS, ids=lambda p: "&".join(f"{k}={v}" for k, v in p.items()) or "default")
 def test_every_list_page_is_a_few_queries_none_reading_the_table_for_the_sidebar(
-        su_client: Client, rows: list[Drawing], params: dict[str, str]) -> None:
+    su_client: Client, rows: list[Drawing], params: dict[str, str]
+) -> None:
     with CaptureQueriesContext(connection) as queries:
         response = su_client.get(CHANGELIST, params)
     assert response.status_code == 200
@@ -125,8 +155,9 @@ def test_every_list_page_is_a_few_queries_none_reading_the_table_for_the_sidebar
     assert len(counts) <= 1, counts  # no full-table count beside the filtered one (show_full_result_count)
 
 
-def test_the_count_is_the_planners_estimate_when_large(su_client: Client, rows: list[Drawing],
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_count_is_the_planners_estimate_when_large(
+    su_client: Client, rows: list[Drawing], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(drawing_admin, "EXACT_COUNT_UP_TO", -1)  # every list "large"
     with CaptureQueriesContext(connection) as queries:
         response = su_client.get(CHANGELIST)
@@ -166,13 +197,17 @@ def test_the_model_filter_offers_the_models_of_the_cards(su_client: Client, rows
 
 
 @postgres_only
-@pytest.mark.parametrize("params, index", [
-    ({"o": "4"}, "drawing_confidence"),
-    ({"o": "-4"}, "drawing_confidence"),
-    ({"excluded__exact": "1"}, "drawing_excluded"),
-])
-def test_the_list_reads_its_index(su_client: Client, rows: list[Drawing], index_order: None,
-                                  params: dict[str, str], index: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "params, index",
+    [
+        ({"o": "4"}, "drawing_confidence"),
+        ({"o": "-4"}, "drawing_confidence"),
+        ({"excluded__exact": "1"}, "drawing_excluded"),
+    ],
+)
+def test_the_list_reads_its_index(
+    su_client: Client, rows: list[Drawing], index_order: None, params: dict[str, str], index: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(drawing_admin.DrawingAdmin, "list_per_page", 2)  # a page of a longer list: LIMIT 2
     with CaptureQueriesContext(connection) as queries:
         su_client.get(CHANGELIST, params)
@@ -181,8 +216,7 @@ def test_the_list_reads_its_index(su_client: Client, rows: list[Drawing], index_
 
 
 @postgres_only
-def test_the_model_filter_starts_at_the_models_newest_drawing(su_client: Client, rows: list[Drawing],
-                                                             index_order: None) -> None:
+def test_the_model_filter_starts_at_the_models_newest_drawing(su_client: Client, rows: list[Drawing], index_order: None) -> None:
     with CaptureQueriesContext(connection) as queries:
         response = su_client.get(CHANGELIST, {"model_name": "cnn-v5"})
     assert {r.model_name for r in response.context["cl"].result_list} == {"cnn-v5"}
@@ -211,13 +245,17 @@ def test_search_by_client_id_reads_its_unique_index(su_client: Client, rows: lis
 
 # ---------------------------------------------------------------- actions in chunks
 
-def test_an_action_over_a_large_selection_writes_it_in_chunks(su_client: Client, rows: list[Drawing],
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_an_action_over_a_large_selection_writes_it_in_chunks(
+    su_client: Client, rows: list[Drawing], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(drawing_admin, "ACTION_CHUNK", 4)
     unreviewed = Drawing.objects.filter(reviewed_at__isnull=True).count()
     with CaptureQueriesContext(connection) as queries:
-        response = su_client.post(f"{CHANGELIST}?reviewed=no", {"action": "relabel_as_7", "select_across": "1",
-                                                                "index": "0", "_selected_action": [rows[1].pk]})
+        response = su_client.post(
+            f"{CHANGELIST}?reviewed=no",
+            {"action": "relabel_as_7", "select_across": "1", "index": "0", "_selected_action": [rows[1].pk]},
+        )
     assert response.status_code == 302
     updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
     assert len(updates) == -(-unreviewed // 4)  # one UPDATE per chunk of 4 rows
@@ -226,30 +264,38 @@ def test_an_action_over_a_large_selection_writes_it_in_chunks(su_client: Client,
     assert not Drawing.objects.filter(reviewed_at__isnull=True).exists()
 
 
-def test_confirming_in_chunks_still_says_how_many_had_no_prediction(su_client: Client, rows: list[Drawing],
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_confirming_in_chunks_still_says_how_many_had_no_prediction(
+    su_client: Client, rows: list[Drawing], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(drawing_admin, "ACTION_CHUNK", 3)
-    response = su_client.post(CHANGELIST, {"action": "confirm_prediction", "select_across": "1", "index": "0",
-                                           "_selected_action": [rows[0].pk]}, follow=True)
+    response = su_client.post(
+        CHANGELIST,
+        {"action": "confirm_prediction", "select_across": "1", "index": "0", "_selected_action": [rows[0].pk]},
+        follow=True,
+    )
     assert "20 predictions confirmed as labels (1 without a prediction left alone)" in response.content.decode()
 
 
 # ---------------------------------------------------------------- triage
 
-def test_the_queue_and_a_save_are_a_few_queries(su_client: Client, rows: list[Drawing],
-                                                 django_assert_max_num_queries: Any) -> None:
+
+def test_the_queue_and_a_save_are_a_few_queries(
+    su_client: Client, rows: list[Drawing], django_assert_max_num_queries: Any
+) -> None:
     with django_assert_max_num_queries(5):  # session, user, the page, the remaining count (a capped one)
         page = su_client.get("/review/api/queue", {"order": "confidence", "limit": 5}).json()
     assert page["remaining"] == Drawing.objects.filter(reviewed_at__isnull=True, excluded=False).count() == 15
     assert page["remaining_estimated"] is False
     with django_assert_max_num_queries(6):  # session, user, the UPDATE, the row, the remaining count
-        saved = su_client.post(f"/review/api/drawings/{page['items'][0]['id']}", json.dumps({"action": "label", "digit": 4}),
-                               content_type="application/json")
+        saved = su_client.post(
+            f"/review/api/drawings/{page['items'][0]['id']}",
+            json.dumps({"action": "label", "digit": 4}),
+            content_type="application/json",
+        )
     assert saved.status_code == 200 and saved.json()["remaining"] == 14
 
 
-def test_a_large_queue_is_counted_by_estimate(su_client: Client, rows: list[Drawing],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_large_queue_is_counted_by_estimate(su_client: Client, rows: list[Drawing], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(review, "COUNT_UP_TO", 3)
     page = su_client.get("/review/api/queue", {"order": "confidence", "limit": 5}).json()
     if connection.vendor == "postgresql":
@@ -260,8 +306,9 @@ def test_a_large_queue_is_counted_by_estimate(su_client: Client, rows: list[Draw
 
 @postgres_only
 @pytest.mark.parametrize("order", ["confidence", "oldest"])
-def test_the_queue_reads_the_partial_index_of_the_rows_waiting_for_review(su_client: Client, rows: list[Drawing],
-                                                                          index_order: None, order: str) -> None:
+def test_the_queue_reads_the_partial_index_of_the_rows_waiting_for_review(
+    su_client: Client, rows: list[Drawing], index_order: None, order: str
+) -> None:
     with CaptureQueriesContext(connection) as queries:
         first = su_client.get("/review/api/queue", {"order": order, "limit": 3}).json()
         su_client.get("/review/api/queue", {"order": order, "limit": 3, "after": first["next"]})
@@ -285,6 +332,7 @@ def test_the_remaining_count_reads_only_the_partial_index(rows: list[Drawing], n
 
 
 # ---------------------------------------------------------------- dashboard and models page
+
 
 def test_the_dashboard_is_three_grouped_queries(su_client: Client, rows: list[Drawing]) -> None:
     with CaptureQueriesContext(connection) as queries:
@@ -311,6 +359,7 @@ def test_the_scores_are_index_only_scans(su_client: Client, rows: list[Drawing],
 
 # ---------------------------------------------------------------- the migrations
 
+
 @pytest.mark.parametrize("name", ["0007_review_at_scale", "0008_effective_label_index"])
 def test_the_indexes_are_built_concurrently_outside_a_transaction(name: str) -> None:
     """A million rows stay writable while the indexes are built (CREATE INDEX CONCURRENTLY, which
@@ -322,7 +371,6 @@ def test_the_indexes_are_built_concurrently_outside_a_transaction(name: str) -> 
     migration = import_module(f"recognizer.migrations.{name}").Migration
     assert migration.atomic is False
     assert migration.operations and all(isinstance(op, AddIndexConcurrently) for op in migration.operations)
-
 
 
 def test_the_rows_are_narrow_on_postgresql_and_old_ones_compacted_in_batches(rows: list[Drawing]) -> None:

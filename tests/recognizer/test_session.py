@@ -1,4 +1,5 @@
 """The consumer's brain without Channels: coalescing, ordering, retries, failures, submits."""
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,17 @@ class FakeSink:
 
 
 class Harness:
-    def __init__(self, *, timeout_s: float = 5.0, store_fails: bool = False, store_hangs: bool = False,
-                 store_timeout_s: float = 4.0, rate: float = 1000, heat_delay_s: float = 10.0, **limits: Any) -> None:
+    def __init__(
+        self,
+        *,
+        timeout_s: float = 5.0,
+        store_fails: bool = False,
+        store_hangs: bool = False,
+        store_timeout_s: float = 4.0,
+        rate: float = 1000,
+        heat_delay_s: float = 10.0,
+        **limits: Any,
+    ) -> None:
         self.sink = FakeSink()
         self.sent: list[dict[str, Any]] = []
         self.stored: list[StoreRequest] = []
@@ -55,10 +65,18 @@ class Harness:
             self.stored.append(req)
             return len(self.stored)
 
-        self.session = RecognitionSession(client="c1", sink=self.sink, send=send, store=store,
-                                          new_id=lambda: f"j{next(ids)}", timeout_s=timeout_s,
-                                          bucket=TokenBucket(rate, rate), store_timeout_s=store_timeout_s,
-                                          heat_delay_s=heat_delay_s, **limits)
+        self.session = RecognitionSession(
+            client="c1",
+            sink=self.sink,
+            send=send,
+            store=store,
+            new_id=lambda: f"j{next(ids)}",
+            timeout_s=timeout_s,
+            bucket=TokenBucket(rate, rate),
+            store_timeout_s=store_timeout_s,
+            heat_delay_s=heat_delay_s,
+            **limits,
+        )
 
     async def frame(self, **msg: Any) -> int:
         self.seq += 1
@@ -66,12 +84,20 @@ class Harness:
         return self.seq
 
     async def stroke(self, drawing: str = "d", stroke: int = 0, final: bool = False, points=((10, 10), (50, 90))) -> int:
-        return await self.frame(type="stroke", drawing=drawing, stroke=stroke, points=[list(p) for p in points],
-                                final=final, canvas=[280, 280], brush=16)
+        return await self.frame(
+            type="stroke",
+            drawing=drawing,
+            stroke=stroke,
+            points=[list(p) for p in points],
+            final=final,
+            canvas=[280, 280],
+            brush=16,
+        )
 
     async def answer(self, job: Job, digit: int = 3, **extra: Any) -> None:
-        await self.session.on_answer(Answer(job.id, job.client, prediction=Prediction(digit, 0.91, PROBS, "m"),
-                                            image=bytes(784), **extra), sent_at=0.0)
+        await self.session.on_answer(
+            Answer(job.id, job.client, prediction=Prediction(digit, 0.91, PROBS, "m"), image=bytes(784), **extra), sent_at=0.0
+        )
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [m for m in self.sent if m["type"] == kind]
@@ -96,6 +122,7 @@ def test_one_job_in_flight_and_the_newest_state_predicted_next() -> None:
         await h.answer(newest)
         assert [m["seq"] for m in h.of("prediction")] == [1, last]
         assert len(h.sink.jobs) == 2  # nothing dirty: no more work
+
     run(go())
 
 
@@ -114,6 +141,7 @@ def test_a_pen_up_state_is_asked_for_at_once_beside_a_pen_down_refresh_in_flight
         await h.answer(refresh)  # the older answer comes last: never shown over the newer one
         await h.answer(h.sink.jobs[2])
         assert [m["seq"] for m in h.of("prediction")] == [up, again] and not h.of("error")
+
     run(go())
 
 
@@ -136,6 +164,7 @@ def test_the_overtaken_refresh_lost_or_failed_asks_nothing_and_errs_nothing() ->
         assert not h2.of("error"), "an error for the newest seq while its own request is still out"
         await h2.answer(h2.sink.jobs[1])
         assert [m["seq"] for m in h2.of("prediction")] == [up2]
+
     run(go())
 
 
@@ -152,6 +181,7 @@ def test_a_failed_publish_answers_the_newest_seq_and_the_next_message_tries_agai
         assert len(h.sink.jobs) == 2, "the socket went silent after one failed publish"
         await h.answer(h.sink.jobs[1])
         assert h.of("prediction")[-1]["seq"] == nxt
+
     run(go())
 
 
@@ -167,6 +197,7 @@ def test_a_lost_job_is_asked_again_for_the_newest_state() -> None:
         await h.answer(retry)
         await h.answer(h.sink.jobs[0])  # the lost job turns up late: an older answer never overtakes
         assert [m["seq"] for m in h.of("prediction")] == [last] and not h.of("error")
+
     run(go())
 
 
@@ -179,6 +210,7 @@ def test_a_job_lost_twice_ends_in_an_error_for_the_newest_seq_not_silence() -> N
         [err] = h.of("error")
         assert err["code"] == "unavailable" and err["seq"] == last
         assert h.session.live is None and not h.session.pending
+
     run(go())
 
 
@@ -193,6 +225,7 @@ def test_submit_stores_at_once_without_waiting_for_a_prediction() -> None:
         [req] = h.stored
         assert req.label == 3 and req.drawing == "d" and req.strokes.strokes == [[[10.0, 10.0], [50.0, 90.0]]]
         assert len(h.sink.jobs) == 1, "a submit asked the workers for a prediction before storing"
+
     run(go())
 
 
@@ -203,6 +236,7 @@ def test_a_failed_store_is_answered_store_failed() -> None:
         seq = await h.frame(type="submit", drawing="d", label=None)
         await asyncio.sleep(0.01)
         assert h.of("error")[-1]["code"] == "store_failed" and h.of("error")[-1]["seq"] == seq
+
     run(go())
 
 
@@ -217,6 +251,7 @@ def test_a_hung_database_is_store_failed_in_time_and_predictions_go_on_meanwhile
         assert h.of("prediction")[-1]["seq"] == nxt and not h.of("error")
         await asyncio.sleep(0.3)
         assert [(m["code"], m["seq"]) for m in h.of("error")] == [("store_failed", seq)]
+
     run(go())
 
 
@@ -227,6 +262,7 @@ def test_worker_errors_reach_the_client_with_their_seq() -> None:
         job = h.sink.jobs[0]
         await h.session.on_answer(Answer(job.id, job.client, error=JobError("internal", "inference failed")), 0.0)
         assert h.of("error") == [{"type": "error", "code": "internal", "message": "inference failed", "seq": seq}]
+
     run(go())
 
 
@@ -249,6 +285,7 @@ def test_a_pen_up_predictions_heat_map_is_asked_for_once_it_stayed_on_screen() -
         await h.session.on_answer(Answer(heat_job.id, heat_job.client, saliency=bytes([255]) * 784), 0.0)
         [heat] = h.of("saliency")
         assert (heat["drawing"], heat["seq"]) == ("d", seq)
+
     run(go())
 
 
@@ -266,6 +303,7 @@ def test_no_heat_map_for_a_state_replaced_within_the_delay_nor_for_pen_down() ->
         await h.frame(type="clear", drawing="d")  # cleared within the delay: nothing to explain either
         await asyncio.sleep(0.08)
         assert not heat_jobs(h)
+
     run(go())
 
 
@@ -286,6 +324,7 @@ def test_a_heat_map_that_comes_after_the_drawing_moved_on_is_dropped() -> None:
         await h.answer(h.sink.jobs[-1])
         await h.session.on_answer(Answer(heat_job.id, heat_job.client, saliency=bytes(784)), 0.0)
         assert not h.of("saliency")
+
     run(go())
 
 
@@ -294,6 +333,7 @@ def test_a_failed_heat_map_publish_errs_nothing() -> None:
         h, heat_job = await heat_asked_at_once()
         await h.sink.failures[heat_job.id](ConnectionError("broker hiccup"))
         assert not h.of("error") and len(h.of("prediction")) == 1
+
     run(go())
 
 
@@ -303,6 +343,7 @@ def test_bad_frames_are_answered_and_change_nothing(frame: str, code: str) -> No
         h = Harness()
         await h.session.handle_frame(frame, None)
         assert h.sent[-1]["code"] == code and not h.sink.jobs
+
     run(go())
 
 
@@ -312,6 +353,7 @@ def test_a_flood_is_rate_limited() -> None:
         for _ in range(6):
             await h.stroke()
         assert [m["code"] for m in h.of("error")].count("rate_limited") >= 2
+
     run(go())
 
 
@@ -324,6 +366,7 @@ def test_nothing_is_sent_after_close_and_no_timer_is_left() -> None:
         await asyncio.sleep(0.06)
         await h.answer(job)
         assert not h.sent and len(h.sink.jobs) == 1
+
     run(go())
 
 
@@ -344,6 +387,7 @@ def test_pen_down_refreshes_are_spaced_and_pen_up_is_never_held_back() -> None:
         assert len(h.sink.jobs) == 3
         await h.answer(h.sink.jobs[2])
         assert h.of("prediction")[-1]["seq"] == last
+
     run(go())
 
 
@@ -355,6 +399,7 @@ def test_a_new_drawing_is_not_held_back_by_the_previous_ones_interval() -> None:
         await h.answer(h.sink.jobs[0])
         await h.stroke(drawing="two")
         assert len(h.sink.jobs) == 2 and h.sink.jobs[1].strokes.strokes == [[[10.0, 10.0], [50.0, 90.0]]]
+
     run(go())
 
 
@@ -370,6 +415,7 @@ def test_slow_answers_stretch_the_pen_down_interval_but_not_pen_up() -> None:
         assert len(h.sink.jobs) == 1, "an overloaded service was asked again after the base interval"
         await h.stroke(points=((70, 70),), final=True)
         assert len(h.sink.jobs) == 2, "a pen-up state was held back"
+
     run(go())
 
 
@@ -381,6 +427,7 @@ def test_a_submit_is_still_stored_when_the_socket_closes_right_after_it() -> Non
         h.session.close()
         await asyncio.sleep(0.01)
         assert [r.label for r in h.stored] == [4] and not h.of("stored")  # kept; nothing sent after close
+
     run(go())
 
 
@@ -429,6 +476,7 @@ def test_a_frame_over_the_bytes_budget_is_refused_before_it_is_parsed(clock: Fak
         clock.now += 1.0  # 1,000 bytes later: a page's live update still goes through
         await h.stroke(stroke=0)
         assert [m["code"] for m in h.of("error")] == ["rate_limited"]
+
     run(go())
 
 
@@ -439,12 +487,17 @@ def test_a_pages_fast_drawing_is_never_refused_nor_held_back(clock: FakeClock) -
     from django.conf import settings
 
     async def go() -> None:
-        h = Harness(frame_bytes=AllOf(TokenBucket(settings.WS_BYTES_PER_SECOND, settings.WS_BYTES_BURST),
-                                      TokenBucket(settings.WS_ADDRESS_BYTES_PER_SECOND, settings.WS_ADDRESS_BYTES_BURST)),
-                    work=AllOf(TokenBucket(settings.WS_PREDICTIONS_PER_SECOND, settings.WS_PREDICTIONS_BURST),
-                               TokenBucket(settings.WS_ADDRESS_PREDICTIONS_PER_SECOND,
-                                           settings.WS_ADDRESS_PREDICTIONS_BURST)),
-                    live_interval_s=settings.WS_LIVE_INTERVAL_MS / 1000)
+        h = Harness(
+            frame_bytes=AllOf(
+                TokenBucket(settings.WS_BYTES_PER_SECOND, settings.WS_BYTES_BURST),
+                TokenBucket(settings.WS_ADDRESS_BYTES_PER_SECOND, settings.WS_ADDRESS_BYTES_BURST),
+            ),
+            work=AllOf(
+                TokenBucket(settings.WS_PREDICTIONS_PER_SECOND, settings.WS_PREDICTIONS_BURST),
+                TokenBucket(settings.WS_ADDRESS_PREDICTIONS_PER_SECOND, settings.WS_ADDRESS_PREDICTIONS_BURST),
+            ),
+            live_interval_s=settings.WS_LIVE_INTERVAL_MS / 1000,
+        )
         work = h.session._work
         for k in range(16):
             for i in range(40):
@@ -458,6 +511,7 @@ def test_a_pages_fast_drawing_is_never_refused_nor_held_back(clock: FakeClock) -
                 fire_throttle(h)  # the live interval's refresh, on time
         assert not h.of("error")
         assert len(h.sink.jobs) >= 16 * 15  # (about every other message: the live interval)
+
     run(go())
 
 
@@ -483,6 +537,7 @@ def test_predictions_are_charged_by_their_points_and_wait_while_in_debt(clock: F
         assert len(h.sink.jobs) == 4 and h.sink.jobs[3].strokes.strokes == []
         await h.answer(h.sink.jobs[3])
         assert h.of("prediction")[-1]["seq"] == last and not h.of("error")
+
     run(go())
 
 
@@ -499,6 +554,7 @@ def test_an_undo_of_an_empty_drawing_is_answered_without_asking_the_workers() ->
         assert h.of("prediction")[-1]["digit"] is None
         await h.stroke(stroke=0)  # a change: asked for
         assert len(h.sink.jobs) == 3
+
     run(go())
 
 
@@ -515,6 +571,7 @@ def test_a_drawing_too_large_to_store_is_refused_too_large() -> None:
         await h.frame(type="submit", drawing="d", label=3)
         await asyncio.sleep(0.01)
         assert len(h.stored) == 1 and h.of("stored")
+
     run(go())
 
 
@@ -528,6 +585,7 @@ def test_a_drawing_of_too_many_bytes_to_store_is_refused_too_large() -> None:
         seq = await h.frame(type="submit", drawing="d", label=3)
         await asyncio.sleep(0.01)
         assert h.of("error")[-1]["code"] == "too_large" and h.of("error")[-1]["seq"] == seq and not h.stored
+
     run(go())
 
 
@@ -547,6 +605,7 @@ def test_a_submit_over_the_addresss_window_is_rate_limited_with_retry_after() ->
         assert len(h.stored) == 1
         error = h.of("error")[-1]
         assert (error["code"], error["seq"], error["retry_after"]) == ("rate_limited", seq, 42)
+
     run(go())
 
 
@@ -571,6 +630,7 @@ def test_a_socket_that_sends_on_while_refused_is_closed(clock: FakeClock) -> Non
         assert closed == [True] and h.session.closed and "closing" in h.of("error")[-1]["message"]
         await h.stroke()  # nothing more is read
         assert not h.sink.jobs and len(h.sent) == 2 * MAX_REFUSALS + 1
+
     run(go())
 
 
@@ -585,6 +645,7 @@ def test_a_flood_of_small_messages_is_refused_but_not_closed() -> None:
         for _ in range(100):
             await h.frame(type="clear", drawing="d")
         assert not closed and h.of("error")[-1]["code"] == "rate_limited"
+
     run(go())
 
 
@@ -604,4 +665,5 @@ def test_a_socket_that_sends_on_huge_frames_while_refused_is_closed_sooner(clock
         assert not closed
         await h.session.handle_frame(huge, None)
         assert closed == [True]
+
     run(go())

@@ -1,13 +1,22 @@
 """scripts/autoscale.py's decisions without processes: samples of busy clocks and depths over a
 made-up clock, bounds, hysteresis and cool-downs; and the AUTOSCALE parsing."""
+
 from __future__ import annotations
 
 import pytest
 
 from scripts.autoscale import DEFAULT_AUTOSCALE, Policy, QueueScaler, env_bounds, parse_autoscale
 
-POLICY = Policy(up_utilisation=0.6, up_depth=4, up_after_s=1.0, cooldown_s=5.0, down_utilisation=0.4, idle_s=30.0,
-                window_s=3.0, interval_s=0.5)
+POLICY = Policy(
+    up_utilisation=0.6,
+    up_depth=4,
+    up_after_s=1.0,
+    cooldown_s=5.0,
+    down_utilisation=0.4,
+    idle_s=30.0,
+    window_s=3.0,
+    interval_s=0.5,
+)
 
 
 class Clocks:
@@ -23,7 +32,7 @@ class Clocks:
         decisions = []
         for _ in range(int(seconds / 0.5)):
             self.now += 0.5
-            beating = sorted(self.busy)[:live if live is not None else self.workers]
+            beating = sorted(self.busy)[: live if live is not None else self.workers]
             for w in beating:
                 self.busy[w] += 0.5 * utilisation
             delta = self.scaler.step(self.now, {w: self.busy[w] for w in beating}, depth, self.workers)

@@ -1,4 +1,5 @@
 """scripts/stack.py without starting anything: the restart back-off and the web process count."""
+
 from scripts.stack import Backoff, default_web_processes
 
 

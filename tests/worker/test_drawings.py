@@ -1,4 +1,5 @@
 """Stored drawings get their predictions: in a batch, once, and again by the sweep when lost."""
+
 from __future__ import annotations
 
 import threading
@@ -24,8 +25,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def store(digit: int, name: str, queued: list | None = None) -> Drawing:
-    row, created = drawing_store(client_id=name, strokes=digit_strokes(digit), canvas=(280, 280), brush=16, label=digit,
-                                 enqueue=queued.append if queued is not None else None)
+    row, created = drawing_store(
+        client_id=name,
+        strokes=digit_strokes(digit),
+        canvas=(280, 280),
+        brush=16,
+        label=digit,
+        enqueue=queued.append if queued is not None else None,
+    )
     assert created
     return row
 

@@ -1,5 +1,6 @@
 """A worker's next hop (worker.enqueue): one LPUSH of the Celery message into the queue's list, or
 Celery's own apply_async with PUBLISH_VIA=celery."""
+
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,5 @@
 """Workers are counted from heartbeats in Redis: fresh ones count, stale and stopped ones do not."""
+
 from __future__ import annotations
 
 import time
@@ -58,7 +59,9 @@ def test_worker_details_give_each_live_workers_queues_model_and_memory(client_an
     beat(client, key, ["w3@inference"], now=now - HEARTBEAT_TTL_S - 1, worker="w3", model="cnn-a", rss=1)  # dead
     details = worker_details(client, key, now=now)
     assert [(d.name, d.queues, d.model, d.rss_bytes) for d in details] == [
-        ("w1", ("inference",), "cnn-a", 300_000_000), ("w2", ("inference", "preprocess"), None, 200_000_000)]
+        ("w1", ("inference",), "cnn-a", 300_000_000),
+        ("w2", ("inference", "preprocess"), None, 200_000_000),
+    ]
 
 
 def test_a_running_heartbeat_reports_its_process_memory_and_forgets_it_when_stopped(client_and_key) -> None:

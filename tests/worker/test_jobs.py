@@ -1,4 +1,5 @@
 """The job contract: every value survives the wire (msgpack, as Celery and the layer send it)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -32,11 +33,9 @@ def over_the_wire(value: dict) -> dict:
 
 def test_a_batch_of_every_kind_of_job_survives_the_wire() -> None:
     jobs = [
-        Job(id="a", client="c1", reply="web.1", strokes=Strokes([[[1.0, 2.5], [3.0, 4.0]]], (280.0, 200.0), 16.0),
-            png=True),
+        Job(id="a", client="c1", reply="web.1", strokes=Strokes([[[1.0, 2.5], [3.0, 4.0]]], (280.0, 200.0), 16.0), png=True),
         Job(id="b", client="c2", reply="web.1", upload=b"\x89PNG\x00\xff", saliency=Saliency.INLINE),
-        Job(id="c", client="c3", reply="web.2", image=bytes(range(256)) * 3 + bytes(16), explain=4,
-            timings={"preprocess": 1.5}),
+        Job(id="c", client="c3", reply="web.2", image=bytes(range(256)) * 3 + bytes(16), explain=4, timings={"preprocess": 1.5}),
     ]
     batch = Batch.from_wire(over_the_wire(Batch("b1", jobs).to_wire()))
     assert batch.id == "b1" and all(j.sent_at > 0 for j in batch.jobs)
@@ -50,13 +49,22 @@ def test_each_kind_of_job_names_its_task_and_queue() -> None:
     upload = Job(id="b", client="c", reply="r", upload=b"png")
     heat = Job(id="c", client="c", reply="r", image=bytes(784), explain=3)
     assert [(j.task, j.queue) for j in (drawing, upload, heat)] == [
-        (PREDICT_TASK, PREDICT_QUEUE), (PREPARE_TASK, PREPARE_QUEUE), (HEAT_TASK, PREPARE_QUEUE)]
+        (PREDICT_TASK, PREDICT_QUEUE),
+        (PREPARE_TASK, PREPARE_QUEUE),
+        (HEAT_TASK, PREPARE_QUEUE),
+    ]
 
 
 def test_answers_survive_the_wire() -> None:
     answers = [
-        Answer("a", "c1", prediction=Prediction(3, 0.9, [0.1] * 10, "cnn", True, "low confidence"),
-               image=bytes(784), png=b"png", timings={"inference": 0.4}),
+        Answer(
+            "a",
+            "c1",
+            prediction=Prediction(3, 0.9, [0.1] * 10, "cnn", True, "low confidence"),
+            image=bytes(784),
+            png=b"png",
+            timings={"inference": 0.4},
+        ),
         Answer("b", "c2", error=JobError("bad_image", "not an image")),
         Answer("c", "c3", saliency=bytes([7]) * 784),
         Answer("d", "c4", prediction=Prediction.empty("cnn")),

@@ -1,6 +1,7 @@
 """A worker switches models without a restart: the watcher reads the choice, loads the new model off
 the live path and swaps it in between batches; answers after the switch name the new model; a
 model that fails to load leaves the old one serving; the heartbeat says which model is served."""
+
 from __future__ import annotations
 
 import threading
@@ -148,9 +149,15 @@ def test_answers_after_a_switch_name_the_new_model_real_models(monkeypatch) -> N
     sent: list[list[Answer]] = []
     monkeypatch.setattr(tasks, "push_answers", lambda jobs, answers, batch="": sent.append(list(answers)))
     swap_predictor(model_registry._load("cnn-v6"))
-    jobs = [Job(id=f"j{d}", client="c", reply="r",
-                strokes=Strokes([[list(p) for p in s] for s in digit_strokes(d)], (280.0, 280.0), 16.0))
-            for d in (3, 7)]
+    jobs = [
+        Job(
+            id=f"j{d}",
+            client="c",
+            reply="r",
+            strokes=Strokes([[list(p) for p in s] for s in digit_strokes(d)], (280.0, 280.0), 16.0),
+        )
+        for d in (3, 7)
+    ]
     tasks.predict(Batch("b1", jobs).to_wire())
     assert ModelWatcher(wanted=lambda: "cnn-v5").check() is True
     tasks.predict(Batch("b2", jobs).to_wire())
@@ -161,6 +168,7 @@ def test_answers_after_a_switch_name_the_new_model_real_models(monkeypatch) -> N
 
 
 # ---------------------------------------------------------------- the heartbeat says what is served
+
 
 @pytest.fixture
 def client_and_key() -> Iterator[tuple[redis.Redis, str]]:

@@ -1,4 +1,5 @@
 """A batch through the pipeline: one forward pass, faults kept to their own job."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,8 +34,13 @@ class CountingModel:
 
 
 def strokes_job(i: int, digit: int, **kw) -> Job:
-    return Job(id=f"j{i}", client="c", reply="r",
-               strokes=Strokes([[list(p) for p in s] for s in digit_strokes(digit)], (280.0, 280.0), 16.0), **kw)
+    return Job(
+        id=f"j{i}",
+        client="c",
+        reply="r",
+        strokes=Strokes([[list(p) for p in s] for s in digit_strokes(digit)], (280.0, 280.0), 16.0),
+        **kw,
+    )
 
 
 def test_a_batch_is_one_forward_pass_and_each_job_gets_its_own_digit(model) -> None:

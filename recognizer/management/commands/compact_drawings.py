@@ -6,6 +6,7 @@ writes each row again, and toasts its bulky columns under the table's toast_tupl
 table stays in use: a row is locked for one batch's UPDATE at most. Each updated row leaves a dead
 version behind until VACUUM (autovacuum, or `--vacuum` at the end): the table grows by the rows
 updated until then. Run it again at any time: rows already narrow are written again, nothing else."""
+
 from __future__ import annotations
 
 import time
@@ -35,8 +36,9 @@ class Command(BaseCommand):
         while low < top:
             high = low + opts["batch"]
             with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute("UPDATE recognizer_drawing SET strokes = strokes WHERE id > %s AND id <= %s "
-                               "AND png IS NOT NULL", [low, high])
+                cursor.execute(
+                    "UPDATE recognizer_drawing SET strokes = strokes WHERE id > %s AND id <= %s AND png IS NOT NULL", [low, high]
+                )
                 done += cursor.rowcount
             low = high
             if opts["verbosity"] > 1:

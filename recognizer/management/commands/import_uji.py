@@ -9,6 +9,7 @@ stored as a reviewer's label. A second run adds nothing (the row is found again 
 content). New rows' predictions are queued after the commit, as a submit's are, or left for the
 workers' sweep with --no-queue.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -37,8 +38,7 @@ class ImportSummary:
     queued: int  # rows whose prediction was queued (the others wait for the workers' sweep)
 
     def describe(self) -> str:
-        return (f"{self.created} drawings imported, {self.existing} already there; "
-                f"{self.queued} predictions queued")
+        return f"{self.created} drawings imported, {self.existing} already there; {self.queued} predictions queued"
 
 
 def uji_client_id(digit: uji.PenDigit) -> str:
@@ -53,8 +53,13 @@ def uji_import(*, digits: Sequence[uji.PenDigit], enqueue: Enqueue | None) -> Im
     by_label: dict[int, list[int]] = {}
     with transaction.atomic():
         for digit in digits:
-            row, new = drawing_store(client_id=uji_client_id(digit), strokes=uji.fit_to_canvas(digit.strokes, canvas),
-                                     canvas=canvas, brush=brush, label=None)
+            row, new = drawing_store(
+                client_id=uji_client_id(digit),
+                strokes=uji.fit_to_canvas(digit.strokes, canvas),
+                canvas=canvas,
+                brush=brush,
+                label=None,
+            )
             if new:
                 by_label.setdefault(digit.label, []).append(row.pk)
         # the data set's label is what a reviewer would say: stored as the reviewer's label
@@ -64,10 +69,11 @@ def uji_import(*, digits: Sequence[uji.PenDigit], enqueue: Enqueue | None) -> Im
         created = sorted(pk for pks in by_label.values() for pk in pks)
         if enqueue is not None:
             for i in range(0, len(created), MAX_BATCH):
-                chunk = created[i:i + MAX_BATCH]
+                chunk = created[i : i + MAX_BATCH]
                 transaction.on_commit(lambda chunk=chunk: enqueue_quietly(enqueue, chunk))
-    return ImportSummary(created=len(created), existing=len(digits) - len(created),
-                         queued=len(created) if enqueue is not None else 0)
+    return ImportSummary(
+        created=len(created), existing=len(digits) - len(created), queued=len(created) if enqueue is not None else 0
+    )
 
 
 def uji_load(path: Path) -> list[uji.PenDigit]:
@@ -79,14 +85,21 @@ def uji_load(path: Path) -> list[uji.PenDigit]:
 
 
 class Command(BaseCommand):
-    help = ("Import the UJI dev writers' pen digits as stored drawings (fitted to the page's canvas, the page's "
-            "brush, the writer in the client id, the set's label as the reviewer's); a second run adds nothing.")
+    help = (
+        "Import the UJI dev writers' pen digits as stored drawings (fitted to the page's canvas, the page's "
+        "brush, the writer in the client id, the set's label as the reviewer's); a second run adds nothing."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--path", type=Path, default=Path(settings.UJI_DIR),
-                            help=f"directory with {uji.DEV_FILE}, or the file (default: UJI_DIR)")
-        parser.add_argument("--no-queue", dest="queue", action="store_false",
-                            help="do not queue predictions: the workers' sweep fills them in")
+        parser.add_argument(
+            "--path",
+            type=Path,
+            default=Path(settings.UJI_DIR),
+            help=f"directory with {uji.DEV_FILE}, or the file (default: UJI_DIR)",
+        )
+        parser.add_argument(
+            "--no-queue", dest="queue", action="store_false", help="do not queue predictions: the workers' sweep fills them in"
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         try:

@@ -3,6 +3,7 @@
 collected drawings and write a new model version beside it (digits.finetune does the work). It never
 makes the new model current: compare the two sets of figures in its card first. Only the export's
 reviewed drawings are trained on unless --include-unreviewed (the card counts those left out)."""
+
 from __future__ import annotations
 
 import shlex
@@ -17,9 +18,11 @@ from digits import finetune
 
 
 class Command(BaseCommand):
-    help = ("Fine-tune from the current model on the MNIST training part plus exported reviewed drawings (a share held "
-            "out: whole writers where known, else the newest), and write a new model version whose card compares "
-            "it with the starting model. current.json is left as it is.")
+    help = (
+        "Fine-tune from the current model on the MNIST training part plus exported reviewed drawings (a share held "
+        "out: whole writers where known, else the newest), and write a new model version whose card compares "
+        "it with the starting model. current.json is left as it is."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         finetune.add_arguments(parser, models_dir=Path(settings.MODELS_DIR), data_dir=Path(settings.MNIST_DIR))
@@ -37,7 +40,9 @@ class Command(BaseCommand):
         except (ValueError, FileExistsError) as exc:
             raise CommandError(str(exc)) from exc
         before, after = card["comparison"]["before"], card["comparison"]["after"]
-        self.stdout.write(f"held-out collected drawings: {before['model']} "
-                          f"{before['held_out_collected']['accuracy']:.2%} -> {after['model']} "
-                          f"{after['held_out_collected']['accuracy']:.2%}; MNIST validation "
-                          f"{before['val_accuracy']:.2%} -> {after['val_accuracy']:.2%}")
+        self.stdout.write(
+            f"held-out collected drawings: {before['model']} "
+            f"{before['held_out_collected']['accuracy']:.2%} -> {after['model']} "
+            f"{after['held_out_collected']['accuracy']:.2%}; MNIST validation "
+            f"{before['val_accuracy']:.2%} -> {after['val_accuracy']:.2%}"
+        )

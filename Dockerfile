@@ -1,4 +1,4 @@
-# One image for the web process (daphne, digitsite/serve.py) and both Celery workers; docker-compose.yml picks the command.
+# One image for the web process (daphne, edge/serve.py) and both Celery workers; docker-compose.yml picks the command.
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 # Point this at a CPU-only PyTorch wheel index to keep the image free of CUDA libraries.
@@ -12,4 +12,4 @@ RUN useradd --create-home app && chown -R app /app
 USER app
 EXPOSE 8000
 # daphne with a graceful drain on SIGTERM; proxy headers are believed only from TRUSTED_PROXIES
-CMD ["python", "-m", "digitsite.serve", "-b", "0.0.0.0", "-p", "8000", "digitsite.asgi:application"]
+CMD ["python", "-m", "edge.serve", "-b", "0.0.0.0", "-p", "8000", "digitsite.asgi:application"]

@@ -83,7 +83,7 @@ train: install
 		--upload-variants 2 --channels 32,64,96,128 --name cnn-v16 --version 16.0.0 \
 		--teacher teacher-wide-v1 --teacher-dir $(TRAIN_OUT)
 
-# Fine-tunes cnn-v6 into cnn-v7 with the writing styles MNIST lacks (digits/stroke_styles.py: flagged and
+# Fine-tunes cnn-v6 into cnn-v7 with the writing styles MNIST lacks (digits/data/stroke_styles.py: flagged and
 # looped 1s, crossed 7s, open 4s, two-stroke 5s and 7s) into $(STYLES_OUT), measuring both on the UJI dev
 # writers (never trained on); the figures go into cnn-v7's card. It never touches current.json.
 STYLES_OUT ?= models

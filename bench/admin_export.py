@@ -6,7 +6,7 @@ comes (issue "Hostile clients get nowhere": 10,000 drawings, RSS growth <= 50 MB
 
 Works in a throwaway database of its own (bench/database.py), never in the service's. Drawings are
 page-like (bench/export.py's strokes: 1-3 strokes of 40-120 points on a 280 px canvas) with the 28x28
-image the workers store (rendered by digits.render, as the workers do) and a PNG-sized blob; all
+image the workers store (rendered by digits.inference.render, as the workers do) and a PNG-sized blob; all
 reviewed (a third relabelled by the reviewer), a share still waiting for its prediction (no image:
 the export renders it). `--big N` adds N hostile drawings at the stored maximum (~190 KB of strokes
 each, protocol.MAX_STORED_BYTES).
@@ -21,7 +21,7 @@ and its size.
   counted and dropped;
 - client: the same through Django's test client (the WSGI way: the response read block by block);
 - memory: for comparison, the way the download built its zip before: the three files in memory
-  (BytesIO, StringIO), then the zip's bytes in memory (today's recognizer.export.export_write).
+  (BytesIO, StringIO), then the zip's bytes in memory (today's review.export.export_write).
 Prints figures only (no assertions), with the date (UTC), the cores and the load average.
 """
 
@@ -96,7 +96,7 @@ def fill(n: int, pending: float, big: int, seed: int) -> None:
     from django.utils import timezone
 
     from bench.export import page_strokes
-    from digits.render import strokes_json_to_mnist_bytes
+    from digits.inference.render import strokes_json_to_mnist_bytes
     from recognizer.models import Drawing
 
     rng = np.random.default_rng(seed)
@@ -137,7 +137,7 @@ def in_memory_zip(drawings: Any) -> bytes:
     import io
     import zipfile
 
-    from recognizer.export import ZIP_NAMES, export_write
+    from review.export import ZIP_NAMES, export_write
 
     npz, strokes, manifest = io.BytesIO(), io.StringIO(), io.StringIO()
     export_write(drawings, npz=npz, strokes=strokes, manifest=manifest)

@@ -1,6 +1,6 @@
 """End-to-end benchmark: N concurrent WebSocket clients stream real drawings stroke by stroke.
 
-Drawings are MNIST test digits traced into pen strokes (digits.strokes), sent in point batches
+Drawings are MNIST test digits traced into pen strokes (digits.data.strokes), sent in point batches
 every --pace-ms like the page does (bench/load.py). Latency is measured per drawing from its last
 stroke message to the prediction for that message. Prints predictions/s and latency p50/p95/p99,
 errors, lost.

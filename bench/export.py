@@ -9,7 +9,7 @@ never in the service's. Drawings are page-like: 1-3 strokes of 40-120 points in 
 canvas; all labelled and reviewed (an export takes reviewed drawings only by default), a share of
 them still waiting for their prediction (no stored 28x28 image, so
 the export renders them; `--pending 1` is the worst case). Each run times the command as an operator
-runs it (the export decides whether processes render), or with `--processes N` recognizer.export's
+runs it (the export decides whether processes render), or with `--processes N` review.export's
 export_to_files with N render processes (0: all rendered in the exporting process). Printed with the
 figures: the date (UTC) and the cores; for each run the load average before it (other work on the
 cores slows the export) and the CPU time it took: this process's, its render processes', and the
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from recognizer.export import drawings_for_export, export_to_files
+    from review.export import drawings_for_export, export_to_files
 
     how = "the command" if args.processes is None else f"export_to_files(processes={args.processes})"
     print(

@@ -6,7 +6,7 @@ Starts the service as `make run` does (scripts.stack.Stack, with a Redis key pre
 database of its own, made on DATABASE_URL's server; REDIS_URL defaults to redis://127.0.0.1:6379/13),
 then prints:
 
-1. each file of the hostile corpus (digits.hostile_corpus) sent `rounds` times: its answer, the median
+1. each file of the hostile corpus (digits.data.hostile_corpus) sent `rounds` times: its answer, the median
    and slowest answer time (target: each within 200 ms), and the preprocess worker's RSS before the
    corpus (after a warm-up upload), after it, and its peak (VmHWM) meanwhile (target: growth <= 64 MB);
 2. the costliest files that still pass the checks, per format (what a hostile client can still make a
@@ -41,8 +41,8 @@ from bench.compare import machine_line  # noqa: E402
 from bench.database import throwaway_database  # noqa: E402
 from bench.e2e import free_port  # noqa: E402
 from bench.load import pct  # noqa: E402
-from digits import upload_guard  # noqa: E402
-from digits.hostile_corpus import corpus, digit_image, encode, png_of_rows, scan_bomb  # noqa: E402
+from digits.data.hostile_corpus import corpus, digit_image, encode, png_of_rows, scan_bomb  # noqa: E402
+from digits.inference import upload_guard  # noqa: E402
 from scripts.stack import UNTHROTTLED, Stack, redis_prefix_clear  # noqa: E402
 
 ANSWER_MS_MAX = 200.0
@@ -165,7 +165,7 @@ def adam7_png(width: int, height: int) -> bytes:
     """An interlaced 8-bit RGBA PNG: its seven passes, every row Paeth-filtered."""
     import zlib
 
-    from digits.hostile_corpus import png_chunk
+    from digits.data.hostile_corpus import png_chunk
 
     z, parts = zlib.compressobj(9), []
     for x0, y0, dx, dy in ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)):

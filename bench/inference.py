@@ -21,7 +21,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from digits.predictor import load_predictor  # noqa: E402
+from digits.inference.predictor import load_predictor  # noqa: E402
 
 
 def time_calls(fn, runs: int) -> list[float]:

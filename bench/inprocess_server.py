@@ -2,7 +2,7 @@
 
 "The simplest alternative a user could build": each web process loads the current model and, for
 every client message, preprocesses and predicts right there in its event loop, with the service's
-own code (recognizer.protocol, recognizer.drawing, worker.pipeline, digits.predictor). It answers
+own code (recognizer.protocol, recognizer.drawing, worker.pipeline, digits.inference.predictor). It answers
 every message (no coalescing), sends predictions shaped exactly as the service does (docs/protocol.md)
 and the saliency message of a pen-up prediction that stayed the newest state for WS_HEAT_DELAY_MS, as
 the service does, checks the Origin header and
@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from digits.predictor import Predictor, load_predictor
+from digits.inference.predictor import Predictor, load_predictor
 from recognizer.drawing import DrawingState
 from recognizer.protocol import ProtocolError, SubmitMsg, check_message
 from recognizer.ratelimit import TokenBucket

@@ -1,6 +1,6 @@
 """Load generation shared by bench/e2e.py and bench/compare.py: protocol-v1 clients drawing at the page's pace.
 
-Drawings are MNIST test digits traced into pen strokes (digits.strokes). Each client holds one
+Drawings are MNIST test digits traced into pen strokes (digits.data.strokes). Each client holds one
 WebSocket and sends a drawing point batch by point batch, one message every `pace` seconds as the
 page does, waits for the prediction of the drawing's last stroke message (the latency measured, client
 side, from that message being sent), sends `clear`, and starts the next drawing. Two modes: a number
@@ -28,8 +28,8 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import websockets  # noqa: E402
 
-from digits.mnist import load_split  # noqa: E402
-from digits.strokes import densify, skeleton_strokes  # noqa: E402
+from digits.data.mnist import load_split  # noqa: E402
+from digits.data.strokes import densify, skeleton_strokes  # noqa: E402
 
 CANVAS, BRUSH = 280.0, 18.0
 DEFAULT_MNIST_DIR = Path(os.environ.get("MNIST_DIR", str(ROOT.parent / "shared/data/mnist")))

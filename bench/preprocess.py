@@ -27,11 +27,11 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from digits.images import BadImage, decode_upload, image_to_mnist  # noqa: E402
-from digits.mnist import load_split  # noqa: E402
-from digits.predictor import load_predictor  # noqa: E402
-from digits.render import strokes_to_mnist  # noqa: E402
-from digits.strokes import densify, skeleton_strokes, stroke_width  # noqa: E402
+from digits.data.mnist import load_split  # noqa: E402
+from digits.data.strokes import densify, skeleton_strokes, stroke_width  # noqa: E402
+from digits.inference.images import BadImage, decode_upload, image_to_mnist  # noqa: E402
+from digits.inference.predictor import load_predictor  # noqa: E402
+from digits.inference.render import strokes_to_mnist  # noqa: E402
 
 
 def summary(name: str, times: list[float]) -> None:

@@ -7,7 +7,7 @@ of 3), the export command, the admin's download and a bulk action.
     .venv/bin/python bench/review_scale.py --migrate [--db bench_1m]   # apply new migrations to the filled table
 
 The rows: a pool of real pen digits (the UJI dev digits, ../shared/data/uji-pen, fitted to the page's
-canvas by digits.uji and rendered by the workers' own code: the 28x28 image and the PNG they store,
+canvas by digits.data.uji and rendered by the workers' own code: the 28x28 image and the PNG they store,
 each digit also slightly scaled and shifted for more variety) is copied in by COPY, then N rows are
 made from it in the database (INSERT ... SELECT over generate_series, 100,000 rows a statement): 80%
 of predictions at least 99% sure, 2% under 50% (flagged uncertain), 30% labelled by the person, 5%
@@ -71,8 +71,8 @@ def pool_rows() -> list[tuple[int, str, bytes, bytes, str]]:
     """(label, strokes JSON, image28, PNG, probabilities JSON) of the UJI dev digits, three variants each."""
     import numpy as np
 
-    from digits.render import drawing_png, strokes_to_mnist
-    from digits.uji import BRUSH, CANVAS, fit_to_canvas, load_dev
+    from digits.data.uji import BRUSH, CANVAS, fit_to_canvas, load_dev
+    from digits.inference.render import drawing_png, strokes_to_mnist
 
     rng = np.random.default_rng(0)
     out = []

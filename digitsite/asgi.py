@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels (served by digitsite.serve).
+"""ASGI entry point: HTTP through Django, WebSockets through Channels (served by edge.serve).
 
 Outermost first: the client's real address (TrustedProxies), then for HTTP the origin check of API
 POSTs (before any limit is counted), per-address limits and the body limit; for WebSockets the exact
@@ -15,10 +15,10 @@ django_asgi_app = get_asgi_application()  # set up Django before importing consu
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from digitsite.limits import RequestBodyLimit  # noqa: E402
-from digitsite.origins import SameOriginPosts, SameOriginWebSocket  # noqa: E402
-from digitsite.proxies import TrustedProxies, parse_networks  # noqa: E402
-from digitsite.throttle import HttpThrottle  # noqa: E402
+from edge.limits import RequestBodyLimit  # noqa: E402
+from edge.origins import SameOriginPosts, SameOriginWebSocket  # noqa: E402
+from edge.proxies import TrustedProxies, parse_networks  # noqa: E402
+from edge.throttle import HttpThrottle  # noqa: E402
 from recognizer.routing import websocket_urlpatterns  # noqa: E402
 
 application = TrustedProxies(

@@ -7,7 +7,7 @@ shipped (docs/operations.md):
   web server and anything else importing the settings still refuse to start without one;
 - redis:// URLs are served by digitsite.broker's transport, registered under kombu's own alias, so the
   broker URL keeps its scheme (Flower decides what it can show by it);
-- the task queues are declared (worker.jobs), so that `celery purge` empties both, not the default one.
+- the task queues are declared (contract.jobs), so that `celery purge` empties both, not the default one.
 """
 
 import os
@@ -16,8 +16,8 @@ import sys
 from celery import Celery
 from kombu import Exchange, Queue
 
+from contract.jobs import QUEUES
 from digitsite.broker import use_as_redis_transport
-from worker.jobs import QUEUES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digitsite.settings")
 if "celery.bin.celery" in sys.modules:  # the `celery` command (workers too), not the web server or tests

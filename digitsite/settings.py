@@ -17,7 +17,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from worker.jobs import FILL_TASK, TASK_QUEUES
+from contract.jobs import FILL_TASK, TASK_QUEUES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "axes",
     "csp",
     "recognizer",
+    "review",
 ]
 
 MIDDLEWARE = [
@@ -76,7 +77,7 @@ AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contri
 AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=15)
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_PARAMETERS = ["ip_address"]  # REMOTE_ADDR: the real client behind TRUSTED_PROXIES (digitsite.proxies)
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]  # REMOTE_ADDR: the real client behind TRUSTED_PROXIES (edge.proxies)
 
 # HTTPS, when a TLS proxy serves the site (DJANGO_HTTPS=1; it must send X-Forwarded-Proto and be in
 # TRUSTED_PROXIES). Health checks stay plain HTTP for the orchestrator's probes.
@@ -185,7 +186,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 6 * 2**20
 FILE_UPLOAD_MAX_MEMORY_SIZE = 6 * 2**20
 UPLOAD_MAX_BYTES = 5 * 2**20
 UPLOAD_MAX_PIXELS = 4096 * 4096
-# Any request body larger than this is refused before it is read (digitsite/limits.py).
+# Any request body larger than this is refused before it is read (edge/limits.py).
 REQUEST_MAX_BYTES = UPLOAD_MAX_BYTES + 64 * 1024
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -246,7 +247,7 @@ CELERY_TASK_ACKS_LATE = True  # with ack emulation off, an ack is bookkeeping in
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "preprocess"
-# the names and queues of worker.jobs, the one place they are written (it imports nothing heavy)
+# the names and queues of contract.jobs, the one place they are written (it imports nothing heavy)
 CELERY_TASK_ROUTES = {task: {"queue": queue} for task, queue in TASK_QUEUES.items()}
 if not BROKER_IS_REDIS:
     CELERY_TASK_ROUTES[FILL_TASK]["delivery_mode"] = "persistent"
@@ -266,7 +267,7 @@ UJI_DIR = Path(os.environ.get("UJI_DIR", BASE_DIR.parent / "shared" / "data" / "
 # Per-connection limits of the WebSocket consumer (message limits live in recognizer/protocol.py).
 WS_RATE_PER_SECOND = 100  # token bucket refill; bursts up to WS_RATE_BURST
 WS_RATE_BURST = 200
-# Per client address (digitsite.throttle, recognizer.ratelimit): open sockets and their messages per web
+# Per client address (edge.throttle, recognizer.ratelimit): open sockets and their messages per web
 # process; uploads, new sockets (shared by all processes, in Redis) and health checks per window
 # ("off" disables one). A page streams about 20 messages/s and opens one socket.
 WS_SOCKETS_PER_ADDRESS = int(os.environ.get("WS_SOCKETS_PER_ADDRESS", "50"))
@@ -294,7 +295,7 @@ THROTTLE_SUBMITS = os.environ.get("THROTTLE_SUBMITS", "off" if THROTTLE_UPLOADS 
 THROTTLE_SOCKET_OPENS = os.environ.get("THROTTLE_SOCKET_OPENS", "10/second;120/minute")
 THROTTLE_HEALTH = os.environ.get("THROTTLE_HEALTH", "20/second")
 # An address refused by one of these and back before its Retry-After is answered 429 at accept,
-# after a hold of PENALTY_HOLD_S (default 1 s; read by digitsite.penalties in the web server).
+# after a hold of PENALTY_HOLD_S (default 1 s; read by edge.penalties in the web server).
 # While the pen is down, a connection's live prediction is refreshed at most this often (ms; 0: as
 # often as the workers answer). A pen-up state is always predicted at once.
 WS_LIVE_INTERVAL_MS = float(os.environ.get("WS_LIVE_INTERVAL_MS", "100"))
@@ -339,7 +340,7 @@ DRAWING_SWEEP_S = float(os.environ.get("DRAWING_SWEEP_S", "10"))
 # A worker filling in stored drawings waits at most this long for a lock on their rows (a hung
 # database), then leaves them to the sweep: the same worker reads uploads and heat maps.
 DRAWING_FILL_LOCK_WAIT_S = float(os.environ.get("DRAWING_FILL_LOCK_WAIT_S", "2"))
-# A worker whose task runs longer than this ends itself for a fresh one (digitsite/watchdog.py: the
+# A worker whose task runs longer than this ends itself for a fresh one (edge/watchdog.py: the
 # solo pool enforces no Celery time limit). The longest task expected, 64 large uploads, takes ~5 s.
 WORKER_TASK_TIME_LIMIT_S = float(os.environ.get("WORKER_TASK_TIME_LIMIT_S", "60"))
 

@@ -10,5 +10,5 @@ urlpatterns = [
     path("livez", views.livez, name="livez"),
     path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
-    path("review/", include("recognizer.review_urls")),
+    path("review/", include("review.urls")),
 ]

@@ -21,8 +21,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 
+from contract.jobs import MAX_BATCH, PREDICT_TASK, Batch, Job
 from recognizer import metrics
-from worker.jobs import MAX_BATCH, PREDICT_TASK, Batch, Job
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from digitsite.penalties import penalties
-from digitsite.throttle import address_limits
+from edge.penalties import penalties
+from edge.throttle import address_limits
 from recognizer import draining, metrics
 from recognizer.jobs import enqueue_fill, job_client, new_job_id
 from recognizer.protocol import ProtocolError
@@ -78,7 +78,7 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
         opens = address_limits().socket_opens
         retry_after = await opens.refused(address) if opens is not None else None
         if retry_after is not None:
-            penalties.refuse(address, retry_after)  # back before then: refused at accept (digitsite.serve)
+            penalties.refuse(address, retry_after)  # back before then: refused at accept (edge.serve)
             await self._refuse("rate_limited", f"too many new connections from this address; retry in {retry_after} s")
             return
         shared = address_sockets().open(address)
@@ -120,7 +120,7 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
 
     async def _close_flooding(self) -> None:
         """Its frames were refused again and again, and it sent on: closed, and new connections from its
-        address are refused at accept for a while (digitsite.penalties; its other open sockets go on)."""
+        address are refused at accept for a while (edge.penalties; its other open sockets go on)."""
         log.info("closing socket %s of %s: it sent on while refused", self.session.client, self.address)
         penalties.refuse(self.address, FLOOD_PENALTY_S)
         await self.close(code=CLOSE_LIMITED)

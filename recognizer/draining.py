@@ -1,6 +1,6 @@
 """A web process's graceful shutdown: finish what is in flight, then close every socket politely.
 
-On SIGTERM, digitsite.serve stops accepting connections and calls `drain()`: each open connection
+On SIGTERM, edge.serve stops accepting connections and calls `drain()`: each open connection
 waits (bounded) until its predictions are answered and its submits stored and acknowledged, then
 closes with code 4001 (recognizer.consumers.CLOSE_RESTARTING), so the page reconnects (to another
 web process, or to this one's successor) and sends its drawing again. Meanwhile /healthz says "draining" (not ready).

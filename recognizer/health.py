@@ -13,8 +13,8 @@ import redis
 from django.conf import settings
 from django.db import connection
 
+from contract.jobs import QUEUES
 from worker.heartbeat import heartbeat_key, worker_report
-from worker.jobs import QUEUES
 from worker.model_registry import current_model_name
 
 _client: redis.Redis | None = None

@@ -15,10 +15,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from recognizer.batching import JobBatcher, OnFailed, Publish
-from recognizer.publish import TaskPusher
-from recognizer.replies import Handler, ReplyHub
-from worker.jobs import (
+from contract.jobs import (
     FILL_TASK,
     HEAT_TASK,
     JOB_EXPIRES_S,
@@ -28,6 +25,9 @@ from worker.jobs import (
     Job,
     batch_repr,
 )
+from recognizer.batching import JobBatcher, OnFailed, Publish
+from recognizer.publish import TaskPusher
+from recognizer.replies import Handler, ReplyHub
 
 # A broker that does not answer fails the publish quickly (the client is told), instead of kombu's
 # default of retrying for seconds while the socket waits.

@@ -39,8 +39,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from contract.jobs import QUEUES
 from worker.heartbeat import heartbeat_key, worker_details
-from worker.jobs import QUEUES
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ def _networks(spec: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv
 
 def may_scrape(address: str, authorization: str, *, token: str, networks: Iterable[str]) -> bool:
     """A scrape is let in with the token (`Authorization: Bearer <METRICS_TOKEN>`) or from an allowed
-    network (METRICS_ALLOWED_NETWORKS; the client address is the one digitsite.proxies settled on)."""
+    network (METRICS_ALLOWED_NETWORKS; the client address is the one edge.proxies settled on)."""
     if token and hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
         return True
     try:

@@ -137,7 +137,7 @@ class Drawing(models.Model):
             ),
         ]
         constraints = [models.UniqueConstraint(fields=["client_id", "content_hash"], name="drawing_once_per_content")]
-        # Downloading training data is a right of its own (recognizer.export, the admin's download).
+        # Downloading training data is a right of its own (review.export, the admin's download).
         permissions = [("export_drawing", "Can export drawings as training data")]
 
     def __str__(self) -> str:
@@ -163,7 +163,7 @@ class ServingModel(models.Model):
 
     class Meta:
         ordering = ["-id"]  # the newest row first (ids, not clocks: the admin's machines may disagree)
-        # The operations page (recognizer.operations): the service's live figures, for staff given it.
+        # The operations page (review.operations): the service's live figures, for staff given it.
         permissions = [("view_operations", "Can view the operations page")]
 
     def __str__(self) -> str:

@@ -19,7 +19,7 @@ from typing import Any, TypeGuard
 MAX_FRAME_BYTES = 256 * 1024
 MAX_POINTS_PER_STROKE = 10_000
 MAX_POINTS_PER_DRAWING = 20_000  # bounds the per-point work one drawing can ask for (rendering itself
-# is bounded whatever the points: digits.render thins them to MAX_SEGMENTS before the costly part)
+# is bounded whatever the points: digits.inference.render thins them to MAX_SEGMENTS before the costly part)
 MAX_STROKES = 64
 MAX_COORD = 100_000.0  # CSS px; anything beyond is hostile
 MAX_CANVAS = 4_096.0  # CSS px a side (the page's pad is at most ~750)
@@ -33,7 +33,7 @@ MAX_STORED_BYTES = 192 * 1024
 # frames, charged before they are parsed (a 10,000-point stroke is ~150 KB of JSON, ~8 ms to parse and
 # check), and its predictions, in units of one small drawing's prediction: a job costs ~2 ms over web
 # process and worker whatever its size, plus ~0.2 us a point on each side (copied, encoded, decoded,
-# rendered: the rendering itself bounded by digits.render.MAX_SEGMENTS).
+# rendered: the rendering itself bounded by digits.inference.render.MAX_SEGMENTS).
 PREDICTION_POINTS_PER_UNIT = 5_000  # a prediction costs 1 + points / this
 DRAWING_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 

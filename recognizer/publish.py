@@ -2,7 +2,7 @@
 
 Celery's `send_task` costs about 1 ms of CPU per message on this machine and blocks, so it ran in a
 thread: a hand-off and the GIL on every batch. Here the message is built directly
-(worker.task_messages) and pushed with redis-py's asyncio client. Stored drawings' fill tasks, sent
+(contract.task_messages) and pushed with redis-py's asyncio client. Stored drawings' fill tasks, sent
 from the database thread after a commit, still use send_task.
 """
 
@@ -16,8 +16,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
-from worker.jobs import JOB_EXPIRES_S, TASK_QUEUES, Batch, batch_repr
-from worker.task_messages import task_message
+from contract.jobs import JOB_EXPIRES_S, TASK_QUEUES, Batch, batch_repr
+from contract.task_messages import task_message
 
 __all__ = ["TaskPusher", "task_message"]
 

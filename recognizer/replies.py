@@ -13,8 +13,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from contract.jobs import Answer, Answers
 from recognizer import metrics
-from worker.jobs import Answer, Answers
 
 log = logging.getLogger(__name__)
 

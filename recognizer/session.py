@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from contract.jobs import Answer, Job, Strokes
 from recognizer.drawing import DrawingState
 from recognizer.protocol import (
     MAX_FRAME_BYTES,
@@ -43,7 +44,6 @@ from recognizer.protocol import (
     check_message,
 )
 from recognizer.ratelimit import Budget, Unlimited
-from worker.jobs import Answer, Job, Strokes
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
+from contract.jobs import Job, Saliency
 from recognizer import draining, metrics
 from recognizer.health import health_report
 from recognizer.jobs import job_client, new_job_id
-from worker.jobs import Job, Saliency
 from worker.model_registry import current_model_name
 
 log = logging.getLogger(__name__)

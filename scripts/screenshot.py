@@ -25,7 +25,7 @@ from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 
 from scripts.stack import ROOT, Stack, redis_prefix_clear
-from tests.digit_paths import digit_strokes
+from tests.support.digit_paths import digit_strokes
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -1,4 +1,4 @@
-"""Take docs/operations.png: the admin's operations page (recognizer.operations) with the stack under
+"""Take docs/operations.png: the admin's operations page (review.operations) with the stack under
 a little load.
 
 Starts the whole service as scripts.screenshot does (default database, a free port, Redis keys under
@@ -34,7 +34,7 @@ from websockets.typing import Origin
 from digitsite.secret import use_checkout_key
 from scripts.screenshot import CHROMIUM, CHROMIUM_ARGS, free_port, small_png
 from scripts.stack import ROOT, Stack, redis_prefix_clear
-from tests.digit_paths import digit_strokes
+from tests.support.digit_paths import digit_strokes
 
 PASSWORD = "operations-screenshot-password"
 NONZERO = re.compile(r"^(0\.\d*[1-9]\d*|[1-9][\d,]*(\.\d+)?)$")  # a rate as the page writes it, not 0

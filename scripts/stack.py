@@ -56,7 +56,7 @@ QUEUES = ("preprocess", "inference")
 # daphne drops a socket (no close frame, no error) on a frame over its limit (1 MiB by default);
 # with 4 MiB, frames up to that reach the consumer and get the protocol's `too_large` (over 256 KB).
 MAX_FRAME_BYTES = 4 * 2**20
-# No --proxy-headers: daphne would believe X-Forwarded-For from anyone; digitsite.proxies believes it
+# No --proxy-headers: daphne would believe X-Forwarded-For from anyone; edge.proxies believes it
 # only from TRUSTED_PROXIES.
 WEB_ARGS = [
     "--websocket-max-message-size",
@@ -121,8 +121,8 @@ def worker_command(queue: str, index: int = 0) -> list[str]:
     ]
 
 
-# daphne with a graceful drain on SIGTERM (digitsite/serve.py); it takes daphne's arguments
-WEB_SERVER = ["python", "-m", "digitsite.serve"]
+# daphne with a graceful drain on SIGTERM (edge/serve.py); it takes daphne's arguments
+WEB_SERVER = ["python", "-m", "edge.serve"]
 
 
 def web_command(host: str, port: int) -> list[str]:

@@ -95,7 +95,7 @@ def _dump_logs(service: Stack) -> None:
 
 @pytest.fixture
 def ws(stack):
-    from tests.wsclient import ProtocolClient
+    from tests.support.wsclient import ProtocolClient
 
     client = ProtocolClient(stack.url)
     yield client

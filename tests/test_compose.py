@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from digitsite.proxies import TrustedProxies, parse_networks
+from edge.proxies import TrustedProxies, parse_networks
 from scripts.stack import web_command, worker_command
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,8 +18,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from contract.jobs import TASK_QUEUES
 from scripts.stack import web_command, worker_command
-from worker.jobs import TASK_QUEUES
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
@@ -177,7 +177,7 @@ def test_one_worker_deployment_per_queue_running_the_make_run_command() -> None:
 def test_web_runs_the_web_server_behind_a_service_with_readiness_liveness_and_a_grace_period_beyond_the_drain() -> None:
     from django.urls import resolve
 
-    from digitsite import serve
+    from edge import serve
 
     web = of_kind("Deployment")["web"]
     pod = web["spec"]["template"]["spec"]
@@ -193,7 +193,7 @@ def test_web_runs_the_web_server_behind_a_service_with_readiness_liveness_and_a_
         # Django answers 400 to a Host it does not allow; the kubelet sends the pod's IP unless told
         (host,) = [h["value"] for h in probe["httpHeaders"] if h["name"] == "Host"]
         assert host in config()["DJANGO_ALLOWED_HOSTS"].split(",")
-    # SIGTERM comes after the preStop pause; the drain (WEB_DRAIN_S, digitsite/serve.py) must end before SIGKILL
+    # SIGTERM comes after the preStop pause; the drain (WEB_DRAIN_S, edge/serve.py) must end before SIGKILL
     env = {e["name"]: e.get("value") for e in container.get("env", [])}
     drain_s = float(env.get("WEB_DRAIN_S") or config().get("WEB_DRAIN_S") or serve.DRAIN_S)
     pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]

@@ -23,10 +23,10 @@ from django.db import OperationalError, close_old_connections, connection, trans
 from django.db.models import F
 from django.utils import timezone
 
+from contract.jobs import MAX_BATCH, Job, Strokes
 from recognizer.models import Drawing
 from recognizer.services import drawing_record_prediction
 from worker import pipeline
-from worker.jobs import MAX_BATCH, Job, Strokes
 
 log = logging.getLogger(__name__)
 

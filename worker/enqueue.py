@@ -2,7 +2,7 @@
 prediction), pushed as a Celery task message with one LPUSH on a plain synchronous client.
 
 Celery's `apply_async` cost ~7% of the inference worker's time at 40 clients for the heat-map hop
-alone (py-spy, 2026-11-25); the message is the one the web processes push (worker.task_messages).
+alone (py-spy, 2026-11-25); the message is the one the web processes push (contract.task_messages).
 PUBLISH_VIA=celery (a broker other than Redis) keeps `apply_async`.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from worker.jobs import batch_repr
-from worker.task_messages import task_message
+from contract.jobs import batch_repr
+from contract.task_messages import task_message
 
 _lock = threading.Lock()
 _state: tuple[int, redis.Redis] | None = None  # (pid, client): a forked child makes its own

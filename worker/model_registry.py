@@ -1,7 +1,7 @@
 """The model each worker process serves, and its switch to a newly chosen one without a restart.
 
 Which model to serve is the admin's choice in the database, else `models/current.json`
-(recognizer.serving). A worker loads it as it starts; then a `ModelWatcher` thread reads the choice
+(review.serving). A worker loads it as it starts; then a `ModelWatcher` thread reads the choice
 every WATCH_S, loads a newly chosen model in the background and swaps the predictor reference.
 A batch takes the predictor once (`get_predictor()`), so it runs wholly on one model and names
 that model in its answers; the live path never reads the database nor waits for a load.
@@ -22,10 +22,10 @@ from django.conf import settings
 from django.db import Error as DatabaseError  # InterfaceError (a closed connection) included
 from django.db import connection
 
-from digits import cards
+from digits.inference import cards
 
 if TYPE_CHECKING:
-    from digits.predictor import Predictor
+    from digits.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ _loaded: tuple[int, Predictor] | None = None  # (pid, predictor): a forked child
 def current_model_name() -> str:
     """The model the workers should serve: the admin's choice, else current.json's (also when the
     database cannot be read: a worker starts and serves, and the watcher corrects it once it can)."""
-    from recognizer.serving import serving_model_name  # the ORM only after Django is set up
+    from review.serving import serving_model_name  # the ORM only after Django is set up
 
     try:
         return serving_model_name(directory=Path(settings.MODELS_DIR))
@@ -51,7 +51,7 @@ def current_model_name() -> str:
 def _load(name: str | None) -> Predictor:
     import torch
 
-    from digits.predictor import load_predictor
+    from digits.inference.predictor import load_predictor
 
     torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "1")))
     return load_predictor(Path(settings.MODELS_DIR), name or current_model_name())

@@ -16,10 +16,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from digits.images import BadImage, decode_upload, image_to_mnist
-from digits.refusal import assess
-from digits.render import drawing_png, strokes_to_mnist
-from worker.jobs import Answer, Job, JobError, Prediction, Saliency
+from contract.jobs import Answer, Job, JobError, Prediction, Saliency
+from digits.inference.images import BadImage, decode_upload, image_to_mnist
+from digits.inference.refusal import assess
+from digits.inference.render import drawing_png, strokes_to_mnist
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ def prepare_strokes(strokes: Sequence[Sequence[Sequence[float]]], canvas: Sequen
 
 
 def prepare_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> bytes:
-    """Uploaded PNG/JPEG/WebP/GIF -> model input bytes; raises digits.images.BadImage (refused from its
-    headers when it would cost more than any real image: see digits.upload_guard)."""
+    """Uploaded PNG/JPEG/WebP/GIF -> model input bytes; raises digits.inference.images.BadImage (refused from its
+    headers when it would cost more than any real image: see digits.inference.upload_guard)."""
     return to_bytes28(image_to_mnist(decode_upload(data, max_bytes=max_bytes, max_pixels=max_pixels)))
 
 
@@ -69,7 +69,7 @@ def render_png(strokes: Sequence[Sequence[Sequence[float]]], canvas: Sequence[fl
 
 def classify_batch(model: Model, images28: Sequence[bytes]) -> list[Prediction]:
     """Images through the model in one forward pass: for each, the digit, its confidence, all ten
-    probabilities, and whether it looks like no digit at all (see digits.refusal)."""
+    probabilities, and whether it looks like no digit at all (see digits.inference.refusal)."""
     if not images28:
         return []
     images = np.stack([from_bytes28(b) for b in images28])

@@ -19,7 +19,7 @@ from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 
-from worker.jobs import Answer, Answers, Job
+from contract.jobs import Answer, Answers, Job
 
 _lock = threading.Lock()
 _state: tuple[int, redis.Redis, Any] | None = None  # (pid, client, layer): a forked child makes its own

@@ -4,7 +4,7 @@
 "inference") renders drawings and runs one forward pass for the whole batch; `heat` (queue
 "preprocess") computes the heat maps of predictions the web processes showed, in one backward pass;
 `fill_drawings` (queue "preprocess": it writes to the database, which may hang) predicts stored drawings.
-Each batch's answers go back with one publish per web process (see worker.jobs).
+Each batch's answers go back with one publish per web process (see contract.jobs).
 """
 
 from __future__ import annotations
@@ -18,11 +18,7 @@ from celery import shared_task
 from celery.signals import task_postrun, task_prerun, worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
 
-from digitsite.watchdog import Watchdog
-from worker import pipeline
-from worker.enqueue import enqueue
-from worker.heartbeat import BusyClock, Heartbeat, heartbeat_key
-from worker.jobs import (
+from contract.jobs import (
     FILL_TASK,
     HEAT_TASK,
     JOB_EXPIRES_S,
@@ -34,6 +30,10 @@ from worker.jobs import (
     Batch,
     JobError,
 )
+from edge.watchdog import Watchdog
+from worker import pipeline
+from worker.enqueue import enqueue
+from worker.heartbeat import BusyClock, Heartbeat, heartbeat_key
 from worker.model_registry import ModelWatcher, get_predictor, served_model_name, warm_up
 from worker.push import push_answers
 

@@ -18,9 +18,9 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from bench.compare import Capacity, InProcessServer, capacity_search, cpu_sample, cpu_spent, listening_pid
-from digits.cards import current_model_name
-from tests.digit_paths import digit_strokes
-from tests.wsclient import ProtocolClient
+from digits.inference.cards import current_model_name
+from tests.support.digit_paths import digit_strokes
+from tests.support.wsclient import ProtocolClient
 
 ROOT = Path(__file__).resolve().parents[2]
 PREDICTION_FIELDS = {

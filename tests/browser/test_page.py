@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 from playwright.sync_api import Page, WebSocket, expect
 
 from tests.browser.conftest import orm, restart_web_under, wait_until
-from tests.digit_paths import digit_strokes
+from tests.support.digit_paths import digit_strokes
 
 pytestmark = pytest.mark.browser
 

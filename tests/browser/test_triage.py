@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import orm, wait_until
-from tests.digit_paths import digit_strokes
+from tests.support.digit_paths import digit_strokes
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -24,8 +24,8 @@ import redis
 
 from scripts.stack import Stack
 from tests.conftest import stack_of_its_own
-from tests.digit_paths import digit_strokes
-from tests.wsclient import ProtocolClient
+from tests.support.digit_paths import digit_strokes
+from tests.support.wsclient import ProtocolClient
 from worker.heartbeat import heartbeat_key, worker_details
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tests.digit_paths import digit_strokes
-from tests.wsclient import ProtocolClient
+from tests.support.digit_paths import digit_strokes
+from tests.support.wsclient import ProtocolClient
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from tests.digit_paths import digit_strokes
+from tests.support.digit_paths import digit_strokes
 
 pytestmark = pytest.mark.integration
 

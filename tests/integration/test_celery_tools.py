@@ -26,7 +26,7 @@ from celery.utils.nodenames import host_format
 
 from scripts.stack import QUEUES, Stack, worker_command
 from tests.conftest import TEST_REDIS_URL, free_port
-from tests.digit_paths import digit_strokes
+from tests.support.digit_paths import digit_strokes
 
 pytestmark = pytest.mark.integration
 

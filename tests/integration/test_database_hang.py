@@ -11,11 +11,11 @@ import uuid
 import pytest
 import requests
 
-from digits.render import drawing_png
+from digits.inference.render import drawing_png
 from recognizer.models import Drawing
-from tests.dblock import drawings_locked, queue_fill, stored_drawing
-from tests.digit_paths import digit_strokes
-from tests.wsclient import ProtocolClient
+from tests.support.dblock import drawings_locked, queue_fill, stored_drawing
+from tests.support.digit_paths import digit_strokes
+from tests.support.wsclient import ProtocolClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

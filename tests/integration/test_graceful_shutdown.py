@@ -20,9 +20,9 @@ from recognizer.consumers import CLOSE_RESTARTING
 from recognizer.models import Drawing
 from scripts.stack import Stack
 from tests.conftest import stack_of_its_own
-from tests.dblock import drawings_locked
-from tests.digit_paths import digit_strokes
-from tests.wsclient import ProtocolClient
+from tests.support.dblock import drawings_locked
+from tests.support.digit_paths import digit_strokes
+from tests.support.wsclient import ProtocolClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

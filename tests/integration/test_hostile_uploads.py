@@ -1,4 +1,4 @@
-"""The hostile-upload corpus (digits.hostile_corpus) against the real stack: each file answered 400
+"""The hostile-upload corpus (digits.data.hostile_corpus) against the real stack: each file answered 400
 with its JSON error code, the preprocess worker still the same process, and the formats the page
 offers still read."""
 
@@ -10,7 +10,7 @@ import pytest
 import requests
 from PIL import Image
 
-from digits.hostile_corpus import corpus, digit_image, encode
+from digits.data.hostile_corpus import corpus, digit_image, encode
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 import requests
 from PIL import Image, ImageDraw
 
-from tests.digit_paths import digit_strokes
+from tests.support.digit_paths import digit_strokes
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@ is throttled (429 / a refused socket), others go on being served, and X-Forwarde
 (no trusted proxy in front) changes nothing; a person's upload too many is refused alone, with the
 Retry-After of the window that refused it, and cross-site posts are refused without counting. Clients
 of different addresses connect from 127.0.0.1 and 127.0.0.2-9 (all loopback). An address that asks
-on after its 429 is refused at accept until its Retry-After (digitsite.penalties), so each test
+on after its 429 is refused at accept until its Retry-After (edge.penalties), so each test
 floods from an address of its own."""
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import METRICS_TOKEN
-from tests.digit_paths import digit_strokes
+from tests.support.digit_paths import digit_strokes
 
 pytestmark = pytest.mark.integration
 

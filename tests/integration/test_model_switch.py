@@ -13,9 +13,9 @@ import pytest
 import requests
 
 from recognizer.models import ServingModel
-from recognizer.serving import serving_model_set
-from tests.digit_paths import digit_strokes
-from tests.wsclient import ProtocolClient
+from review.serving import serving_model_set
+from tests.support.digit_paths import digit_strokes
+from tests.support.wsclient import ProtocolClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

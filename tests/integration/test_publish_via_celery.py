@@ -11,8 +11,8 @@ import requests
 from PIL import Image, ImageDraw
 
 from tests.conftest import stack_of_its_own
-from tests.digit_paths import digit_strokes
-from tests.wsclient import ProtocolClient
+from tests.support.digit_paths import digit_strokes
+from tests.support.wsclient import ProtocolClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -30,12 +30,12 @@ import requests
 from kombu import Connection
 from PIL import Image, ImageDraw
 
+from contract.jobs import JOB_EXPIRES_S, PREDICT_QUEUE, QUEUES
 from recognizer.models import Drawing
 from scripts.stack import UNTHROTTLED, Stack
 from tests.conftest import METRICS_TOKEN, TEST_REDIS_URL, database_url, stack_of_its_own
-from tests.digit_paths import digit_strokes
-from tests.wsclient import ProtocolClient
-from worker.jobs import JOB_EXPIRES_S, PREDICT_QUEUE, QUEUES
+from tests.support.digit_paths import digit_strokes
+from tests.support.wsclient import ProtocolClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

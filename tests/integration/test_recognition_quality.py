@@ -3,7 +3,7 @@ sizes, places and brush widths are read right; a scribble, a filled blob and let
 flagged "uncertain"; an empty drawing gives digit null.
 
 The letters drawn here (A, X, W) and these scribble/blob paths were not used to train or tune the
-model or the refusal thresholds (those used digits.refusal.TUNING_LETTERS and random shapes).
+model or the refusal thresholds (those used digits.inference.refusal.TUNING_LETTERS and random shapes).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from tests.digit_paths import digit_strokes
+from tests.support.digit_paths import digit_strokes
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

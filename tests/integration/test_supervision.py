@@ -31,14 +31,14 @@ import requests
 from PIL import Image, ImageDraw
 from websockets.exceptions import ConnectionClosed
 
-from digitsite.watchdog import EXIT_STUCK
+from contract.jobs import FILL_TASK, TASK_QUEUES
+from edge.watchdog import EXIT_STUCK
 from recognizer.models import Drawing
 from scripts.stack import Stack
 from tests.conftest import stack_of_its_own
-from tests.dblock import drawings_locked, queue_fill, stored_drawing
-from tests.digit_paths import digit_strokes
-from tests.wsclient import ProtocolClient
-from worker.jobs import FILL_TASK, TASK_QUEUES
+from tests.support.dblock import drawings_locked, queue_fill, stored_drawing
+from tests.support.digit_paths import digit_strokes
+from tests.support.wsclient import ProtocolClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from django.conf import settings
 
-from digits import uji
-from digits.evaluate import uji_report
-from digits.predictor import load_predictor
+from digits.data import uji
+from digits.evaluation.evaluate import uji_report
+from digits.inference.predictor import load_predictor
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -16,8 +16,8 @@ MODELS = Path(__file__).resolve().parents[2] / "models"
 @pytest.fixture(scope="module")
 def digits(mnist_dir):
     """The first MNIST test digit of each class the model reads right directly: (digit, image)."""
-    from digits.mnist import load_split
-    from digits.predictor import load_predictor
+    from digits.data.mnist import load_split
+    from digits.inference.predictor import load_predictor
 
     images, labels = load_split(mnist_dir, "test")
     images, labels = images[:200], labels[:200]

@@ -10,7 +10,7 @@ import requests
 from PIL import Image
 
 from recognizer.models import Drawing
-from tests.digit_paths import digit_strokes
+from tests.support.digit_paths import digit_strokes
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -202,7 +202,7 @@ def test_closed_sockets_leave_no_redis_subscription_behind(stack):
     import redis
 
     from tests.conftest import TEST_REDIS_URL
-    from tests.wsclient import ProtocolClient
+    from tests.support.wsclient import ProtocolClient
 
     client = redis.Redis.from_url(TEST_REDIS_URL)
     pattern = f"{stack.env['REDIS_PREFIX']}asgi*"

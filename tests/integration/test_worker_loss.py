@@ -17,8 +17,8 @@ import requests
 
 from scripts.stack import Stack
 from tests.conftest import TEST_REDIS_URL, free_port
-from tests.digit_paths import digit_strokes
-from tests.wsclient import ProtocolClient
+from tests.support.digit_paths import digit_strokes
+from tests.support.wsclient import ProtocolClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

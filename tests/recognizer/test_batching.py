@@ -6,11 +6,11 @@ import asyncio
 import threading
 import time
 
+from contract.jobs import HEAT_TASK as HEAT
+from contract.jobs import PREDICT_TASK as PREDICT
+from contract.jobs import PREPARE_TASK as PREPARE
+from contract.jobs import Batch, Job, Strokes
 from recognizer.batching import JobBatcher
-from worker.jobs import HEAT_TASK as HEAT
-from worker.jobs import PREDICT_TASK as PREDICT
-from worker.jobs import PREPARE_TASK as PREPARE
-from worker.jobs import Batch, Job, Strokes
 
 
 def job(i: int, *, upload: bool = False) -> Job:

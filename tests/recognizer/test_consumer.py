@@ -13,16 +13,19 @@ import pytest
 from channels.layers import InMemoryChannelLayer
 from channels.testing import WebsocketCommunicator
 
-from digits.predictor import load_predictor
+from contract.jobs import HEAT_TASK, Answers, Batch
+from digits.inference.predictor import load_predictor
 from recognizer.consumers import RecognizeConsumer
 from recognizer.jobs import drop_job_client, job_client
 from recognizer.models import Drawing
 from recognizer.replies import ReplyHub
-from tests.digit_paths import digit_strokes
+from tests.support.digit_paths import digit_strokes
 from worker import pipeline
-from worker.jobs import HEAT_TASK, Answers, Batch
 
 ROOT = Path(__file__).resolve().parents[2]
+# Channels consumers close stale database connections on every message: an earlier test's connection
+# in the executor thread is touched then.
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +33,7 @@ def limits_in_memory(monkeypatch):
     """Per-address limits counted in memory (the service counts them in Redis), off unless a test sets them."""
     from limits.aio.storage import MemoryStorage
 
-    from digitsite import throttle
+    from edge import throttle
     from recognizer import consumers
 
     monkeypatch.setattr(throttle, "_limits", throttle.AddressLimits(MemoryStorage(), "off", "off", "off"))
@@ -231,8 +234,8 @@ def test_health_says_draining_while_the_process_shuts_down(client, monkeypatch) 
 def test_sockets_over_an_address_limit_are_told_why_and_closed(settings, monkeypatch) -> None:
     from limits.aio.storage import MemoryStorage
 
-    from digitsite import throttle
-    from digitsite.penalties import Penalties
+    from edge import throttle
+    from edge.penalties import Penalties
     from recognizer import consumers
     from recognizer.consumers import CLOSE_LIMITED
 

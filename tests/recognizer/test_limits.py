@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from digitsite.limits import RequestBodyLimit
+from edge.limits import RequestBodyLimit
 
 
 class App:

@@ -11,10 +11,10 @@ import msgpack
 import pytest
 import redis
 
+from contract.jobs import PREDICT_QUEUE, PREDICT_TASK, Batch, Job, Saliency, Strokes
+from contract.task_messages import task_message
 from recognizer.publish import TaskPusher
 from tests.conftest import TEST_REDIS_URL
-from worker.jobs import PREDICT_QUEUE, PREDICT_TASK, Batch, Job, Saliency, Strokes
-from worker.task_messages import task_message
 
 # Fields that differ per message by nature (ids, the moment it expires, the sender; the body is
 # compared decoded, apart from the moment it was sent).

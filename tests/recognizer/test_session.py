@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
+from contract.jobs import HEAT_TASK, PREPARE_QUEUE, Answer, Job, JobError, Prediction, Saliency
 from recognizer import ratelimit
 from recognizer import session as session_module
 from recognizer.protocol import MAX_STORED_POINTS, PREDICTION_POINTS_PER_UNIT
 from recognizer.ratelimit import AllOf, TokenBucket
 from recognizer.session import RecognitionSession, StoreRequest
-from worker.jobs import HEAT_TASK, PREPARE_QUEUE, Answer, Job, JobError, Prediction, Saliency
 
 PROBS = [0.01] * 3 + [0.91] + [0.01] * 6
 

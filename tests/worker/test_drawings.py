@@ -13,11 +13,11 @@ import redis
 from django.db import connections
 from django.utils import timezone
 
-from digits.predictor import load_predictor
+from digits.inference.predictor import load_predictor
 from recognizer.models import Drawing
 from recognizer.services import drawing_store
 from tests.conftest import TEST_REDIS_URL
-from tests.digit_paths import digit_strokes
+from tests.support.digit_paths import digit_strokes
 from worker.drawings import LOCK_WAIT_S, MAX_ATTEMPTS, Sweeper, drawings_fill, drawings_waiting
 
 pytestmark = pytest.mark.django_db

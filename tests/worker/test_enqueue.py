@@ -8,11 +8,11 @@ import uuid
 import pytest
 import redis
 
+from contract.jobs import HEAT_TASK, PREPARE_QUEUE
 from tests.conftest import TEST_REDIS_URL
 from tests.recognizer.test_publish import batch, decode
 from worker import enqueue as enqueue_module
 from worker.enqueue import enqueue
-from worker.jobs import HEAT_TASK, PREPARE_QUEUE
 from worker.tasks import heat
 
 

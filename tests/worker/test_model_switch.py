@@ -15,12 +15,12 @@ import pytest
 import redis
 from django.db import OperationalError
 
+from contract.jobs import Answer, Batch, Job, Strokes
 from recognizer.models import ServingModel
 from tests.conftest import TEST_REDIS_URL
-from tests.digit_paths import digit_strokes
+from tests.support.digit_paths import digit_strokes
 from worker import model_registry, tasks
 from worker.heartbeat import HEARTBEAT_TTL_S, Heartbeat, beat, heartbeat_key, worker_report
-from worker.jobs import Answer, Batch, Job, Strokes
 from worker.model_registry import ModelWatcher, get_predictor, served_model_name, swap_predictor
 
 
@@ -131,7 +131,7 @@ def test_the_choice_is_the_newest_row_else_current_json(settings, tmp_path: Path
 
 
 def test_with_the_database_down_current_json_names_the_model(settings, tmp_path: Path, monkeypatch) -> None:
-    from recognizer import serving
+    from review import serving
 
     (tmp_path / "current.json").write_text('{"model": "from-file"}')
     settings.MODELS_DIR = tmp_path

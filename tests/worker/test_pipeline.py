@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digits.predictor import load_predictor
-from tests.digit_paths import digit_strokes
+from contract.jobs import Job, Strokes
+from digits.inference.predictor import load_predictor
+from tests.support.digit_paths import digit_strokes
 from worker import pipeline
-from worker.jobs import Job, Strokes
 
 ROOT = Path(__file__).resolve().parents[2]
 

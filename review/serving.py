@@ -36,6 +36,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from digits.inference import cards
 from recognizer.models import ServingModel
+from recognizer.selectors import serving_model_name
 from review.dashboard import Score, reviewed_drawings, score_per_model
 from review.permissions import SWITCH_MODELS, VIEW_MODELS, has_any, staff_page
 
@@ -59,13 +60,6 @@ def models_dir() -> Path:
 def serving_choice() -> ServingModel | None:
     """The newest choice made in the admin, if any."""
     return ServingModel.objects.order_by("-id").first()
-
-
-def serving_model_name(*, directory: Path | None = None) -> str:
-    """The model the workers should serve: the admin's newest choice, else current.json's.
-    One indexed query; raises the database's error when it cannot be read."""
-    name = ServingModel.objects.order_by("-id").values_list("name", flat=True).first()
-    return name or cards.current_model_name(directory or models_dir())
 
 
 def serving_previous_name(*, directory: Path | None = None) -> str | None:

@@ -39,7 +39,7 @@ _loaded: tuple[int, Predictor] | None = None  # (pid, predictor): a forked child
 def current_model_name() -> str:
     """The model the workers should serve: the admin's choice, else current.json's (also when the
     database cannot be read: a worker starts and serves, and the watcher corrects it once it can)."""
-    from review.serving import serving_model_name  # the ORM only after Django is set up
+    from recognizer.selectors import serving_model_name  # the ORM only after Django is set up
 
     try:
         return serving_model_name(directory=Path(settings.MODELS_DIR))

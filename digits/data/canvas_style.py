@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -264,7 +264,3 @@ def _render_chunk(images: np.ndarray, seed: int, first: int, mode: str) -> np.nd
         p = grid_params(i, rng) if mode == "grid" else sample_params(rng)
         out[k] = np.clip(np.rint(canvas_style(images[k], rng, p) * 255.0), 0, 255).astype(np.uint8)
     return out
-
-
-def params_dict(p: Params) -> dict:
-    return asdict(p)

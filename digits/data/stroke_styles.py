@@ -28,129 +28,27 @@ A style is a function ``(strokes, rng) -> strokes | None`` on dense polylines in
 28x28 image, y down); None means it does not apply to that digit (a 1 that is not a plain bar, a 4
 already open). :func:`styled_image` draws the result like a canvas drawing
 (:func:`digits.data.canvas_style.draw_strokes`: sparse mouse sampling, random brush, size and place, the
-serving preprocessing). :func:`build_pool` makes seeded, cached styled copies of a set of digits
-for training (:mod:`digits.training.finetune` ``--styles``).
+serving preprocessing). :func:`digits.data.style_pool.build_pool` makes seeded, cached styled copies
+of a set of digits for training (``--styles``); :mod:`digits.data.stroke_geometry` holds the geometry.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
-from tqdm import tqdm
 
-from digits.data.canvas_style import CACHE_DIR, FORMAT_VERSION, MNIST_BOX, data_hash, draw_strokes
-from digits.data.strokes import Polyline, densify, rdp, skeleton_strokes
+from digits.data import stroke_geometry as geo
+from digits.data.canvas_style import MNIST_BOX, draw_strokes
+from digits.data.stroke_geometry import Strokes
+from digits.data.strokes import rdp, skeleton_strokes
 
 STYLE_VERSION = 2  # bump when a style changes (invalidates cached pools)
 
-Strokes = list[np.ndarray]  # (n, 2) float64 polylines, source px, y down, in drawing order
 StyleFn = Callable[[Strokes, np.random.Generator], "Strokes | None"]
-
-
-# --------------------------------------------------------------------------- geometry
-
-
-def _arrays(strokes: Sequence[Polyline]) -> Strokes:
-    return [np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in strokes if len(s)]
-
-
-def _length(pts: np.ndarray) -> float:
-    return float(np.hypot(*np.diff(pts, axis=0).T).sum()) if len(pts) > 1 else 0.0
-
-
-def _dense(pts: np.ndarray, step: float = 0.5) -> np.ndarray:
-    return np.asarray(densify(pts, step), dtype=np.float64).reshape(-1, 2)
-
-
-def bounds(strokes: Strokes) -> tuple[np.ndarray, np.ndarray]:
-    """(lower, upper) corners of the strokes' points."""
-    pts = np.concatenate(strokes)
-    return pts.min(axis=0), pts.max(axis=0)
-
-
-def _rot(v: np.ndarray, deg: float) -> np.ndarray:
-    a = math.radians(deg)
-    c, s = math.cos(a), math.sin(a)
-    return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
-
-
-@dataclass(frozen=True)
-class Bar:
-    """A digit traced as one straight-ish stroke (a plain 1): its points from top to bottom."""
-
-    points: np.ndarray
-    top: np.ndarray
-    bottom: np.ndarray
-
-    @property
-    def length(self) -> float:
-        return float(np.hypot(*(self.bottom - self.top)))
-
-    @property
-    def down(self) -> np.ndarray:
-        return (self.bottom - self.top) / self.length
-
-    @property
-    def left(self) -> np.ndarray:
-        """Unit normal of the bar on its left side (screen, y down)."""
-        d = self.down  # points down (y > 0): its left normal is (-dy, dx)
-        return np.array([-d[1], d[0]])
-
-
-def plain_bar(strokes: Strokes, *, max_lean_deg: float = 30.0, max_bow: float = 0.12, min_length: float = 8.0) -> Bar | None:
-    """The bar of a digit traced as a single straight-ish stroke within ``max_lean_deg`` of vertical
-    (its points at most ``max_bow`` of its length off the chord), else None."""
-    if len(strokes) != 1 or len(strokes[0]) < 2:
-        return None
-    pts = strokes[0]
-    if pts[0, 1] > pts[-1, 1]:
-        pts = pts[::-1]
-    top, bottom = pts[0], pts[-1]
-    chord = bottom - top
-    length = float(np.hypot(*chord))
-    if length < min_length or abs(math.degrees(math.atan2(chord[0], chord[1]))) > max_lean_deg:
-        return None
-    off = np.abs(chord[0] * (pts[:, 1] - top[1]) - chord[1] * (pts[:, 0] - top[0])) / length
-    if off.max() > max_bow * length:
-        return None
-    return Bar(pts.copy(), top.copy(), bottom.copy())
-
-
-def _bezier(a: np.ndarray, control: np.ndarray, b: np.ndarray, n: int = 12) -> np.ndarray:
-    t = np.linspace(0.0, 1.0, n)[:, None]
-    return (1 - t) ** 2 * a + 2 * (1 - t) * t * control + t**2 * b
-
-
-def _join(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """One polyline: ``first`` then ``second`` (a repeated meeting point dropped)."""
-    if np.allclose(first[-1], second[0]):
-        second = second[1:]
-    return np.concatenate([first, second])
-
-
-def crossings(strokes: Strokes, y: float) -> list[float]:
-    """The x of every place where the strokes cross the horizontal line at ``y``."""
-    xs = []
-    for s in strokes:
-        for a, b in zip(s[:-1], s[1:]):
-            if (a[1] - y) * (b[1] - y) < 0 or (a[1] == y and b[1] != y):
-                t = (y - a[1]) / (b[1] - a[1])
-                xs.append(float(a[0] + t * (b[0] - a[0])))
-    return xs
-
-
-def _point_segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distance of points ``p`` (n, 2) to segment a-b, and where along it they project (t, unclipped)."""
-    ab = b - a
-    t = ((p - a) @ ab) / float(ab @ ab)
-    q = a + np.clip(t, 0.0, 1.0)[:, None] * ab
-    return np.hypot(*(p - q).T), t
 
 
 # --------------------------------------------------------------------------- styles
@@ -159,7 +57,7 @@ def _point_segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> tupl
 def one_flag(strokes: Strokes, rng: np.random.Generator) -> Strokes | None:
     """A plain 1 with a flag from its top going down-left (part of the stroke or a first stroke),
     sometimes a base serif (a last stroke)."""
-    bar = plain_bar(strokes)
+    bar = geo.plain_bar(strokes)
     if bar is None:
         return None
     d = bar.down
@@ -175,12 +73,12 @@ def one_flag(strokes: Strokes, rng: np.random.Generator) -> Strokes | None:
     end = bar.top + f * np.array([-math.cos(beta), math.sin(beta)])
     normal = np.array([-math.sin(beta), -math.cos(beta)])  # the flag's upper side
     control = (end + bar.top) / 2 + normal * f * rng.uniform(-0.1, 0.2)
-    flag = _bezier(end, control, bar.top)
-    out = [_join(flag, bar.points)] if rng.uniform() < 0.65 else [flag, bar.points]
+    flag = geo.bezier(end, control, bar.top)
+    out = [geo.join(flag, bar.points)] if rng.uniform() < 0.65 else [flag, bar.points]
     if rng.uniform() < 0.25:
         width = bar.length * rng.uniform(0.3, 0.55)
         a = rng.uniform(0.35, 0.65)
-        along = _rot(np.array([1.0, 0.0]), rng.uniform(-6.0, 6.0))
+        along = geo.rotate(np.array([1.0, 0.0]), rng.uniform(-6.0, 6.0))
         out.append(np.stack([bar.bottom - a * width * along, bar.bottom + (1 - a) * width * along]))
     return out
 
@@ -188,7 +86,7 @@ def one_flag(strokes: Strokes, rng: np.random.Generator) -> Strokes | None:
 def one_loop(strokes: Strokes, rng: np.random.Generator) -> Strokes | None:
     """A plain 1 written as a narrow loop: up beside the bar from low down to the top, then down
     the bar; the up-stroke comes in from the other side, so the two cross where the loop closes."""
-    bar = plain_bar(strokes)
+    bar = geo.plain_bar(strokes)
     if bar is None:
         return None
     t0 = rng.uniform(0.55, 1.0)  # where the loop closes, as a share of the way down
@@ -199,26 +97,26 @@ def one_loop(strokes: Strokes, rng: np.random.Generator) -> Strokes | None:
     up = bar.top + np.outer(t * bar.length, bar.down) + np.outer(bump * width, side)
     entry = up[0] - side * width * rng.uniform(0.3, 1.0) + bar.down * bar.length * rng.uniform(0.0, 0.08)
     up = np.concatenate([entry[None], up])
-    return [_join(up, bar.points)]
+    return [geo.join(up, bar.points)]
 
 
 def seven_cross(strokes: Strokes, rng: np.random.Generator) -> Strokes | None:
     """A 7 with a crossbar across its stem (a second stroke), sometimes a down-tick at the top
     bar's left end."""
-    lo, hi = bounds(strokes)
+    lo, hi = geo.bounds(strokes)
     height = float(hi[1] - lo[1])
     if height < 8.0:
         return None
     for _ in range(4):
         y = float(lo[1] + height * rng.uniform(0.4, 0.62))
-        xs = crossings(strokes, y)
+        xs = geo.crossings(strokes, y)
         if len(xs) == 1:
             break
     else:
         return None
     length = height * rng.uniform(0.3, 0.55)
     centre = np.array([xs[0] + length * rng.uniform(-0.12, 0.12), y])
-    along = _rot(np.array([1.0, 0.0]), rng.uniform(-12.0, 6.0))  # negative: rising to the right
+    along = geo.rotate(np.array([1.0, 0.0]), rng.uniform(-12.0, 6.0))  # negative: rising to the right
     out = [s.copy() for s in strokes]
     first = out[0]
     if rng.uniform() < 0.4 and first[0, 1] < lo[1] + 0.3 * height and first[0, 0] < (lo[0] + hi[0]) / 2:
@@ -232,7 +130,7 @@ def holes(strokes: Strokes, shape: tuple[int, int] = (28, 28)) -> list[np.ndarra
     """The enclosed regions of the strokes drawn as one-pixel lines: for each, its pixels (row, col)."""
     ink = np.zeros(shape, dtype=bool)
     for s in strokes:
-        pts = np.floor(_dense(s, 0.25)).astype(int)
+        pts = np.floor(geo.dense(s, 0.25)).astype(int)
         ok = (pts[:, 0] >= 0) & (pts[:, 0] < shape[1]) & (pts[:, 1] >= 0) & (pts[:, 1] < shape[0])
         ink[pts[ok, 1], pts[ok, 0]] = True
     background, n = ndimage.label(~ink)  # 4-connected: a one-pixel 8-connected line encloses
@@ -262,7 +160,7 @@ def four_open(strokes: Strokes, rng: np.random.Generator) -> Strokes | None:
     """A 4 opened at the top: a closed one (arm, bar and stem enclose a triangle) gets the arm's ink
     near the triangle's apex, left of the stem, lifted off; an open one (most of MNIST's) gets its
     arm turned out from the stem about the arm's corner with the bar, 8-25 degrees."""
-    lo, hi = bounds(strokes)
+    lo, hi = geo.bounds(strokes)
     height = float(hi[1] - lo[1])
     if height < 8.0:
         return None
@@ -285,7 +183,7 @@ def _four_cut(strokes: Strokes, hole: np.ndarray, height: float, rng: np.random.
     out: Strokes = []
     cut_total = 0
     for s in strokes:
-        dense = _dense(s)
+        dense = geo.dense(s)
         rel = dense - top
         side = rel[:, 1] * v[0] - rel[:, 0] * v[1]  # > 0: left of the stem (screen, y down)
         cut = (np.hypot(*(dense - apex).T) < radius) & (side > 1.2)
@@ -315,14 +213,14 @@ def _four_spread(strokes: Strokes, height: float, centre_x: float, rng: np.rando
     top, bottom = stem
 
     def on_stem(s: np.ndarray) -> bool:
-        dist, _ = _point_segment_distance(s, top, bottom)
+        dist, _ = geo.point_segment_distance(s, top, bottom)
         return bool((dist < 1.0).mean() > 0.5)
 
     others = [i for i, s in enumerate(strokes) if not on_stem(s)]
     if not others:
         return None
-    k = max(others, key=lambda i: _length(strokes[i]))
-    pts = _dense(strokes[k])
+    k = max(others, key=lambda i: geo.length(strokes[i]))
+    pts = geo.dense(strokes[k])
     j = _sharpest_corner(pts)
     if j is None:
         return None
@@ -333,7 +231,7 @@ def _four_spread(strokes: Strokes, height: float, centre_x: float, rng: np.rando
         return None  # no arm rising from the corner
     theta = rng.uniform(8.0, 25.0)
     tip = arm[0] if arm_first else arm[-1]
-    turned = [corner + np.array([_rot(p - corner, sign * theta) for p in arm]) for sign in (-1.0, 1.0)]
+    turned = [corner + np.array([geo.rotate(p - corner, sign * theta) for p in arm]) for sign in (-1.0, 1.0)]
     tips = [t[0] if arm_first else t[-1] for t in turned]
     new = turned[int(np.argmin([t[0] for t in tips]))]  # the way that takes the arm's tip left
     if (new[0] if arm_first else new[-1])[0] >= tip[0]:
@@ -365,10 +263,10 @@ def _sharpest_corner(pts: np.ndarray) -> int | None:
 def two_strokes(strokes: Strokes, rng: np.random.Generator, *, bar_last: bool = False) -> Strokes | None:
     """The longest stroke written in two: the pen lifted at its sharpest corner and put down a
     little off (a gap or an overshoot); with ``bar_last`` the upper piece (a 5's top bar) last."""
-    lo, hi = bounds(strokes)
+    lo, hi = geo.bounds(strokes)
     height = float(hi[1] - lo[1])
-    k = max(range(len(strokes)), key=lambda i: _length(strokes[i]))
-    pts = _dense(strokes[k])
+    k = max(range(len(strokes)), key=lambda i: geo.length(strokes[i]))
+    pts = geo.dense(strokes[k])
     j = _sharpest_corner(pts)
     if j is None or height < 8.0:
         return None
@@ -378,7 +276,7 @@ def two_strokes(strokes: Strokes, rng: np.random.Generator, *, bar_last: bool = 
     if n == 0:
         return None
     v /= n
-    shift = _rot(np.array([1.0, 0.0]), rng.uniform(0.0, 360.0)) * height * rng.uniform(0.02, 0.05)
+    shift = geo.rotate(np.array([1.0, 0.0]), rng.uniform(0.0, 360.0)) * height * rng.uniform(0.02, 0.05)
     overshoot = height * rng.uniform(0.0, 0.06)
     second = np.concatenate([(second[0] - v * overshoot)[None], second]) + shift
     pieces = [first, second]
@@ -426,15 +324,15 @@ def apply_style(strokes: Strokes, label: int, style: str, rng: np.random.Generat
     if label not in s.digits:
         raise ValueError(f"style {style} is for digits {s.digits}, not {label}")
     make = _five_in_two if (style == "two-strokes" and label == 5) else s.make
-    out = make(_arrays(strokes), rng)
-    return None if out is None else _refit(out, _arrays(strokes))
+    out = make(geo.arrays(strokes), rng)
+    return None if out is None else _refit(out, geo.arrays(strokes))
 
 
 def _refit(strokes: Strokes, like: Strokes) -> Strokes:
     """``strokes`` scaled about their box's centre so its longer side is that of ``like``'s box (a
     flag or a crossbar does not make the digit bigger than its writer drew it), at most MNIST's box."""
-    lo, hi = bounds(strokes)
-    l0, h0 = bounds(like)
+    lo, hi = geo.bounds(strokes)
+    l0, h0 = geo.bounds(like)
     side, target = float((hi - lo).max()), min(float((h0 - l0).max()), MNIST_BOX)
     if side <= 0:
         return strokes
@@ -444,7 +342,7 @@ def _refit(strokes: Strokes, like: Strokes) -> Strokes:
 
 def traced(image: np.ndarray) -> Strokes:
     """A digit's strokes as canvas_style traces them (dense polylines, source px)."""
-    return _arrays(skeleton_strokes(image, scale=1.0, tolerance=0.05))
+    return geo.arrays(skeleton_strokes(image, scale=1.0, tolerance=0.05))
 
 
 def styled_strokes(image: np.ndarray, label: int, style: str, rng: np.random.Generator) -> Strokes | None:
@@ -457,102 +355,3 @@ def styled_image(image: np.ndarray, label: int, style: str, rng: np.random.Gener
     drawing, or None where the style does not apply."""
     strokes = styled_strokes(image, label, style, rng)
     return None if strokes is None else draw_strokes(strokes, rng)
-
-
-def _choose(label: int, rng: np.random.Generator) -> list[str]:
-    """The styles to try for a copy of a ``label``: one drawn by weight, then the others."""
-    names = [n for n, _ in MIX[label]]
-    w = np.array([w for _, w in MIX[label]], dtype=np.float64)
-    first = names[int(rng.choice(len(names), p=w / w.sum()))]
-    return [first] + [n for n in names if n != first]
-
-
-# --------------------------------------------------------------------------- training pool
-
-
-@dataclass(frozen=True)
-class Pool:
-    """Styled copies: ``images`` uint8 (M, 28, 28), each of training image ``source`` (index into
-    the images the pool was built from) in style ``style`` (index into :data:`STYLES`)."""
-
-    images: np.ndarray
-    source: np.ndarray
-    style: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def counts(self) -> dict[str, int]:
-        names = list(STYLES)
-        return {names[i]: int((self.style == i).sum()) for i in range(len(names)) if (self.style == i).any()}
-
-
-def _pool_key(images: np.ndarray, labels: np.ndarray, seed: int, variants: int) -> str:
-    mix = hashlib.sha256(repr(sorted(MIX.items())).encode()).hexdigest()[:8]
-    lab = hashlib.sha256(np.ascontiguousarray(labels).tobytes()).hexdigest()[:8]
-    return (
-        f"styles-v{STYLE_VERSION}-canvas-v{FORMAT_VERSION}-seed{seed}-x{variants}-mix{mix}-"
-        f"{data_hash(images)}-{lab}-n{len(images)}"
-    )
-
-
-def build_pool(
-    images: np.ndarray,
-    labels: np.ndarray,
-    seed: int,
-    *,
-    variants: int = 2,
-    cache_dir: Path | None = CACHE_DIR,
-    progress: bool = True,
-) -> Pool:
-    """``variants`` styled copies of every image whose digit has styles (:data:`MIX`), each in a
-    style drawn by weight (the next one where it does not apply; none where no style does), drawn
-    like a canvas drawing. Copy ``v`` of image ``i`` uses ``np.random.default_rng([seed, v, i])``:
-    deterministic; cached as ``.npz`` under ``cache_dir``."""
-    images, labels = np.asarray(images), np.asarray(labels)
-    final = None
-    if cache_dir is not None:
-        final = Path(cache_dir) / f"{_pool_key(images, labels, seed, variants)}.npz"
-        if final.exists():
-            with np.load(final) as z:
-                return Pool(z["images"], z["source"], z["style"])
-    out, source, style = [], [], []
-    todo = np.flatnonzero(np.isin(labels, list(MIX)))
-    for i in tqdm(todo, desc="styled copies", disable=not progress, unit="img"):
-        strokes = traced(images[i])
-        if not strokes:
-            continue
-        label = int(labels[i])
-        for v in range(variants):
-            rng = np.random.default_rng([seed, v, int(i)])
-            for name in _choose(label, rng):
-                styled = apply_style(strokes, label, name, rng)
-                img = draw_strokes(styled, rng) if styled is not None else None
-                if img is not None:
-                    out.append(np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8))
-                    source.append(int(i))
-                    style.append(STYLE_IDS[name])
-                    break
-    pool = Pool(
-        np.stack(out) if out else np.zeros((0, 28, 28), np.uint8),
-        np.asarray(source, dtype=np.int64),
-        np.asarray(style, dtype=np.int64),
-    )
-    if final is not None:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_suffix(".tmp.npz")
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, images=pool.images, source=pool.source, style=pool.style)
-        tmp.replace(final)
-    return pool
-
-
-def describe(fraction: float, variants: int) -> str:
-    """What the card says about the styled copies."""
-    mix = "; ".join(f"{d}: " + ", ".join(f"{n} {w:.0%}" for n, w in MIX[d]) for d in sorted(MIX))
-    return (
-        f"{variants} styled copies of each MNIST training 1, 4, 5 and 7 (digits.data.stroke_styles v{STYLE_VERSION}: "
-        f"the digit's traced strokes with a style added, drawn like a canvas drawing as digits.data.canvas_style "
-        f"draws; styles by weight per digit, a style that does not apply falls to the next: {mix}); each such "
-        f"digit of an epoch is replaced by one of its styled copies with probability {fraction}"
-    )

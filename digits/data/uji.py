@@ -4,7 +4,7 @@ Each digit is a full pen trajectory in tablet units. To read it as the service r
 is put on the page's pad as a person would draw it there: fitted to the 280x280 canvas with its
 aspect ratio kept (the longer side spanning :data:`FILL` of the pad, centred), coordinates rounded
 to 0.1 CSS px and repeated points dropped as the page's pointer handler does, drawn with the page's
-brush (``app.js``: canvas width x 18/320), then rendered by :func:`digits.inference.render.strokes_to_mnist`,
+brush (the page's ``pad.js``: canvas width x 18/320), then rendered by :func:`digits.inference.render.strokes_to_mnist`,
 the function the workers use for strokes sent over the WebSocket.
 
 The writers are the unit of independence: :func:`writer_split` and :func:`writer_folds` keep all of
@@ -27,7 +27,7 @@ from digits.paths import UJI_DIR
 DEFAULT_DIR = UJI_DIR
 DEV_FILE = "uji-digits-dev.json"
 CANVAS = (280.0, 280.0)  # the page's pad, CSS px
-BRUSH = math.floor(CANVAS[0] * 18 / 320 * 10 + 0.5) / 10  # app.js: round1(width * BRUSH_RATIO) = 15.8
+BRUSH = math.floor(CANVAS[0] * 18 / 320 * 10 + 0.5) / 10  # pad.js: round1(width * BRUSH_RATIO) = 15.8
 FILL = 0.7  # the drawing's longer side / the pad's side: a digit drawn to fill most of the pad
 
 Strokes = list[list[list[float]]]

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from digits.data.mnist import load_split
+from digits.data.splits import stratified_split
 
 cv2.setNumThreads(1)  # one image at a time on a shared CPU
 
@@ -311,9 +312,7 @@ def make_upload(
 
 def validation_digits(data_dir: Path, *, seed: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images, labels, indices in the training part) of the validation split drawn by ``seed``
-    and ``val_fraction`` (as digits.training.train draws it: see a model card's ``training``)."""
-    from digits.training.train import stratified_split  # torch-heavy module: only when building the set
-
+    and ``val_fraction`` (as training draws it: see a model card's ``training``)."""
     images, labels = load_split(data_dir, "train")
     val = stratified_split(labels, val_fraction, seed)[1]
     return images[val], labels[val], val

@@ -21,6 +21,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from digits.inference.render import strokes_to_mnist
+
 INK_LEVEL = 0.5  # a pixel at or above this share of the image's peak counts as ink (hairlines are faint)
 MAX_INK_SHARE = 0.34  # share of the 28x28 frame that is ink
 MAX_THICKNESS = 6.5  # radius (px) of the largest disc inside the ink; digits' strokes stay below ~5.5
@@ -146,8 +148,6 @@ def random_blob(rng: np.random.Generator) -> tuple[list[np.ndarray], float]:
 
 def synthetic_non_digits(n: int, seed: int = 0, letters: tuple[str, ...] = TRAIN_LETTERS) -> tuple[np.ndarray, list[str]]:
     """(n, 28, 28) MNIST-style images of scribbles, blobs and letters (from ``letters``), and their kinds."""
-    from digits.inference.render import strokes_to_mnist
-
     rng = np.random.default_rng(seed)
     images: list[np.ndarray] = []
     kinds: list[str] = []

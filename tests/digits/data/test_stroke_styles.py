@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from digits.data import stroke_geometry as geo
 from digits.data import stroke_styles as ss
+from digits.data import style_pool
 from digits.data.canvas_style import place_strokes, sample_params
 from digits.data.strokes import densify
 
@@ -57,7 +59,7 @@ def test_a_flag_runs_from_the_top_down_left_at_an_angle_off_the_bar() -> None:
     for seed in SEEDS:
         out = ss.one_flag(bar(), np.random.default_rng(seed))
         valid(out)
-        b = ss.plain_bar(bar())
+        b = geo.plain_bar(bar())
         assert b is not None
         flag_start = out[0][0]  # drawn first: from the flag's end up to the top
         v = flag_start - b.top
@@ -87,7 +89,7 @@ def test_a_looped_one_goes_up_beside_the_bar_and_comes_down_it() -> None:
         valid(out)
         assert len(out) == 1
         s = out[0]
-        b = ss.plain_bar(bar())
+        b = geo.plain_bar(bar())
         top = int(np.argmin(s[:, 1]))
         assert 5 < top < len(s) - 5  # up, then down
         rel = s[:top] - b.top
@@ -106,7 +108,7 @@ def test_a_crossbar_crosses_the_stem_of_a_seven_about_halfway_down() -> None:
         assert abs(angle_deg(b - a)) <= 12.1
         y = (a[1] + b[1]) / 2
         assert 5 + 0.38 * 19 <= y <= 5 + 0.64 * 19
-        stem_x = ss.crossings(out[:1], y)
+        stem_x = geo.crossings(out[:1], y)
         assert len(stem_x) == 1 and min(a[0], b[0]) < stem_x[0] < max(a[0], b[0])
         ticks += out[0][0, 1] > 5.5  # a down-tick before the top bar
     assert 10 <= ticks <= 40
@@ -156,8 +158,8 @@ def test_styled_strokes_keep_the_digits_size_and_stay_in_the_canvas(label: int, 
     for seed in range(20):
         rng = np.random.default_rng(seed)
         out = ss.apply_style(make(), label, style, rng)
-        lo, hi = ss.bounds(out)
-        l0, h0 = ss.bounds(make())
+        lo, hi = geo.bounds(out)
+        l0, h0 = geo.bounds(make())
         assert float((hi - lo).max()) == pytest.approx(float((h0 - l0).max()))
         p = sample_params(rng)
         placed = np.concatenate([np.asarray(s) for s in place_strokes(out, p, rng)])
@@ -200,18 +202,18 @@ def test_mnist_digits_drawn_in_each_style_are_mnist_framed_and_seeded(training_d
 def test_the_pool_is_seeded_cached_and_styles_each_digit_as_its_own(training_digits, tmp_path: Path) -> None:
     images, labels = training_digits
     images, labels = images[::4], labels[::4]  # 40 digits: 10 each of 1, 4, 5, 7
-    pool = ss.build_pool(images, labels, 5, variants=2, cache_dir=tmp_path, progress=False)
+    pool = style_pool.build_pool(images, labels, 5, variants=2, cache_dir=tmp_path, progress=False)
     assert len(pool) >= 60 and pool.images.shape == (len(pool), 28, 28) and pool.images.dtype == np.uint8
     names = list(ss.STYLES)
     for src, style in zip(pool.source, pool.style):
         assert labels[src] in ss.STYLES[names[style]].digits
     assert set(pool.counts()) == set(ss.STYLES)
     assert len(list(tmp_path.glob("styles-*.npz"))) == 1
-    cached = ss.build_pool(images, labels, 5, variants=2, cache_dir=tmp_path, progress=False)
-    fresh = ss.build_pool(images, labels, 5, variants=2, cache_dir=None, progress=False)
+    cached = style_pool.build_pool(images, labels, 5, variants=2, cache_dir=tmp_path, progress=False)
+    fresh = style_pool.build_pool(images, labels, 5, variants=2, cache_dir=None, progress=False)
     for other in (cached, fresh):
         np.testing.assert_array_equal(other.images, pool.images)
         np.testing.assert_array_equal(other.source, pool.source)
     assert not np.array_equal(
-        ss.build_pool(images, labels, 6, variants=2, cache_dir=None, progress=False).images[:5], pool.images[:5]
+        style_pool.build_pool(images, labels, 6, variants=2, cache_dir=None, progress=False).images[:5], pool.images[:5]
     )

@@ -31,8 +31,9 @@ def test_the_dev_set_is_20_writers_times_10_digits_twice(digits: list[uji.PenDig
 
 
 def test_the_brush_is_the_pages() -> None:
-    ratio = re.search(r"BRUSH_RATIO = (\d+) / (\d+);", (ROOT / "recognizer/static/recognizer/app.js").read_text())
-    assert ratio, "app.js no longer defines BRUSH_RATIO as a fraction"
+    scripts = "\n".join(p.read_text() for p in sorted((ROOT / "recognizer/static/recognizer").glob("*.js")))
+    ratio = re.search(r"BRUSH_RATIO = (\d+) / (\d+);", scripts)
+    assert ratio, "the page's scripts no longer define BRUSH_RATIO as a fraction"
     page = round(uji.CANVAS[0] * int(ratio[1]) / int(ratio[2]), 1)  # round1(width * BRUSH_RATIO)
     assert uji.BRUSH == pytest.approx(page, abs=0.051)
 

@@ -19,10 +19,12 @@ import torch
 
 from digits.data import uji
 from digits.data.mnist import load_split
-from digits.evaluation.evaluate import summarize
+from digits.data.splits import stratified_split
+from digits.evaluation.metrics import summarize
 from digits.inference.predictor import load_predictor
+from digits.training import collected as co
 from digits.training import finetune as ft
-from digits.training.train import stratified_split
+from digits.training import loop
 
 ROOT = Path(__file__).resolve().parents[3]
 MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
@@ -73,9 +75,9 @@ def uji_export(out: Path, writers: tuple[str, ...]) -> Path:
     return write_export(out, [f"uji-{d.writer}-{d.label}-{d.sample}" for d in digits], images, uji.labels(digits))
 
 
-def collected_of(writers: list[str | None], created: list[str] | None = None) -> ft.Collected:
+def collected_of(writers: list[str | None], created: list[str] | None = None) -> co.Collected:
     n = len(writers)
-    return ft.Collected(
+    return co.Collected(
         Path("x.npz"),
         np.zeros((n, 28, 28), np.uint8),
         np.arange(n) % 10,
@@ -86,30 +88,30 @@ def collected_of(writers: list[str | None], created: list[str] | None = None) ->
 
 
 def test_a_client_id_names_its_writer_only_for_imported_drawings() -> None:
-    assert ft.writer_of("uji-W07-3-trn_UJI_W07-01") == "W07"
-    assert ft.writer_of("5f2c0e1a-page-drawing") is None
+    assert co.writer_of("uji-W07-3-trn_UJI_W07-01") == "W07"
+    assert co.writer_of("5f2c0e1a-page-drawing") is None
 
 
 def test_holding_out_writers_keeps_each_writer_on_one_side() -> None:
     c = collected_of(["W01", "W02", "W03", None, "W02", "W01"])
-    split = ft.holdout_writers(c, ["W02"])
+    split = co.holdout_writers(c, ["W02"])
     assert split.held_out.tolist() == [1, 4] and split.train.tolist() == [0, 2, 3, 5]
     assert split.by == "writer" and split.writers == ("W02",)
     with pytest.raises(ValueError, match="W09"):
-        ft.holdout_writers(c, ["W09"])
+        co.holdout_writers(c, ["W09"])
 
 
 def test_a_held_out_share_is_whole_writers_when_known_else_the_newest() -> None:
     c = collected_of([f"W{1 + i % 10:02d}" for i in range(40)])
-    split = ft.holdout_share(c, 0.2, seed=3)
+    split = co.holdout_share(c, 0.2, seed=3)
     assert split.by == "writer" and len(split.writers) == 2
     held = {c.writers[i] for i in split.held_out}
     assert held == set(split.writers) and not held & {c.writers[i] for i in split.train}
-    assert ft.holdout_share(c, 0.2, seed=3).writers == split.writers  # seeded
+    assert co.holdout_share(c, 0.2, seed=3).writers == split.writers  # seeded
 
     dates = ["2026-11-03", "2026-11-01", "2026-11-05", "2026-11-02", "2026-11-04"]
     mixed = collected_of(["W01", None, "W02", "W01", "W02"], dates)  # one unknown writer: by time
-    split = ft.holdout_share(mixed, 0.4)
+    split = co.holdout_share(mixed, 0.4)
     assert split.by == "time" and split.held_out.tolist() == [2, 4]  # the two newest
     assert split.train.tolist() == [0, 1, 3]
 
@@ -119,7 +121,7 @@ def test_a_manifest_out_of_step_with_the_images_is_refused(tmp_path: Path) -> No
     rows = path.with_suffix(".csv").read_text().splitlines()
     path.with_suffix(".csv").write_text("\n".join([rows[0], rows[2], rows[1]]) + "\n")
     with pytest.raises(ValueError, match="row for row"):
-        ft.load_collected(path)
+        co.load_collected(path)
 
 
 @pytest.fixture(scope="module")
@@ -130,14 +132,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     export = uji_export(tmp / "uji.npz", ("W01", "W02", "W03"))
     current = (models / "current.json").read_bytes()
     seen: list[tuple[torch.Tensor, torch.Tensor | None]] = []
-    original = ft.tr.train_one_epoch
+    original = loop.train_one_epoch
 
-    def recording(model, x, y, opt, sched, cfg, aug, epoch, canvas=None, outliers=None, teacher=None):  # type: ignore[no-untyped-def]
-        seen.append((x.clone(), None if canvas is None else canvas.clone()))
-        return original(model, x, y, opt, sched, cfg, aug, epoch, canvas, outliers, teacher)
+    def recording(model, x, y, opt, sched, cfg, aug, epoch, extras=loop.NO_EXTRAS):  # type: ignore[no-untyped-def]
+        seen.append((x.clone(), None if extras.canvas is None else extras.canvas.clone()))
+        return original(model, x, y, opt, sched, cfg, aug, epoch, extras)
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(ft.tr, "train_one_epoch", recording)
+    mp.setattr(loop, "train_one_epoch", recording)
     try:
         cfg = ft.FinetuneConfig(
             data=export,

@@ -5,6 +5,7 @@ labels alone (the teacher distils on the others), both models are measured on th
 
 from __future__ import annotations
 
+import argparse
 import shutil
 from pathlib import Path
 
@@ -12,10 +13,12 @@ import numpy as np
 import pytest
 
 from digits.data import stroke_styles as ss
-from digits.data import uji
+from digits.data import style_pool, uji
 from digits.data.mnist import load_split
+from digits.data.splits import STYLE_SEED, stratified_split
+from digits.paths import MODELS_DIR
 from digits.training import finetune as ft
-from digits.training.train import stratified_split
+from digits.training import loop
 from tests.digits.training.test_finetune import BASE, models_with_base, tiny_mnist
 
 
@@ -24,17 +27,18 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("finetune-styles")
     models = models_with_base(tmp / "models")
     for suffix in (".json", ".pt"):
-        shutil.copy(Path(ft.DEFAULT_MODELS) / f"teacher-wide-v1{suffix}", models / f"teacher-wide-v1{suffix}")
+        shutil.copy(MODELS_DIR / f"teacher-wide-v1{suffix}", models / f"teacher-wide-v1{suffix}")
     current = (models / "current.json").read_bytes()
     seen: list[tuple] = []
-    original = ft.tr.train_one_epoch
+    original = loop.train_one_epoch
 
-    def recording(model, x, y, opt, sched, cfg, aug, epoch, canvas=None, outliers=None, teacher=None, **kw):  # type: ignore[no-untyped-def]
-        seen.append((x.clone(), y.clone(), None if canvas is None else canvas.clone(), teacher, kw.get("distill_mask")))
-        return original(model, x, y, opt, sched, cfg, aug, epoch, canvas, outliers, teacher, **kw)
+    def recording(model, x, y, opt, sched, cfg, aug, epoch, extras=loop.NO_EXTRAS):  # type: ignore[no-untyped-def]
+        canvas = None if extras.canvas is None else extras.canvas.clone()
+        seen.append((x.clone(), y.clone(), canvas, extras.teacher, extras.distill_mask))
+        return original(model, x, y, opt, sched, cfg, aug, epoch, extras)
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(ft.tr, "train_one_epoch", recording)
+    mp.setattr(loop, "train_one_epoch", recording)
     try:
         cfg = ft.FinetuneConfig(
             models_dir=models,
@@ -44,7 +48,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
             mnist_per_epoch=0,
             outlier_count=40,
             cache_dir=tmp / "cache",
-            style_fraction=0.6,
+            styles=0.6,
             style_variants=2,
             canvas_variants=2,
             uji_dir=uji.DEFAULT_DIR,
@@ -62,15 +66,15 @@ def test_styled_copies_replace_some_of_the_digits_of_their_class(run: dict) -> N
     cfg = run["cfg"]
     images, labels = load_split(cfg.data_dir, "train")
     train, _ = stratified_split(labels, 0.1, 2)
-    pool = ss.build_pool(
-        images[train], labels[train], ft.STYLE_SEED + 2, variants=2, cache_dir=cfg.cache_dir, progress=False
+    pool = style_pool.build_pool(
+        images[train], labels[train], STYLE_SEED + 2, variants=2, cache_dir=cfg.cache_dir, progress=False
     )  # cached by the run: the same copies
     styled = {p.tobytes(): int(labels[train][s]) for p, s in zip(pool.images, pool.source)}
     ((x, y, canvas, teacher, mask),) = run["seen"]
     given = np.rint(x[:, 0].numpy() * 255).astype(np.uint8)
     hits = [i for i, a in enumerate(given) if a.tobytes() in styled]
     eligible = int(np.isin(y.numpy(), list(ss.MIX)).sum())
-    # style_fraction (0.6) of those that have styled copies (a 1 that is not a plain bar has none)
+    # styles (0.6) of those that have styled copies (a 1 that is not a plain bar has none)
     assert 0.3 * eligible <= len(hits) <= 0.75 * eligible
     for i in hits:
         assert int(y[i]) == styled[given[i].tobytes()]  # labelled as the digit they were made from
@@ -104,12 +108,10 @@ def test_nothing_to_train_on_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_command_line_takes_styles_without_collected_drawings() -> None:
-    import argparse
-
     p = argparse.ArgumentParser()
     ft.add_arguments(p, styles=True)
     cfg = ft.config_from(vars(p.parse_args(["--styles", "0.4", "--style-variants", "3", "--uji-dir", "u"])), "c")
-    assert cfg.data is None and cfg.style_fraction == 0.4 and cfg.style_variants == 3 and cfg.uji_dir == Path("u")
+    assert cfg.data is None and cfg.styles == 0.4 and cfg.style_variants == 3 and cfg.uji_dir == Path("u")
     retrain = argparse.ArgumentParser()
     ft.add_arguments(retrain)  # manage.py retrain: --data stays required, no style options
     with pytest.raises(SystemExit):

@@ -11,8 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from digits.data.mnist import load_split
 from digits.inference.predictor import load_predictor
-from digits.training.train import Augment, distillation_loss, main, random_affine, stratified_split
+from digits.training import loop
+from digits.training.augment import Augment, random_affine
+from digits.training.distill import distillation_loss
+from digits.training.recipe import Recipe
+from digits.training.train import main
 
 DATA_DIR = Path(__file__).resolve().parents[3].parent / "shared/data/mnist"
 
@@ -25,8 +30,6 @@ def write_idx(path: Path, magic: int, array: np.ndarray) -> None:
 @pytest.fixture
 def tiny_data(tmp_path: Path) -> Path:
     """200 training and 50 test images: real MNIST ones when available, else random ones."""
-    from digits.data.mnist import load_split
-
     out = tmp_path / "data"
     out.mkdir()
     for split, prefix, n in (("train", "train", 200), ("test", "t10k", 50)):
@@ -39,14 +42,6 @@ def tiny_data(tmp_path: Path) -> Path:
         write_idx(out / f"{prefix}-images-idx3-ubyte.gz", 2051, images)
         write_idx(out / f"{prefix}-labels-idx1-ubyte.gz", 2049, labels)
     return out
-
-
-def test_stratified_split_is_deterministic_and_disjoint() -> None:
-    labels = np.arange(1000) % 10
-    train, val = stratified_split(labels, 0.1, seed=3)
-    assert len(val) == 100 and len(train) == 900 and not set(train) & set(val)
-    assert np.bincount(labels[val]).tolist() == [10] * 10
-    np.testing.assert_array_equal(val, stratified_split(labels, 0.1, seed=3)[1])
 
 
 def test_random_affine_keeps_shape_and_range() -> None:
@@ -157,8 +152,6 @@ def test_distilled_model_records_its_teacher(tiny_data: Path, tmp_path: Path) ->
 
 
 def test_swa_keeps_the_average_of_the_weights_after_each_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
-    from digits.training import train as tr
-
     def set_weights(model: torch.nn.Module, *args: object, **kwargs: object) -> float:
         epoch = args[6]  # train_one_epoch(model, x, y, opt, sched, cfg, aug, epoch, ...)
         with torch.no_grad():
@@ -166,10 +159,10 @@ def test_swa_keeps_the_average_of_the_weights_after_each_epoch(monkeypatch: pyte
                 p.fill_(1.0 + 2.0 * float(epoch))  # 1, 3, 5 after epochs 0, 1, 2
         return 0.0
 
-    monkeypatch.setattr(tr, "train_one_epoch", set_weights)
+    monkeypatch.setattr(loop, "train_one_epoch", set_weights)
     x, y = torch.rand(20, 1, 28, 28), torch.arange(20) % 10
-    cfg = tr.Config(epochs=3, swa=True, threads=1, progress=False)
-    model, _, last = tr.fit(cfg, (x, y), (x, y), tr.Augment(), log=lambda _: None)
+    cfg = Recipe(epochs=3, swa=True, threads=1, progress=False)
+    model, _, last = loop.fit(cfg, (x, y), (x, y), Augment(), log=lambda _: None)
     assert last == 3  # the whole run, not an epoch chosen on validation
     for p in model.parameters():
         assert torch.allclose(p, torch.full_like(p, 3.0))

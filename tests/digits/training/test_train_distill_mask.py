@@ -1,4 +1,4 @@
-"""Distillation restricted to some samples (digits.training.train.train_one_epoch's ``distill_mask``): all
+"""Distillation restricted to some samples (digits.training.loop.train_one_epoch's ``distill_mask``): all
 marked is the plain distillation, none marked is training on the labels alone."""
 
 from __future__ import annotations
@@ -8,7 +8,11 @@ import copy
 import torch
 
 from digits.inference.network import DigitNet
-from digits.training import train as tr
+from digits.training import loop
+from digits.training.augment import Augment
+from digits.training.distill import distillation_loss
+from digits.training.loop import Extras
+from digits.training.recipe import Recipe
 
 
 def one_epoch(student: DigitNet, teacher: DigitNet | None, mask: torch.Tensor | None) -> tuple[float, dict]:
@@ -16,10 +20,9 @@ def one_epoch(student: DigitNet, teacher: DigitNet | None, mask: torch.Tensor | 
     x = torch.rand(48, 1, 28, 28)
     y = torch.arange(48) % 10
     model = copy.deepcopy(student)
-    cfg = tr.Config(epochs=1, seed=3, batch_size=16, progress=False)
-    opt, sched = tr.make_optimizer(model, cfg, 3)
-    kwargs = {} if mask is None else {"distill_mask": mask}
-    loss = tr.train_one_epoch(model, x, y, opt, sched, cfg, tr.Augment(), 0, None, None, teacher, **kwargs)
+    cfg = Recipe(epochs=1, seed=3, batch_size=16, progress=False)
+    opt, sched = loop.make_optimizer(model, cfg, 3)
+    loss = loop.train_one_epoch(model, x, y, opt, sched, cfg, Augment(), 0, Extras(teacher=teacher, distill_mask=mask))
     return loss, model.state_dict()
 
 
@@ -41,5 +44,5 @@ def test_a_mask_marking_all_or_none_of_the_samples() -> None:
 
 def test_per_sample_distillation_averages_to_the_batch_loss() -> None:
     s, t = torch.randn(8, 10), torch.randn(8, 10)
-    per = tr.distillation_loss(s, t, 3.0, per_sample=True)
-    assert per.shape == (8,) and torch.allclose(per.mean(), tr.distillation_loss(s, t, 3.0))
+    per = distillation_loss(s, t, 3.0, per_sample=True)
+    assert per.shape == (8,) and torch.allclose(per.mean(), distillation_loss(s, t, 3.0))

@@ -1,46 +1,24 @@
 """The one contract between the web processes and the workers: jobs in, answers out.
 
-Everything that crosses a process boundary is one of these dataclasses, encoded by its `to_wire`
-and decoded by its `from_wire`, and never changes meaning in transit. Wire values are plain
-msgpack-able dicts (bytes stay bytes: Celery and the channel layer both speak msgpack here).
+Every job and every answer is one of the variants below (a dataclass per kind, no optional-field
+bundles), encoded by its `to_wire` and decoded by `job_from_wire` / `answer_from_wire`. Wire values
+are plain msgpack-able dicts (bytes stay bytes: Celery and the channel layer both speak msgpack
+here); each names its `kind`. Encoders are pure: the send time is an argument, nothing is mutated.
 
-A web process gathers the jobs of all its connections and publishes them as one `Batch` (one
-Celery message) by task name; a worker answers a batch with one `Answers` message per web
+A web process gathers the jobs of all its connections and publishes them as one `Batch` (one task
+message) by task name (contract.tasks); a worker answers a batch with one `Answers` message per web
 process (its `reply` channel), which that process fans out to its connections in memory by
 `client`. This module imports nothing heavy: the web side uses it without torch or the ML core.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any, ClassVar
 
-JOB_EXPIRES_S = 30  # a batch nobody can wait for any more is dropped, not run
-MAX_BATCH = 64  # jobs per Celery message: bounds one worker step (and one forward pass)
-
-# Task names and queues: the web side publishes by name and never imports worker code.
-PREPARE_TASK = "worker.tasks.prepare"  # decode uploads (up to 10-30 ms each): their own queue
-PREDICT_TASK = "worker.tasks.predict"  # strokes or ready 28x28 images -> predictions
-# Stored drawings (by primary key) -> their predictions. Filling one in writes to the database, and a
-# hung database holds its worker: on the preprocess queue, never in front of a live prediction.
-FILL_TASK = "worker.tasks.fill_drawings"
-HEAT_TASK = "worker.tasks.heat"  # heat maps of predictions already shown: off the live path
-PREPARE_QUEUE = "preprocess"
-PREDICT_QUEUE = "inference"
-QUEUES = (PREPARE_QUEUE, PREDICT_QUEUE)
-TASK_QUEUES = {PREPARE_TASK: PREPARE_QUEUE, HEAT_TASK: PREPARE_QUEUE, FILL_TASK: PREPARE_QUEUE, PREDICT_TASK: PREDICT_QUEUE}
+from contract.tasks import FILL_TASK, HEAT_MAP_TASK, PREDICT_TASK, PREPROCESS_TASK, TASK_QUEUES
 
 ANSWERS_TYPE = "job.answers"  # channel-layer message type of an `Answers`
-
-
-class Saliency(str, Enum):
-    """Whether a job wants the heat map of the pixels that drove its prediction in its answer. (A
-    drawing's heat map is a job of its own, `explain`, asked for once its prediction stayed on screen.)"""
-
-    NONE = "none"
-    INLINE = "inline"  # in the answer itself (uploads: one reply per request)
 
 
 @dataclass(frozen=True)
@@ -59,67 +37,161 @@ class Strokes:
         return cls(d["strokes"], (float(d["canvas"][0]), float(d["canvas"][1])), float(d["brush"]))
 
 
-@dataclass
-class Job:
-    """One thing to recognise. Exactly one of `strokes`, `upload` (PNG/JPEG bytes) or `image`
-    (784 bytes, the model's input) is set; a prepare step turns an upload into an image. A job with
-    `explain` set asks only for the heat map of `image` for that digit (a prediction already sent)."""
+# ---- jobs
 
+
+@dataclass(frozen=True)
+class _JobBase:
+    """What every job carries: who gets the answer, when it was last published, its timings so far."""
+
+    kind: ClassVar[str]
+    task: ClassVar[str]
     id: str
     client: str  # the connection (or waiting request) in the web process that gets the answer
     reply: str  # the web process's channel
-    strokes: Strokes | None = None
-    upload: bytes | None = None
-    image: bytes | None = None
-    png: bool = False  # also render the drawing as a PNG (stored drawings)
-    saliency: Saliency = Saliency.NONE
-    explain: int | None = None  # heat-map jobs: the digit whose evidence is wanted
+    _: KW_ONLY
     sent_at: float = 0.0  # wall clock when last published: queue wait = worker's now - sent_at
-    timings: dict[str, float] = field(default_factory=dict)  # ms per phase so far
-
-    @property
-    def task(self) -> str:
-        if self.explain is not None:
-            return HEAT_TASK
-        return PREPARE_TASK if self.upload is not None else PREDICT_TASK
+    timings: dict[str, float] = field(default_factory=dict)  # ms per phase so far (workers add to it)
 
     @property
     def queue(self) -> str:
         return TASK_QUEUES[self.task]
 
-    def to_wire(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"id": self.id, "client": self.client, "reply": self.reply, "sent_at": self.sent_at}
-        if self.strokes is not None:
-            d["strokes"] = self.strokes.to_wire()
-        if self.upload is not None:
-            d["upload"] = self.upload
-        if self.image is not None:
-            d["image"] = self.image
-        if self.png:
-            d["png"] = True
-        if self.saliency is not Saliency.NONE:
-            d["saliency"] = self.saliency.value
-        if self.explain is not None:
-            d["explain"] = self.explain
+    def _wire(self, sent_at: float | None, **fields: Any) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": self.kind, "id": self.id, "client": self.client, "reply": self.reply}
+        d["sent_at"] = self.sent_at if sent_at is None else sent_at
         if self.timings:
             d["timings"] = self.timings
-        return d
+        return {**d, **fields}
+
+
+@dataclass(frozen=True)
+class DrawingJob(_JobBase):
+    """A drawing to predict (strokes rendered by the worker); `png`: also render it as a PNG (stored drawings)."""
+
+    kind: ClassVar[str] = "drawing"
+    task: ClassVar[str] = PREDICT_TASK
+    strokes: Strokes
+    png: bool = False
+
+    def to_wire(self, sent_at: float | None = None) -> dict[str, Any]:
+        return self._wire(sent_at, strokes=self.strokes.to_wire(), png=self.png)
+
+
+@dataclass(frozen=True)
+class UploadJob(_JobBase):
+    """An uploaded PNG/JPEG to decode (on the preprocess queue), then predict as an `ImageJob`;
+    `heat_map`: the answer carries the heat map too (one reply per request)."""
+
+    kind: ClassVar[str] = "upload"
+    task: ClassVar[str] = PREPROCESS_TASK
+    upload: bytes
+    heat_map: bool = False
+
+    def to_wire(self, sent_at: float | None = None) -> dict[str, Any]:
+        return self._wire(sent_at, upload=self.upload, heat_map=self.heat_map)
+
+
+@dataclass(frozen=True)
+class ImageJob(_JobBase):
+    """A ready 28x28 image (784 bytes, the model's input) to predict: a decoded upload."""
+
+    kind: ClassVar[str] = "image"
+    task: ClassVar[str] = PREDICT_TASK
+    image: bytes
+    heat_map: bool = False
+
+    def to_wire(self, sent_at: float | None = None) -> dict[str, Any]:
+        return self._wire(sent_at, image=self.image, heat_map=self.heat_map)
+
+
+@dataclass(frozen=True)
+class HeatMapJob(_JobBase):
+    """The heat map of `image` for `digit`: the pixels that drove a prediction already shown."""
+
+    kind: ClassVar[str] = "heat_map"
+    task: ClassVar[str] = HEAT_MAP_TASK
+    image: bytes
+    digit: int
+
+    def to_wire(self, sent_at: float | None = None) -> dict[str, Any]:
+        return self._wire(sent_at, image=self.image, digit=self.digit)
+
+
+Job = DrawingJob | UploadJob | ImageJob | HeatMapJob
+
+
+def job_from_wire(d: dict[str, Any]) -> Job:
+    common: dict[str, Any] = {
+        "id": d["id"],
+        "client": d["client"],
+        "reply": d["reply"],
+        "sent_at": float(d.get("sent_at", 0.0)),
+        "timings": dict(d.get("timings", {})),
+    }
+    kind = d["kind"]
+    if kind == DrawingJob.kind:
+        return DrawingJob(strokes=Strokes.from_wire(d["strokes"]), png=bool(d.get("png")), **common)
+    if kind == UploadJob.kind:
+        return UploadJob(upload=d["upload"], heat_map=bool(d.get("heat_map")), **common)
+    if kind == ImageJob.kind:
+        return ImageJob(image=d["image"], heat_map=bool(d.get("heat_map")), **common)
+    if kind == HeatMapJob.kind:
+        return HeatMapJob(image=d["image"], digit=int(d["digit"]), **common)
+    raise ValueError(f"unknown job kind {kind!r}")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One task message: the jobs (all of one task) a web process gathered. Its answers come back in
+    one `Answers` message per web process that names the batch, so the sender knows the batch is done."""
+
+    id: str
+    jobs: list[Job]
+
+    @property
+    def task(self) -> str:
+        tasks = {job.task for job in self.jobs}
+        if len(tasks) != 1:
+            raise ValueError(f"a batch holds the jobs of one task, not {sorted(tasks)}")
+        return tasks.pop()
+
+    def to_wire(self, sent_at: float) -> dict[str, Any]:
+        """The task's argument; every job is stamped `sent_at` on the wire (the jobs are not changed)."""
+        return {"id": self.id, "jobs": [job.to_wire(sent_at) for job in self.jobs]}
 
     @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> Job:
-        return cls(
-            id=d["id"],
-            client=d["client"],
-            reply=d["reply"],
-            strokes=Strokes.from_wire(d["strokes"]) if "strokes" in d else None,
-            upload=d.get("upload"),
-            image=d.get("image"),
-            png=bool(d.get("png")),
-            saliency=Saliency(d.get("saliency", "none")),
-            explain=d.get("explain"),
-            sent_at=float(d.get("sent_at", 0.0)),
-            timings=dict(d.get("timings", {})),
-        )
+    def from_wire(cls, d: dict[str, Any]) -> Batch:
+        return cls(str(d.get("id", "")), [job_from_wire(j) for j in d["jobs"]])
+
+    def argsrepr(self) -> str:
+        """What Celery logs for the task's arguments: the batch's size. Without it Celery repr()s every
+        point of every drawing on each publish (about 1 ms a drawing)."""
+        return f"(<batch of {len(self.jobs)}>,)"
+
+
+@dataclass(frozen=True)
+class FillRequest:
+    """Stored drawings (primary keys) whose predictions a worker should fill in."""
+
+    task: ClassVar[str] = FILL_TASK
+    pks: tuple[int, ...]
+
+    def to_wire(self, sent_at: float = 0.0) -> list[int]:
+        return list(self.pks)
+
+    @classmethod
+    def from_wire(cls, pks: list[Any]) -> FillRequest:
+        return cls(tuple(int(pk) for pk in pks))
+
+    def argsrepr(self) -> str:
+        return f"({list(self.pks)!r},)"
+
+
+TaskPayload = Batch | FillRequest  # the one argument of a task message
+
+
+# ---- answers
 
 
 @dataclass(frozen=True)
@@ -159,71 +231,72 @@ class JobError:
 
 
 @dataclass(frozen=True)
-class Answer:
-    """The worker's reply to one job: a prediction (with the image it saw, the PNG if asked for,
-    the heat map if inline) or an error. A heat map asked for on its own (`explain`) comes as an Answer with
-    only `saliency` set (`prediction` and `error` both None)."""
-
-    id: str
+class _AnswerBase:
+    kind: ClassVar[str]
+    id: str  # the job's
     client: str
-    prediction: Prediction | None = None
-    error: JobError | None = None
-    image: bytes | None = None
-    png: bytes | None = None
-    saliency: bytes | None = None
+    _: KW_ONLY
     timings: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def is_saliency_only(self) -> bool:
-        return self.prediction is None and self.error is None
-
-    def to_wire(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"id": self.id, "client": self.client}
-        if self.prediction is not None:
-            d["prediction"] = self.prediction.to_wire()
-        if self.error is not None:
-            d["error"] = [self.error.code, self.error.message]
-        for name in ("image", "png", "saliency"):
-            if getattr(self, name) is not None:
-                d[name] = getattr(self, name)
+    def _wire(self, **fields: Any) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": self.kind, "id": self.id, "client": self.client}
         if self.timings:
             d["timings"] = self.timings
-        return d
-
-    @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> Answer:
-        return cls(
-            id=d["id"],
-            client=d["client"],
-            prediction=Prediction.from_wire(d["prediction"]) if "prediction" in d else None,
-            error=JobError(*d["error"]) if "error" in d else None,
-            image=d.get("image"),
-            png=d.get("png"),
-            saliency=d.get("saliency"),
-            timings=dict(d.get("timings", {})),
-        )
+        return {**d, **fields}
 
 
-@dataclass
-class Batch:
-    """One Celery message: the jobs a web process gathered. Its answers come back in one `Answers`
-    message per web process that names the batch, so the sender knows the batch is done."""
+@dataclass(frozen=True)
+class PredictionAnswer(_AnswerBase):
+    """A prediction, with the image the model saw (None for a drawing without ink), the PNG if asked
+    for, and the heat map if the job asked for it inline."""
 
-    id: str
-    jobs: list[Job]
+    kind: ClassVar[str] = "prediction"
+    prediction: Prediction
+    image: bytes | None = None
+    png: bytes | None = None
+    heat_map: bytes | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        now = time.time()
-        for job in self.jobs:
-            job.sent_at = now
-        return {"id": self.id, "jobs": [job.to_wire() for job in self.jobs]}
-
-    @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> Batch:
-        return cls(str(d.get("id", "")), [Job.from_wire(j) for j in d["jobs"]])
+        return self._wire(prediction=self.prediction.to_wire(), image=self.image, png=self.png, heat_map=self.heat_map)
 
 
-@dataclass
+@dataclass(frozen=True)
+class ErrorAnswer(_AnswerBase):
+    kind: ClassVar[str] = "error"
+    error: JobError
+
+    def to_wire(self) -> dict[str, Any]:
+        return self._wire(error=[self.error.code, self.error.message])
+
+
+@dataclass(frozen=True)
+class HeatMapAnswer(_AnswerBase):
+    """The answer to a `HeatMapJob`: 784 bytes, how much each pixel drove the digit's score."""
+
+    kind: ClassVar[str] = "heat_map"
+    heat_map: bytes
+
+    def to_wire(self) -> dict[str, Any]:
+        return self._wire(heat_map=self.heat_map)
+
+
+Answer = PredictionAnswer | ErrorAnswer | HeatMapAnswer
+
+
+def answer_from_wire(d: dict[str, Any]) -> Answer:
+    common: dict[str, Any] = {"id": d["id"], "client": d["client"], "timings": dict(d.get("timings", {}))}
+    kind = d["kind"]
+    if kind == PredictionAnswer.kind:
+        p = Prediction.from_wire(d["prediction"])
+        return PredictionAnswer(prediction=p, image=d.get("image"), png=d.get("png"), heat_map=d.get("heat_map"), **common)
+    if kind == ErrorAnswer.kind:
+        return ErrorAnswer(error=JobError(*d["error"]), **common)
+    if kind == HeatMapAnswer.kind:
+        return HeatMapAnswer(heat_map=d["heat_map"], **common)
+    raise ValueError(f"unknown answer kind {kind!r}")
+
+
+@dataclass(frozen=True)
 class Answers:
     """One channel-layer message to a web process: its share of a batch's answers (`batch` names
     the batch they answer; empty for heat maps, which follow once a batch is already done)."""
@@ -232,15 +305,9 @@ class Answers:
     batch: str = ""
     sent_at: float = 0.0  # wall clock when the worker sent it
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"type": ANSWERS_TYPE, "batch": self.batch, "sent_at": time.time(), "answers": [a.to_wire() for a in self.answers]}
+    def to_wire(self, sent_at: float) -> dict[str, Any]:
+        return {"type": ANSWERS_TYPE, "batch": self.batch, "sent_at": sent_at, "answers": [a.to_wire() for a in self.answers]}
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> Answers:
-        return cls([Answer.from_wire(a) for a in d["answers"]], str(d.get("batch", "")), float(d.get("sent_at", 0.0)))
-
-
-def batch_repr(batch: dict[str, Any]) -> str:
-    """What Celery logs for a batch's arguments: its size. Without it Celery repr()s every point of
-    every drawing on each publish (about 1 ms a drawing)."""
-    return f"(<batch of {len(batch['jobs'])}>,)"
+        return cls([answer_from_wire(a) for a in d["answers"]], str(d.get("batch", "")), float(d.get("sent_at", 0.0)))

@@ -1,11 +1,11 @@
 """Celery task messages as kombu's Redis transport stores them, built directly and pushed with one
-LPUSH: by the web processes (recognizer.publish, from the event loop) and by the workers for their
-own next hop (an upload's prediction, heat maps). Celery's `apply_async`/`send_task` costs about
-1 ms of CPU a message on this machine (the message is built through several layers, kombu's producer
-looks up bindings and serializers); the message has one fixed shape: Celery's task protocol 2 inside
-kombu's Redis envelope, msgpack body, base64 as kombu's Redis transport carries it. The workers
-consume it like any other task (tests/recognizer/test_publish.py compares it with what Celery writes;
-integration tests run it against real workers).
+LPUSH by contract.publish (the web processes' batches and fills, the workers' own next hop).
+Celery's `apply_async`/`send_task` costs about 1 ms of CPU a message on this machine (the message is
+built through several layers, kombu's producer looks up bindings and serializers); the message has
+one fixed shape: Celery's task protocol 2 inside kombu's Redis envelope, msgpack body, base64 as
+kombu's Redis transport carries it. The workers consume it like any other task
+(tests/contract/test_publish.py compares it with what Celery writes; integration tests run it
+against real workers).
 """
 
 from __future__ import annotations

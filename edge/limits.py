@@ -9,9 +9,10 @@ compose balancer, nginx refuses it first (`client_max_body_size`, deploy/nginx.c
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from contract.errors import error_body
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -59,9 +60,7 @@ class RequestBodyLimit:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {"type": "error", "code": "too_large", "message": f"request bodies up to {self.max_bytes // 2**20} MB"}
-        ).encode()
+        body = error_body("too_large", f"request bodies up to {self.max_bytes // 2**20} MB")
         await send(
             {
                 "type": "http.response.start",

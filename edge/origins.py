@@ -10,13 +10,14 @@ in CSRF_TRUSTED_ORIGINS. No Origin, no socket: non-browser clients must send one
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from channels.security.websocket import WebsocketDenier
 from django.http.request import split_domain_port, validate_host
+
+from contract.errors import error_body
 
 Scope = dict[str, Any]
 App = Callable[[Scope, Any, Any], Awaitable[None]]
@@ -100,13 +101,7 @@ class SameOriginPosts:
 
 
 async def _forbid(send: Any) -> None:
-    body = json.dumps(
-        {
-            "type": "error",
-            "code": "cross_site",
-            "message": "requests from other sites are not accepted; upload from this site's page",
-        }
-    ).encode()
+    body = error_body("cross_site", "requests from other sites are not accepted; upload from this site's page")
     await send(
         {
             "type": "http.response.start",

@@ -20,9 +20,10 @@ already open are not touched.
 
 from __future__ import annotations
 
-import json
 import os
 import time
+
+from contract.errors import error_body
 
 HOLD_S = float(os.environ.get("PENALTY_HOLD_S", "1.0"))  # how long a refused connection waits for its answer
 MAX_HELD = 128  # connections held at once per address; more are answered at once (file descriptors)
@@ -101,9 +102,7 @@ refusals = Refusals()  # the process's, for HTTP limits (edge.throttle)
 def refusal(retry_after: float) -> bytes:
     """The whole HTTP answer to a refused connection."""
     seconds = max(1, int(retry_after + 0.999))
-    body = json.dumps(
-        {"type": "error", "code": "rate_limited", "message": f"too many requests from this address; retry in {seconds} s"}
-    ).encode()
+    body = error_body("rate_limited", f"too many requests from this address; retry in {seconds} s")
     return (
         b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: %d\r\n"
         b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (seconds, len(body), body)

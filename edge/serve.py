@@ -2,7 +2,7 @@
 
 daphne's own SIGTERM handling stops the reactor at once: sockets drop without a close frame and
 submits being stored are cancelled. Here the first SIGTERM (or SIGINT) instead stops accepting
-connections, lets open sockets finish their predictions and submits (recognizer.draining) and HTTP
+connections, lets open sockets finish their predictions and submits (edge.draining) and HTTP
 requests in flight finish, all within WEB_DRAIN_S (10 s by default), then stops; a second signal
 stops at once.
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import os
 import signal
@@ -42,6 +41,8 @@ from twisted.internet import defer
 from twisted.internet import reactor as _reactor
 from twisted.internet.protocol import Protocol
 
+from contract.errors import error_body
+from edge import draining
 from edge.penalties import Penalties, penalties, refusal
 from edge.proxies import is_trusted, parse_networks
 from edge.watchdog import Watchdog, watch_event_loop
@@ -94,7 +95,7 @@ class LimitedRequest(WebRequest):
         """Answer the API's `too_large` error and close the connection without reading the rest."""
         self._refused = True
         limit_mb = _max_body_bytes() // 2**20
-        body = json.dumps({"type": "error", "code": "too_large", "message": f"request bodies up to {limit_mb} MB"}).encode()
+        body = error_body("too_large", f"request bodies up to {limit_mb} MB")
         transport: Any = self.channel.transport
         transport.write(
             b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
@@ -214,8 +215,6 @@ class DrainingServer(Server):
             await asyncio.gather(
                 *(defer.maybeDeferred(port.stopListening).asFuture(asyncio.get_running_loop()) for port in self.ports)
             )
-            from recognizer import draining  # the app (and so Django) is loaded by now
-
             sockets, requests = await asyncio.gather(draining.drain(DRAIN_S), self._requests_done(started + DRAIN_S))
             await self._sockets_closed(time.monotonic() + CLOSE_WAIT_S)  # the close frames go out
             log.warning("drained %d sockets and %d requests in %.2f s", sockets, requests, time.monotonic() - started)

@@ -13,7 +13,6 @@ Each limit is a `limits` string such as "5/second;100/minute" (several windows, 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +23,7 @@ from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from contract.errors import error_body
 from edge.penalties import penalties, refusals
 
 log = logging.getLogger(__name__)
@@ -133,13 +133,7 @@ class HttpThrottle:
 
     @staticmethod
     async def _refuse(send: Any, limit: Limit, retry_after: int) -> None:
-        body = json.dumps(
-            {
-                "type": "error",
-                "code": "rate_limited",
-                "message": f"too many {limit.name} requests from this address; retry in {retry_after} s",
-            }
-        ).encode()
+        body = error_body("rate_limited", f"too many {limit.name} requests from this address; retry in {retry_after} s")
         await send(
             {
                 "type": "http.response.start",

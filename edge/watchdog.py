@@ -21,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
+
+from digitsite.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,7 @@ class Watchdog:
         self._every = check_every_s if check_every_s is not None else min(1.0, limit_s / 4)
         self._running: tuple[str, float] | None = None  # (what, since when); one piece of work at a time
         self._checked_at: float | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
+        self._thread = Periodic("watchdog", self._every, self.check)
 
     def begin(self, what: str) -> None:
         self._running = (what, self._clock())
@@ -89,11 +89,7 @@ class Watchdog:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._every):
-            self.check()
+        self._thread.stop()
 
 
 def watch_event_loop(loop: asyncio.AbstractEventLoop, dog: Watchdog, every_s: float = 1.0) -> None:

@@ -21,13 +21,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 
-from contract.jobs import MAX_BATCH, PREDICT_TASK, Batch, Job
+from contract.jobs import Batch, Job
+from contract.tasks import MAX_BATCH, PREDICT_TASK
 from recognizer import metrics
 
 log = logging.getLogger(__name__)
 
-# (task name, batch): a coroutine function runs on the event loop; a blocking one in the publish thread
-Publish = Callable[[str, Batch], None] | Callable[[str, Batch], Awaitable[None]]
+# puts a batch on its task's queue: a coroutine function runs on the event loop; a blocking one in the publish thread
+Publish = Callable[[Batch], None] | Callable[[Batch], Awaitable[None]]
 OnFailed = Callable[[BaseException], Awaitable[None]]
 
 
@@ -123,11 +124,11 @@ class JobBatcher:
                     self._out[batch.id] = time.monotonic()
                 try:
                     if self._executor is None:
-                        published = self._publish(task, batch)
+                        published = self._publish(batch)
                         if inspect.isawaitable(published):
                             await published
                     else:
-                        await loop.run_in_executor(self._executor, self._publish, task, batch)
+                        await loop.run_in_executor(self._executor, self._publish, batch)
                 except Exception as exc:  # broker down: every job of the batch is told
                     self._out.pop(batch.id, None)
                     log.warning("could not publish a batch of %d for %s: %s", len(chunk), task, exc)

@@ -7,7 +7,6 @@ is `recognizer.session.RecognitionSession`; jobs leave in batches through the pr
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -16,11 +15,13 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from contract.errors import error_message
+from edge import draining
 from edge.penalties import penalties
 from edge.throttle import address_limits
-from recognizer import draining, metrics
-from recognizer.jobs import enqueue_fill, job_client, new_job_id
-from recognizer.protocol import ProtocolError
+from recognizer import metrics
+from recognizer.job_client import job_client, new_job_id, publish_fill
+from recognizer.protocol import ServerMessage, encode
 from recognizer.ratelimit import AddressSockets, AllOf, TokenBucket
 from recognizer.services import drawing_store
 from recognizer.session import RecognitionSession, StoreRequest
@@ -59,7 +60,7 @@ async def store_submitted(req: StoreRequest) -> int:
         canvas=req.strokes.canvas,
         brush=req.strokes.brush,
         label=req.label,
-        enqueue=enqueue_fill,
+        enqueue=publish_fill,
     )
     return int(row.pk)
 
@@ -99,7 +100,7 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
             timeout_s=settings.WS_PREDICTION_TIMEOUT_S,
             live_interval_s=settings.WS_LIVE_INTERVAL_MS / 1000,
             load_factor=settings.WS_LIVE_LOAD_FACTOR,
-            heat_delay_s=settings.WS_HEAT_DELAY_MS / 1000,
+            heat_map_delay_s=settings.WS_HEAT_DELAY_MS / 1000,
             # this socket's budget, and its address's (shared by all the address's sockets here)
             bucket=AllOf(TokenBucket(settings.WS_RATE_PER_SECOND, settings.WS_RATE_BURST), shared),
             # the work its messages ask for (recognizer.ratelimit), this socket's and its address's
@@ -126,7 +127,7 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
         await self.close(code=CLOSE_LIMITED)
 
     async def _refuse(self, code: str, message: str) -> None:
-        await self.send_json(ProtocolError(code, message).as_message())
+        await self.send_json(error_message(code, message, seq=None))
         await self.close(code=CLOSE_LIMITED)
 
     async def disconnect(self, code: int) -> None:
@@ -154,13 +155,12 @@ class RecognizeConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"no handler for message type {message['type']}")
         await handler(message)
 
-    async def send_json(self, message: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(message, separators=(",", ":")))
-        kind = message.get("type")
-        if kind == "prediction" and "latency_ms" in message:  # asked to shown, as the page sees it
+    async def send_json(self, message: ServerMessage) -> None:
+        await self.send(text_data=encode(message))
+        if message["type"] == "prediction":  # asked to shown, as the page sees it
             metrics.observe_end_to_end("drawing", message["latency_ms"] / 1000)
-        elif kind == "error":
-            metrics.observe_error(str(message.get("code")))
+        elif message["type"] == "error":
+            metrics.observe_error(str(message["code"]))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         await self.session.handle_frame(text_data, bytes_data)

@@ -1,12 +1,11 @@
 """The drawing a connection is working on: strokes applied from checked protocol messages.
 
-Pure Python, no Django: the consumer owns one `DrawingState` and snapshots it for the workers.
+Pure Python, no Django: the session owns one `DrawingState` and snapshots it for the workers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from recognizer.protocol import MAX_POINTS_PER_DRAWING, MAX_POINTS_PER_STROKE, ClearMsg, Point, ProtocolError, StrokeMsg, UndoMsg
 
@@ -42,16 +41,6 @@ class DrawingState:
     @property
     def points(self) -> int:
         return sum(len(s) for s in self.strokes)
-
-    def snapshot(self) -> dict[str, Any]:
-        """JSON-ready copy for a worker task."""
-        return {
-            "drawing": self.drawing,
-            "strokes": [[list(p) for p in s] for s in self.strokes],
-            "canvas": list(self.canvas),
-            "brush": self.brush,
-            "pen_down": self.open_stroke,
-        }
 
     def _restart(self, drawing: str) -> None:
         self.drawing, self.strokes, self.open_stroke = drawing, [], False

@@ -1,7 +1,7 @@
 """What /healthz checks: Redis, the database, live workers on both queues, the current model (and
 which model the live workers serve: `serving`, model -> workers; two names for a moment during a switch).
 
-Workers are counted from the heartbeats they keep in Redis (worker.heartbeat): one round trip,
+Workers are counted from the heartbeats they keep in Redis (contract.heartbeats): one round trip,
 so a health check costs milliseconds and cannot be used to slow the service down.
 """
 
@@ -13,9 +13,9 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from contract.jobs import QUEUES
-from worker.heartbeat import heartbeat_key, worker_report
-from worker.model_registry import current_model_name
+from contract.heartbeats import heartbeat_key, worker_report
+from contract.tasks import QUEUES
+from recognizer.model_choice import wanted_model_name
 
 _client: redis.Redis | None = None
 
@@ -45,7 +45,7 @@ def health_report() -> dict[str, Any]:
     db_ok = database_ok()
     counts = {q: per_queue.get(q, 0) for q in QUEUES}
     try:
-        model = current_model_name()
+        model = wanted_model_name()
     except (OSError, ValueError, KeyError):
         model = None
     ok = r_ok and db_ok and all(counts.values()) and model is not None

@@ -39,8 +39,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from contract.jobs import QUEUES
-from worker.heartbeat import heartbeat_key, worker_details
+from contract.heartbeats import heartbeat_key, worker_details
+from contract.tasks import QUEUES
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,8 @@ def broker_queue_depths(queues: Iterable[str]) -> list[int]:
     from digitsite.celery import app
 
     depths = []
-    with app.pool.acquire(block=True, timeout=1) as conn:
+    pool: Any = app.pool  # kombu's connection pool (celery-types has it as a pool of producers)
+    with pool.acquire(block=True, timeout=1) as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, timeout=1)
         channel = conn.channel()
         try:

@@ -1,19 +1,26 @@
-"""Protocol v1 client messages (docs/protocol.md): checked fully at the edge into typed values.
+"""Protocol v1 (docs/protocol.md): the page's messages checked fully at the edge into typed values,
+and the messages to the page typed.
 
 `check_message` either returns a frozen dataclass the rest of the code can trust, or raises
-`ProtocolError` with the code and message the client gets back. No Django, no I/O.
+`ProtocolError` with the code and message the client gets back. What goes to the page (over the
+socket, and the HTTP API's bodies) is one of the TypedDicts below, built by its function and
+encoded by `encode`; the error body is contract.errors.error_message. No Django, no I/O.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypedDict, TypeGuard
 
-# The page (recognizer/static/recognizer/app.js) sends at most 10,000 points a stroke and 64 strokes;
+from contract.errors import ErrorMessage, error_message
+from contract.jobs import Prediction
+
+# The page (recognizer/static/recognizer/pad.js) sends at most 10,000 points a stroke and 64 strokes;
 # its pad is a square of at most ~750 CSS px (app.css: 460 px beside the results, the screen's width
 # under 780 px), with a brush of 18/320 of its side. The caps below are far beyond what it sends.
 MAX_FRAME_BYTES = 256 * 1024
@@ -29,7 +36,7 @@ MAX_BRUSH_RATIO = 0.25  # brush <= this x the canvas's longer side, + 1 px (the 
 # of strokes as JSON (a full page stroke of 10,000 points, rounded to 0.1 px on a 750 px pad, is ~140 KB).
 MAX_STORED_POINTS = 10_000
 MAX_STORED_BYTES = 192 * 1024
-# Work a socket asks for (recognizer.ratelimit; budgets in digitsite/settings.py): the bytes of its
+# Work a socket asks for (recognizer.ratelimit; budgets in digitsite/settings/base.py): the bytes of its
 # frames, charged before they are parsed (a 10,000-point stroke is ~150 KB of JSON, ~8 ms to parse and
 # check), and its predictions, in units of one small drawing's prediction: a job costs ~2 ms over web
 # process and worker whatever its size, plus ~0.2 us a point on each side (copied, encoded, decoded,
@@ -45,11 +52,117 @@ class ProtocolError(Exception):
         super().__init__(message)
         self.code, self.message, self.seq, self.retry_after = code, message, seq, retry_after
 
-    def as_message(self) -> dict[str, Any]:
-        msg: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message, "seq": self.seq}
-        if self.retry_after is not None:
-            msg["retry_after"] = self.retry_after  # seconds
-        return msg
+    def as_message(self) -> ErrorMessage:
+        return error_message(self.code, self.message, seq=self.seq, retry_after=self.retry_after)
+
+
+# ---- server -> page
+
+
+class PredictionFields(TypedDict):
+    """contract.jobs.Prediction as the page reads it."""
+
+    digit: int | None
+    confidence: float | None
+    probabilities: list[float] | None
+    model: str
+    uncertain: bool
+    reason: str | None
+
+
+class PredictionMessage(PredictionFields):
+    """A drawing's prediction on the socket (`image`: the 28x28 the model saw, base64)."""
+
+    type: Literal["prediction"]
+    drawing: str
+    seq: int
+    latency_ms: float
+    image: str | None
+    timings: dict[str, float]
+
+
+class UploadPrediction(PredictionFields):
+    """The HTTP API's answer to an upload (`saliency`: its heat map, base64)."""
+
+    type: Literal["prediction"]
+    image: str
+    saliency: str | None
+    timings: dict[str, float]
+    latency_ms: float
+
+
+class HeatMapMessage(TypedDict):
+    """The heat map of the prediction on screen (the page's message type and field: `saliency`)."""
+
+    type: Literal["saliency"]
+    drawing: str
+    seq: int
+    saliency: str
+
+
+class StoredMessage(TypedDict):
+    type: Literal["stored"]
+    drawing: str
+    id: int
+    seq: int
+
+
+ServerMessage = ErrorMessage | PredictionMessage | HeatMapMessage | StoredMessage
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def prediction_fields(p: Prediction) -> PredictionFields:
+    return {
+        "digit": p.digit,
+        "confidence": p.confidence,
+        "probabilities": p.probabilities,
+        "model": p.model,
+        "uncertain": p.uncertain,
+        "reason": p.reason,
+    }
+
+
+def prediction_message(
+    drawing: str, seq: int, prediction: Prediction, *, latency_ms: float, image: bytes | None, timings: dict[str, float]
+) -> PredictionMessage:
+    return {
+        "type": "prediction",
+        "drawing": drawing,
+        "seq": seq,
+        **prediction_fields(prediction),
+        "latency_ms": latency_ms,
+        "image": b64(image) if image is not None else None,
+        "timings": timings,
+    }
+
+
+def upload_prediction(
+    prediction: Prediction, *, image: bytes, heat_map: bytes | None, timings: dict[str, float], latency_ms: float
+) -> UploadPrediction:
+    return {
+        "type": "prediction",
+        **prediction_fields(prediction),
+        "image": b64(image),
+        "saliency": b64(heat_map) if heat_map is not None else None,
+        "timings": timings,
+        "latency_ms": latency_ms,
+    }
+
+
+def heat_map_message(drawing: str, seq: int, heat_map: bytes) -> HeatMapMessage:
+    return {"type": "saliency", "drawing": drawing, "seq": seq, "saliency": b64(heat_map)}
+
+
+def stored_message(drawing: str, row_id: int, seq: int) -> StoredMessage:
+    return {"type": "stored", "drawing": drawing, "id": row_id, "seq": seq}
+
+
+def encode(message: ServerMessage) -> str:
+    """A message to the page as the socket's text frame: compact JSON."""
+    return json.dumps(message, separators=(",", ":"))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from contract.jobs import Answer, Answers
+from contract.jobs import Answer, Answers, ErrorAnswer, HeatMapAnswer
 from recognizer import metrics
 
 log = logging.getLogger(__name__)
@@ -25,9 +25,9 @@ def observe(answer: Answer, sent_at: float) -> None:
     """Counts the answer and its worker timings (recognizer.metrics), with the time it took from the
     worker to here (`sent_at`: when the worker sent it, wall clock); never stops its delivery."""
     try:
-        kind = "heat" if answer.is_saliency_only else "prediction"
+        kind = "heat" if isinstance(answer, HeatMapAnswer) else "prediction"  # (the metric's label values)
         timings = {**answer.timings, "push": max(0.0, time.time() - sent_at) * 1000} if sent_at else answer.timings
-        metrics.observe_answer(kind, answer.error.code if answer.error is not None else None, timings)
+        metrics.observe_answer(kind, answer.error.code if isinstance(answer, ErrorAnswer) else None, timings)
     except Exception:
         log.exception("metrics of answer %s", answer.id)
 

@@ -12,8 +12,8 @@ later, is dropped as older). The pen-up state is the one the person looks at; wa
 it replaces would add a whole round trip to it.
 
 The heat map of a pen-up prediction is asked for only once that prediction has stayed on screen
-for `heat_delay_s` with nothing newer drawn: a backward pass costs three forward ones, and the
-heat map of a state the next stroke replaces within a blink would never be looked at.
+for `heat_map_delay_s` with nothing newer drawn (recognizer.heat_maps); submits are stored in the
+background (recognizer.submits).
 
 Every request ends in an answer: a failed publish is an `unavailable` error for the newest state;
 an answer that does not come in time is asked again once (for the newest state), then it is an
@@ -23,44 +23,35 @@ an answer that does not come in time is asked again once (for the newest state),
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
-from contract.jobs import Answer, Job, Strokes
+from contract.jobs import Answer, DrawingJob, ErrorAnswer, HeatMapAnswer, PredictionAnswer, Strokes
 from recognizer.drawing import DrawingState
+from recognizer.heat_maps import HeatMaps, JobSink
 from recognizer.protocol import (
     MAX_FRAME_BYTES,
     MAX_STORED_BYTES,
     MAX_STORED_POINTS,
     PREDICTION_POINTS_PER_UNIT,
+    PredictionMessage,
     ProtocolError,
+    ServerMessage,
     SubmitMsg,
     check_message,
+    prediction_message,
 )
 from recognizer.ratelimit import Budget, Unlimited
+from recognizer.submits import AdmitSubmit, Store, StoreRequest, Submits
+
+__all__ = ["RecognitionSession", "StoreRequest"]
 
 log = logging.getLogger(__name__)
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class StoreRequest:
-    """A submitted drawing, to be kept at once (its prediction is filled in by a worker later)."""
-
-    drawing: str
-    strokes: Strokes
-    label: int | None
-
-
-Store = Callable[[StoreRequest], Awaitable[int]]  # -> the stored row's id
-AdmitSubmit = Callable[[], Awaitable[int | None]]  # -> None, or seconds until this address may store again
+Send = Callable[[ServerMessage], Awaitable[None]]
 # A socket that goes on sending frames over its bytes budget or over the frame limit while refused
 # (more than MAX_REFUSALS such frames, or more than MAX_REFUSED_BYTES of them, within REFUSALS_WINDOW_S)
 # is closed: each still costs its reading (~1.5 ms for 150 KB), and a page, refused, backs off (its live
@@ -68,13 +59,6 @@ AdmitSubmit = Callable[[], Awaitable[int | None]]  # -> None, or seconds until t
 MAX_REFUSALS = 20
 MAX_REFUSED_BYTES = 512 * 1024
 REFUSALS_WINDOW_S = 2.0
-
-
-class JobSink(Protocol):
-    @property
-    def reply(self) -> str: ...
-
-    def submit(self, job: Job, on_failed: Callable[[BaseException], Awaitable[None]]) -> None: ...
 
 
 @dataclass
@@ -106,27 +90,33 @@ class RecognitionSession:
         store_timeout_s: float = 4.0,
         live_interval_s: float = 0.0,
         load_factor: float = 16.0,
-        heat_delay_s: float = 0.0,
+        heat_map_delay_s: float = 0.0,
         frame_bytes: Budget | None = None,
         work: Budget | None = None,
         admit_submit: AdmitSubmit | None = None,
         on_flood: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.client = client
-        self._sink, self._send, self._store, self._new_id = sink, send, store, new_id
+        self._sink, self._send, self._new_id = sink, send, new_id
         self._timeout_s, self._bucket, self._max_attempts = timeout_s, bucket, max_attempts
         # what the socket's messages ask for: their bytes (a frame over budget is refused before it is
         # parsed), and predictions (charged as they are asked for, even into debt: the live prediction
         # then waits until the debt is paid, coalescing what comes meanwhile; nothing is refused)
         self._frame_bytes: Budget = frame_bytes if frame_bytes is not None else Unlimited()
         self._work: Budget = work if work is not None else Unlimited()
-        self._admit_submit = admit_submit
         self._on_flood = on_flood  # closes the socket
         self._refusals, self._refused_bytes, self._refusals_since = 0, 0, 0.0
-        self._store_timeout_s = store_timeout_s
         self._live_interval_s = live_interval_s
-        self._heat_delay_s = heat_delay_s
-        self._heat_timer: asyncio.TimerHandle | None = None  # asks for the heat map on screen
+        self._submits = Submits(store, send, lambda: self.closed, timeout_s=store_timeout_s, admit=admit_submit)
+        self._heat_maps = HeatMaps(
+            client=client,
+            sink=sink,
+            send=send,
+            new_id=new_id,
+            delay_s=heat_map_delay_s,
+            current=lambda drawing, seq: not self.closed and self._on_screen(drawing, seq) and seq == self.state.seq,
+            shown=self._on_screen,
+        )
         self._load_factor = load_factor  # a pen-down refresh waits at least this many (smoothed) round trips
         self._round_trip_s = 0.0  # smoothed time from a live request to its answer
         self._live_at = -1e9  # perf_counter when the last live request was made...
@@ -135,14 +125,12 @@ class RecognitionSession:
         self.state = DrawingState()
         self.last_seq: int | None = None
         self.shown_seq = -1  # newest seq already predicted to the client
-        self._shown: tuple[str, int, dict[str, Any]] | None = None  # that prediction: (drawing, version, message)
+        self._shown: tuple[str, int, PredictionMessage] | None = None  # that prediction: (drawing, version, message)
         self.pending: dict[str, Pending] = {}  # job id -> what it answers
         self.live: str | None = None  # job id of the in-flight live (non-submit) request
         self.dirty = False  # the drawing changed since the live request was made
         self._state_at = 0.0  # when the message behind the current state arrived
-        self._heat_owed: OrderedDict[str, tuple[str, int]] = OrderedDict()  # job id -> (drawing, seq)
         self._tasks: set[asyncio.Task[None]] = set()  # retries: cancelled when the socket closes
-        self._stores: set[asyncio.Task[None]] = set()  # submits being stored: never cancelled
         self.closed = False
 
     # ---- client -> server
@@ -177,9 +165,7 @@ class RecognitionSession:
         if isinstance(msg, SubmitMsg):
             # stored in the background: a slow database never holds up this socket's predictions,
             # and a socket closed meanwhile does not cancel it (the drawing is the person's data)
-            task = asyncio.ensure_future(self._keep(msg, self._snapshot(received).strokes))
-            self._stores.add(task)
-            task.add_done_callback(self._stores.discard)
+            self._submits.start(msg, self._snapshot(received).strokes)
         elif self._unchanged():
             await self._send_again(msg.seq, received)
         elif self.live is None or self._pen_up_overtakes():
@@ -217,7 +203,11 @@ class RecognitionSession:
         """The prediction on screen answers this message too: no worker is asked again."""
         assert self._shown is not None
         self.shown_seq = seq
-        message = {**self._shown[2], "seq": seq, "latency_ms": round((time.perf_counter() - received) * 1000, 2)}
+        message: PredictionMessage = {
+            **self._shown[2],
+            "seq": seq,
+            "latency_ms": round((time.perf_counter() - received) * 1000, 2),
+        }
         await self._send(message)
 
     def _check_storable(self, seq: int) -> None:
@@ -275,7 +265,7 @@ class RecognitionSession:
         job_id = self._new_id()
         # copied, sent and rendered: charged even into debt (the next live prediction waits until it is paid)
         self._work.charge(1 + sum(len(s) for s in p.strokes.strokes) / PREDICTION_POINTS_PER_UNIT)
-        job = Job(id=job_id, client=self.client, reply=self._sink.reply, strokes=p.strokes)
+        job = DrawingJob(job_id, self.client, self._sink.reply, strokes=p.strokes)
         self.pending[job_id] = p
         p.timer = asyncio.get_running_loop().call_later(self._timeout_s, self._spawn, self._expire, job_id)
 
@@ -325,11 +315,15 @@ class RecognitionSession:
         self.live = self._request(retry)
 
     # ---- workers -> server
+    def _on_screen(self, drawing: str, seq: int) -> bool:
+        """The prediction of that state is the one on screen."""
+        return drawing == self.state.drawing and seq == self.shown_seq
+
     async def on_answer(self, answer: Answer, sent_at: float) -> None:
         if self.closed:
             return
-        if answer.is_saliency_only:
-            await self._saliency(answer)
+        if isinstance(answer, HeatMapAnswer):
+            await self._heat_maps.on_answer(answer)
             return
         was_live = self.live == answer.id
         if was_live:
@@ -337,94 +331,35 @@ class RecognitionSession:
         p = self._forget(answer.id)
         if p is None:
             return  # an answer to a request already given up on or asked again
-        if answer.error is not None:
+        if isinstance(answer, ErrorAnswer):
             await self._send(ProtocolError(answer.error.code, answer.error.message, p.seq).as_message())
-        elif answer.prediction is not None and p.drawing == self.state.drawing and p.seq > self.shown_seq:
+        elif p.drawing == self.state.drawing and p.seq > self.shown_seq:
             self.shown_seq = p.seq
             message = self._prediction_message(p, answer, sent_at)
             self._shown = (p.drawing, p.version, message)
             await self._send(message)
             digit = answer.prediction.digit
             if not p.pen_down and answer.image is not None and digit is not None:
-                if self._heat_timer is not None:
-                    self._heat_timer.cancel()
-                self._heat_timer = asyncio.get_running_loop().call_later(
-                    self._heat_delay_s, self._ask_heat, p.drawing, p.seq, answer.image, digit
-                )
+                self._heat_maps.after_delay(p.drawing, p.seq, answer.image, digit)
         if was_live and self.dirty:
             self._next_live()
 
-    def _ask_heat(self, drawing: str, seq: int, image: bytes, digit: int) -> None:
-        """The heat map of the prediction on screen, if it is still the newest state (nothing drawn since)."""
-        self._heat_timer = None
-        if self.closed or drawing != self.state.drawing or seq != self.shown_seq or seq != self.state.seq:
-            return
-        job_id = self._new_id()
-        self._heat_owed[job_id] = (drawing, seq)
-        while len(self._heat_owed) > 8:
-            self._heat_owed.popitem(last=False)
-
-        async def failed(exc: BaseException) -> None:  # a nicety: the prediction is on screen already
-            self._heat_owed.pop(job_id, None)
-
-        self._sink.submit(Job(id=job_id, client=self.client, reply=self._sink.reply, image=image, explain=digit), failed)
-
-    async def _saliency(self, answer: Answer) -> None:
-        """The heat map for a prediction already sent; only the one on screen is worth sending."""
-        owed = self._heat_owed.pop(answer.id, None)
-        if owed is None or answer.saliency is None:
-            return
-        drawing, seq = owed
-        if drawing == self.state.drawing and seq == self.shown_seq:
-            await self._send(
-                {"type": "saliency", "drawing": drawing, "seq": seq, "saliency": base64.b64encode(answer.saliency).decode()}
-            )
-
     @staticmethod
-    def _prediction_message(p: Pending, answer: Answer, sent_at: float) -> dict[str, Any]:
-        assert answer.prediction is not None
+    def _prediction_message(p: Pending, answer: PredictionAnswer, sent_at: float) -> PredictionMessage:
         push_ms = round(max(0.0, time.time() - sent_at) * 1000, 3)
-        return {
-            "type": "prediction",
-            "drawing": p.drawing,
-            "seq": p.seq,
-            **answer.prediction.to_wire(),
-            "latency_ms": round((time.perf_counter() - p.started) * 1000, 2),
-            "image": base64.b64encode(answer.image).decode() if answer.image is not None else None,
-            "timings": {**answer.timings, "push": push_ms},
-        }
-
-    async def _keep(self, msg: SubmitMsg, strokes: Strokes) -> None:
-        """Store first: the drawing is the person's data, its prediction can follow (a worker fills it
-        in). A database that does not answer in time is `store_failed`; a resubmit finds the same row."""
-        refused = await self._admit_submit() if self._admit_submit is not None else None
-        if refused is not None:
-            if not self.closed:
-                await self._send(
-                    ProtocolError(
-                        "rate_limited",
-                        f"too many drawings stored from this address; submit again in {refused} s",
-                        msg.seq,
-                        retry_after=refused,
-                    ).as_message()
-                )
-            return
-        try:
-            row_id = await asyncio.wait_for(self._store(StoreRequest(msg.drawing, strokes, msg.label)), self._store_timeout_s)
-        except Exception as exc:
-            log.warning("storing drawing %s failed: %r", msg.drawing, exc)
-            if not self.closed:
-                await self._send(
-                    ProtocolError("store_failed", "the drawing could not be stored; submit again", msg.seq).as_message()
-                )
-            return
-        if not self.closed:
-            await self._send({"type": "stored", "drawing": msg.drawing, "id": row_id, "seq": msg.seq})
+        return prediction_message(
+            p.drawing,
+            p.seq,
+            answer.prediction,
+            latency_ms=round((time.perf_counter() - p.started) * 1000, 2),
+            image=answer.image,
+            timings={**answer.timings, "push": push_ms},
+        )
 
     @property
     def idle(self) -> bool:
         """No prediction owed, none waiting for its turn, no submit being stored."""
-        return not self.pending and not self._stores and self._throttle is None and not self.dirty
+        return not self.pending and not self._submits.busy and self._throttle is None and not self.dirty
 
     async def settle(self, deadline: float) -> bool:
         """Wait until idle or loop time `deadline` (a shutdown's drain); returns whether idle."""
@@ -439,8 +374,7 @@ class RecognitionSession:
         self.closed = True
         if self._throttle is not None:
             self._throttle.cancel()
-        if self._heat_timer is not None:
-            self._heat_timer.cancel()
+        self._heat_maps.cancel()
         for p in self.pending.values():
             if p.timer is not None:
                 p.timer.cancel()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 
@@ -12,11 +11,14 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
-from contract.jobs import Job, Saliency
-from recognizer import draining, metrics
+from contract.errors import error_message
+from contract.jobs import ErrorAnswer, PredictionAnswer, UploadJob
+from edge import draining
+from recognizer import metrics
 from recognizer.health import health_report
-from recognizer.jobs import job_client, new_job_id
-from worker.model_registry import current_model_name
+from recognizer.job_client import job_client, new_job_id
+from recognizer.model_choice import wanted_model_name
+from recognizer.protocol import upload_prediction
 
 log = logging.getLogger(__name__)
 UPLOAD_TIMEOUT_S = 10.0
@@ -24,13 +26,13 @@ UPLOAD_TIMEOUT_S = 10.0
 
 def _error(status: int, code: str, message: str) -> JsonResponse:
     metrics.observe_error(code)
-    return JsonResponse({"type": "error", "code": code, "message": message}, status=status)
+    return JsonResponse(error_message(code, message), status=status)
 
 
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
     try:
-        model = current_model_name()
+        model = wanted_model_name()
     except (OSError, ValueError, KeyError):
         model = ""
     return render(request, "recognizer/index.html", {"model_name": model})
@@ -47,6 +49,7 @@ async def api_predict(request: HttpRequest) -> JsonResponse:
     upload = request.FILES.get("image")
     if upload is None:
         return _error(400, "no_image", "send the image as multipart form field 'image'")
+    assert upload.size is not None  # set by Django's upload handlers (None only for a file made by hand)
     if upload.size > settings.UPLOAD_MAX_BYTES:
         return _error(400, "too_large", f"images up to {settings.UPLOAD_MAX_BYTES // 2**20} MB")
     data = upload.read()
@@ -54,7 +57,7 @@ async def api_predict(request: HttpRequest) -> JsonResponse:
         return _error(400, "bad_image", "the file is empty")
     jobs = await job_client()
     job_id = new_job_id()
-    job = Job(id=job_id, client=job_id, reply=jobs.reply, upload=data, saliency=Saliency.INLINE)
+    job = UploadJob(job_id, job_id, jobs.reply, upload=data, heat_map=True)
     try:
         answer = await jobs.run(job, timeout=UPLOAD_TIMEOUT_S)
     except TimeoutError:
@@ -62,18 +65,17 @@ async def api_predict(request: HttpRequest) -> JsonResponse:
     except Exception:  # the broker refused the job
         log.warning("could not queue upload %s", job_id, exc_info=True)
         return _error(503, "unavailable", "the recogniser is unavailable; retry later")
-    if answer.error is not None:
+    if isinstance(answer, ErrorAnswer):
         status = 500 if answer.error.code == "internal" else 400
         return _error(status, answer.error.code, answer.error.message)
-    assert answer.prediction is not None and answer.image is not None
-    body = {
-        "type": "prediction",
-        **answer.prediction.to_wire(),
-        "image": base64.b64encode(answer.image).decode(),
-        "saliency": base64.b64encode(answer.saliency).decode() if answer.saliency is not None else None,
-        "timings": answer.timings,
-        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-    }
+    assert isinstance(answer, PredictionAnswer) and answer.image is not None
+    body = upload_prediction(
+        answer.prediction,
+        image=answer.image,
+        heat_map=answer.heat_map,
+        timings=answer.timings,
+        latency_ms=round((time.perf_counter() - started) * 1000, 2),
+    )
     metrics.observe_end_to_end("upload", time.perf_counter() - started)
     return JsonResponse(body)
 

@@ -1,7 +1,7 @@
 """Stored drawings get their predictions here: in a batch after each submit, and by a sweep.
 
 A submit stores the drawing first and queues its primary key after the commit; if that message is
-lost (broker down, worker killed), the sweep finds rows still waiting and queues them again, up to
+lost (broker down, worker killed), the sweep finds rows still waiting and publishes them again, up to
 MAX_ATTEMPTS times (a row that fails that often is left for a person to look at in the admin).
 
 The worker that fills drawings in also reads uploads and heat maps, so its writes wait at most
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 
@@ -23,7 +22,9 @@ from django.db import OperationalError, close_old_connections, connection, trans
 from django.db.models import F
 from django.utils import timezone
 
-from contract.jobs import MAX_BATCH, Job, Strokes
+from contract.jobs import DrawingJob, PredictionAnswer, Strokes
+from contract.tasks import MAX_BATCH
+from digitsite.periodic import Periodic
 from recognizer.models import Drawing
 from recognizer.services import drawing_record_prediction
 from worker import pipeline
@@ -76,7 +77,7 @@ def drawings_fill(model: pipeline.Model, pks: list[int]) -> int:
         with lock_waits_bounded(LOCK_WAIT_S):
             Drawing.objects.filter(pk__in=[r.pk for r in rows]).update(prediction_attempts=F("prediction_attempts") + 1)
         jobs = [
-            Job(
+            DrawingJob(
                 id=str(r.pk),
                 client="",
                 reply="",
@@ -89,8 +90,8 @@ def drawings_fill(model: pipeline.Model, pks: list[int]) -> int:
         filled = 0
         with lock_waits_bounded(LOCK_WAIT_S):
             for answer in answers:
-                if answer.prediction is None:
-                    log.warning("drawing %s: no prediction (%s)", answer.id, answer.error)
+                if not isinstance(answer, PredictionAnswer):
+                    log.warning("drawing %s: no prediction (%s)", answer.id, getattr(answer, "error", None))
                     continue
                 filled += drawing_record_prediction(
                     pk=int(answer.id), prediction=answer.prediction.to_wire(), image28=answer.image, png=answer.png or b""
@@ -114,31 +115,29 @@ class Sweeper:
     """A worker's thread that queues waiting rows again; one sweep at a time across all workers
     (a Redis lock), so several inference workers do not queue the same rows."""
 
-    def __init__(self, client: redis.Redis, lock_key: str, enqueue: Callable[[list[int]], None]) -> None:
-        self._client, self._lock_key, self._enqueue = client, lock_key, enqueue
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="drawing-sweep", daemon=True)
+    def __init__(self, client: redis.Redis, lock_key: str, publish: Callable[[list[int]], None]) -> None:
+        self._client, self._lock_key, self._publish = client, lock_key, publish
+        self._thread = Periodic("drawing-sweep", SWEEP_S, self._tick)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._thread.stop()
 
     def sweep_once(self) -> int:
         if not self._client.set(self._lock_key, "1", nx=True, ex=max(1, int(SWEEP_S) - 1)):
             return 0
         pks = drawings_waiting()
         for i in range(0, len(pks), MAX_BATCH):
-            self._enqueue(pks[i : i + MAX_BATCH])
+            self._publish(pks[i : i + MAX_BATCH])
         if pks:
             log.info("queued %d stored drawings still waiting for their prediction", len(pks))
         return len(pks)
 
-    def _run(self) -> None:
-        while not self._stop.wait(SWEEP_S):
-            try:
-                close_old_connections()
-                self.sweep_once()
-            except Exception as exc:  # database or Redis away: try again next round
-                log.warning("sweep failed: %s", exc)
+    def _tick(self) -> None:
+        try:
+            close_old_connections()
+            self.sweep_once()
+        except Exception as exc:  # database or Redis away: try again next round
+            log.warning("sweep failed: %s", exc)

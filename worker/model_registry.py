@@ -1,7 +1,7 @@
 """The model each worker process serves, and its switch to a newly chosen one without a restart.
 
-Which model to serve is the admin's choice in the database, else `models/current.json`
-(review.serving). A worker loads it as it starts; then a `ModelWatcher` thread reads the choice
+Which model to serve (the wanted model, recognizer.model_choice) is the admin's choice in the
+database, else `models/current.json`. A worker loads it as it starts; then a `ModelWatcher` thread reads the choice
 every WATCH_S, loads a newly chosen model in the background and swaps the predictor reference.
 A batch takes the predictor once (`get_predictor()`), so it runs wholly on one model and names
 that model in its answers; the live path never reads the database nor waits for a load.
@@ -22,7 +22,8 @@ from django.conf import settings
 from django.db import Error as DatabaseError  # InterfaceError (a closed connection) included
 from django.db import connection
 
-from digits.inference import cards
+from digitsite.periodic import Periodic
+from recognizer.model_choice import wanted_model_name
 
 if TYPE_CHECKING:
     from digits.inference.predictor import Predictor
@@ -36,25 +37,13 @@ _lock = threading.Lock()
 _loaded: tuple[int, Predictor] | None = None  # (pid, predictor): a forked child loads its own
 
 
-def current_model_name() -> str:
-    """The model the workers should serve: the admin's choice, else current.json's (also when the
-    database cannot be read: a worker starts and serves, and the watcher corrects it once it can)."""
-    from recognizer.selectors import serving_model_name  # the ORM only after Django is set up
-
-    try:
-        return serving_model_name(directory=Path(settings.MODELS_DIR))
-    except DatabaseError as exc:
-        log.warning("the serving choice could not be read (%s): current.json names the model", exc)
-        return cards.current_model_name(Path(settings.MODELS_DIR))
-
-
 def _load(name: str | None) -> Predictor:
     import torch
 
     from digits.inference.predictor import load_predictor
 
     torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "1")))
-    return load_predictor(Path(settings.MODELS_DIR), name or current_model_name())
+    return load_predictor(Path(settings.MODELS_DIR), name or wanted_model_name())
 
 
 def get_predictor() -> Predictor:
@@ -99,20 +88,19 @@ class ModelWatcher:
 
     def __init__(
         self,
-        wanted: Callable[[], str] = current_model_name,
+        wanted: Callable[[], str] = wanted_model_name,
         load: Callable[[str], Predictor] = _load,
         interval_s: float = WATCH_S,
     ) -> None:
-        self._wanted, self._load, self._interval = wanted, load, interval_s
+        self._wanted, self._load = wanted, load
         self._failed: tuple[str, float] | None = None  # (name, when) of the last load that failed
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
+        self._thread = Periodic("model-watcher", interval_s, self._tick, on_exit=self._close_connection)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._thread.stop()
 
     def check(self) -> bool:
         """One tick: switch if the choice changed. True if it switched."""
@@ -143,10 +131,12 @@ class ModelWatcher:
         log.warning("switched from %s to %s (loaded in %.0f ms)", served, wanted, 1000 * (time.perf_counter() - started))
         return True
 
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.check()
-            except Exception:  # the watcher never dies: a switch must stay possible
-                log.exception("model watcher failed; trying again")
-        connection.close()  # this thread's own connection
+    @staticmethod
+    def _close_connection() -> None:
+        connection.close()  # the watcher thread's own (the proxy resolves to the calling thread's)
+
+    def _tick(self) -> None:
+        try:
+            self.check()
+        except Exception:  # the watcher never dies: a switch must stay possible
+            log.exception("model watcher failed; trying again")

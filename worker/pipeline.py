@@ -2,7 +2,7 @@
 
 A batch is prepared job by job (strokes rendered, uploads decoded; a bad job gets an error answer
 and never spoils the rest), then every image that has ink goes through the model in one forward
-pass, and heat maps in one backward pass.
+pass, and heat maps (which pixels drove a prediction) in one backward pass.
 """
 
 from __future__ import annotations
@@ -16,7 +16,19 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from contract.jobs import Answer, Job, JobError, Prediction, Saliency
+from contract.jobs import (
+    Answer,
+    DrawingJob,
+    ErrorAnswer,
+    HeatMapAnswer,
+    HeatMapJob,
+    ImageJob,
+    Job,
+    JobError,
+    Prediction,
+    PredictionAnswer,
+    UploadJob,
+)
 from digits.inference.images import BadImage, decode_upload, image_to_mnist
 from digits.inference.refusal import assess
 from digits.inference.render import drawing_png, strokes_to_mnist
@@ -29,7 +41,7 @@ class Model(Protocol):
 
     def predict(self, images: np.ndarray) -> np.ndarray: ...
 
-    def saliency_batch(self, images: np.ndarray, digits: Sequence[int]) -> np.ndarray: ...
+    def saliency_batch(self, images: np.ndarray, digits: Sequence[int]) -> np.ndarray: ...  # the heat maps
 
 
 @dataclass(frozen=True)
@@ -92,7 +104,7 @@ def empty_prediction(model_name: str) -> dict[str, Any]:
     return Prediction.empty(model_name).to_wire()
 
 
-def saliency_maps(model: Model, images28: Sequence[bytes], digits: Sequence[int]) -> list[bytes]:
+def heat_maps(model: Model, images28: Sequence[bytes], digits: Sequence[int]) -> list[bytes]:
     """784 bytes per image: how much each pixel drove the score of its digit (255 = most)."""
     if not images28:
         return []
@@ -100,9 +112,9 @@ def saliency_maps(model: Model, images28: Sequence[bytes], digits: Sequence[int]
     return [to_bytes28(h) for h in heat]
 
 
-def saliency_map(model: Model, image28: bytes, digit: int) -> str:
+def heat_map_base64(model: Model, image28: bytes, digit: int) -> str:
     """Base64 of one heat map (the HTTP answer's field)."""
-    return base64.b64encode(saliency_maps(model, [image28], [digit])[0]).decode()
+    return base64.b64encode(heat_maps(model, [image28], [digit])[0]).decode()
 
 
 def _waited_ms(job: Job) -> float:
@@ -110,26 +122,26 @@ def _waited_ms(job: Job) -> float:
     return round(max(0.0, time.time() - job.sent_at) * 1000, 3) if job.sent_at else 0.0
 
 
-def prepare_uploads(jobs: Sequence[Job], limits: UploadLimits) -> tuple[list[Job], list[Answer]]:
-    """Decode each upload into the model's input: (jobs ready for the model, error answers)."""
-    ready, failed = [], []
+def preprocess_uploads(jobs: Sequence[Job], limits: UploadLimits) -> tuple[list[ImageJob], list[Answer]]:
+    """Decode each upload into the model's input: (image jobs ready for the model, error answers)."""
+    ready: list[ImageJob] = []
+    failed: list[Answer] = []
     for job in jobs:
         start = time.perf_counter()
-        job.timings["queue_preprocess"] = _waited_ms(job)
+        timings = {**job.timings, "queue_preprocess": _waited_ms(job)}
         try:
-            if job.upload is None:
-                raise ValueError("prepare_uploads takes uploads only")
-            job.image = prepare_upload(job.upload, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
-            job.upload = None
+            if not isinstance(job, UploadJob):
+                raise ValueError("preprocess_uploads takes uploads only")
+            image = prepare_upload(job.upload, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
         except BadImage as exc:
-            failed.append(Answer(job.id, job.client, error=JobError(exc.code, exc.message)))
+            failed.append(ErrorAnswer(job.id, job.client, error=JobError(exc.code, exc.message)))
             continue
         except Exception:  # a bug must not take the batch down: answer, log, go on
-            log.exception("preparing upload %s failed", job.id)
-            failed.append(Answer(job.id, job.client, error=JobError("internal", "preprocessing failed")))
+            log.exception("preprocessing upload %s failed", job.id)
+            failed.append(ErrorAnswer(job.id, job.client, error=JobError("internal", "preprocessing failed")))
             continue
-        job.timings["preprocess"] = _ms(start)
-        ready.append(job)
+        timings["preprocess"] = _ms(start)
+        ready.append(ImageJob(job.id, job.client, job.reply, image=image, heat_map=job.heat_map, timings=timings))
     return ready, failed
 
 
@@ -140,13 +152,14 @@ def predict_jobs(model: Model, jobs: Sequence[Job], *, model_name: str) -> list[
     images: dict[str, bytes | None] = {}
     pngs: dict[str, bytes] = {}
     errors: dict[str, JobError] = {}
+    timings: dict[str, dict[str, float]] = {}
     for job in jobs:
         start = time.perf_counter()
-        job.timings["queue_inference"] = _waited_ms(job)
+        t = timings[job.id] = {**job.timings, "queue_inference": _waited_ms(job)}
         try:
-            if job.image is not None:
+            if isinstance(job, ImageJob):
                 images[job.id] = job.image
-            elif job.strokes is not None:
+            elif isinstance(job, DrawingJob):
                 s = job.strokes
                 images[job.id] = prepare_strokes(s.strokes, s.canvas, s.brush)
                 if job.png:
@@ -157,7 +170,7 @@ def predict_jobs(model: Model, jobs: Sequence[Job], *, model_name: str) -> list[
             log.exception("preparing job %s failed", job.id)
             errors[job.id] = JobError("internal", "preprocessing failed")
             continue
-        job.timings["preprocess"] = job.timings.get("preprocess", 0.0) + _ms(start)
+        t["preprocess"] = t.get("preprocess", 0.0) + _ms(start)
 
     inked = {job.id: image for job in jobs if (image := images.get(job.id)) is not None}
     start = time.perf_counter()
@@ -168,41 +181,39 @@ def predict_jobs(model: Model, jobs: Sequence[Job], *, model_name: str) -> list[
         inline = [
             (j.id, d)
             for j in jobs
-            if j.id in inked and j.saliency is Saliency.INLINE and (d := predictions[j.id].digit) is not None
+            if isinstance(j, ImageJob) and j.heat_map and j.id in inked and (d := predictions[j.id].digit) is not None
         ]
-        heat = dict(
-            zip((jid for jid, _ in inline), saliency_maps(model, [inked[jid] for jid, _ in inline], [d for _, d in inline]))
-        )
+        heat = dict(zip((jid for jid, _ in inline), heat_maps(model, [inked[jid] for jid, _ in inline], [d for _, d in inline])))
     except Exception:
         log.exception("inference failed for a batch of %d", len(inked))
         predictions, heat = {}, {}
         errors.update({jid: JobError("internal", "inference failed") for jid in inked})
     forward_ms = _ms(start)
 
-    answers = []
+    answers: list[Answer] = []
     for job in jobs:
-        timings = {**job.timings, "inference": forward_ms, "batch": float(len(jobs))}
+        done = {**timings[job.id], "inference": forward_ms, "batch": float(len(jobs))}
         if job.id in errors:
-            answers.append(Answer(job.id, job.client, error=errors[job.id], timings=timings))
+            answers.append(ErrorAnswer(job.id, job.client, error=errors[job.id], timings=done))
             continue
         image = images.get(job.id)
         prediction = predictions[job.id] if image is not None else Prediction.empty(model_name)
         answers.append(
-            Answer(
+            PredictionAnswer(
                 job.id,
                 job.client,
                 prediction=prediction,
                 image=image,
                 png=pngs.get(job.id),
-                saliency=heat.get(job.id),
-                timings=timings,
+                heat_map=heat.get(job.id),
+                timings=done,
             )
         )
     return answers
 
 
-def heat_answers(model: Model, jobs: Sequence[Job]) -> list[Answer]:
-    """Heat-map jobs (an image and the digit to explain) in one backward pass."""
-    ready = [(j, j.image, j.explain) for j in jobs if j.image is not None and j.explain is not None]
-    maps = saliency_maps(model, [image for _, image, _ in ready], [digit for _, _, digit in ready])
-    return [Answer(job.id, job.client, saliency=heat) for (job, _, _), heat in zip(ready, maps)]
+def heat_map_answers(model: Model, jobs: Sequence[Job]) -> list[Answer]:
+    """Heat-map jobs (an image and the digit whose evidence is wanted) in one backward pass."""
+    ready = [j for j in jobs if isinstance(j, HeatMapJob)]
+    maps = heat_maps(model, [j.image for j in ready], [j.digit for j in ready])
+    return [HeatMapAnswer(job.id, job.client, heat_map=heat) for job, heat in zip(ready, maps)]

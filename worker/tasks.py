@@ -1,10 +1,11 @@
-"""Celery tasks: thin wrappers that decode a batch, run one pipeline step and push the answers.
+"""Celery tasks: thin wrappers that decode a batch, run one pipeline step and send the answers.
 
-`prepare` (queue "preprocess") decodes uploaded images and passes the batch on; `predict` (queue
-"inference") renders drawings and runs one forward pass for the whole batch; `heat` (queue
-"preprocess") computes the heat maps of predictions the web processes showed, in one backward pass;
-`fill_drawings` (queue "preprocess": it writes to the database, which may hang) predicts stored drawings.
-Each batch's answers go back with one publish per web process (see contract.jobs).
+`preprocess` (queue "preprocess") decodes uploaded images and publishes them on to `predict`;
+`predict` (queue "inference") renders drawings and runs one forward pass for the whole batch;
+`heat_map` (queue "preprocess") computes the heat maps of predictions the web processes showed, in
+one backward pass; `fill_drawings` (queue "preprocess": it writes to the database, which may hang)
+predicts stored drawings. Each batch's answers go back with one message per web process
+(worker.replies); task messages leave through the process's one publisher (digitsite.celery).
 """
 
 from __future__ import annotations
@@ -15,27 +16,18 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
-from celery.signals import task_postrun, task_prerun, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 from django.conf import settings
 
-from contract.jobs import (
-    FILL_TASK,
-    HEAT_TASK,
-    JOB_EXPIRES_S,
-    PREDICT_QUEUE,
-    PREDICT_TASK,
-    PREPARE_TASK,
-    TASK_QUEUES,
-    Answer,
-    Batch,
-    JobError,
-)
+from contract.heartbeats import heartbeat_key
+from contract.jobs import Batch, ErrorAnswer, FillRequest, JobError
+from contract.tasks import FILL_TASK, HEAT_MAP_TASK, PREDICT_QUEUE, PREDICT_TASK, PREPROCESS_TASK, TASK_QUEUES
+from digitsite.celery import publisher
 from edge.watchdog import Watchdog
 from worker import pipeline
-from worker.enqueue import enqueue
-from worker.heartbeat import BusyClock, Heartbeat, heartbeat_key
+from worker.heartbeat import BusyClock, Heartbeat
 from worker.model_registry import ModelWatcher, get_predictor, served_model_name, warm_up
-from worker.push import push_answers
+from worker.replies import send_answers
 
 log = logging.getLogger(__name__)
 
@@ -57,48 +49,35 @@ def batch_task(name: str) -> Callable[[Callable[[Batch], None]], Any]:
                 step(batch)
             except Exception:
                 log.exception("%s failed for a batch of %d", name, len(batch.jobs))
-                push_answers(
-                    batch.jobs,
-                    [Answer(j.id, j.client, error=JobError("internal", "the recogniser failed")) for j in batch.jobs],
-                    batch=batch.id,
-                )
+                error = JobError("internal", "the recogniser failed")
+                send_answers(batch.jobs, [ErrorAnswer(j.id, j.client, error=error) for j in batch.jobs], batch=batch.id)
 
         return task
 
     return wrap
 
 
-@batch_task(PREPARE_TASK)
-def prepare(batch: Batch) -> None:
+@batch_task(PREPROCESS_TASK)
+def preprocess(batch: Batch) -> None:
     limits = pipeline.UploadLimits(settings.UPLOAD_MAX_BYTES, settings.UPLOAD_MAX_PIXELS)
-    ready, failed = pipeline.prepare_uploads(batch.jobs, limits)
-    push_answers(batch.jobs, failed)
+    ready, failed = pipeline.preprocess_uploads(batch.jobs, limits)
+    send_answers(batch.jobs, failed)
     if ready:
-        wire = Batch(batch.id, ready).to_wire()
-        enqueue(predict, PREDICT_QUEUE, wire, JOB_EXPIRES_S)
+        publisher().publish(Batch(batch.id, list(ready)))
 
 
 @batch_task(PREDICT_TASK)
 def predict(batch: Batch) -> None:
     model = get_predictor()
     jobs = batch.jobs
-    push_answers(jobs, pipeline.predict_jobs(model, jobs, model_name=model.name), batch=batch.id)
+    send_answers(jobs, pipeline.predict_jobs(model, jobs, model_name=model.name), batch=batch.id)
 
 
-@batch_task(HEAT_TASK)
-def heat(batch: Batch) -> None:
+@batch_task(HEAT_MAP_TASK)
+def heat_map(batch: Batch) -> None:
     """Heat maps for predictions already shown, in one backward pass (a backward pass costs three
     forward ones: on the other queue, off the live path)."""
-    push_answers(batch.jobs, pipeline.heat_answers(get_predictor(), batch.jobs))
-
-
-@worker_process_init.connect
-def _load_model_in_child(**_: Any) -> None:
-    """A prefork child serves its own copy of the model, so it watches for a switch itself."""
-    global _watcher
-    get_predictor()
-    _watcher = ModelWatcher()
-    _watcher.start()
+    send_answers(batch.jobs, pipeline.heat_map_answers(get_predictor(), batch.jobs))
 
 
 @shared_task(name=FILL_TASK, ignore_result=True)
@@ -106,11 +85,12 @@ def fill_drawings(pks: list[int]) -> None:
     """Stored drawings -> their predictions, PNGs and 28x28 images (see worker.drawings)."""
     from worker.drawings import drawings_fill  # the ORM only where it is used: after Django is set up
 
-    drawings_fill(get_predictor(), [int(pk) for pk in pks])
+    drawings_fill(get_predictor(), list(FillRequest.from_wire(pks).pks))
 
 
-def enqueue_fill(pks: list[int]) -> None:
-    fill_drawings.apply_async((pks,), queue=TASK_QUEUES[FILL_TASK])
+def publish_fill(pks: list[int]) -> None:
+    """Queue the fill of stored drawings `pks` (the sweep's)."""
+    publisher().publish(FillRequest(tuple(pks)))
 
 
 _heartbeat: Heartbeat | None = None
@@ -140,10 +120,13 @@ def _ready(sender: Any = None, **_: Any) -> None:
     start beating (so /healthz counts a worker only once it can answer, and says which model it
     serves), and watch for a switch of model (a thread of its own: loading a model or a slow
     database must never delay a beat)."""
-    global _heartbeat, _watcher
+    global _heartbeat, _watcher, _sweeper
     queues = sorted(q.name for q in getattr(getattr(sender, "task_consumer", None), "queues", []))
+    # Every worker loads the model before its first job: the preprocess queue's heat maps and stored
+    # drawings need it too, and loading it there (about 1 s) must not delay the first of them.
+    predictor = get_predictor()  # loaded already, and warm, in a woken spare (scripts/spares.py)
     if PREDICT_QUEUE in queues:
-        warm_up(get_predictor())  # loaded already, and warm, in a woken spare (scripts/stack.py)
+        warm_up(predictor)
     _heartbeat = Heartbeat(
         settings.REDIS_URL,
         heartbeat_key(settings.REDIS_PREFIX),
@@ -158,13 +141,12 @@ def _ready(sender: Any = None, **_: Any) -> None:
         _watcher = ModelWatcher()
         _watcher.start()
     if TASK_QUEUES[FILL_TASK] in queues:  # the sweep runs where the drawings are filled in
-        global _sweeper
         import redis
 
         from worker.drawings import Sweeper
 
         client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
-        _sweeper = Sweeper(client, f"{settings.REDIS_PREFIX}digits:sweep-lock", enqueue_fill)
+        _sweeper = Sweeper(client, f"{settings.REDIS_PREFIX}digits:sweep-lock", publish_fill)
         _sweeper.start()
 
 

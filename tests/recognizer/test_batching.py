@@ -6,17 +6,17 @@ import asyncio
 import threading
 import time
 
-from contract.jobs import HEAT_TASK as HEAT
-from contract.jobs import PREDICT_TASK as PREDICT
-from contract.jobs import PREPARE_TASK as PREPARE
-from contract.jobs import Batch, Job, Strokes
+from contract.jobs import Batch, DrawingJob, HeatMapJob, Job, Strokes, UploadJob
+from contract.tasks import HEAT_MAP_TASK as HEAT
+from contract.tasks import PREDICT_TASK as PREDICT
+from contract.tasks import PREPROCESS_TASK as PREPROCESS
 from recognizer.batching import JobBatcher
 
 
 def job(i: int, *, upload: bool = False) -> Job:
     if upload:
-        return Job(id=f"u{i}", client="c", reply="r", upload=b"png")
-    return Job(id=f"j{i}", client="c", reply="r", strokes=Strokes([[[1.0, 2.0]]], (280.0, 280.0), 16.0))
+        return UploadJob(id=f"u{i}", client="c", reply="r", upload=b"png")
+    return DrawingJob(id=f"j{i}", client="c", reply="r", strokes=Strokes([[[1.0, 2.0]]], (280.0, 280.0), 16.0))
 
 
 class Recorder:
@@ -26,7 +26,8 @@ class Recorder:
         self.delay, self.fail = delay, fail
         self.lock = threading.Lock()
 
-    def __call__(self, task: str, batch: Batch) -> None:
+    def __call__(self, batch: Batch) -> None:
+        task = batch.task
         time.sleep(self.delay)
         if self.fail:
             raise ConnectionError("broker down")
@@ -110,22 +111,22 @@ def test_uploads_do_not_wait_for_the_prediction_window_and_batches_split_by_size
         b.add(job(0, upload=True), nothing)
         await settle(b)
         assert sorted(rec.batches) == sorted(
-            [(PREDICT, ["j0", "j1", "j2"]), (PREDICT, ["j3", "j4", "j5"]), (PREDICT, ["j6"]), (PREPARE, ["u0"])]
+            [(PREDICT, ["j0", "j1", "j2"]), (PREDICT, ["j3", "j4", "j5"]), (PREDICT, ["j6"]), (PREPROCESS, ["u0"])]
         )
         full = JobBatcher(Recorder(), in_flight=1)
         full.add(job(0), nothing)
         await settle(full)
         full.add(job(1, upload=True), nothing)
-        full.add(Job(id="h1", client="c", reply="r", image=bytes(784), explain=3), nothing)
+        full.add(HeatMapJob(id="h1", client="c", reply="r", image=bytes(784), digit=3), nothing)
         await settle(full)
         assert full.waiting == 0, "an upload or a heat map waited for a prediction batch's window"
         # each kind leaves as its own task: an upload and a heat map never share a message
         rec2 = Recorder()
         mixed = JobBatcher(rec2)
         mixed.add(job(2, upload=True), nothing)
-        mixed.add(Job(id="h2", client="c", reply="r", image=bytes(784), explain=3), nothing)
+        mixed.add(HeatMapJob(id="h2", client="c", reply="r", image=bytes(784), digit=3), nothing)
         await settle(mixed)
-        assert sorted(rec2.batches) == sorted([(PREPARE, ["u2"]), (HEAT, ["h2"])])
+        assert sorted(rec2.batches) == sorted([(PREPROCESS, ["u2"]), (HEAT, ["h2"])])
 
     asyncio.run(go())
 

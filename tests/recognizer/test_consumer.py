@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,11 @@ import pytest
 from channels.layers import InMemoryChannelLayer
 from channels.testing import WebsocketCommunicator
 
-from contract.jobs import HEAT_TASK, Answers, Batch
+from contract.jobs import Answers, Batch
+from contract.tasks import HEAT_MAP_TASK
 from digits.inference.predictor import load_predictor
 from recognizer.consumers import RecognizeConsumer
-from recognizer.jobs import drop_job_client, job_client
+from recognizer.job_client import drop_job_client, job_client
 from recognizer.models import Drawing
 from recognizer.replies import ReplyHub
 from tests.support.digit_paths import digit_strokes
@@ -50,12 +52,12 @@ class InProcessWorker:
         self.gate = threading.Event()  # cleared: answers wait for it
         self.gate.set()
 
-    def __call__(self, task: str, batch: Batch) -> None:
+    def __call__(self, batch: Batch) -> None:
         if self.fail:
             raise ConnectionError("broker down")
         jobs = batch.jobs
-        if task == HEAT_TASK:  # heat maps of predictions on screen: not a batch the window counts
-            self._send(jobs[0].reply, Answers(pipeline.heat_answers(self.model, jobs)))
+        if batch.task == HEAT_MAP_TASK:  # heat maps of predictions on screen: not a batch the window counts
+            self._send(jobs[0].reply, Answers(pipeline.heat_map_answers(self.model, jobs)))
             return
         self.gate.wait(10)
         self.batches.append(len(jobs))
@@ -64,7 +66,7 @@ class InProcessWorker:
     def _send(self, reply: str, answers: Answers) -> None:
         if self.loop.is_closed():  # a heat map computed after the test ended
             return
-        asyncio.run_coroutine_threadsafe(self.layer.send(reply, answers.to_wire()), self.loop).result()
+        asyncio.run_coroutine_threadsafe(self.layer.send(reply, answers.to_wire(time.time())), self.loop).result()
 
 
 async def connect(fail: bool = False) -> tuple[WebsocketCommunicator, InProcessWorker]:
@@ -166,7 +168,7 @@ def test_a_broker_that_refuses_the_job_is_answered_unavailable_and_the_socket_st
 @pytest.mark.django_db(transaction=True)
 def test_submit_stores_the_drawing_at_once_and_queues_its_prediction(monkeypatch) -> None:
     queued: list[list[int]] = []
-    monkeypatch.setattr("recognizer.consumers.enqueue_fill", queued.append)
+    monkeypatch.setattr("recognizer.consumers.publish_fill", queued.append)
 
     async def go() -> int:
         comm, _ = await connect()
@@ -189,7 +191,7 @@ def test_submit_stores_the_drawing_at_once_and_queues_its_prediction(monkeypatch
 
 
 def test_a_drain_answers_what_is_in_flight_then_closes_with_the_restart_code(monkeypatch) -> None:
-    from recognizer import draining
+    from edge import draining
     from recognizer.consumers import CLOSE_RESTARTING
 
     monkeypatch.setattr(draining, "_draining", False)
@@ -223,7 +225,7 @@ def test_a_drain_answers_what_is_in_flight_then_closes_with_the_restart_code(mon
 
 
 def test_health_says_draining_while_the_process_shuts_down(client, monkeypatch) -> None:
-    from recognizer import draining
+    from edge import draining
 
     monkeypatch.setattr(draining, "_draining", True)
     resp = client.get("/healthz")

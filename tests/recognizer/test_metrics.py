@@ -11,9 +11,10 @@ import redis
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from contract.heartbeats import heartbeat_key
 from recognizer import metrics
 from tests.conftest import TEST_REDIS_URL
-from worker.heartbeat import beat, heartbeat_key
+from worker.heartbeat import beat
 
 
 def scrape() -> dict[str, list]:

@@ -155,7 +155,7 @@ def test_drawing_state_limits_points_per_drawing():
 
 
 def test_the_pages_largest_canvas_and_brush_pass_and_beyond_is_refused():
-    # app.css: the pad is at most ~750 CSS px; app.js: brush = round1(side * 18 / 320)
+    # app.css: the pad is at most ~750 CSS px; pad.js: brush = round1(side * 18 / 320)
     for side in (120, 280, 460, 750, 4096):
         check_message(stroke(canvas=[side, side], brush=round(side * 18 / 320, 1)), None, last_seq=None)
     assert code_of(stroke(canvas=[4097, 300])) == "bad_message"
@@ -209,3 +209,49 @@ def test_the_drawings_version_changes_with_the_drawing_only():
     # stroke, undo: changes; undo and clear of an empty drawing: none; a pen-down stroke cleared: a change;
     # another drawing id: a change
     assert [b > a for a, b in zip(versions, versions[1:])] == [True, True, False, False, True, True, False, True]
+
+
+# ---- server -> page
+
+
+def test_one_builder_makes_every_error_body() -> None:
+    from contract.errors import error_message
+    from recognizer.protocol import encode
+
+    assert error_message("no_image", "send it") == {"type": "error", "code": "no_image", "message": "send it"}
+    assert error_message("bad_seq", "seq must increase", seq=None) == {
+        "type": "error",
+        "code": "bad_seq",
+        "message": "seq must increase",
+        "seq": None,
+    }
+    limited = ProtocolError("rate_limited", "slow down", 4, retry_after=3).as_message()
+    assert limited == error_message("rate_limited", "slow down", seq=4, retry_after=3)
+    assert encode(limited) == '{"type":"error","code":"rate_limited","message":"slow down","seq":4,"retry_after":3}'
+
+
+def test_the_messages_to_the_page_keep_their_fields() -> None:
+    from contract.jobs import Prediction
+    from recognizer.protocol import heat_map_message, prediction_message, stored_message, upload_prediction
+
+    p = Prediction(3, 0.9, [0.1] * 10, "cnn", False, None)
+    live = prediction_message("d", 5, p, latency_ms=1.5, image=b"\x00", timings={"push": 0.1})
+    assert list(live) == [
+        "type",
+        "drawing",
+        "seq",
+        "digit",
+        "confidence",
+        "probabilities",
+        "model",
+        "uncertain",
+        "reason",
+        "latency_ms",
+        "image",
+        "timings",
+    ]
+    assert live["image"] == "AA==" and live["digit"] == 3
+    upload = upload_prediction(p, image=b"\x00", heat_map=None, timings={}, latency_ms=2.0)
+    assert upload["type"] == "prediction" and upload["saliency"] is None and upload["image"] == "AA=="
+    assert heat_map_message("d", 5, b"\xff") == {"type": "saliency", "drawing": "d", "seq": 5, "saliency": "/w=="}
+    assert stored_message("d", 7, 9) == {"type": "stored", "drawing": "d", "id": 7, "seq": 9}

@@ -8,18 +8,9 @@ import uuid
 import pytest
 import redis
 
+from contract.heartbeats import HEARTBEAT_TTL_S, heartbeat_key, live_workers, rss_key, worker_details
 from tests.conftest import TEST_REDIS_URL
-from worker.heartbeat import (
-    HEARTBEAT_TTL_S,
-    BusyClock,
-    Heartbeat,
-    beat,
-    heartbeat_key,
-    live_workers,
-    rss_bytes,
-    rss_key,
-    worker_details,
-)
+from worker.heartbeat import BusyClock, Heartbeat, beat, rss_bytes
 
 
 @pytest.fixture

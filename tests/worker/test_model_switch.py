@@ -15,12 +15,14 @@ import pytest
 import redis
 from django.db import OperationalError
 
-from contract.jobs import Answer, Batch, Job, Strokes
+from contract.heartbeats import HEARTBEAT_TTL_S, heartbeat_key, worker_report
+from contract.jobs import Answer, Batch, DrawingJob, PredictionAnswer, Strokes
+from recognizer import model_choice
 from recognizer.models import ServingModel
 from tests.conftest import TEST_REDIS_URL
 from tests.support.digit_paths import digit_strokes
 from worker import model_registry, tasks
-from worker.heartbeat import HEARTBEAT_TTL_S, Heartbeat, beat, heartbeat_key, worker_report
+from worker.heartbeat import Heartbeat, beat
 from worker.model_registry import ModelWatcher, get_predictor, served_model_name, swap_predictor
 
 
@@ -124,14 +126,14 @@ def test_batches_are_never_held_up_by_a_model_loading_in_the_background() -> Non
 def test_the_choice_is_the_newest_row_else_current_json(settings, tmp_path: Path) -> None:
     (tmp_path / "current.json").write_text('{"model": "from-file"}')
     settings.MODELS_DIR = tmp_path
-    assert model_registry.current_model_name() == "from-file"
+    assert model_choice.wanted_model_name() == "from-file"
     ServingModel.objects.create(name="first")
     ServingModel.objects.create(name="second")
-    assert model_registry.current_model_name() == "second"
+    assert model_choice.wanted_model_name() == "second"
 
 
 def test_with_the_database_down_current_json_names_the_model(settings, tmp_path: Path, monkeypatch) -> None:
-    from review import serving
+    from recognizer import selectors
 
     (tmp_path / "current.json").write_text('{"model": "from-file"}')
     settings.MODELS_DIR = tmp_path
@@ -139,18 +141,18 @@ def test_with_the_database_down_current_json_names_the_model(settings, tmp_path:
     def down(**_: object) -> str:
         raise OperationalError("could not connect to server")
 
-    monkeypatch.setattr(serving, "serving_model_name", down)
-    assert model_registry.current_model_name() == "from-file"
+    monkeypatch.setattr(selectors, "serving_model_name", down)
+    assert model_choice.wanted_model_name() == "from-file"
 
 
 def test_answers_after_a_switch_name_the_new_model_real_models(monkeypatch) -> None:
     """Two real model versions through the real predict task: the batch after the switch is
     answered by, and names, the new one."""
     sent: list[list[Answer]] = []
-    monkeypatch.setattr(tasks, "push_answers", lambda jobs, answers, batch="": sent.append(list(answers)))
+    monkeypatch.setattr(tasks, "send_answers", lambda jobs, answers, batch="": sent.append(list(answers)))
     swap_predictor(model_registry._load("cnn-v6"))
     jobs = [
-        Job(
+        DrawingJob(
             id=f"j{d}",
             client="c",
             reply="r",
@@ -158,10 +160,11 @@ def test_answers_after_a_switch_name_the_new_model_real_models(monkeypatch) -> N
         )
         for d in (3, 7)
     ]
-    tasks.predict(Batch("b1", jobs).to_wire())
+    tasks.predict(Batch("b1", jobs).to_wire(time.time()))
     assert ModelWatcher(wanted=lambda: "cnn-v5").check() is True
-    tasks.predict(Batch("b2", jobs).to_wire())
+    tasks.predict(Batch("b2", jobs).to_wire(time.time()))
     before, after = sent
+    assert all(isinstance(a, PredictionAnswer) for a in before + after)
     assert [a.prediction.model for a in before] == ["cnn-v6", "cnn-v6"]
     assert [a.prediction.model for a in after] == ["cnn-v5", "cnn-v5"]
     assert [a.prediction.digit for a in after] == [3, 7]

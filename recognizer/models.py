@@ -1,7 +1,9 @@
-from __future__ import annotations
+"""The stored data: drawings (stored at a submit, predicted by a worker, reviewed by staff) and the
+served model's choice, with the expressions their indexes are built on (EFFECTIVE_LABEL, TRIAGE_*,
+SCORED). No behaviour of their own: the reads and writes are the selectors and services of
+`recognizer` (the live side) and `review` (the staff side)."""
 
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from __future__ import annotations
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator
@@ -9,12 +11,11 @@ from django.db import models
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
-
 DIGIT_CHOICES = [(d, str(d)) for d in range(10)]
 
-# The label a drawing is trained and scored on: the reviewer's word wins over the person's.
+# The label a drawing is trained and scored on: the reviewer's word wins over the person's. The review
+# side's reads and writes of these rows are review.selectors' and review.services'; the live side's,
+# recognizer.selectors' and recognizer.services'.
 EFFECTIVE_LABEL = Coalesce("review_label", "label")
 # The triage queue: drawings nobody has reviewed (nor excluded), least sure first, those still waiting
 # for their prediction before every guess. The partial index drawing_triage holds exactly these rows
@@ -29,39 +30,6 @@ SCORED = models.Q(excluded=False, predicted_digit__isnull=False) & (
     models.Q(label__isnull=False) | models.Q(review_label__isnull=False)
 )
 SCORED_FIELDS = ["model_name", "predicted_digit", "label", "review_label", "created_at"]
-
-
-class DrawingQuerySet(models.QuerySet):
-    """Review writes as bulk updates: one UPDATE for a page of drawings, the same for the admin's
-    actions and the triage page. Each returns how many rows it changed."""
-
-    def with_effective_label(self) -> DrawingQuerySet:
-        """Rows annotated with `effective` (what `Drawing.effective_label` says, for filters and sorting)."""
-        return self.annotate(effective=EFFECTIVE_LABEL)
-
-    @staticmethod
-    def _reviewed(by: AbstractBaseUser | None, now: datetime | None) -> dict[str, Any]:
-        return {"reviewed_at": now or timezone.now(), "reviewed_by": by}
-
-    def mark_reviewed(self, *, by: AbstractBaseUser | None = None, now: datetime | None = None) -> int:
-        """Reviewed as they stand: the person's label (or none) is right."""
-        return self.update(**self._reviewed(by, now))
-
-    def relabel(self, digit: int, *, by: AbstractBaseUser | None = None, now: datetime | None = None) -> int:
-        """The reviewer says `digit`; a relabelled drawing is back in the training data."""
-        if digit not in range(10):
-            raise ValueError(f"a label is a digit 0-9, not {digit!r}")
-        return self.update(review_label=digit, excluded=False, **self._reviewed(by, now))
-
-    def confirm_prediction(self, *, by: AbstractBaseUser | None = None, now: datetime | None = None) -> int:
-        """The model was right: its digit becomes the reviewer's label (rows without one are left alone)."""
-        return self.filter(predicted_digit__isnull=False).update(
-            review_label=models.F("predicted_digit"), excluded=False, **self._reviewed(by, now)
-        )
-
-    def exclude_from_training(self, *, by: AbstractBaseUser | None = None, now: datetime | None = None) -> int:
-        """Not a usable digit (a scribble, a letter, a test): kept, labels and all, but never exported."""
-        return self.update(excluded=True, **self._reviewed(by, now))
 
 
 class Drawing(models.Model):
@@ -110,8 +78,6 @@ class Drawing(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     predicted_at = models.DateTimeField(null=True, blank=True, help_text="Empty while the prediction is still to come.")
     prediction_attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker was asked to predict it.")
-
-    objects = DrawingQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

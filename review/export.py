@@ -9,9 +9,7 @@ The label is the effective one (the reviewer's, else the person's). Excluded dra
 labelled and (by default) drawings nobody reviewed are left out, and counted. A drawing still waiting
 for its prediction has no stored 28x28 image yet: it is rendered here from its strokes with the same
 function the workers use (digits.inference.render.strokes_to_mnist), so the export never waits for a
-worker. Many of them (all 10,000
-of a large export, say) are rendered by spawned processes, one per core, in chunks, while this
-process goes on reading and writing the rows; the files are the same either way.
+worker; many of them (all 10,000 of a large export, say) by spawned processes (review.export_render).
 
 Memory stays flat in the number of rows: rows are fetched FETCH_ROWS at a time, the strokes and the
 manifest are written out row by row, the images go to a temporary file as they come (784 bytes a row,
@@ -19,35 +17,25 @@ put into the npz a block at a time at the end), only the labels and ids are kept
 at a million), and only a few chunks of drawings being rendered are held at a time. The counts of
 what was left out are taken after the rows are written, so the first rows go out at once.
 
-The admin's download streams the zip as it is made (`export_zip_stream`, the same code path as the
-command's `export_to_files`): the manifest is written into the zip row by row as the rows are read
-(the download starts within a moment, however many rows), then the npz and the strokes are copied in
-from their temporary files; the summary is the zip's comment (the headers are gone before it is
-known). Nothing of the export's size is held in memory at any point.
+This module writes the three files (`export_to_files`: the command's); the admin's download streams
+them as one zip as it is made (review.export_zip, the same code path). Nothing of the export's size is
+held in memory at any point. Which drawings an export looks at: review.selectors.drawings_for_export.
 """
 
 from __future__ import annotations
 
 import array
 import csv
-import io
 import json
-import multiprocessing
-import os
 import shutil
 import tempfile
-import time
 import zipfile
-from collections import deque
 from collections.abc import Generator, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import IO, BinaryIO, Self, TextIO
+from typing import BinaryIO, TextIO
 
 import numpy as np
 from django.db import connections, transaction
@@ -55,16 +43,8 @@ from django.db.models import Count, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from recognizer.models import EFFECTIVE_LABEL, Drawing
+from review.export_render import SIDE, Renderer
 
-SIDE = 28
-# Drawings waiting for their prediction are rendered here (~0.2 ms each, JSON parsing included, on
-# one core of the 2-core VM): from this many on, by spawned processes (one per core, at most
-# RENDER_PROCESSES_MAX), RENDER_CHUNK drawings a task. Fewer are rendered in this process: starting a
-# process costs ~0.2 s.
-RENDER_PROCESSES_FROM = 1000
-RENDER_PROCESSES_MAX = 8
-RENDER_CHUNK = 250
-RENDER_CHUNK_BYTES = 1 << 20  # or fewer drawings a chunk, when their strokes' JSON reaches this
 MANIFEST_FIELDS = (
     "index",
     "id",
@@ -91,32 +71,9 @@ COPY_BUFFER = 1 << 20
 # driver's buffer and the strings) however large the export; a page's drawing is ~3 KB.
 FETCH_ROWS = 50
 ZIP_NAMES = ("drawings.npz", "drawings.strokes.jsonl", "drawings.csv")
-# The streamed zip is handed on whenever this much of it is ready.
-STREAM_BLOCK = 1 << 18
 # The npz's members are deflated at this level (1: several times faster than zlib's default 6, and
 # nearly as small on 28x28 digits).
 NPZ_COMPRESSLEVEL = 1
-
-_COLUMNS = (
-    "pk",
-    "effective",
-    "label",
-    "review_label",
-    "predicted_digit",
-    "confidence",
-    "uncertain",
-    "reason",
-    "model_name",
-    "created_at",
-    "reviewed_at",
-    "reviewed_by__username",
-    "client_id",
-    "canvas_width",
-    "canvas_height",
-    "brush",
-    "image28",
-    "strokes_json",
-)
 
 
 @dataclass(frozen=True)
@@ -139,15 +96,6 @@ class ExportSummary:
         )
 
 
-def drawings_for_export(*, since: datetime | None = None) -> QuerySet[Drawing]:
-    """The drawings an export looks at (excluded, unlabelled and unreviewed ones are dropped by the
-    writer, which counts them)."""
-    qs = Drawing.objects.all()
-    if since is not None:
-        qs = qs.filter(created_at__gte=since)
-    return qs
-
-
 def export_paths(out: Path) -> tuple[Path, Path, Path]:
     """FILE.npz -> (FILE.npz, FILE.strokes.jsonl, FILE.csv)."""
     out = Path(out)
@@ -167,113 +115,6 @@ def export_to_files(
         return export_write(
             drawings, npz=npz, strokes=strokes, manifest=manifest, include_unreviewed=include_unreviewed, processes=processes
         )
-
-
-def export_zip(
-    drawings: QuerySet[Drawing], out: BinaryIO, *, include_unreviewed: bool = False, processes: int | None = None
-) -> ExportSummary:
-    """The same three files in one zip written into `out` (export_zip_stream's blocks, as they come)."""
-    summary: list[ExportSummary] = []
-    for block in export_zip_stream(drawings, include_unreviewed=include_unreviewed, processes=processes, summary=summary):
-        out.write(block)
-    return summary[0]
-
-
-class _Sink:
-    """Where zipfile writes the streamed zip: no tell() or seek(), so zipfile writes each member's
-    sizes after its data (a data descriptor) instead of going back for them."""
-
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-
-    def write(self, data: bytes) -> int:
-        self.buffer += data
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        block, self.buffer = bytes(self.buffer), bytearray()
-        return block
-
-
-def export_zip_stream(
-    drawings: QuerySet[Drawing],
-    *,
-    include_unreviewed: bool = False,
-    processes: int | None = None,
-    summary: list[ExportSummary] | None = None,
-) -> Iterator[bytes]:
-    """The zip of the three files, a block (about STREAM_BLOCK bytes) at a time, as it is made: the
-    manifest (drawings.csv) first, written into the zip row by row while the rows are read, then the
-    npz and the strokes, copied in from the temporary files they were written to meanwhile. The
-    summary is the zip's comment, and is appended to `summary` when given."""
-    sink = _Sink()
-    with ExitStack() as stack:
-        npz = stack.enter_context(tempfile.TemporaryFile())
-        strokes = stack.enter_context(io.TextIOWrapper(tempfile.TemporaryFile(), encoding="utf-8"))
-        zf = stack.enter_context(zipfile.ZipFile(sink, "w"))
-        stamp = time.localtime()[:6]
-
-        def member(name: str, method: int) -> IO[bytes]:
-            info = zipfile.ZipInfo(name, date_time=stamp)
-            info.compress_type = method
-            return zf.open(info, "w", force_zip64=True)  # sizes unknown until written: room for large ones
-
-        with io.TextIOWrapper(member(ZIP_NAMES[2], zipfile.ZIP_DEFLATED), encoding="utf-8", newline="") as manifest:
-            steps = export_steps(
-                drawings, npz=npz, strokes=strokes, manifest=manifest, include_unreviewed=include_unreviewed, processes=processes
-            )
-            while True:
-                try:
-                    next(steps)
-                except StopIteration as done:
-                    result: ExportSummary = done.value
-                    break
-                if len(sink.buffer) >= STREAM_BLOCK:
-                    yield sink.take()
-        strokes.flush()
-        for name, part, method in (
-            (ZIP_NAMES[0], npz, zipfile.ZIP_STORED),  # already compressed
-            (ZIP_NAMES[1], strokes.buffer, zipfile.ZIP_DEFLATED),
-        ):
-            part.seek(0)
-            with member(name, method) as entry:
-                while block := part.read(COPY_BUFFER):
-                    entry.write(block)
-                    if len(sink.buffer) >= STREAM_BLOCK:
-                        yield sink.take()
-        zf.comment = result.describe().encode()[:65535]
-    if summary is not None:
-        summary.append(result)
-    yield sink.take()  # the central directory, written when the zip closed
-
-
-def export_zip_file(
-    drawings: QuerySet[Drawing], *, include_unreviewed: bool = False, processes: int | None = None
-) -> tuple[IO[bytes], ExportSummary]:
-    """The zip in a temporary file (gone once closed), read from its start: what a response streams."""
-    out = tempfile.TemporaryFile()
-    try:
-        summary = export_zip(drawings, out, include_unreviewed=include_unreviewed, processes=processes)
-        out.seek(0)
-    except BaseException:
-        out.close()
-        raise
-    return out, summary
-
-
-def export_to_zip(
-    drawings: QuerySet[Drawing], *, include_unreviewed: bool = False, processes: int | None = None
-) -> tuple[bytes, ExportSummary]:
-    """The zip's bytes (small exports and tests; the admin's download streams export_zip_file's)."""
-    out = io.BytesIO()
-    summary = export_zip(drawings, out, include_unreviewed=include_unreviewed, processes=processes)
-    return out.getvalue(), summary
 
 
 def label_source(review_label: int | None, reviewed_at: datetime | None) -> str:
@@ -318,19 +159,39 @@ def export_steps(
     Kept: labelled, not excluded, and reviewed, or with `include_unreviewed` also those labelled by the
     person alone (label_source "person-unreviewed" in the manifest).
     `processes`: how many spawned processes render the drawings waiting for their prediction (0 or 1:
-    this one); by default one per core once RENDER_PROCESSES_FROM of them have come.
+    this one); by default one per core once export_render.RENDER_PROCESSES_FROM of them have come.
 
     A generator: it yields after every FETCH_ROWS rows written (a streamed zip hands on what is
     ready), and returns the summary."""
     labelled = Q(excluded=False, eff__isnull=False)
     kept_q = labelled if include_unreviewed else labelled & Q(reviewed_at__isnull=False)
     kept = drawings.alias(eff=EFFECTIVE_LABEL).filter(kept_q)
-    kept = (
+    rows = (
         kept.annotate(effective=EFFECTIVE_LABEL)
         # the stored JSON text as it is: no parse and re-dump of every point
         .annotate(strokes_json=Cast("strokes", TextField()))
         .order_by("pk")
-        .values_list(*_COLUMNS)
+        # the columns named here (not from a list) so that mypy's django plugin types the rows
+        .values_list(
+            "pk",
+            "effective",
+            "label",
+            "review_label",
+            "predicted_digit",
+            "confidence",
+            "uncertain",
+            "reason",
+            "model_name",
+            "created_at",
+            "reviewed_at",
+            "reviewed_by__username",
+            "client_id",
+            "canvas_width",
+            "canvas_height",
+            "brush",
+            "image28",
+            "strokes_json",
+        )
     )
     labels, ids = bytearray(), array.array("q")
     person_unreviewed = 0
@@ -339,8 +200,8 @@ def export_steps(
     images = tempfile.TemporaryFile()  # rows of SIDE * SIDE bytes, in the rows' order
     # In a transaction: outside one, Django declares the server-side cursor WITH HOLD, and PostgreSQL
     # then computes and stores the whole result before the first row (seconds at a million rows).
-    with images, _Renderer(images, processes=processes) as renderer, _no_jit(drawings.db), transaction.atomic(using=drawings.db):
-        for index, row in enumerate(kept.iterator(chunk_size=FETCH_ROWS)):
+    with images, Renderer(images, processes=processes) as renderer, _no_jit(drawings.db), transaction.atomic(using=drawings.db):
+        for index, row in enumerate(rows.iterator(chunk_size=FETCH_ROWS)):
             (
                 pk,
                 effective,
@@ -453,115 +314,8 @@ def write_npz(npz: BinaryIO, images: BinaryIO, *, labels: bytearray, ids: array.
             )
 
 
-def render_processes(to_render: int) -> int:
-    """How many processes render `to_render` drawings: one per core (0, none, on one core or for
-    fewer than RENDER_PROCESSES_FROM drawings)."""
-    if to_render < RENDER_PROCESSES_FROM:
-        return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return 0 if cores < 2 else min(cores, RENDER_PROCESSES_MAX)
-
-
 def _blank(value: object) -> object:
     return "" if value is None else value
 
 
 _BLANK28 = bytes(SIDE * SIDE)
-
-
-class _Renderer:
-    """The 28x28 images of the drawings waiting for their prediction, rendered from their strokes'
-    JSON text by digits.inference.render.strokes_json_to_mnist_bytes (the workers' rendering and rounding; no ink:
-    all zeros, as the workers store it), RENDER_CHUNK drawings at a time, each put in its row's place
-    in the file `images` (rows of SIDE * SIDE bytes, the row there before it is added): in this process, or by
-    `processes` spawned ones while this one goes on (here again should those processes fail to start
-    or die). At most a few chunks are out at a time (their drawings are kept until their images are
-    in, for that fallback): memory stays flat however many drawings wait. Spawned, never forked: the
-    admin's download runs in a web process (threads, an event loop, open sockets)."""
-
-    def __init__(self, images: BinaryIO, *, processes: int | None) -> None:
-        # Imported here: the web processes load the admin (which exports) but must not load the ML core.
-        from digits.inference.render import strokes_json_to_mnist_bytes
-
-        self._render = strokes_json_to_mnist_bytes
-        self._images = images
-        # None: decided once RENDER_PROCESSES_FROM drawings have come (render_processes)
-        self._auto = processes is None
-        self._pool: ProcessPoolExecutor | None = None
-        self._max_out = 2
-        self._added = 0
-        if processes is not None:
-            self._start(processes)
-        self._chunk: list[tuple[str, float, float, float]] = []
-        self._chunk_bytes = 0
-        self._indexes: list[int] = []
-        # the chunks out: their rows, their drawings, and their images' future
-        self._out: deque[tuple[list[int], list[tuple[str, float, float, float]], Future[bytes]]] = deque()
-        self._rendered = 0
-
-    def _start(self, processes: int) -> None:
-        self._auto = False
-        self._pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) if processes > 1 else None
-        self._max_out = 2 * processes + 2
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-
-    def add(self, index: int, strokes_json: str, width: float, height: float, brush: float) -> None:
-        """The drawing of row `index` (its image is put in place by the time `fill` returns)."""
-        self._chunk.append((strokes_json, width, height, brush))
-        self._chunk_bytes += len(strokes_json)
-        self._indexes.append(index)
-        self._added += 1
-        if self._auto and self._added >= RENDER_PROCESSES_FROM:
-            self._start(render_processes(self._added))
-        if len(self._chunk) >= RENDER_CHUNK or self._chunk_bytes >= RENDER_CHUNK_BYTES:
-            self._send()
-
-    def fill(self) -> int:
-        """Put every added drawing's image in its row's place; returns how many."""
-        self._send()
-        while self._out:
-            self._take()
-        return self._rendered
-
-    def _put(self, indexes: list[int], data: bytes) -> None:
-        n = SIDE * SIDE
-        end = self._images.tell()  # where the next row goes: back there afterwards
-        for k, index in enumerate(indexes):
-            self._images.seek(index * n)
-            self._images.write(data[k * n : (k + 1) * n])
-        self._images.seek(end)
-        self._rendered += len(indexes)
-
-    def _take(self) -> None:
-        """The oldest chunk out: its images in place (waiting for them, or rendered here)."""
-        indexes, drawings, future = self._out.popleft()
-        try:
-            data = future.result()
-        except BrokenProcessPool:
-            data = self._render(drawings)
-        self._put(indexes, data)
-
-    def _send(self) -> None:
-        if not self._chunk:
-            return
-        future: Future[bytes] | None = None
-        if self._pool is not None:
-            try:
-                future = self._pool.submit(self._render, self._chunk)
-            except (BrokenProcessPool, OSError):  # no process could be started
-                self._pool.shutdown(wait=False, cancel_futures=False)
-                self._pool = None
-        if future is None:
-            self._put(self._indexes, self._render(self._chunk))
-        else:
-            self._out.append((self._indexes, self._chunk, future))
-        self._chunk, self._indexes, self._chunk_bytes = [], [], 0
-        # the finished ones in place; the oldest waited for when too many are out
-        while self._out and (self._out[0][2].done() or len(self._out) > self._max_out):
-            self._take()

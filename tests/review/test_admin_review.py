@@ -1,15 +1,13 @@
 """Review in the admin, as a logged-in staff user against the real database: labels edited in place,
 each bulk action and each filter by its effect on the rows, sorting by confidence, the thumbnail, the
 zip download (reviewed drawings, or with the person's labels when asked; streamed from a file); and the
-triage page's JSON API (staff with the drawing permissions only, CSRF checked). Who is refused what:
-test_permissions.py."""
+triage page's JSON API: test_triage_api.py. Who is refused what: test_permissions.py."""
 
 from __future__ import annotations
 
 import asyncio
 import csv
 import io
-import itertools
 import json
 import warnings
 import zipfile
@@ -26,36 +24,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from recognizer.models import Drawing
-from review import export
-from review.admin import DrawingAdmin, StreamedZipResponse
-from review.images import image28_png
+from review import export_zip
+from review.admin import DrawingAdmin
+from review.downloads import StreamedZipResponse
+from review.selectors import drawings_with_effective_label
+from review.services import drawings_relabel
+from tests.review.drawings import CHANGELIST, fresh, make
 
 pytestmark = pytest.mark.django_db
-
-CHANGELIST = "/admin/recognizer/drawing/"
-_ids = itertools.count()
-
-
-def make(**fields: Any) -> Drawing:
-    """A stored drawing; predicted (with a 28x28 image and a PNG) unless told otherwise."""
-    n = next(_ids)
-    image = bytes((n * 7 + i) % 256 for i in range(784))
-    defaults: dict[str, Any] = {
-        "client_id": f"d{n}",
-        "content_hash": f"h{n}",
-        "strokes": [[[10.0, 10.0], [60.0, 90.0]]],
-        "canvas_width": 280.0,
-        "canvas_height": 280.0,
-        "brush": 16.0,
-        "image28": image,
-        "png": image28_png(image),
-        "predicted_digit": 3,
-        "confidence": 0.9,
-        "model_name": "cnn-v6",
-        "predicted_at": timezone.now(),
-    }
-    defaults.update(fields)
-    return Drawing.objects.create(**defaults)
 
 
 @pytest.fixture
@@ -85,20 +61,16 @@ def act(client: Client, action: str, rows: list[Drawing]) -> Any:
     return response
 
 
-def fresh(row: Drawing) -> Drawing:
-    return Drawing.objects.get(pk=row.pk)
-
-
 # ---------------------------------------------------------------- the model
 
 
 def test_the_reviewers_label_wins_and_the_persons_is_kept() -> None:
     row = make(label=4)
     assert row.effective_label == 4
-    Drawing.objects.filter(pk=row.pk).relabel(9)
+    drawings_relabel(drawings=Drawing.objects.filter(pk=row.pk), digit=9)
     row = fresh(row)
     assert (row.label, row.review_label, row.effective_label) == (4, 9, 9)
-    assert Drawing.objects.with_effective_label().get(pk=row.pk).effective == 9
+    assert drawings_with_effective_label().get(pk=row.pk).effective == 9
     assert make(label=None).effective_label is None
 
 
@@ -241,8 +213,8 @@ def test_under_asgi_the_download_is_sent_a_block_at_a_time(exporter: User, monke
     """What daphne does with the response: Django's ASGI handler iterates it asynchronously, a block
     as soon as it is made. A plain synchronous iterator would be read whole into a list first (with a
     warning): the zip in memory, and nothing sent until the export is done."""
-    monkeypatch.setattr(export, "STREAM_BLOCK", 200)  # many blocks for a small zip
-    monkeypatch.setattr(export, "COPY_BUFFER", 200)  # the npz copied into the zip 200 bytes at a time
+    monkeypatch.setattr(export_zip, "STREAM_BLOCK", 200)  # many blocks for a small zip
+    monkeypatch.setattr(export_zip, "COPY_BUFFER", 200)  # the npz copied into the zip 200 bytes at a time
     rows = [make(label=n % 10, reviewed_at=timezone.now()) for n in range(20)]
     request = RequestFactory().post(CHANGELIST)
     request.user = exporter
@@ -361,90 +333,3 @@ def test_an_action_applies_to_every_row_of_a_filter_with_select_across(client: C
     )
     assert response.status_code == 302
     assert all(fresh(r).reviewed_at is not None for r in wrong) and fresh(right).reviewed_at is None
-
-
-# ---------------------------------------------------------------- the triage page and its API
-
-
-def test_the_triage_page_is_for_staff_only(client: Client, django_user_model: type[User]) -> None:
-    page = client.get(reverse("review:triage"))
-    assert page.status_code == 200 and b'id="triage"' in page.content and b'id="read-only"' not in page.content
-    outsider = Client()
-    outsider.force_login(django_user_model.objects.create_user("someone", password="a-long-test-password"))
-    assert outsider.get(reverse("review:triage")).status_code == 302  # to the admin's login
-    assert outsider.get(reverse("review:queue")).status_code == 403
-    row = make()
-    assert (
-        Client().post(reverse("review:review", args=[row.pk]), {"action": "exclude"}, content_type="application/json").status_code
-        == 403
-    )
-    assert not fresh(row).excluded
-
-
-def test_the_queue_pages_through_unreviewed_drawings_least_sure_first(client: Client) -> None:
-    pending = make(confidence=None, predicted_digit=None, predicted_at=None, image28=None, png=None)
-    rows = [make(confidence=c) for c in (0.9, 0.3, 0.6, 0.3)]
-    make(confidence=0.1, reviewed_at=timezone.now())
-    make(confidence=0.1, excluded=True)
-    first = client.get(reverse("review:queue"), {"limit": 3}).json()
-    assert first["remaining"] == 5
-    assert [i["id"] for i in first["items"]] == [pending.pk, rows[1].pk, rows[3].pk]
-    assert first["items"][0]["image28"] is None and first["items"][1]["image28"].startswith("data:image/png")
-    Drawing.objects.filter(pk=rows[1].pk).relabel(1)  # reviewed meanwhile: the cursor still holds
-    second = client.get(reverse("review:queue"), {"limit": 3, "after": first["next"]}).json()
-    assert [i["id"] for i in second["items"]] == [rows[2].pk, rows[0].pk] and second["next"] is None
-    oldest = client.get(reverse("review:queue"), {"order": "oldest"}).json()
-    assert [i["id"] for i in oldest["items"]] == [pending.pk, rows[0].pk, rows[2].pk, rows[3].pk]
-
-
-def test_the_api_labels_confirms_and_excludes(client: Client, staff: User) -> None:
-    a, b, c = make(label=2), make(predicted_digit=7), make(label=4)
-    url = lambda row: reverse("review:review", args=[row.pk])  # noqa: E731
-    answer = client.post(url(a), {"action": "label", "digit": 5}, content_type="application/json").json()
-    assert answer["drawing"]["effective_label"] == 5 and answer["remaining"] == 2
-    client.post(url(b), {"action": "confirm"}, content_type="application/json")
-    client.post(url(c), {"action": "exclude"}, content_type="application/json")
-    a, b, c = fresh(a), fresh(b), fresh(c)
-    assert (a.label, a.review_label, a.reviewed_by) == (2, 5, staff)
-    assert b.review_label == 7 and b.reviewed_at is not None
-    assert c.excluded and c.label == 4
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"action": "label", "digit": 10},
-        {"action": "label", "digit": True},
-        {"action": "label"},
-        {"action": "rename"},
-        ["label"],
-        "nonsense",
-    ],
-)
-def test_the_api_refuses_malformed_answers(client: Client, body: Any) -> None:
-    row = make()
-    payload = json.dumps(body) if not isinstance(body, str) else body
-    response = client.post(reverse("review:review", args=[row.pk]), payload, content_type="application/json")
-    assert response.status_code == 400 and response.json()["code"] == "bad_request"
-    assert fresh(row).reviewed_at is None
-
-
-def test_the_api_says_when_there_is_nothing_to_confirm_or_no_such_drawing(client: Client) -> None:
-    pending = make(predicted_digit=None, confidence=None, predicted_at=None)
-    confirm = {"action": "confirm"}
-    assert client.post(reverse("review:review", args=[pending.pk]), confirm, content_type="application/json").status_code == 409
-    assert client.post(reverse("review:review", args=[10**9]), confirm, content_type="application/json").status_code == 404
-
-
-def test_the_api_checks_csrf(staff: User) -> None:
-    strict = Client(enforce_csrf_checks=True)
-    strict.force_login(staff)
-    row = make()
-    url = reverse("review:review", args=[row.pk])
-    body = json.dumps({"action": "exclude"})
-    assert strict.post(url, body, content_type="application/json").status_code == 403
-    assert not fresh(row).excluded
-    page = strict.get(reverse("review:triage"))
-    token = page.content.decode().split('name="csrf-token" content="')[1].split('"')[0]
-    assert strict.post(url, body, content_type="application/json", HTTP_X_CSRFTOKEN=token).status_code == 200
-    assert fresh(row).excluded

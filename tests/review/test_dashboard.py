@@ -16,8 +16,8 @@ from django.utils import timezone
 from PIL import Image
 
 from recognizer.models import Drawing
-from review import dashboard
-from review.dashboard import Score
+from review import dashboard, selectors
+from review.selectors import Score
 
 pytestmark = pytest.mark.django_db
 
@@ -79,23 +79,23 @@ def drawings() -> None:
 
 
 def test_accuracy_per_model_counts_reviewed_labelled_drawings_only(drawings: None) -> None:
-    assert dashboard.score_per_model(dashboard.reviewed_drawings()) == {"cnn-v5": Score(3, 2), "cnn-v6": Score(4, 3)}
-    assert dashboard.score_total(dashboard.reviewed_drawings()) == Score(7, 5)
+    assert selectors.score_per_model(selectors.reviewed_drawings()) == {"cnn-v5": Score(3, 2), "cnn-v6": Score(4, 3)}
+    assert selectors.score_total(selectors.reviewed_drawings()) == Score(7, 5)
 
 
 def test_agreement_counts_every_labelled_drawing_reviewed_or_not(drawings: None) -> None:
-    assert dashboard.score_per_model(dashboard.labelled_drawings()) == {"cnn-v5": Score(3, 2), "cnn-v6": Score(6, 4)}
-    assert dashboard.score_total(dashboard.labelled_drawings()) == Score(9, 6)
+    assert selectors.score_per_model(selectors.labelled_drawings()) == {"cnn-v5": Score(3, 2), "cnn-v6": Score(6, 4)}
+    assert selectors.score_total(selectors.labelled_drawings()) == Score(9, 6)
 
 
 def test_accuracy_per_week_and_model_newest_week_first(drawings: None) -> None:
-    weeks = dashboard.score_per_week(dashboard.reviewed_drawings())
+    weeks = selectors.score_per_week(selectors.reviewed_drawings())
     assert [w.isoformat() for w in weeks] == ["2026-11-16", "2026-11-09"]
     assert list(weeks.values()) == [{"cnn-v6": Score(4, 3)}, {"cnn-v5": Score(3, 2)}]
 
 
 def test_the_confusion_matrix_has_labels_in_rows_and_predictions_in_columns(drawings: None) -> None:
-    cm = dashboard.confusion(dashboard.reviewed_drawings())
+    cm = selectors.confusion(selectors.reviewed_drawings())
     expected = [[0] * 10 for _ in range(10)]
     for label, predicted in [(3, 3), (4, 4), (7, 1), (0, 0), (8, 8), (8, 8), (9, 4)]:
         expected[label][predicted] += 1
@@ -151,7 +151,7 @@ def test_the_plot_is_a_png_of_the_reviewed_drawings_of_one_model_or_all(
 ) -> None:
     drawn: list[tuple[list[list[int]], str]] = []
     real = dashboard.confusion_png
-    monkeypatch.setattr(dashboard, "confusion_png", lambda cm, title: drawn.append((cm, title)) or real(cm, title))
+    monkeypatch.setattr(dashboard, "confusion_png", lambda cm, title, **kw: drawn.append((cm, title)) or real(cm, title, **kw))
     response = staff_client.get(reverse("review:confusion-png"))
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
     assert Image.open(io.BytesIO(response.content)).size == (492, 528)

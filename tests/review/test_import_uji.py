@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from contract.jobs import MAX_BATCH
+from contract.tasks import MAX_BATCH
 from digits.data import uji
-from digits.training import finetune
+from digits.training.collected import writer_of
 from recognizer.models import Drawing
 from review.management.commands import import_uji
 from worker.pipeline import prepare_strokes
@@ -33,7 +33,7 @@ def digits() -> list[uji.PenDigit]:
 def queued(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
     """What the command asks the workers to predict (instead of Celery)."""
     calls: list[list[int]] = []
-    monkeypatch.setattr(import_uji, "enqueue_fill", lambda pks: calls.append(list(pks)))
+    monkeypatch.setattr(import_uji, "publish_fill", lambda pks: calls.append(list(pks)))
     return calls
 
 
@@ -53,7 +53,7 @@ def test_every_dev_digit_is_stored_as_the_page_would_send_it(
     assert len(rows) == 400
     for d in digits:
         row = rows[f"uji-{d.writer}-{d.label}-{d.sample}"]
-        assert finetune.writer_of(row.client_id) == d.writer  # what retrain reads back
+        assert writer_of(row.client_id) == d.writer  # what retrain reads back
         assert row.strokes == uji.fit_to_canvas(d.strokes)
         assert (row.canvas_width, row.canvas_height, row.brush) == (*uji.CANVAS, uji.BRUSH)
         assert (row.label, row.review_label, row.effective_label) == (None, d.label, d.label)

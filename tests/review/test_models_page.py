@@ -17,7 +17,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from recognizer.models import Drawing, ServingModel
-from review import serving
+from recognizer.selectors import serving_model_name
+from review import model_cards, selectors, services
 
 pytestmark = pytest.mark.django_db
 
@@ -95,7 +96,7 @@ def logged_in(user: User, **kw: Any) -> Client:
 
 
 def test_the_cards_are_listed_newest_first_with_figures_data_and_date(models: Path) -> None:
-    versions = serving.model_versions()
+    versions = selectors.model_versions()
     assert [v.name for v in versions] == ["broken-c", "new-b", "old-a"]
     b = versions[1]
     assert b.created is not None and b.created.date().isoformat() == "2026-11-20"
@@ -106,30 +107,30 @@ def test_the_cards_are_listed_newest_first_with_figures_data_and_date(models: Pa
 
 def test_make_current_refuses_what_the_workers_could_not_load(models: Path) -> None:
     for name in ("no-such-model", "../old-a", "broken-c"):
-        with pytest.raises(serving.UnservableModel):
-            serving.serving_model_set(name=name)
+        with pytest.raises(model_cards.UnservableModel):
+            services.serving_model_set(name=name)
     (models / "new-b.pt").unlink()
-    with pytest.raises(serving.UnservableModel, match="no weights"):
-        serving.serving_model_set(name="new-b")
-    assert not ServingModel.objects.exists() and serving.serving_model_name() == "old-a"
+    with pytest.raises(model_cards.UnservableModel, match="no weights"):
+        services.serving_model_set(name="new-b")
+    assert not ServingModel.objects.exists() and serving_model_name() == "old-a"
 
 
 def test_roll_back_returns_to_the_model_before_and_a_second_undoes_it(models: Path) -> None:
-    with pytest.raises(serving.UnservableModel):  # nothing chosen yet: nothing to go back to
-        serving.serving_model_roll_back()
-    serving.serving_model_set(name="new-b")
-    assert serving.serving_model_name() == "new-b" and serving.serving_previous_name() == "old-a"
-    row = serving.serving_model_roll_back()
-    assert row.rolled_back and serving.serving_model_name() == "old-a"
-    serving.serving_model_roll_back()
-    assert serving.serving_model_name() == "new-b"
+    with pytest.raises(model_cards.UnservableModel):  # nothing chosen yet: nothing to go back to
+        services.serving_model_roll_back()
+    services.serving_model_set(name="new-b")
+    assert serving_model_name() == "new-b" and selectors.serving_previous_name() == "old-a"
+    row = services.serving_model_roll_back()
+    assert row.rolled_back and serving_model_name() == "old-a"
+    services.serving_model_roll_back()
+    assert serving_model_name() == "new-b"
     assert list(ServingModel.objects.values_list("name", flat=True)) == ["new-b", "old-a", "new-b"]
 
 
-def test_the_real_models_directory_serves_cnn_v5_and_cnn_v6(settings) -> None:
+def test_the_real_models_directory_serves_the_current_model(settings) -> None:
     settings.MODELS_DIR = ROOT / "models"
-    for name in ("cnn-v5", "cnn-v6"):
-        serving.check_servable(name)  # their sha256 checked, as the switch checks them
+    current = json.loads((ROOT / "models" / "current.json").read_text())["model"]
+    model_cards.check_servable(current)  # its sha256 checked, as the switch checks it
 
 
 # ---------------------------------------------------------------- the page
@@ -159,16 +160,16 @@ def test_make_current_and_roll_back_by_post_switch_the_served_model(models: Path
     client = logged_in(switcher)
     response = client.post(reverse("review:make-current"), {"name": "new-b"}, follow=True)
     assert response.redirect_chain[-1][0] == reverse("review:models")
-    assert serving.serving_model_name() == "new-b"
+    assert serving_model_name() == "new-b"
     assert "Now current: new-b." in response.content.decode()
     assert ServingModel.objects.get().chosen_by == switcher
     assert 'id="roll-back"' in response.content.decode() and "Roll back to old-a" in response.content.decode()
 
     response = client.post(reverse("review:make-current"), {"name": "broken-c"}, follow=True)
-    assert "do not match the sha256" in response.content.decode() and serving.serving_model_name() == "new-b"
+    assert "do not match the sha256" in response.content.decode() and serving_model_name() == "new-b"
 
     client.post(reverse("review:roll-back"))
-    assert serving.serving_model_name() == "old-a" and ServingModel.objects.first().rolled_back
+    assert serving_model_name() == "old-a" and ServingModel.objects.first().rolled_back
 
 
 def test_switching_is_post_only_csrf_checked_and_needs_the_permission(models: Path, switcher: User) -> None:
@@ -178,7 +179,7 @@ def test_switching_is_post_only_csrf_checked_and_needs_the_permission(models: Pa
     page = strict.get(reverse("review:models"))
     token = page.cookies["csrftoken"].value
     assert strict.post(reverse("review:make-current"), {"name": "new-b", "csrfmiddlewaretoken": token}).status_code == 302
-    assert serving.serving_model_name() == "new-b"
+    assert serving_model_name() == "new-b"
 
     looker = User.objects.create_user("looker", is_staff=True)
     looker.user_permissions.add(Permission.objects.get(codename="view_drawing"))
@@ -187,7 +188,7 @@ def test_switching_is_post_only_csrf_checked_and_needs_the_permission(models: Pa
     assert "Make current" not in viewer.get(reverse("review:models")).content.decode()
     assert viewer.post(reverse("review:make-current"), {"name": "old-a"}).status_code == 403
     assert viewer.post(reverse("review:roll-back")).status_code == 403
-    assert serving.serving_model_name() == "new-b"
+    assert serving_model_name() == "new-b"
 
 
 def test_only_staff_see_the_page(models: Path) -> None:

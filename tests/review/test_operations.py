@@ -16,9 +16,10 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 
+from contract.heartbeats import heartbeat_key
 from recognizer import metrics
 from tests.conftest import TEST_REDIS_URL
-from worker.heartbeat import beat, heartbeat_key
+from worker.heartbeat import beat
 
 pytestmark = pytest.mark.django_db
 

@@ -72,13 +72,13 @@ def test_retrain_writes_a_new_version_and_never_makes_it_current(
     current = (dirs["models"] / "current.json").read_bytes()
     held_images: set[bytes] = {a.tobytes() for a in _images_of(export, "W02")}
     trained_on: set[bytes] = set()
-    original = finetune.tr.train_one_epoch
+    original = finetune.loop.train_one_epoch
 
     def recording(model, x, y, *rest):  # type: ignore[no-untyped-def]
         trained_on.update(np.rint(a * 255).astype(np.uint8).tobytes() for a in x[:, 0].numpy())
         return original(model, x, y, *rest)
 
-    monkeypatch.setattr(finetune.tr, "train_one_epoch", recording)
+    monkeypatch.setattr(finetune.loop, "train_one_epoch", recording)
     out = retrain(export, dirs, "--holdout-writers", "W02", "--name", "cnn-v6-uji")
 
     assert (dirs["models"] / "current.json").read_bytes() == current
@@ -162,13 +162,13 @@ def test_drawings_nobody_reviewed_are_trained_on_only_when_asked_for(
         spam_images = {a.tobytes() for a, pk in zip(npz["images"], npz["ids"]) if pk in spam_ids}
     assert len(spam_images) == 10
     trained_on: set[bytes] = set()
-    original = finetune.tr.train_one_epoch
+    original = finetune.loop.train_one_epoch
 
     def recording(model, x, y, *rest):  # type: ignore[no-untyped-def]
         trained_on.update(np.rint(a * 255).astype(np.uint8).tobytes() for a in x[:, 0].numpy())
         return original(model, x, y, *rest)
 
-    monkeypatch.setattr(finetune.tr, "train_one_epoch", recording)
+    monkeypatch.setattr(finetune.loop, "train_one_epoch", recording)
 
     log = retrain(out, dirs, "--holdout-fraction", "0.25", "--name", "reviewed-only")
     c = json.loads((dirs["models"] / "reviewed-only.json").read_text())["data"]["collected"]

@@ -24,8 +24,8 @@ from django.utils import timezone
 
 from recognizer.models import Drawing
 from review import admin as drawing_admin
-from review import triage as review
-from tests.review.test_admin_review import CHANGELIST, make
+from review import admin_list, selectors, services
+from tests.review.drawings import CHANGELIST, make
 
 pytestmark = pytest.mark.django_db
 postgres_only = pytest.mark.skipif("connection.vendor != 'postgresql'", reason="EXPLAIN of PostgreSQL's plans")
@@ -158,7 +158,7 @@ def test_every_list_page_is_a_few_queries_none_reading_the_table_for_the_sidebar
 def test_the_count_is_the_planners_estimate_when_large(
     su_client: Client, rows: list[Drawing], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(drawing_admin, "EXACT_COUNT_UP_TO", -1)  # every list "large"
+    monkeypatch.setattr(admin_list, "EXACT_COUNT_UP_TO", -1)  # every list "large"
     with CaptureQueriesContext(connection) as queries:
         response = su_client.get(CHANGELIST)
     assert response.status_code == 200
@@ -188,12 +188,10 @@ def test_search_is_an_exact_id_or_client_id_and_says_so(su_client: Client, rows:
 
 
 def test_the_model_filter_offers_the_models_of_the_cards(su_client: Client, rows: list[Drawing]) -> None:
-    from review.serving import model_versions
-
     response = su_client.get(CHANGELIST)
     model_filter = next(f for f in response.context["cl"].filter_specs if getattr(f, "parameter_name", "") == "model_name")
     offered = {value for value, _ in model_filter.lookup_choices}
-    assert {v.name for v in model_versions()} <= offered
+    assert {v.name for v in selectors.model_versions()} <= offered
 
 
 @postgres_only
@@ -249,7 +247,7 @@ def test_search_by_client_id_reads_its_unique_index(su_client: Client, rows: lis
 def test_an_action_over_a_large_selection_writes_it_in_chunks(
     su_client: Client, rows: list[Drawing], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(drawing_admin, "ACTION_CHUNK", 4)
+    monkeypatch.setattr(services, "ACTION_CHUNK", 4)
     unreviewed = Drawing.objects.filter(reviewed_at__isnull=True).count()
     with CaptureQueriesContext(connection) as queries:
         response = su_client.post(
@@ -267,7 +265,7 @@ def test_an_action_over_a_large_selection_writes_it_in_chunks(
 def test_confirming_in_chunks_still_says_how_many_had_no_prediction(
     su_client: Client, rows: list[Drawing], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(drawing_admin, "ACTION_CHUNK", 3)
+    monkeypatch.setattr(services, "ACTION_CHUNK", 3)
     response = su_client.post(
         CHANGELIST,
         {"action": "confirm_prediction", "select_across": "1", "index": "0", "_selected_action": [rows[0].pk]},
@@ -296,7 +294,7 @@ def test_the_queue_and_a_save_are_a_few_queries(
 
 
 def test_a_large_queue_is_counted_by_estimate(su_client: Client, rows: list[Drawing], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(review, "COUNT_UP_TO", 3)
+    monkeypatch.setattr(selectors, "COUNT_UP_TO", 3)
     page = su_client.get("/review/api/queue", {"order": "confidence", "limit": 5}).json()
     if connection.vendor == "postgresql":
         assert page["remaining_estimated"] is True and page["remaining"] >= 4  # at least what it counted
@@ -326,7 +324,7 @@ def test_the_queue_reads_the_partial_index_of_the_rows_waiting_for_review(
 @postgres_only
 def test_the_remaining_count_reads_only_the_partial_index(rows: list[Drawing], no_seqscan: None) -> None:
     with CaptureQueriesContext(connection) as queries:
-        review.remaining_to_review()
+        selectors.remaining_to_review()
     only_indexes("drawing_triage")
     assert "drawing_triage" in plan(queries.captured_queries[0]["sql"])
 

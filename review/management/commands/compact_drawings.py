@@ -5,7 +5,8 @@ Each batch is one short transaction (`UPDATE … SET strokes = strokes` over a r
 writes each row again, and toasts its bulky columns under the table's toast_tuple_target), so the
 table stays in use: a row is locked for one batch's UPDATE at most. Each updated row leaves a dead
 version behind until VACUUM (autovacuum, or `--vacuum` at the end): the table grows by the rows
-updated until then. Run it again at any time: rows already narrow are written again, nothing else."""
+updated until then. Run it again at any time: rows already narrow are written again, nothing else.
+The work is review.services.drawings_compact's."""
 
 from __future__ import annotations
 
@@ -13,10 +14,8 @@ import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import connection, transaction
-from django.db.models import Max
 
-from recognizer.models import Drawing
+from review.services import drawings_compact
 
 
 class Command(BaseCommand):
@@ -28,23 +27,14 @@ class Command(BaseCommand):
         parser.add_argument("--vacuum", action="store_true", help="VACUUM ANALYZE the table at the end")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        if connection.vendor != "postgresql":
-            self.stdout.write("nothing to do: the storage settings are PostgreSQL's")
-            return
-        top = Drawing.objects.aggregate(top=Max("pk"))["top"] or 0
-        started, done, low = time.perf_counter(), 0, 0
-        while low < top:
-            high = low + opts["batch"]
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(
-                    "UPDATE recognizer_drawing SET strokes = strokes WHERE id > %s AND id <= %s AND png IS NOT NULL", [low, high]
-                )
-                done += cursor.rowcount
-            low = high
+        started = time.perf_counter()
+
+        def progress(high: int, done: int) -> None:
             if opts["verbosity"] > 1:
                 self.stdout.write(f"ids up to {high:,}: {done:,} rows in {time.perf_counter() - started:.0f} s")
-            time.sleep(opts["pause"])
-        if opts["vacuum"]:
-            with connection.cursor() as cursor:
-                cursor.execute("VACUUM ANALYZE recognizer_drawing")
+
+        done = drawings_compact(batch=opts["batch"], pause=opts["pause"], vacuum=opts["vacuum"], progress=progress)
+        if done is None:
+            self.stdout.write("nothing to do: the storage settings are PostgreSQL's")
+            return
         self.stdout.write(f"{done:,} drawings rewritten in {time.perf_counter() - started:.0f} s")

@@ -17,7 +17,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from review.export import drawings_for_export, export_paths, export_to_files
+from review.export import export_paths, export_to_files
+from review.selectors import drawings_for_export
 
 
 def parse_since(text: str) -> datetime:

@@ -185,3 +185,11 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what() if callable(what) else what}")
         page.wait_for_timeout(25)
+
+
+@pytest.fixture
+def pad(page: Page):
+    """The drawing page, open and connected, with its socket's traffic recorded (tests/browser/pad.py)."""
+    from tests.browser.pad import Pad  # pad.py imports this module's helpers
+
+    return Pad(page).open()

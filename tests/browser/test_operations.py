@@ -17,7 +17,7 @@ from playwright.sync_api import ConsoleMessage, Page, Route, expect
 from scripts.screenshot_operations import DURATION, NONZERO, DrawingLoad, log_in, wait_until_filled
 from scripts.stack import Stack
 from tests.browser.conftest import orm, wait_until
-from tests.browser.test_page import digit_png
+from tests.browser.pad import digit_png
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from playwright.sync_api import ConsoleMessage, Page, expect
 
-from tests.browser.test_page import Pad, digit_png
+from tests.browser.pad import Pad, digit_png
 
 pytestmark = pytest.mark.browser
 

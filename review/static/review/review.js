@@ -2,6 +2,8 @@
 // queue and stores each answer). The page moves on as soon as a key is pressed; the saves go out in
 // order behind it, so a fast reviewer never waits for the network.
 
+import { fitInk, paintStrokes } from '../recognizer/strokes.js';
+
 const root = document.querySelector('#triage');
 const $ = (selector) => document.querySelector(selector);
 const el = {
@@ -152,28 +154,12 @@ function drawStrokes(item) {
   const style = getComputedStyle(canvas);
   ctx.fillStyle = style.backgroundColor;
   ctx.fillRect(0, 0, canvas.width, canvas.height);
-  const points = item.strokes.flat();
-  if (!points.length) return;
   // Fit the ink (not the person's whole canvas) so that small drawings are large enough to read.
-  const pad = item.brush;
-  const xs = points.map((p) => p[0]);
-  const ys = points.map((p) => p[1]);
-  const x0 = Math.min(...xs) - pad, y0 = Math.min(...ys) - pad;
-  const w = Math.max(...xs) + pad - x0, h = Math.max(...ys) + pad - y0;
-  const scale = Math.min(canvas.width / w, canvas.height / h, 3 * ratio);
-  const dx = (canvas.width - w * scale) / 2 - x0 * scale, dy = (canvas.height - h * scale) / 2 - y0 * scale;
-  ctx.strokeStyle = ctx.fillStyle = style.color;
-  ctx.lineWidth = item.brush * scale;
-  ctx.lineCap = 'round';
-  ctx.lineJoin = 'round';
-  for (const stroke of item.strokes) {
-    if (!stroke.length) continue;
-    ctx.beginPath();
-    ctx.moveTo(stroke[0][0] * scale + dx, stroke[0][1] * scale + dy);
-    for (const [x, y] of stroke.slice(1)) ctx.lineTo(x * scale + dx, y * scale + dy);
-    if (stroke.length === 1) ctx.lineTo(stroke[0][0] * scale + dx + 0.01, stroke[0][1] * scale + dy);
-    ctx.stroke();
-  }
+  const fit = fitInk(item.strokes, item.brush, canvas.width, canvas.height, 3 * ratio);
+  if (!fit) return;
+  const [scale, dx, dy] = fit;
+  ctx.setTransform(scale, 0, 0, scale, dx, dy);
+  paintStrokes(ctx, item.strokes, item.brush, style.color);
 }
 
 function labelText(item) {

@@ -1,6 +1,8 @@
 # One image for the web process (daphne, edge/serve.py) and both Celery workers; docker-compose.yml picks the command.
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# Production settings (digitsite/settings/production.py): DEBUG off, no start without DJANGO_SECRET_KEY.
+ENV DJANGO_SETTINGS_MODULE=digitsite.settings.production
 # Point this at a CPU-only PyTorch wheel index to keep the image free of CUDA libraries.
 ARG PIP_EXTRA_INDEX_URL=""
 WORKDIR /app

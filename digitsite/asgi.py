@@ -6,11 +6,12 @@ origin check.
 """
 
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digitsite.settings")
-django_asgi_app = get_asgi_application()  # set up Django before importing consumers
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digitsite.settings.local")
+django_asgi_app: Any = get_asgi_application()  # set up Django before importing consumers
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402

@@ -26,19 +26,23 @@ class Channel(kombu_redis.Channel):
     _shared_client = None
 
     def _create_client(self, asynchronous: bool = False) -> Any:
+        kombus: Any = super()  # kombu's private API (its type stubs leave it out)
         if asynchronous:  # the worker's event-loop connection keeps kombu's own handling
-            return super()._create_client(asynchronous=True)
+            return kombus._create_client(asynchronous=True)
         if self._shared_client is None:
-            self._shared_client = super()._create_client()
+            self._shared_client = kombus._create_client()
         return self._shared_client
 
     def _brpop_read(self, **options: Any) -> Any:
         """kombu's, except that a message whose envelope cannot be read (not JSON, not kombu's shape:
         anything written into a queue's list by something other than a Celery producer) is logged and
         dropped instead of ending the worker ("Unrecoverable error"). It was already taken off the list."""
+        kombus: Any = super()  # kombu's private API (its type stubs leave it out)
+        channel: Any = self
+        connection_errors = channel.connection_errors  # set on the channel by kombu
         try:
-            return super()._brpop_read(**options)
-        except self.connection_errors:
+            return kombus._brpop_read(**options)
+        except connection_errors:
             raise
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             log.error("dropped an unreadable message from the broker: %r", exc)
@@ -51,6 +55,7 @@ class Transport(kombu_redis.Transport):
 
 def use_as_redis_transport() -> None:
     """Make kombu resolve redis:// and rediss:// to this transport (before any connection is made)."""
+    transports: Any = kombu_transport  # its resolution cache is private
     for scheme in SCHEMES:
-        kombu_transport.TRANSPORT_ALIASES[scheme] = TRANSPORT
-        kombu_transport._transport_cache.pop(scheme, None)  # resolved before: resolve again
+        transports.TRANSPORT_ALIASES[scheme] = TRANSPORT
+        transports._transport_cache.pop(scheme, None)  # resolved before: resolve again

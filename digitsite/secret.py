@@ -23,3 +23,20 @@ def use_checkout_key(key_file: Path = KEY_FILE) -> None:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(48) + "\n")
     os.environ["DJANGO_SECRET_KEY"] = key_file.read_text().strip()
+
+
+def required_secret_key(checkout_key_allowed: bool) -> str:
+    """DJANGO_SECRET_KEY, or with `checkout_key_allowed` (development: DJANGO_DEBUG=1) this checkout's own key.
+
+    A known key lets anyone forge sessions (the admin) and CSRF tokens: there is never a fallback to a constant.
+    """
+    from django.core.exceptions import ImproperlyConfigured
+
+    if not os.environ.get("DJANGO_SECRET_KEY"):
+        if not checkout_key_allowed:
+            raise ImproperlyConfigured(
+                "DJANGO_SECRET_KEY is not set. Set it to a long random string (or DJANGO_DEBUG=1 for development "
+                "with the local settings); manage.py and `make run` make one for this checkout in .secret_key."
+            )
+        use_checkout_key()
+    return os.environ["DJANGO_SECRET_KEY"]

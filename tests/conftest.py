@@ -1,5 +1,10 @@
 """Fixtures that start the real parts: Redis (the machine's or the bundled one), Celery worker
-processes on both queues and daphne, all through scripts.stack as `make run` does."""
+processes on both queues and daphne, all through scripts.stack as `make run` does.
+
+Every test also gets markers for what it needs (pytest_collection_modifyitems): `database` (the test database),
+`redis` (the machine's Redis), `server` (a server process of its own), `heavy` (the MNIST data set, or training a
+network), besides the `integration` and `browser` ones its module sets; a test that needs none of them is a `unit`
+test (`make test-unit`)."""
 
 from __future__ import annotations
 
@@ -21,6 +26,38 @@ ARTIFACTS = ROOT / "test-artifacts"
 # A Redis database of its own so the tests never touch a running service's queues.
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 METRICS_TOKEN = "test-metrics-token"
+
+
+# What a test needs, read from its markers and fixtures (pytest.ini describes the markers).
+DATABASE_FIXTURES = {"db", "transactional_db", "django_db_setup", "django_db_reset_sequences", "django_db_serialized_rollback",
+                     "live_server", "admin_user", "admin_client", "django_user_model", "stack"}  # fmt: skip
+SERVER_FIXTURES = {"stack", "server", "live_server"}
+TRAINING_TESTS = ROOT / "tests" / "digits" / "training"
+NEEDS_MARKERS = ("integration", "browser", "database", "redis", "server", "heavy")
+
+
+def _names_test_redis(item: pytest.Item) -> bool:
+    """The test, or its module, names TEST_REDIS_URL: it talks to the machine's Redis."""
+    function = getattr(item, "function", None)
+    code = getattr(function, "__code__", None)
+    return "TEST_REDIS_URL" in vars(getattr(item, "module", None) or object) or (
+        code is not None and "TEST_REDIS_URL" in code.co_names
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("django_db") or fixtures & DATABASE_FIXTURES:
+            item.add_marker(pytest.mark.database)
+        if _names_test_redis(item):
+            item.add_marker(pytest.mark.redis)
+        if fixtures & SERVER_FIXTURES:
+            item.add_marker(pytest.mark.server)
+        if "mnist_dir" in fixtures or TRAINING_TESTS in item.path.parents:
+            item.add_marker(pytest.mark.heavy)
+        if not any(item.get_closest_marker(name) for name in NEEDS_MARKERS):
+            item.add_marker(pytest.mark.unit)
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from contract.jobs import TASK_QUEUES
+from contract.tasks import TASK_QUEUES
 from scripts.stack import web_command, worker_command
 
 ROOT = Path(__file__).resolve().parent.parent

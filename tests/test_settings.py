@@ -1,4 +1,5 @@
-"""Production settings: no start without a secret key, and `check --deploy` clean with HTTPS on."""
+"""Settings by environment: local (the default) and production refuse to start without a secret key (local allows
+this checkout's own with DJANGO_DEBUG=1), production keeps DEBUG off, and `check --deploy` is clean with HTTPS on."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+LOCAL, PRODUCTION = "digitsite.settings.local", "digitsite.settings.production"
+
+
+def manage(*args: str, settings: str = PRODUCTION, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "TRUSTED_PROXIES"))}
     # not manage.py: it would read this checkout's .secret_key; settings alone must refuse
     code = "import sys; from django.core.management import execute_from_command_line as e; e(sys.argv)"
@@ -20,16 +24,45 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        env={**base, "DJANGO_SETTINGS_MODULE": "digitsite.settings", **env},
+        env={**base, "DJANGO_SETTINGS_MODULE": settings, **env},
         timeout=120,
     )
 
 
 def test_settings_refuse_to_start_with_debug_off_and_no_secret_key() -> None:
-    result = manage("check")
-    assert result.returncode != 0
-    assert "DJANGO_SECRET_KEY is not set" in result.stderr
-    assert manage("check", DJANGO_DEBUG="1").returncode == 0  # development may go without one
+    for settings in (LOCAL, PRODUCTION):
+        result = manage("check", settings=settings)
+        assert result.returncode != 0
+        assert "DJANGO_SECRET_KEY is not set" in result.stderr
+    assert manage("check", settings=LOCAL, DJANGO_DEBUG="1").returncode == 0  # development may go without one
+
+
+def test_production_keeps_debug_off_and_needs_a_key_even_when_debug_is_asked_for() -> None:
+    result = manage("check", DJANGO_DEBUG="1")
+    assert result.returncode != 0 and "DJANGO_SECRET_KEY is not set" in result.stderr
+    show = ["shell", "-c", "from django.conf import settings; print(settings.DEBUG)"]
+    result = manage(*show, DJANGO_DEBUG="1", DJANGO_SECRET_KEY=secrets.token_urlsafe(50))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_manage_py_lends_production_no_checkout_key() -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**base, "DJANGO_SETTINGS_MODULE": PRODUCTION},
+    )
+    assert result.returncode != 0 and "DJANGO_SECRET_KEY is not set" in result.stderr
+
+
+def test_the_image_compose_and_kubernetes_run_the_production_settings() -> None:
+    assert f"DJANGO_SETTINGS_MODULE={PRODUCTION}" in (ROOT / "Dockerfile").read_text()
+    assert f"DJANGO_SETTINGS_MODULE: {PRODUCTION}" in (ROOT / "docker-compose.yml").read_text()
+    assert f"DJANGO_SETTINGS_MODULE: {PRODUCTION}" in (ROOT / "deploy" / "k8s" / "config.yaml").read_text()
 
 
 def test_check_deploy_is_clean_with_production_settings() -> None:
@@ -63,7 +96,7 @@ def test_debug_without_a_key_uses_the_checkouts_random_key_never_a_constant() ->
         capture_output=True,
         text=True,
         timeout=120,
-        env={**base, "DJANGO_SETTINGS_MODULE": "digitsite.settings", "DJANGO_DEBUG": "1"},
+        env={**base, "DJANGO_SETTINGS_MODULE": LOCAL, "DJANGO_DEBUG": "1"},
     )
     assert result.returncode == 0, result.stderr
     key = result.stdout.strip()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.db import OperationalError, connections, transaction
 
-from digitsite.settings import SQLITE_OPTIONS
+from digitsite.settings.base import SQLITE_OPTIONS
 
 ALIAS = "sqlite_writers"
 WRITERS = 4

@@ -1,5 +1,5 @@
-"""BROKER_URL: Celery's broker is Redis unless it names another; PUBLISH_VIA follows it, and the push
-into Redis lists is refused where the broker has none. Each case loads the settings in a fresh process,
+"""BROKER_URL: Celery's broker is Redis unless it names another; PUBLISH_VIA and the task routes (digitsite/celery.py)
+follow it, and the push into Redis lists is refused where the broker has none. Each case loads the settings in a fresh process,
 as a server would from its environment."""
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent.parent
 AMQP = "amqp://guest:guest@127.0.0.1:5672/somewhere"
 SHOW = (
-    "import json; from django.conf import settings as s; print(json.dumps({'broker': s.CELERY_BROKER_URL, "
+    "import json; from django.conf import settings as s; from digitsite.celery import app; "
+    "print(json.dumps({'broker': s.CELERY_BROKER_URL, "
     "'redis': s.BROKER_IS_REDIS, 'via': s.PUBLISH_VIA, 'options': s.CELERY_BROKER_TRANSPORT_OPTIONS, "
-    "'mode': getattr(s, 'CELERY_TASK_DEFAULT_DELIVERY_MODE', None), 'routes': s.CELERY_TASK_ROUTES}))"
+    "'mode': getattr(s, 'CELERY_TASK_DEFAULT_DELIVERY_MODE', None), 'routes': app.conf.task_routes}))"
 )
 
 
@@ -27,7 +28,7 @@ def settings_with(**env: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=60,
-        env={**base, "DJANGO_SETTINGS_MODULE": "digitsite.settings", "REDIS_URL": "redis://127.0.0.1:6379/3", **env},
+        env={**base, "DJANGO_SETTINGS_MODULE": "digitsite.settings.local", "REDIS_URL": "redis://127.0.0.1:6379/3", **env},
     )
 
 

@@ -1,13 +1,7 @@
-"""Settings, all from the environment so one module serves development, tests and production.
+"""Settings shared by every environment, all read from the environment (docs/configuration.md lists them).
 
-DATABASE_URL  database (default: SQLite file db.sqlite3 in the project)
-REDIS_URL     Channels layer, heartbeats, limits, and Celery's broker unless BROKER_URL (default redis://127.0.0.1:6379/0)
-BROKER_URL    Celery's broker (default REDIS_URL), e.g. amqp://guest:guest@127.0.0.1:5672/ for RabbitMQ (docs/brokers.md)
-REDIS_PREFIX  prefix of every Redis key (default none), to share one Redis between deployments
-MODELS_DIR    trained weights and model cards (default models/)
-DJANGO_DEBUG, DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DJANGO_CSRF_TRUSTED_ORIGINS
-DJANGO_HTTPS  served over HTTPS (behind a TLS proxy): Secure cookies, HSTS, redirect to https
-TRUSTED_PROXIES  addresses/networks whose X-Forwarded-For/-Proto are believed (default none)
+local.py (manage.py, `make run`, the Celery command line), test.py (pytest) and production.py (the image,
+docker compose, Kubernetes) add what differs: the secret key's source, DEBUG, the test database's name.
 """
 
 import os
@@ -17,30 +11,15 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from contract.jobs import FILL_TASK, TASK_QUEUES
-
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parents[2]  # the checkout
 
 
 def env_bool(name: str, default: bool) -> bool:
     return os.environ.get(name, str(default)).lower() in {"1", "true", "yes", "on"}
 
 
+# DEBUG is off unless asked for (local.py); production.py keeps it off whatever the environment says.
 DEBUG = env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
-        # A known key lets anyone forge sessions (the admin) and CSRF tokens: never fall back to one.
-        raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is not set. Set it to a long random string (or DJANGO_DEBUG=1 for development); "
-            "manage.py and `make run` make one for this checkout in .secret_key."
-        )
-    # DEBUG: this checkout's own random key (.secret_key, made once, 0600), never a constant that
-    # anyone reading the code could sign sessions with; shared by the checkout's processes.
-    from digitsite.secret import use_checkout_key
-
-    use_checkout_key()
-    SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
@@ -143,27 +122,17 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.config(default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=0, conn_health_checks=True)
 }
-# `make run` on a machine without PostgreSQL: the web processes store submits while the workers
-# fill in predictions. With SQLite's defaults a transaction that reads and then writes fails at
-# once with "database is locked" when another holds the write lock (the busy timeout does not
-# apply to that upgrade): 1,237 of 17,160 submits answered store_failed in a 100-socket soak
-# (2026-11-26). IMMEDIATE takes the write lock at BEGIN, so writers wait their turn (timeout);
-# WAL lets reads go on meanwhile. (tests/test_sqlite_writers.py)
+# SQLite (`make run` without PostgreSQL): writers take the lock at BEGIN and wait their turn, reads go on
+# meanwhile (WAL); docs/configuration.md has why (tests/test_sqlite_writers.py).
 SQLITE_OPTIONS = {
     "timeout": 20,
     "transaction_mode": "IMMEDIATE",
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # A file (not :memory:) so that test servers started as subprocesses share the test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")}
     DATABASES["default"].setdefault("OPTIONS", {}).update(SQLITE_OPTIONS)
     # Django's backend, the file (and so its -wal and -shm) created 0600: it holds sessions and password hashes
     DATABASES["default"]["ENGINE"] = "digitsite.sqlite3"
-else:
-    # One test database per test run, so that runs against one server (CI beside a developer's
-    # run) never drop each other's database.
-    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -229,13 +198,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
     if BROKER_IS_REDIS
     else {
         # Another broker (RabbitMQ): publisher confirms, so a publish returns once the broker has the message
-        # (and raises when it did not take it): ~0.4 ms a message on this machine, in the web's publish thread.
+        # (and raises when it did not take it), in the web's publish thread (cost: docs/configuration.md).
         "confirm_publish": True,
     }
 )
 if not BROKER_IS_REDIS:
     # Live jobs (strokes, uploads, heat maps) expire within 30 s: not written to the broker's disk (a
-    # persistent message's confirm waits for an fsync, ~4 ms here); the web side asks again for one lost.
+    # persistent message's confirm waits for an fsync); the web side asks again for one lost.
     # Stored drawings' fills are kept across a broker restart. Queues stay classic and durable: a quorum
     # queue replicates and fsyncs every message through Raft, for jobs that live seconds (docs/brokers.md).
     CELERY_TASK_DEFAULT_DELIVERY_MODE = "transient"
@@ -247,10 +216,7 @@ CELERY_TASK_ACKS_LATE = True  # with ack emulation off, an ack is bookkeeping in
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "preprocess"
-# the names and queues of contract.jobs, the one place they are written (it imports nothing heavy)
-CELERY_TASK_ROUTES = {task: {"queue": queue} for task, queue in TASK_QUEUES.items()}
-if not BROKER_IS_REDIS:
-    CELERY_TASK_ROUTES[FILL_TASK]["delivery_mode"] = "persistent"
+# The task routes (each task to its queue: contract.tasks) are declared in digitsite/celery.py.
 # Task events (task-received/started/succeeded, task-sent) for debugging with Flower or `celery events`:
 # CELERY_EVENTS=1. Off by default: they cost the live path (docs/operations.md has the measured cost);
 # workers still send their 2 s worker heartbeats, so the tools see them, and `celery control enable_events`
@@ -317,13 +283,12 @@ WS_HEAT_DELAY_MS = float(os.environ.get("WS_HEAT_DELAY_MS", "150"))
 # preprocess queue sheds heat maps instead of falling ever further behind).
 HEAT_EXPIRES_S = float(os.environ.get("HEAT_EXPIRES_S", "2"))
 # Whether a web process publishes its batches from a thread (its event loop goes on meanwhile) or on
-# the event loop itself (no thread hand-off); see the README's benchmark section.
+# the event loop itself (no thread hand-off); see docs/benchmarks.md.
 PUBLISH_IN_THREAD = env_bool("PUBLISH_IN_THREAD", True)
 # How a web process publishes its batches: "redis" pushes the Celery task message straight into the
-# queue's Redis list from the event loop (recognizer/publish.py); "celery" uses Celery's send_task
-# (in the publish thread when PUBLISH_IN_THREAD), which any Celery broker accepts. The push is the
-# default: 3-11% less CPU per message from 20 clients on, p95 as good or better (README, 2026-11-25).
-# Default: "redis" on a Redis broker, "celery" on any other (the push writes Redis lists).
+# queue's Redis list from the event loop (contract/publish.py); "celery" uses Celery's send_task
+# (in the publish thread when PUBLISH_IN_THREAD), which any Celery broker accepts. Default: "redis" on a
+# Redis broker (the cheaper of the two, docs/configuration.md), "celery" on any other (the push writes Redis lists).
 PUBLISH_VIA = os.environ.get("PUBLISH_VIA") or ("redis" if BROKER_IS_REDIS else "celery")
 if PUBLISH_VIA not in ("redis", "celery"):
     raise ImproperlyConfigured(f"PUBLISH_VIA={PUBLISH_VIA!r}: expected 'redis' or 'celery'")
@@ -341,7 +306,7 @@ DRAWING_SWEEP_S = float(os.environ.get("DRAWING_SWEEP_S", "10"))
 # database), then leaves them to the sweep: the same worker reads uploads and heat maps.
 DRAWING_FILL_LOCK_WAIT_S = float(os.environ.get("DRAWING_FILL_LOCK_WAIT_S", "2"))
 # A worker whose task runs longer than this ends itself for a fresh one (edge/watchdog.py: the
-# solo pool enforces no Celery time limit). The longest task expected, 64 large uploads, takes ~5 s.
+# solo pool enforces no Celery time limit). Far above the longest task expected (64 large uploads).
 WORKER_TASK_TIME_LIMIT_S = float(os.environ.get("WORKER_TASK_TIME_LIMIT_S", "60"))
 
 LOGGING = {

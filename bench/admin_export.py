@@ -44,7 +44,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digitsite.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digitsite.settings.local")
 # Nothing here is signed or served; the settings only refuse to start without some key.
 os.environ.setdefault("DJANGO_SECRET_KEY", "bench-admin-export-signs-nothing")
 

@@ -37,8 +37,8 @@ import redis  # noqa: E402
 
 from bench.database import throwaway_database  # noqa: E402
 from bench.load import DEFAULT_MNIST_DIR, Drawing, Stats, client, load_run, make_drawings, pct, run_async  # noqa: E402
+from contract.heartbeats import WorkerDetail, heartbeat_key, worker_details  # noqa: E402
 from scripts.stack import UNTHROTTLED, Stack, redis_prefix_clear  # noqa: E402
-from worker.heartbeat import WorkerDetail, heartbeat_key, worker_details  # noqa: E402
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13")
 # load.client reads its deadline once: each client reconnects every CHUNK_S so that it sees the phases change

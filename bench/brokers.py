@@ -39,20 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.compare import (  # noqa: E402
-    HEADER,
-    Step,
-    _interrupt,
-    _signals_held,
-    free_port,
-    listening_pid,
-    machine_line,
-    measure,
-    redis_pid,
-    step_row,
-)
 from bench.database import throwaway_database  # noqa: E402
-from bench.load import DEFAULT_MNIST_DIR, Drawing, load_run, make_drawings, pct, run_async  # noqa: E402
+from bench.load import Drawing, make_drawings, pct  # noqa: E402
+from bench.procstat import listening_pid, machine_line  # noqa: E402
+from bench.steps import HEADER, StackSystem, Step, add_load_arguments, free_port, interrupt, measure, step_row, warm_up  # noqa: E402
 
 DEFAULT_LADDER = (10, 20, 40, 60, 80, 100, 120, 160)
 
@@ -74,7 +64,7 @@ def rabbitmq_vhost(base_url: str, user: str) -> Iterator[str]:
         rabbitmqctl("delete_vhost", vhost)
 
 
-class BrokerStack:
+class BrokerStack(StackSystem):
     """One stack on a broker: `broker_url` None for Redis (the default), else BROKER_URL."""
 
     def __init__(
@@ -90,60 +80,28 @@ class BrokerStack:
     ) -> None:
         from scripts.stack import UNTHROTTLED, Stack, default_web_processes
 
-        self.name, self.redis_url, self.rabbitmq_port = name, redis_url, rabbitmq_port
-        self.prefix = f"bench-{name}-{uuid.uuid4().hex[:8]}:"
+        self.rabbitmq_port = rabbitmq_port
+        prefix = f"bench-{name}-{uuid.uuid4().hex[:8]}:"
         env = {
-            "REDIS_PREFIX": self.prefix,
+            "REDIS_PREFIX": prefix,
             "DATABASE_URL": db_url,
             **UNTHROTTLED,
             **({"BROKER_URL": broker_url} if broker_url else {}),
             **(extra_env or {}),
         }
         self.web_processes = web_processes or default_web_processes()
-        self.stack = Stack(
+        stack = Stack(
             port=free_port(),
             redis_url=redis_url,
             env=env,
             web_processes=self.web_processes,
             log_dir=Path(tempfile.mkdtemp(prefix=f"bench-{name}-")),
         )
-        self.url = self.stack.url
-
-    def start(self) -> BrokerStack:
-        with _signals_held():
-            self.stack.start(timeout=120)
-        self.url = self.stack.url
-        return self
+        super().__init__(name, stack, redis_url=redis_url, prefix=prefix)
 
     def cpu_roots(self) -> dict[str, list[int]]:
-        redis = redis_pid(self.redis_url)
         rabbit = listening_pid(self.rabbitmq_port)
-        return {
-            **{name: [proc.pid] for name, proc in self.stack.procs},
-            "redis": [redis] if redis else [],
-            "rabbitmq": [rabbit] if rabbit else [],
-        }
-
-    def describe(self) -> str:
-        return f"processes: {', '.join(name for name, _ in self.stack.procs)}; logs {self.stack.log_dir}"
-
-    def stop(self) -> None:
-        with _signals_held():
-            self.stack.stop()
-            try:  # leave the machine's Redis as we found it
-                import redis
-
-                client = redis.Redis.from_url(self.redis_url, socket_timeout=2)
-                for key in client.scan_iter(match=f"{self.prefix}*"):
-                    client.delete(key)
-            except Exception:
-                pass
-
-    def __enter__(self) -> BrokerStack:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return {**super().cpu_roots(), "rabbitmq": [rabbit] if rabbit else []}
 
 
 @dataclass
@@ -242,31 +200,18 @@ def summary(reports: dict[str, Report], args: argparse.Namespace) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--brokers", default="redis,rabbitmq", help="which stacks, in the first step's order")
+    add_load_arguments(parser, step_s=10.0, ladder=DEFAULT_LADDER, bisections=2)
     parser.add_argument("--single-s", type=float, default=15.0, help="each 1-client measurement")
     parser.add_argument("--single-rounds", type=int, default=2, help="1-client measurements per broker, alternating")
-    parser.add_argument("--step-s", type=float, default=10.0, help="duration of each client-count step")
-    parser.add_argument("--warmup-s", type=float, default=3.0)
-    parser.add_argument("--settle-s", type=float, default=1.0, help="pause after each step")
-    parser.add_argument("--p95-ms", type=float, default=50.0, help="capacity criterion: final-prediction p95")
-    parser.add_argument("--ladder", type=lambda s: [int(x) for x in s.split(",")], default=list(DEFAULT_LADDER))
-    parser.add_argument("--max-clients", type=int, default=240)
-    parser.add_argument("--bisections", type=int, default=2, help="halvings after each broker's first failure")
     parser.add_argument("--web-processes", type=int, help="daphne processes per stack (default: as `make run`)")
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13"))
     parser.add_argument(
         "--rabbitmq-url",
         default=os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672"),
         help="the RabbitMQ server, without a virtual host (the bench makes its own)",
     )
-    parser.add_argument("--pace-ms", type=float, default=50.0)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--timeout", type=float, default=10.0, help="a final prediction later than this is lost")
-    parser.add_argument("--drawings", type=int, default=400, help="MNIST test digits in the pool")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=str(DEFAULT_MNIST_DIR))
     args = parser.parse_args()
 
-    signal.signal(signal.SIGTERM, _interrupt)  # a killed bench stops what it started, as Ctrl-C does
+    signal.signal(signal.SIGTERM, interrupt)  # a killed bench stops what it started, as Ctrl-C does
     print(machine_line(ROOT), flush=True)
     print(
         f"load: clients draw MNIST test digits at one message per {args.pace_ms:g} ms ({args.batch} points), "
@@ -303,17 +248,7 @@ def main() -> None:
                 )
                 stacks.append(system)
             for system in stacks:
-                run_async(
-                    load_run(
-                        system.url,
-                        drawings,
-                        clients=2,
-                        duration=args.warmup_s,
-                        pace=args.pace_ms / 1000,
-                        batch=args.batch,
-                        timeout=args.timeout,
-                    )
-                )  # caches, allocators, connections
+                warm_up(system, drawings, args)
             reports = run(stacks, drawings, args)
         except KeyboardInterrupt:
             print("\ninterrupted: every process started was stopped", file=sys.stderr)

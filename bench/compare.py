@@ -19,180 +19,47 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import importlib.util
 import inspect
 import os
-import platform
-import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.database import throwaway_database  # noqa: E402
-from bench.load import DEFAULT_MNIST_DIR, Drawing, LoadResult, load_run, make_drawings, run_async  # noqa: E402
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-DEFAULT_LADDER = (10, 20, 40, 60, 80, 100, 120, 160, 200, 240)
-
-
-# ---- CPU accounting from /proc
-
-
-def proc_stat(pid: int) -> tuple[int, float] | None:
-    """(parent pid, CPU ms) of a process, or None when it is gone. CPU = utime + stime + cutime +
-    cstime: its own time and that of the children it has reaped (a reaped child leaves the tree)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) ": comm may hold spaces
-    ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime (stat fields 14-17)
-    return int(fields[1]), ticks * 1000 / CLK_TCK
-
-
-def cpu_sample(roots: Iterable[int]) -> dict[int, float]:
-    """CPU ms so far of each live process among `roots` and all their descendants."""
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit() and (st := proc_stat(int(entry.name))) is not None:
-            stats[int(entry.name)] = st
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in stats.items():
-        children.setdefault(ppid, []).append(pid)
-    sample: dict[int, float] = {}
-    todo = [pid for pid in roots if pid in stats]
-    while todo:
-        pid = todo.pop()
-        if pid not in sample:
-            sample[pid] = stats[pid][1]
-            todo.extend(children.get(pid, []))
-    return sample
-
-
-def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU ms spent between two samples by the processes alive at the second (new ones in full)."""
-    return sum(ms - before.get(pid, 0.0) for pid, ms in after.items())
-
-
-def machine_busy_ms() -> float:
-    """CPU ms all cores of the machine have been busy (user, nice, system, irq, softirq; not steal)."""
-    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in Path("/proc/stat").read_text().split()[1:8])
-    return (user + nice + system + irq + softirq) * 1000 / CLK_TCK
-
-
-def listening_pid(port: int) -> int | None:
-    """The process listening on TCP `port` (IPv4 or IPv6), found through /proc/net/tcp and /proc/*/fd."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except FileNotFoundError:
-            continue
-        for line in lines:
-            parts = line.split()
-            if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
-                inodes.add(f"socket:[{parts[9]}]")
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            for fd in os.scandir(f"/proc/{entry.name}/fd"):
-                if os.readlink(fd.path) in inodes:
-                    return int(entry.name)
-        except (FileNotFoundError, PermissionError, ProcessLookupError):
-            continue
-    return None
-
-
-def redis_pid(url: str) -> int | None:
-    """The Redis server behind `url`: INFO's process_id when that pid is a redis-server here (not in
-    another pid namespace), else whoever listens on its port."""
-    from urllib.parse import urlparse
-
-    import redis
-
-    try:
-        pid = int(redis.Redis.from_url(url, socket_timeout=2).info("server")["process_id"])
-        if "redis" in Path(f"/proc/{pid}/comm").read_text():
-            return pid
-    except (redis.RedisError, OSError, KeyError, ValueError):
-        pass
-    return listening_pid(urlparse(url).port or 6379)
-
-
-# ---- capacity search
-
-
-@dataclass
-class Capacity:
-    clients: int  # the most clients that passed (0: even the smallest count failed)
-    bounded: bool  # False: every count tried passed, the real capacity is higher
-    tried: list[tuple[int, bool]] = field(default_factory=list)
-
-
-def capacity_search(passes: Callable[[int], bool], *, ladder: Sequence[int] = DEFAULT_LADDER, bisections: int = 2) -> Capacity:
-    """Climb `ladder` until a client count fails, then bisect between the last pass and that
-    failure `bisections` times (each halving costs one more step)."""
-    tried: list[tuple[int, bool]] = []
-
-    def attempt(n: int) -> bool:
-        ok = passes(n)
-        tried.append((n, ok))
-        return ok
-
-    good, bad = 0, None
-    for n in ladder:
-        if not attempt(n):
-            bad = n
-            break
-        good = n
-    if bad is None:
-        return Capacity(good, False, tried)
-    for _ in range(bisections):
-        mid = (good + bad) // 2
-        if mid <= good:
-            break
-        if attempt(mid):
-            good = mid
-        else:
-            bad = mid
-    return Capacity(good, True, tried)
-
+from bench.load import Drawing, make_drawings  # noqa: E402
+from bench.procstat import machine_line  # noqa: E402
+from bench.steps import (  # noqa: E402
+    DEFAULT_LADDER,
+    HEADER,
+    Capacity,
+    StackSystem,
+    Step,
+    System,
+    add_load_arguments,
+    capacity_search,
+    free_port,
+    interrupt,
+    measure,
+    signals_held,
+    step_row,
+    warm_up,
+)
 
 # ---- the two systems
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class System(Protocol):
-    name: str
-    url: str
-
-    def start(self) -> Any: ...
-    def stop(self) -> None: ...
-    def cpu_roots(self) -> dict[str, list[int]]: ...
-    def describe(self) -> str: ...
-    def __enter__(self) -> Any: ...
-    def __exit__(self, *exc: object) -> None: ...
 
 
 class InProcessServer:
@@ -262,7 +129,7 @@ class InProcessServer:
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is None:
             return
-        with _signals_held():
+        with signals_held():
             if self.proc.poll() is None:
                 os.killpg(self.proc.pid, signal.SIGTERM)  # the whole group: master and workers
             try:
@@ -297,19 +164,17 @@ def load_stack_module(root: Path) -> ModuleType:
     return module
 
 
-class Service:
-    """The service as `make run` starts it, on a free port, with a Redis key prefix of its own."""
-
-    name = "service"
+class Service(StackSystem):
+    """The service as `make run` starts it, on a free port, with a Redis key prefix of its own and a migrated
+    database of its own (bench/database.py)."""
 
     def __init__(self, *, redis_url: str, web_processes: int | None, root: Path = ROOT, log_dir: Path | None = None) -> None:
         stack_module = load_stack_module(root)
-        self.prefix = f"bench-{uuid.uuid4().hex[:8]}:"
-        self.redis_url = redis_url
-        self._database = contextlib.ExitStack()  # a migrated database of its own (bench/database.py)
-        db_url = self._database.enter_context(throwaway_database())
+        prefix = f"bench-{uuid.uuid4().hex[:8]}:"
+        resources = contextlib.ExitStack()
+        db_url = resources.enter_context(throwaway_database())
         # all the bench's clients come from 127.0.0.1: the per-address limits off
-        env = {"REDIS_PREFIX": self.prefix, "DATABASE_URL": db_url, **getattr(stack_module, "UNTHROTTLED", {})}
+        env = {"REDIS_PREFIX": prefix, "DATABASE_URL": db_url, **getattr(stack_module, "UNTHROTTLED", {})}
         kwargs: dict[str, Any] = {
             "port": free_port(),
             "redis_url": redis_url,
@@ -322,138 +187,10 @@ class Service:
         self.web_processes = web_processes if self.web_processes_supported else 1
         if self.web_processes_supported and web_processes is not None:
             kwargs["web_processes"] = web_processes
-        self.stack = stack_module.Stack(**kwargs)
-        self.url = self.stack.url
-
-    def start(self) -> Service:
-        with _signals_held():  # Stack.start cleans up after itself; do not interrupt it halfway
-            try:
-                self.stack.start(timeout=120)
-            except BaseException:
-                self._database.close()
-                raise
-        self.url = self.stack.url  # port=0 stacks know their port only now
-        return self
-
-    def cpu_roots(self) -> dict[str, list[int]]:
-        pid = redis_pid(self.redis_url)
-        # one group per process, so a run shows where the CPU goes (web, each worker, Redis)
-        return {**{name: [proc.pid] for name, proc in self.stack.procs}, "redis": [pid] if pid else []}
-
-    def describe(self) -> str:
-        names = [name for name, _ in self.stack.procs]
-        return f"processes: {', '.join(names)}"
-
-    def stop(self) -> None:
-        with _signals_held():
-            self.stack.stop()
-            self._database.close()
-            try:  # leave the machine's Redis as we found it
-                import redis
-
-                client = redis.Redis.from_url(self.redis_url, socket_timeout=2)
-                for key in client.scan_iter(match=f"{self.prefix}*"):
-                    client.delete(key)
-            except Exception:  # a bundled Redis is gone already, with its keys
-                pass
-
-    def __enter__(self) -> Service:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__("service", stack_module.Stack(**kwargs), redis_url=redis_url, prefix=prefix, resources=resources)
 
 
-class _signals_held:
-    """Defer Ctrl-C / SIGTERM while processes are being started or stopped, then deliver it."""
-
-    def __enter__(self) -> None:
-        self.pending: list[int] = []
-        self.saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        for s in self.saved:
-            signal.signal(s, lambda signum, _frame: self.pending.append(signum))
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self.saved.items():
-            signal.signal(s, handler)
-        if self.pending:
-            raise KeyboardInterrupt
-
-
-# ---- measuring
-
-
-@dataclass
-class Step:
-    system: str
-    clients: int
-    load: LoadResult
-    cpu_ms: dict[str, float]  # per process group of the system
-    machine_ms: float  # the whole machine's busy CPU over the step: the rest is the client and others
-
-    @property
-    def cpu_total_ms(self) -> float:
-        return sum(self.cpu_ms.values())
-
-    @property
-    def cpu_per_prediction(self) -> float:
-        return self.cpu_total_ms / self.load.stats.predictions if self.load.stats.predictions else float("nan")
-
-    @property
-    def cpu_per_message(self) -> float:
-        return self.cpu_total_ms / self.load.stats.messages if self.load.stats.messages else float("nan")
-
-    @property
-    def others_ms(self) -> float:
-        """Busy CPU neither the system nor this load generator spent: other work on the machine."""
-        return max(0.0, self.machine_ms - self.cpu_total_ms - self.load.client_cpu_ms)
-
-    def passes(self, p95_ms: float) -> bool:
-        s = self.load.stats
-        return not s.errors and s.lost == 0 and bool(s.latencies) and self.load.latency(95) <= p95_ms
-
-
-HEADER = (
-    f"{'system':<10} {'clients':>7} {'wall s':>6} {'msgs/s':>7} {'preds/s':>7} {'p50':>7} {'p95':>7} "
-    f"{'p99':>7} {'errors':>6} {'lost':>4} {'right':>9} {'cpu ms':>7} {'/pred':>6} {'/msg':>6} "
-    f"{'client%':>7} {'others%':>7}  groups (cpu ms)"
-)
-
-
-def step_row(step: Step, p95_ms: float | None = None) -> str:
-    r, s = step.load, step.load.stats
-    verdict = "" if p95_ms is None else ("  pass" if step.passes(p95_ms) else "  FAIL")
-    errors = f"{len(s.errors)}" + (f" {sorted(set(s.errors))}" if s.errors else "")
-    groups = " ".join(f"{k}={v:.0f}" for k, v in step.cpu_ms.items())
-    return (
-        f"{step.system:<10} {step.clients:>7} {r.wall_s:>6.1f} {r.messages_per_s:>7.0f} {r.predictions_per_s:>7.0f} "
-        f"{r.latency(50):>7.1f} {r.latency(95):>7.1f} {r.latency(99):>7.1f} {errors:>6} {s.lost:>4} "
-        f"{s.correct:>4}/{len(s.latencies):<4} {step.cpu_total_ms:>7.0f} {step.cpu_per_prediction:>6.2f} "
-        f"{step.cpu_per_message:>6.2f} {100 * r.client_cpu_ms / (r.wall_s * 1000):>6.0f}% "
-        f"{100 * step.others_ms / (r.wall_s * 1000):>6.0f}%  {groups}{verdict}"
-    )
-
-
-def measure(system: System, drawings: Sequence[Drawing], clients: int, duration: float, args: argparse.Namespace) -> Step:
-    roots = system.cpu_roots()
-    before = {group: cpu_sample(pids) for group, pids in roots.items()}
-    machine0 = machine_busy_ms()
-    load = run_async(
-        load_run(
-            system.url,
-            drawings,
-            clients=clients,
-            duration=duration,
-            pace=args.pace_ms / 1000,
-            batch=args.batch,
-            timeout=args.timeout,
-            seed=args.seed + clients,
-        )
-    )
-    machine = machine_busy_ms() - machine0
-    cpu = {group: cpu_spent(before[group], cpu_sample(pids)) for group, pids in roots.items()}
-    time.sleep(args.settle_s)  # let a backlog drain before the next step
-    return Step(system.name, clients, load, cpu, machine)
+# ---- a run
 
 
 @dataclass
@@ -469,17 +206,7 @@ def system_run(system: System, drawings: Sequence[Drawing], args: argparse.Names
     report = SystemReport(system.name)
     with system:
         print(f"\n== {system.name} at {system.url} ({system.describe()})", flush=True)
-        run_async(
-            load_run(
-                system.url,
-                drawings,
-                clients=2,
-                duration=args.warmup_s,
-                pace=args.pace_ms / 1000,
-                batch=args.batch,
-                timeout=args.timeout,
-            )
-        )  # warm up caches, allocators, connections
+        warm_up(system, drawings, args)
         print(HEADER, flush=True)
         if not args.skip_capacity:
             report.single = measure(system, drawings, 1, args.single_s, args)
@@ -503,29 +230,6 @@ def system_run(system: System, drawings: Sequence[Drawing], args: argparse.Names
             report.soak = measure(system, drawings, args.soak_clients, args.soak_s, args)
             print("soak: " + step_row(report.soak, args.p95_ms), flush=True)
     return report
-
-
-def machine_line(root: Path) -> str:
-    model = "unknown CPU"
-    try:
-        if m := re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M):
-            model = m.group(1).strip()
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        commit, dirty = "", ""
-    code = f"commit {commit}{' (dirty tree)' if dirty else ''}" if commit else f"code in {root} (not a git checkout)"
-    load1 = os.getloadavg()[0]
-    return (
-        f"machine: {os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}, "
-        f"python {platform.python_version()}, load average {load1:.2f} at start; "
-        f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; {code}"
-    )
 
 
 def summary(reports: dict[str, SystemReport], args: argparse.Namespace) -> list[str]:
@@ -569,21 +273,11 @@ def _common_steps(a: SystemReport, b: SystemReport) -> list[tuple[Step, Step]]:
     return [(by_a[n], by_b[n]) for n in sorted(set(by_a) & set(by_b))]
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_load_arguments(parser, step_s=15.0, ladder=DEFAULT_LADDER, bisections=3)
     parser.add_argument("--systems", default="service,inprocess", help="which to run, in this order")
-    parser.add_argument("--step-s", type=float, default=15.0, help="duration of each client-count step")
     parser.add_argument("--single-s", type=float, default=30.0, help="duration of the 1-client measurement")
-    parser.add_argument("--warmup-s", type=float, default=3.0)
-    parser.add_argument("--settle-s", type=float, default=1.0, help="pause after each step")
-    parser.add_argument("--p95-ms", type=float, default=50.0, help="capacity criterion: final-prediction p95")
-    parser.add_argument("--ladder", type=lambda s: [int(x) for x in s.split(",")], default=list(DEFAULT_LADDER))
-    parser.add_argument("--max-clients", type=int, default=240)
-    parser.add_argument("--bisections", type=int, default=3, help="halvings after the ladder's first failure")
     parser.add_argument("--skip-capacity", action="store_true", help="only the soak (with --soak)")
     parser.add_argument("--soak", action="store_true", help="also --soak-clients for --soak-s on each system")
     parser.add_argument("--soak-clients", type=int, default=100)
@@ -600,16 +294,9 @@ def main() -> None:
         default=ROOT,
         help="the checkout whose code both systems run (e.g. a `git worktree` of a commit); default this one",
     )
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13"))
-    parser.add_argument("--pace-ms", type=float, default=50.0)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--timeout", type=float, default=10.0, help="a final prediction later than this is lost")
-    parser.add_argument("--drawings", type=int, default=400, help="MNIST test digits in the pool")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=str(DEFAULT_MNIST_DIR))
     args = parser.parse_args()
 
-    signal.signal(signal.SIGTERM, _interrupt)  # a killed bench stops what it started, as Ctrl-C does
+    signal.signal(signal.SIGTERM, interrupt)  # a killed bench stops what it started, as Ctrl-C does
     print(machine_line(args.root), flush=True)
     print(
         f"load: clients draw MNIST test digits at one message per {args.pace_ms:g} ms ({args.batch} points), "

@@ -28,7 +28,7 @@ def throwaway_database() -> Iterator[str]:
     """A migrated database of the bench's own, as a DATABASE_URL for the stack's environment."""
     # Nothing a bench's database holds is signed; the settings only refuse to start without a key.
     os.environ.setdefault("DJANGO_SECRET_KEY", "the-bench-signs-nothing")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digitsite.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digitsite.settings.local")
     import django
 
     django.setup()

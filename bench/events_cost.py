@@ -41,18 +41,15 @@ def cpu_s(pid: int) -> float:
 
 
 def one_run(mode: str, args: argparse.Namespace, db_url: str) -> str:
-    import scripts.stack as stack_module
-    from scripts.stack import UNTHROTTLED, Stack
+    from scripts.stack import UNTHROTTLED, Stack, redis_prefix_clear
 
-    original = stack_module.worker_command
-    if mode == "quiet":
-        stack_module.worker_command = lambda queue, index=0: [*original(queue, index), "--without-heartbeat"]
+    worker_args = ("--without-heartbeat",) if mode == "quiet" else ()
     redis_url, prefix = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13"), f"bench-{uuid.uuid4().hex[:8]}:"
     env = {"REDIS_PREFIX": prefix, "DATABASE_URL": db_url, "CELERY_EVENTS": "1" if mode == "events" else "0", **UNTHROTTLED}
     count = args.drawings * args.clients if args.duration is None else max(200, 4 * args.clients)
     drawings = make_drawings(Path(args.data_dir), count, args.seed)
     try:
-        with Stack(port=free_port(), redis_url=redis_url, env=env) as stack:
+        with Stack(port=free_port(), redis_url=redis_url, env=env, worker_args=worker_args) as stack:
             time.sleep(1.0)
             procs = {name: proc.pid for name, proc in stack.procs if name.startswith(("worker", "web"))}
             before = {name: cpu_s(pid) for name, pid in procs.items()}
@@ -71,9 +68,6 @@ def one_run(mode: str, args: argparse.Namespace, db_url: str) -> str:
             )
             used = {name: cpu_s(pid) - before[name] for name, pid in procs.items()}
     finally:
-        stack_module.worker_command = original
-        from scripts.stack import redis_prefix_clear
-
         redis_prefix_clear(redis_url, prefix)
     stats = result.stats
     per = max(1, stats.predictions)

@@ -32,7 +32,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digitsite.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digitsite.settings.local")
 # Nothing here is signed or served; the settings only refuse to start without some key.
 os.environ.setdefault("DJANGO_SECRET_KEY", "bench-export-only-signs-nothing")
 
@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from review.export import drawings_for_export, export_to_files
+    from review.export import export_to_files
+    from review.selectors import drawings_for_export
 
     how = "the command" if args.processes is None else f"export_to_files(processes={args.processes})"
     print(

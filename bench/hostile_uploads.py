@@ -37,10 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.compare import machine_line  # noqa: E402
 from bench.database import throwaway_database  # noqa: E402
 from bench.e2e import free_port  # noqa: E402
 from bench.load import pct  # noqa: E402
+from bench.procstat import machine_line  # noqa: E402
 from digits.data.hostile_corpus import corpus, digit_image, encode, png_of_rows, scan_bomb  # noqa: E402
 from digits.inference import upload_guard  # noqa: E402
 from scripts.stack import UNTHROTTLED, Stack, redis_prefix_clear  # noqa: E402

@@ -33,12 +33,13 @@ from digits.inference.predictor import Predictor, load_predictor
 from recognizer.drawing import DrawingState
 from recognizer.protocol import ProtocolError, SubmitMsg, check_message
 from recognizer.ratelimit import TokenBucket
-from worker.pipeline import classify, empty_prediction, prepare_strokes, saliency_map
+from worker.pipeline import classify, empty_prediction, prepare_strokes
+from worker.pipeline import heat_map_base64 as saliency_map
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = Path(os.environ.get("MODELS_DIR", ROOT / "models"))
 ALLOWED_HOSTS = frozenset(os.environ.get("INPROCESS_ALLOWED_HOSTS", "127.0.0.1,localhost").split(","))
-# The service's WS_RATE_PER_SECOND / WS_RATE_BURST (digitsite/settings.py), not imported: no Django.
+# The service's WS_RATE_PER_SECOND / WS_RATE_BURST (digitsite/settings/base.py), not imported: no Django.
 RATE_PER_SECOND, RATE_BURST = 100.0, 200.0
 HEAT_DELAY_S = float(os.environ.get("WS_HEAT_DELAY_MS", "150")) / 1000  # the service's default
 WS_PATH = "/ws/recognize/"

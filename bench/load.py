@@ -52,10 +52,6 @@ def make_drawings(data_dir: Path, count: int, seed: int) -> list[Drawing]:
     return drawings
 
 
-def messages_per_drawing(drawing: Drawing, batch: int) -> int:
-    return sum(-(-len(s) // batch) for s in drawing[1])
-
-
 @dataclass
 class Stats:
     latencies: list[float] = field(default_factory=list)  # ms, last stroke message -> its prediction

@@ -221,7 +221,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=str(DEFAULT_MNIST_DIR))
     args = parser.parse_args()
-    from bench.compare import machine_line
+    from bench.procstat import machine_line
 
     print(machine_line(ROOT), flush=True)
     print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}", flush=True)

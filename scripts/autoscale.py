@@ -284,7 +284,7 @@ class Autoscaler:
         return depths
 
     def sample_once(self) -> None:
-        from worker.heartbeat import heartbeat_key, worker_details
+        from contract.heartbeats import heartbeat_key, worker_details
 
         details = worker_details(self._client, heartbeat_key(self.prefix))
         depths = self._depths()

@@ -24,8 +24,8 @@ from pathlib import Path
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 
+from scripts.digit_paths import digit_strokes
 from scripts.stack import ROOT, Stack, redis_prefix_clear
-from tests.support.digit_paths import digit_strokes
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -32,9 +32,9 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 
 from digitsite.secret import use_checkout_key
+from scripts.digit_paths import digit_strokes
 from scripts.screenshot import CHROMIUM, CHROMIUM_ARGS, free_port, small_png
 from scripts.stack import ROOT, Stack, redis_prefix_clear
-from tests.support.digit_paths import digit_strokes
 
 PASSWORD = "operations-screenshot-password"
 NONZERO = re.compile(r"^(0\.\d*[1-9]\d*|[1-9][\d,]*(\.\d+)?)$")  # a rate as the page writes it, not 0
@@ -182,7 +182,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=900)
     args = parser.parse_args()
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digitsite.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digitsite.settings.local")
     use_checkout_key()  # as the stack's processes do: the same key for the login's session
     import django
 

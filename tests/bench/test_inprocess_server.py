@@ -1,5 +1,5 @@
 """bench/: the in-process baseline server (started as bench/compare.py starts it), the capacity
-search and the /proc CPU accounting of bench/compare.py."""
+search (bench/steps.py) and the /proc CPU accounting (bench/procstat.py) of bench/compare.py and bench/brokers.py."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from bench.compare import Capacity, InProcessServer, capacity_search, cpu_sample, cpu_spent, listening_pid
+from bench.compare import InProcessServer
+from bench.procstat import cpu_sample, cpu_spent, listening_pid
+from bench.steps import Capacity, capacity_search
 from digits.inference.cards import current_model_name
 from tests.support.digit_paths import digit_strokes
 from tests.support.wsclient import ProtocolClient

@@ -1,4 +1,4 @@
-"""bench/reliability.py's three scenarios, small, on the real stack: each verdict holds (issue 12's
+"""bench/reliability.py's three scenarios (bench/scenarios/), small, on the real stack: each verdict holds (issue 12's
 targets), so this fails when the service breaks one of those promises or the bench stops measuring.
 
 soak and fuzz share the session's stack (its clients all come from 127.0.0.1, limits off); flood
@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.reliability import BODY_KINDS, GENERATORS, flood, fuzz, soak
+from bench.scenarios.flood import flood
+from bench.scenarios.frames import GENERATORS
+from bench.scenarios.fuzz import fuzz
+from bench.scenarios.soak import soak
+from bench.scenarios.uploads import BODY_KINDS
 from scripts.stack import UNTHROTTLED, Stack
 from tests.conftest import stack_of_its_own
 

@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 import redis
 
+from contract.heartbeats import heartbeat_key, worker_details
 from scripts.stack import Stack
 from tests.conftest import stack_of_its_own
 from tests.support.digit_paths import digit_strokes
 from tests.support.wsclient import ProtocolClient
-from worker.heartbeat import heartbeat_key, worker_details
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from recognizer.models import ServingModel
-from review.serving import serving_model_set
+from review.services import serving_model_set
 from tests.support.digit_paths import digit_strokes
 from tests.support.wsclient import ProtocolClient
 

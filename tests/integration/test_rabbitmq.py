@@ -30,7 +30,7 @@ import requests
 from kombu import Connection
 from PIL import Image, ImageDraw
 
-from contract.jobs import JOB_EXPIRES_S, PREDICT_QUEUE, QUEUES
+from contract.tasks import JOB_EXPIRES_S, PREDICT_QUEUE, QUEUES
 from recognizer.models import Drawing
 from scripts.stack import UNTHROTTLED, Stack
 from tests.conftest import METRICS_TOKEN, TEST_REDIS_URL, database_url, stack_of_its_own

@@ -17,7 +17,7 @@ from tests.support.digit_paths import digit_strokes
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 CANVAS = (280, 280)
-PAGE_BRUSH = round(CANVAS[0] * 18 / 320, 1)  # what the page uses (app.js BRUSH_RATIO)
+PAGE_BRUSH = round(CANVAS[0] * 18 / 320, 1)  # what the page uses (pad.js BRUSH_RATIO)
 
 # name -> (scale, offset, brush, canvas). The paths span x 70..210, y 40..240 on a 280x280 canvas.
 CONDITIONS = {

@@ -8,7 +8,7 @@ import pytest
 import redis
 import requests
 
-from contract.jobs import FILL_TASK, TASK_QUEUES
+from contract.tasks import FILL_TASK, TASK_QUEUES
 from recognizer.models import Drawing
 from scripts.stack import Stack
 from tests.conftest import TEST_REDIS_URL, free_port

@@ -31,7 +31,7 @@ import requests
 from PIL import Image, ImageDraw
 from websockets.exceptions import ConnectionClosed
 
-from contract.jobs import FILL_TASK, TASK_QUEUES
+from contract.tasks import FILL_TASK, TASK_QUEUES
 from edge.watchdog import EXIT_STUCK
 from recognizer.models import Drawing
 from scripts.stack import Stack

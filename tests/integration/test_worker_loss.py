@@ -1,6 +1,6 @@
 """A job lost with its worker is not lost to the person drawing: the consumer sends it again.
 
-The broker runs without kombu's ack emulation (digitsite/settings.py), so a message a worker has
+The broker runs without kombu's ack emulation (digitsite/settings/base.py), so a message a worker has
 taken is gone if that worker dies. Here the inference worker is killed, the job that reaches its
 queue is deleted (what a crash after taking it would leave), and a new worker is started: the
 prediction must still arrive, after the consumer's timeout, with no error.

@@ -11,8 +11,8 @@ import redis
 from django.contrib.auth.models import Group
 from django.db import connection, transaction
 
-from contract.jobs import FILL_TASK, TASK_QUEUES
 from contract.task_messages import task_message
+from contract.tasks import FILL_TASK, TASK_QUEUES
 from recognizer.models import Drawing
 from recognizer.services import drawing_store
 from scripts.stack import Stack

@@ -1,0 +1,1 @@
+"""The reliability benchmark's scenarios (bench/reliability.py runs them; tests/bench/test_reliability.py runs them small)."""

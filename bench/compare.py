@@ -132,14 +132,10 @@ class InProcessServer:
         with signals_held():
             if self.proc.poll() is None:
                 os.killpg(self.proc.pid, signal.SIGTERM)  # the whole group: master and workers
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-            try:  # workers left behind by a master that died first, or a slow shutdown
+            with contextlib.suppress(ProcessLookupError):  # workers left behind by a master that died first, or a slow shutdown
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait()
             self.proc = None
 

@@ -208,7 +208,7 @@ print(f'HTTP {{r.status_code}}, first byte after {{first:.2f}} s, all {{total / 
 
 
 def admin_download(db: str) -> None:
-    elapsed, peak, out = child_run(DOWNLOAD.format(user=USERNAME), db)
+    _elapsed, peak, out = child_run(DOWNLOAD.format(user=USERNAME), db)
     line = next((x for x in reversed(out.splitlines()) if x.startswith("HTTP")), out[-300:])
     print(f"  admin download, every labelled row: {line} (peak RSS {peak:.0f} MB)", flush=True)
 

@@ -44,9 +44,8 @@ FLOODER = "127.0.0.2"
 P95_RATIO_MAX = 2.0
 CANVAS = 280.0  # the page's canvas and brush: a flood that passes the protocol's checks
 BRUSH = 15.8
-NO_WORK_LIMITS = {
-    name: "1e12"
-    for name in (
+NO_WORK_LIMITS = dict.fromkeys(
+    (
         "WS_BYTES_PER_SECOND",
         "WS_BYTES_BURST",
         "WS_PREDICTIONS_PER_SECOND",
@@ -55,8 +54,9 @@ NO_WORK_LIMITS = {
         "WS_ADDRESS_BYTES_BURST",
         "WS_ADDRESS_PREDICTIONS_PER_SECOND",
         "WS_ADDRESS_PREDICTIONS_BURST",
-    )
-}
+    ),
+    "1e12",
+)
 
 
 def stroke_points(count: int, seed: int) -> str:

@@ -27,7 +27,7 @@ NO_SEQ = _NoSeq()  # an HTTP error body: it answers no socket message
 
 
 def error_message(
-    code: str, message: str, *, seq: int | None | _NoSeq = NO_SEQ, retry_after: float | None = None
+    code: str, message: str, *, seq: int | _NoSeq | None = NO_SEQ, retry_after: float | None = None
 ) -> ErrorMessage:
     """The error body: on the socket with the `seq` it answers, in an HTTP answer without one."""
     body: ErrorMessage = {"type": "error", "code": code, "message": message}

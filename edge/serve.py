@@ -176,6 +176,7 @@ class DrainingServer(Server):
         super().__init__(*args, **{**kwargs, "signal_handlers": False})
         self.ports: list[Any] = []
         self.draining = False
+        self.drain_task: asyncio.Future[None] | None = None  # held: the loop keeps only a weak reference
 
     def listen_success(self, port: Any) -> None:
         self.ports.append(port)
@@ -206,7 +207,7 @@ class DrainingServer(Server):
             return
         self.draining = True
         log.warning("%s: draining (at most %.0f s)", sig.name, DRAIN_S)
-        asyncio.ensure_future(self._drain())
+        self.drain_task = asyncio.ensure_future(self._drain())
 
     async def _drain(self) -> None:
         started = time.monotonic()
@@ -236,7 +237,8 @@ class DrainingServer(Server):
 
     async def _sockets_closed(self, deadline: float) -> None:
         """Wait until the sockets told to close have closed (their closing handshakes done)."""
-        while time.monotonic() < deadline and any(
+        # A poll of the server's connection table: nothing signals a close to wait on.
+        while time.monotonic() < deadline and any(  # noqa: ASYNC110
             isinstance(p, WebSocketProtocol) and "disconnected" not in d for p, d in list(self.connections.items())
         ):
             await asyncio.sleep(0.02)

@@ -53,8 +53,9 @@ class JobClient:
     def submit(self, job: Job, on_failed: OnFailed) -> None:
         self.batcher.add(job, on_failed)
 
-    async def run(self, job: Job, *, timeout: float) -> Answer:
-        """Submit one job and wait for its answer (raises TimeoutError; re-raises a failed publish)."""
+    async def run(self, job: Job) -> Answer:
+        """Submit one job and wait for its answer (re-raises a failed publish); the caller bounds the wait
+        (asyncio.timeout)."""
         done: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
 
         async def answered(answer: Answer, _sent_at: float) -> None:
@@ -68,7 +69,7 @@ class JobClient:
         self.register(job.client, answered)
         try:
             self.submit(job, failed)
-            return await asyncio.wait_for(done, timeout)
+            return await done
         finally:
             self.unregister(job.client)
 

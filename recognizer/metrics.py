@@ -184,7 +184,7 @@ class RedisCollector(Collector):
             yield broker_up
         for queue, length in zip(QUEUES, lengths or []):
             depth.add_metric([queue], float(length))
-        per_queue = {queue: 0 for queue in QUEUES}
+        per_queue = dict.fromkeys(QUEUES, 0)
         for worker in details:
             for queue in worker.queues:
                 per_queue[queue] = per_queue.get(queue, 0) + 1

@@ -5,11 +5,16 @@ SCORED). No behaviour of their own: the reads and writes are the selectors and s
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, ClassVar
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrPromise  # django-stubs' own: a dev requirement, not the service's
 
 DIGIT_CHOICES = [(d, str(d)) for d in range(10)]
 
@@ -80,8 +85,8 @@ class Drawing(models.Model):
     prediction_attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker was asked to predict it.")
 
     class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [
+        ordering: ClassVar[list[str]] = ["-created_at", "-id"]
+        indexes: ClassVar[list[models.Index]] = [
             models.Index(fields=["predicted_digit"]),
             models.Index(fields=["label"]),
             models.Index(fields=["created_at"], condition=models.Q(reviewed_at__isnull=True), name="drawing_unreviewed"),
@@ -102,9 +107,11 @@ class Drawing(models.Model):
                 fields=SCORED_FIELDS, condition=SCORED & models.Q(reviewed_at__isnull=False), name="drawing_scored_reviewed"
             ),
         ]
-        constraints = [models.UniqueConstraint(fields=["client_id", "content_hash"], name="drawing_once_per_content")]
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(fields=["client_id", "content_hash"], name="drawing_once_per_content")
+        ]
         # Downloading training data is a right of its own (review.export, the admin's download).
-        permissions = [("export_drawing", "Can export drawings as training data")]
+        permissions: ClassVar[list[tuple[str, str | StrPromise]]] = [("export_drawing", "Can export drawings as training data")]
 
     def __str__(self) -> str:
         return f"Drawing {self.pk}: {self.predicted_digit} (label {self.effective_label})"
@@ -128,9 +135,9 @@ class ServingModel(models.Model):
     rolled_back = models.BooleanField(default=False, help_text="Chosen by 'roll back' (to the model before).")
 
     class Meta:
-        ordering = ["-id"]  # the newest row first (ids, not clocks: the admin's machines may disagree)
+        ordering: ClassVar[list[str]] = ["-id"]  # the newest row first (ids, not clocks: the admin's machines may disagree)
         # The operations page (review.operations): the service's live figures, for staff given it.
-        permissions = [("view_operations", "Can view the operations page")]
+        permissions: ClassVar[list[tuple[str, str | StrPromise]]] = [("view_operations", "Can view the operations page")]
 
     def __str__(self) -> str:
         return f"{self.name} since {self.chosen_at:%Y-%m-%d %H:%M}"

@@ -364,8 +364,9 @@ class RecognitionSession:
     async def settle(self, deadline: float) -> bool:
         """Wait until idle or loop time `deadline` (a shutdown's drain); returns whether idle."""
         loop = asyncio.get_running_loop()
-        while not self.idle and loop.time() < deadline:
-            # a short poll: this runs once per socket at shutdown, never on the live path
+        # A short poll: this runs once per socket at shutdown, never on the live path, and `idle` is four
+        # states that change in many places (one event would have to be set by all of them).
+        while not self.idle and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         return self.idle
 

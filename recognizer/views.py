@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -59,7 +60,8 @@ async def api_predict(request: HttpRequest) -> JsonResponse:
     job_id = new_job_id()
     job = UploadJob(job_id, job_id, jobs.reply, upload=data, heat_map=True)
     try:
-        answer = await jobs.run(job, timeout=UPLOAD_TIMEOUT_S)
+        async with asyncio.timeout(UPLOAD_TIMEOUT_S):
+            answer = await jobs.run(job)
     except TimeoutError:
         return _error(503, "unavailable", "the recogniser did not answer in time; retry later")
     except Exception:  # the broker refused the job

@@ -34,8 +34,8 @@ from recognizer.models import Drawing
 from review import selectors, services
 from review.admin_list import LIST_FILTERS, EstimatedCountPaginator
 from review.downloads import StreamedZipResponse, zip_download
-from review.images import image28_png
 from review.permissions import EXPORT_DRAWINGS
+from review.thumbnails import image28_png
 
 WAITING = "waiting for its prediction"
 
@@ -91,7 +91,7 @@ class DrawingAdmin(admin.ModelAdmin):
     show_full_result_count = False  # no COUNT(*) of the whole table beside a filtered one
     show_facets = admin.ShowFacets.NEVER  # "Show counts" would count every choice of every filter
     paginator = EstimatedCountPaginator
-    actions = [
+    actions = (
         "mark_reviewed",
         "confirm_prediction",
         *[_relabel_action(d) for d in range(10)],
@@ -99,7 +99,7 @@ class DrawingAdmin(admin.ModelAdmin):
         "include_in_training",
         "download_export",
         "download_export_with_unreviewed",
-    ]
+    )
     readonly_fields = (
         "drawing_image",
         "image28_view",
@@ -122,7 +122,7 @@ class DrawingAdmin(admin.ModelAdmin):
         "prediction_attempts",
         "strokes",
     )
-    fields = ("drawing_image", "image28_view", "review_label", "excluded") + readonly_fields[2:]
+    fields = ("drawing_image", "image28_view", "review_label", "excluded", *readonly_fields[2:])
 
     def has_export_permission(self, request: HttpRequest) -> bool:
         """The download's permission (an action's permissions=["export"] asks for it)."""

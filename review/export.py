@@ -197,10 +197,15 @@ def export_steps(
     person_unreviewed = 0
     writer = csv.writer(manifest)
     writer.writerow(MANIFEST_FIELDS)
-    images = tempfile.TemporaryFile()  # rows of SIDE * SIDE bytes, in the rows' order
-    # In a transaction: outside one, Django declares the server-side cursor WITH HOLD, and PostgreSQL
-    # then computes and stores the whole result before the first row (seconds at a million rows).
-    with images, Renderer(images, processes=processes) as renderer, _no_jit(drawings.db), transaction.atomic(using=drawings.db):
+    # images: rows of SIDE * SIDE bytes, in the rows' order. In a transaction: outside one, Django declares the
+    # server-side cursor WITH HOLD, and PostgreSQL then computes and stores the whole result before the first row
+    # (seconds at a million rows).
+    with (
+        tempfile.TemporaryFile() as images,
+        Renderer(images, processes=processes) as renderer,
+        _no_jit(drawings.db),
+        transaction.atomic(using=drawings.db),
+    ):
         for index, row in enumerate(rows.iterator(chunk_size=FETCH_ROWS)):
             (
                 pk,

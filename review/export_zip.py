@@ -69,7 +69,7 @@ def export_zip_stream(
     sink = _Sink()
     with ExitStack() as stack:
         npz = stack.enter_context(tempfile.TemporaryFile())
-        strokes = stack.enter_context(io.TextIOWrapper(tempfile.TemporaryFile(), encoding="utf-8"))
+        strokes = stack.enter_context(io.TextIOWrapper(stack.enter_context(tempfile.TemporaryFile()), encoding="utf-8"))
         zf = stack.enter_context(zipfile.ZipFile(sink, "w"))
         stamp = time.localtime()[:6]
 
@@ -111,7 +111,7 @@ def export_zip_file(
     drawings: QuerySet[Drawing], *, include_unreviewed: bool = False, processes: int | None = None
 ) -> tuple[IO[bytes], ExportSummary]:
     """The zip in a temporary file (gone once closed), read from its start: what a response streams."""
-    out = tempfile.TemporaryFile()
+    out = tempfile.TemporaryFile()  # noqa: SIM115 - returned open: the response that streams it closes it
     try:
         summary = export_zip(drawings, out, include_unreviewed=include_unreviewed, processes=processes)
         out.seek(0)

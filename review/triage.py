@@ -25,10 +25,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from contract.errors import error_message
 from recognizer.models import Drawing
-from review.images import image28_png
 from review.permissions import CHANGE_DRAWINGS, VIEW_DRAWINGS, has_any, staff_page
 from review.selectors import remaining_to_review, review_queue
 from review.services import NoPrediction, drawing_review_answer
+from review.thumbnails import image28_png
 
 ORDERS: dict[str, str] = {"confidence": "least sure first", "oldest": "oldest first"}
 PAGE_MAX = 200
@@ -82,7 +82,7 @@ def check_review_action(body: bytes) -> ReviewAction:
     kind = data.get("action")
     if kind == "label":
         digit = data.get("digit")
-        if type(digit) is not int or not 0 <= digit <= 9:  # noqa: E721 (bool is an int, and not a digit)
+        if type(digit) is not int or not 0 <= digit <= 9:  # not isinstance: bool is an int, and not a digit
             raise ValueError("'digit' must be an integer 0-9")
         return ReviewAction("label", digit)
     if kind in ("confirm", "exclude"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import math
 import os
 import re
@@ -53,7 +54,7 @@ def draw(page: Page, digit: int) -> None:
         points = [(box["x"] + x * box["width"] / 280, box["y"] + y * box["height"] / 280) for x, y in stroke]
         page.mouse.move(*points[0])
         page.mouse.down()
-        for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        for (x0, y0), (x1, y1) in itertools.pairwise(points):
             page.mouse.move(x1, y1, steps=max(1, math.ceil(math.dist((x0, y0), (x1, y1)) / 6)))
             page.wait_for_timeout(8)
         page.mouse.up()

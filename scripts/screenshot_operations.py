@@ -74,7 +74,7 @@ class DrawingLoad:
         try:
             with connect(url, origin=Origin(self.base_url), open_timeout=10) as socket:
                 self._draw(socket, index)
-        except Exception as exc:  # noqa: BLE001 - reported to whoever waits on the load
+        except Exception as exc:  # reported to whoever waits on the load
             if not self._stop.is_set():
                 self.errors.append(exc)
 

@@ -156,8 +156,8 @@ def spare_main(cmd: list[str]) -> None:
 
     Exits without running it when stdin closes with nothing read (the stack stopped or is gone).
     """
-    import celery.apps.worker  # noqa: F401  (what booting a worker imports)
-    import celery.concurrency.solo  # noqa: F401
+    import celery.apps.worker  # what booting a worker imports
+    import celery.concurrency.solo
     import celery.worker.consumer  # noqa: F401
     import django
     from celery.__main__ import main as celery_main

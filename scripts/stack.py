@@ -29,6 +29,7 @@ Its parts: scripts/processes.py (the command lines, back-off, Redis helpers), sc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -218,17 +219,18 @@ class Stack(Supervision, WorkerScaling):
             self.procs.append((name, self._popen(name, spec)))
 
     def _popen(self, name: str, spec: ProcessSpec, spare: bool = False) -> subprocess.Popen:
-        out: IO[bytes] | None = None
-        if self.log_dir is not None:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            out = open(self.log_dir / f"{name}.log", "ab")  # a restart appends to the same log
-        cmd, env, pass_fds = spec.cmd, spec.env, spec.pass_fds
-        if spare:  # it writes to ready_w once loaded
-            ready_r, ready_w = os.pipe()
-            os.set_blocking(ready_r, False)
-            cmd = [sys.executable, "-m", "scripts.stack", "--spare", *cmd]
-            env, pass_fds = {**env, "STACK_SPARE_READY_FD": str(ready_w)}, (*pass_fds, ready_w)
-        try:
+        with contextlib.ExitStack() as parent_copies:  # closed once the child is started: it has its own
+            out: IO[bytes] | None = None
+            if self.log_dir is not None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                out = parent_copies.enter_context(open(self.log_dir / f"{name}.log", "ab"))  # a restart appends to the same log
+            cmd, env, pass_fds = spec.cmd, spec.env, spec.pass_fds
+            if spare:  # it writes to ready_w once loaded
+                ready_r, ready_w = os.pipe()
+                parent_copies.callback(os.close, ready_w)
+                os.set_blocking(ready_r, False)
+                cmd = [sys.executable, "-m", "scripts.stack", "--spare", *cmd]
+                env, pass_fds = {**env, "STACK_SPARE_READY_FD": str(ready_w)}, (*pass_fds, ready_w)
             proc = subprocess.Popen(
                 cmd,
                 cwd=ROOT,
@@ -239,11 +241,6 @@ class Stack(Supervision, WorkerScaling):
                 pass_fds=pass_fds,
                 start_new_session=True,
             )
-        finally:
-            if out is not None:
-                out.close()  # the child has its own copy
-            if spare:
-                os.close(ready_w)
         if spare:
             spec.spare_ready = ready_r
         else:

@@ -127,7 +127,7 @@ def stack_of_its_own(name: str, env: dict[str, str], log_dir: Path, **kwargs: An
 def _dump_logs(service: Stack) -> None:
     if service.log_dir:
         for log in sorted(service.log_dir.glob("*.log")):
-            print(f"==== {log.name}\n{log.read_text(errors='replace')[-4000:]}")
+            print(f"==== {log.name}\n{log.read_text(errors='replace')[-4000:]}")  # noqa: T201 - the stack's logs, shown with the failed start's report
 
 
 @pytest.fixture

@@ -180,7 +180,7 @@ def test_latency_quantiles_come_from_rates_of_buckets_kept_by_le() -> None:
 
 
 @pytest.mark.parametrize(
-    "expr, names, functions",
+    ("expr", "names", "functions"),
     [
         ('sum by (code) (rate(digits_errors_total{code!="x"}[$__rate_interval]))', {"digits_errors_total"}, {"sum", "rate"}),
         ("label_values(digits_phase_seconds_bucket, phase)", {"digits_phase_seconds_bucket"}, {"label_values"}),

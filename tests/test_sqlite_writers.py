@@ -4,6 +4,7 @@ with "database is locked". Runs on a SQLite file of its own whatever the test da
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -56,10 +57,8 @@ def read_then_write(path: Path, options: dict[str, Any]) -> list[str]:
         assert rows == WRITERS - len(errors)
         return errors
     finally:
-        try:
+        with contextlib.suppress(AttributeError):
             del connections[ALIAS]  # this thread's wrapper (the writers' went with their threads)
-        except AttributeError:
-            pass
         del connections.settings[ALIAS]
 
 

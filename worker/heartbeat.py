@@ -71,7 +71,7 @@ def beat(
     memory and the seconds it has spent in tasks."""
     now = time.time() if now is None else now
     pipe = client.pipeline(transaction=False)
-    pipe.zadd(key, {m: now for m in members})
+    pipe.zadd(key, dict.fromkeys(members, now))
     pipe.zremrangebyscore(key, "-inf", now - 10 * HEARTBEAT_TTL_S)  # the long dead, forgotten
     if worker and rss:
         pipe.hset(rss_key(key), worker, rss)

@@ -20,7 +20,7 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
     train_idx, val_idx = [], []
     for digit in range(10):
         idx = rng.permutation(np.flatnonzero(labels == digit))
-        n_val = int(round(len(idx) * val_fraction))
+        n_val = round(len(idx) * val_fraction)
         val_idx.append(idx[:n_val])
         train_idx.append(idx[n_val:])
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))

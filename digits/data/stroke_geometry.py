@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,7 +97,7 @@ def crossings(strokes: Strokes, y: float) -> list[float]:
     """The x of every place where the strokes cross the horizontal line at ``y``."""
     xs = []
     for s in strokes:
-        for a, b in zip(s[:-1], s[1:]):
+        for a, b in itertools.pairwise(s):
             if (a[1] - y) * (b[1] - y) < 0 or (a[1] == y and b[1] != y):
                 t = (y - a[1]) / (b[1] - a[1])
                 xs.append(float(a[0] + t * (b[0] - a[0])))

@@ -34,6 +34,7 @@ of a set of digits for training (``--styles``); :mod:`digits.data.stroke_geometr
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,7 +146,7 @@ def _stem(strokes: Strokes, height: float, right_of: float) -> tuple[np.ndarray,
     best_len = 0.0
     for s in strokes:
         simple = rdp(s, 1.0)
-        for a, b in zip(simple[:-1], simple[1:]):
+        for a, b in itertools.pairwise(simple):
             v = b - a
             n = float(np.hypot(*v))
             if n < 0.35 * height or abs(math.degrees(math.atan2(v[0], abs(v[1]) + 1e-9))) > 30:

@@ -9,6 +9,7 @@ Coordinates use pixel centres: pixel (row, col) is at x = col + 0.5, y = row + 0
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -125,7 +126,7 @@ def _trace(adj: dict[Pixel, list[Pixel]], node_of: dict[Pixel, int]) -> list[tup
             path.append(nxt)
             prev, cur = cur, nxt
         visited.update(path)
-        edges.append((-1, -1, path + [start]))
+        edges.append((-1, -1, [*path, start]))
     return edges
 
 
@@ -225,10 +226,7 @@ def rdp(points: np.ndarray, tolerance: float) -> np.ndarray:
         a, b, mid = points[i], points[j], points[i + 1 : j]
         ab = b - a
         norm = np.hypot(*ab)
-        if norm == 0:
-            dist = np.hypot(*(mid - a).T)
-        else:
-            dist = np.abs(ab[0] * (mid[:, 1] - a[1]) - ab[1] * (mid[:, 0] - a[0])) / norm
+        dist = np.hypot(*(mid - a).T) if norm == 0 else np.abs(ab[0] * (mid[:, 1] - a[1]) - ab[1] * (mid[:, 0] - a[0])) / norm
         k = int(np.argmax(dist))
         if dist[k] > tolerance:
             keep[i + 1 + k] = True
@@ -279,7 +277,7 @@ def densify(stroke: Polyline, step: float) -> list[tuple[float, float]]:
     if len(pts) < 2:
         return [(float(x), float(y)) for x, y in pts]
     out = [pts[:1]]
-    for a, b in zip(pts[:-1], pts[1:]):
+    for a, b in itertools.pairwise(pts):
         n = max(1, int(np.ceil(np.hypot(*(b - a)) / step)))
         t = np.arange(1, n + 1)[:, None] / n
         out.append(a + t * (b - a))

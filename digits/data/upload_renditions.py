@@ -17,6 +17,7 @@ canvas-style copies.
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ from digits.data.canvas_style import CACHE_DIR, data_hash
 from digits.data.parallel import map_chunks
 from digits.data.uploadset import VARIANTS, make_upload
 from digits.inference.images import BadImage, decode_upload, image_to_mnist
+
+log = logging.getLogger(__name__)
 
 SEED = 41_017  # training renditions (the upload test set has uploadset.SEED)
 FORMAT_VERSION = 1  # bump when the recipes or the upload preprocessing change (invalidates caches)
@@ -84,7 +87,7 @@ def build(
             bar.update(b - a)
         bar.close()
         if refused:
-            print(f"upload renditions {c + 1}/{copies}: {refused} of {len(images)} refused (kept as they were)")
+            log.warning("upload renditions %d/%d: %d of %d refused (kept as they were)", c + 1, copies, refused, len(images))
         if final is not None:
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = final.with_suffix(".tmp.npz")

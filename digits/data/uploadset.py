@@ -185,7 +185,7 @@ def _lines(paper: np.ndarray, spacing: float, colour: Sequence[float], thickness
     limit = h if not vertical else w
     col = tuple(float(v) for v in colour)
     while pos < limit:
-        p = int(round(pos))
+        p = round(pos)
         a, b = ((0, p), (length, p)) if not vertical else ((p, 0), (p, length))
         cv2.line(paper, a, b, col, thickness, lineType=cv2.LINE_AA)
         pos += spacing
@@ -279,10 +279,7 @@ def make_image(image28: np.ndarray, variant: Variant, c: Choices) -> np.ndarray:
     if variant.scene != "clean":
         img = _scene(image28, variant, c)
     else:
-        if variant.framing == "tight":
-            ink = _tight(image28, variant.side, c)
-        else:
-            ink = _margin(image28, variant.side, c, (0.5, 0.25))
+        ink = _tight(image28, variant.side, c) if variant.framing == "tight" else _margin(image28, variant.side, c, (0.5, 0.25))
         if variant.dark_ink:
             ground, fg = c.u(255, 215), c.u(0, 60)
         else:

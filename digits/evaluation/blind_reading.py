@@ -102,7 +102,7 @@ def make_sheet(
     meta = {
         "set": "canvas-style validation (digits.evaluation.evaluate.load_sets)",
         "models": models,
-        "set_size": int(len(labels)),
+        "set_size": len(labels),
         "items": items.tolist(),
         "labels": labels[items].tolist(),
         "model_error": wrong[items].tolist(),

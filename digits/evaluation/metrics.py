@@ -51,7 +51,7 @@ def summarize(probs: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -
     cm = confusion_matrix(labels, pred)
     per_class = {str(d): round(float(cm[d, d] / max(cm[d].sum(), 1)), 6) for d in range(10)}
     out = {
-        "count": int(len(labels)),
+        "count": len(labels),
         "accuracy": round(float((pred == labels).mean()), 6),
         "errors": int((pred != labels).sum()),
         "per_class_accuracy": per_class,

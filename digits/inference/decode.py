@@ -4,6 +4,7 @@ EXIF orientation applied, transparency composited on white."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 
@@ -82,10 +83,8 @@ def _decode_webp(checked: Checked) -> Image.Image:
     img = Image.fromarray(gray)
     if checked.exif:
         img.info["exif"] = checked.exif
-        try:
+        with contextlib.suppress(Exception):  # unreadable EXIF: shown as stored
             ImageOps.exif_transpose(img, in_place=True)
-        except Exception:  # unreadable EXIF: shown as stored
-            pass
     return img
 
 

@@ -47,7 +47,7 @@ def _resize_longer(a: np.ndarray, side: int) -> np.ndarray:
 def _spans(mask: np.ndarray) -> bool:
     """Whether one connected piece of ``mask`` touches all four sides of the image."""
     h, w = mask.shape
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     s = stats[1:]
     return bool(np.any((s[:, 0] == 0) & (s[:, 1] == 0) & (s[:, 0] + s[:, 2] == w) & (s[:, 1] + s[:, 3] == h)))
 
@@ -104,10 +104,9 @@ def _background(x: np.ndarray, share: float = 0.5) -> np.ndarray:
     that fills its frame), on a copy at most LOOK_SIDE px, smoothed and brought back to full size.
     An opening keeps linear light gradients, and shadow edges that the square fits beside;
     outside the image is ignored, so a tight crop needs no margin."""
-    if max(x.shape) > LOOK_SIDE:  # (smoothed, else the opening follows the noise's minima)
-        small = cv2.GaussianBlur(_resize_longer(x, LOOK_SIDE), (5, 5), 0)
-    else:  # a small image is a crop: its strokes are wide next to a 5 px blur
-        small = x
+    # A large image is smoothed, else the opening follows the noise's minima; a small image is a crop: its
+    # strokes are wide next to a 5 px blur.
+    small = cv2.GaussianBlur(_resize_longer(x, LOOK_SIDE), (5, 5), 0) if max(x.shape) > LOOK_SIDE else x
     k = max(3, int(share * max(small.shape)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
     # Extended past the border by a quadratic fitted to a first (ink-free) opening, so that a

@@ -18,6 +18,8 @@ the tests draw); see ``docs/`` / the report for the figures.
 
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 
@@ -94,7 +96,7 @@ HELD_OUT_LETTERS = ("V", "Y")  # only for checking the thresholds
 
 def _densify(points: np.ndarray, step: float = 4.0) -> np.ndarray:
     out = [points[:1]]
-    for a, b in zip(points[:-1], points[1:]):
+    for a, b in itertools.pairwise(points):
         n = max(1, int(np.ceil(np.hypot(*(b - a)) / step)))
         out.append(a + (np.arange(1, n + 1)[:, None] / n) * (b - a))
     return np.concatenate(out)

@@ -43,7 +43,7 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 def _gaussian_kernel(sigma: float) -> torch.Tensor:
-    r = max(1, int(math.ceil(2.5 * sigma)))
+    r = max(1, math.ceil(2.5 * sigma))
     k = torch.exp(-(torch.arange(-r, r + 1, dtype=torch.float32) ** 2) / (2 * sigma * sigma))
     return k / k.sum()
 

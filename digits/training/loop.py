@@ -123,7 +123,7 @@ def train_one_epoch(
                 xb = xb.clone()
                 xb[st] = styled.images[pick[st]]
                 unseen |= st
-        n_out = int(round(len(idx) * cfg.outliers)) if outliers is not None else 0
+        n_out = round(len(idx) * cfg.outliers) if outliers is not None else 0
         if outliers is not None and n_out:
             xb = torch.cat([xb, outliers[torch.randint(0, len(outliers), (n_out,), generator=gen)]])
         xb = augment(xb.to(device, non_blocking=True), aug, gen)

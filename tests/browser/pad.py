@@ -6,6 +6,7 @@ shows. The `pad` fixture (conftest.py) is a `Pad` on the opened page."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import re
@@ -66,7 +67,7 @@ class Pad:
         self.begin_stroke(points)
         mouse.move(*screen[0])
         mouse.down()
-        for (x0, y0), (x1, y1) in zip(screen, screen[1:]):
+        for (x0, y0), (x1, y1) in itertools.pairwise(screen):
             mouse.move(x1, y1, steps=max(1, math.ceil(math.dist((x0, y0), (x1, y1)) / STEP_PX)))
             self.page.wait_for_timeout(PAUSE_MS)
         if before_up:

@@ -5,6 +5,7 @@ test_page_feedback.py, uploads in test_page_uploads.py, the page's settings in t
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from typing import Any
@@ -99,7 +100,7 @@ def test_touch_drawing_on_a_phone_does_not_scroll_the_page(page: Page) -> None:
         screen = pad.to_screen(stroke)
         pad.begin_stroke(stroke)
         cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [_touch(*screen[0])]})
-        for (x0, y0), (x1, y1) in zip(screen, screen[1:]):
+        for (x0, y0), (x1, y1) in itertools.pairwise(screen):
             n = max(1, math.ceil(math.dist((x0, y0), (x1, y1)) / STEP_PX))
             for i in range(1, n + 1):
                 point = _touch(x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n)

@@ -104,7 +104,7 @@ def test_fifty_drawings_are_labelled_by_keyboard_alone(page: Page) -> None:
         timeout=15,
         what=lambda: f"labels stored: {orm(lambda: stored_reviews(ids))} != {expected}",
     )
-    print(
+    print(  # noqa: T201 - the timing, shown by pytest -s
         f"\n{COUNT} drawings labelled by keyboard and stored in {time.perf_counter() - started:.1f} s (test time, login included)"
     )
 

@@ -70,7 +70,7 @@ def test_each_kind_of_job_names_its_task_and_queue() -> None:
         (HEAT_MAP_TASK, PREPROCESS_QUEUE),
     ]
     assert Batch("x", [drawing, image]).task == PREDICT_TASK
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="a batch holds the jobs of one task"):
         _ = Batch("y", [drawing, heat]).task
 
 

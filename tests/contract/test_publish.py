@@ -113,9 +113,8 @@ def test_a_broker_that_does_not_answer_fails_the_publish_within_seconds() -> Non
     async def go() -> None:
         await asyncio.wait_for(publisher.publish_async(batch()), 5)
 
-    with pytest.raises(Exception) as failed:
+    with pytest.raises(redis.exceptions.ConnectionError):  # refused, not the 5 s wait_for's TimeoutError
         asyncio.run(go())
-    assert not isinstance(failed.value, asyncio.TimeoutError)
 
 
 def test_messages_expire_and_name_their_task() -> None:

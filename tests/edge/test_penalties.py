@@ -54,7 +54,7 @@ def test_a_hold_lasts_at_most_hold_s_and_at_most_max_held_are_held(monkeypatch):
     assert "a" not in box._held
 
 
-@pytest.mark.parametrize("retry_after, stated", [(0.2, 1), (1.0, 1), (2.3, 3)])
+@pytest.mark.parametrize(("retry_after", "stated"), [(0.2, 1), (1.0, 1), (2.3, 3)])
 def test_the_refusal_is_a_complete_http_429_with_retry_after(retry_after, stated):
     head, _, body = refusal(retry_after).partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")

@@ -107,8 +107,11 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
 def test_a_worker_is_added_under_load_and_retired_when_idle_with_nothing_lost_or_doubled(stack: Stack, tmp_path: Path) -> None:
     env = {**stack.env, **SCALING}
     with stack_of_its_own("autoscale", env, tmp_path, workers={"preprocess": 1}, autoscale={"inference": (1, 2)}) as service:
-        assert (scaler := service.autoscaler) is not None
-        assert service.worker_names("inference") == [first := service.worker_names("inference")[0]]
+        scaler = service.autoscaler
+        assert scaler is not None
+        inference = service.worker_names("inference")
+        assert len(inference) == 1, inference
+        first = inference[0]
         broker = redis.Redis.from_url(service.redis_url)
         beats = heartbeat_key(service.env["REDIS_PREFIX"])
 
@@ -121,7 +124,8 @@ def test_a_worker_is_added_under_load_and_retired_when_idle_with_nothing_lost_or
         try:
             # under load: a second worker, which takes jobs
             added = wait_until(lambda: [e for e in scaler.events if e.delta > 0], 60, "a worker added")
-            assert [(e.queue, e.worker) for e in added] == [("inference", second := added[0].worker)]
+            second = added[0].worker
+            assert [(e.queue, e.worker) for e in added] == [("inference", second)]
             assert second != first and service.worker_names("inference") == [first, second]
             [(_, new_proc)] = [(n, p) for n, p in service.procs if n == "worker-inference1"]
             wait_until(lambda: busy(second) > 0, 30, f"{second} taking jobs")

@@ -53,7 +53,7 @@ def test_a_declared_100_mb_body_is_refused_without_being_sent(stack):
 def test_a_chunked_body_is_cut_off_at_the_limit_while_another_socket_predicts(stack):
     client = ProtocolClient(stack.url)
     try:
-        took, answer = raw_post(
+        _, answer = raw_post(
             stack, "Content-Type: multipart/form-data; boundary=x\r\nTransfer-Encoding: chunked\r\n", chunked_mb=100
         )
         assert body_of(answer)["code"] == "too_large"

@@ -59,7 +59,7 @@ def test_a_hung_database_neither_stalls_predictions_nor_duplicates_a_resubmit(st
                 time.sleep(1.0)
             assert late, "the later submit was never sent"
             time.sleep(max(0.0, HANG_S - (time.monotonic() - hung_at)))
-        print(
+        print(  # noqa: T201 - the measurement, shown by pytest -s
             f"during the {HANG_S:.0f} s hang: 3 drawings predicted in {predicted_in:.2f} s, {n} more later; the "
             f"submit answered store_failed after {answered_in:.2f} s, a later one after {late[0]:.2f} s"
         )
@@ -112,7 +112,7 @@ def test_stored_drawings_waiting_on_a_hung_database_hold_up_neither_predictions_
                 break
             time.sleep(0.2)
         assert row.predicted_at is not None and row.predicted_digit == 6, (row.predicted_at, row.predicted_digit)
-        print(
+        print(  # noqa: T201 - the measurement, shown by pytest -s
             f"beside a fill held by the locked table: 3 drawings predicted, each within {max(waits):.2f} s; "
             f"an upload 3 s in answered in {upload_s:.2f} s; the row filled in "
             f"{time.monotonic() - deadline + 30:.1f} s after the lock went"

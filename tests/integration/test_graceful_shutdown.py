@@ -62,7 +62,7 @@ def test_sigterm_stores_and_acknowledges_submits_in_flight_then_closes_politely(
             assert closed.value.rcvd is not None, "closed without a close frame"
             assert closed.value.rcvd.code == CLOSE_RESTARTING, closed.value.rcvd
         web.wait(timeout=15)
-        print(f"web process exited {time.monotonic() - signalled:.2f} s after SIGTERM")
+        print(f"web process exited {time.monotonic() - signalled:.2f} s after SIGTERM")  # noqa: T201 - the measurement, shown by pytest -s
         stored = Drawing.objects.filter(client_id__in=list(drawings))
         assert stored.count() == CLIENTS
     finally:

@@ -34,7 +34,7 @@ def post(stack, data: bytes | None, name: str = "digit.png", field: str = "image
     return requests.post(f"{stack.url}/api/predict", files=files, data={} if files else {"x": "1"}, timeout=30)
 
 
-@pytest.mark.parametrize("digit, dark, fmt", [(3, True, "PNG"), (7, False, "PNG"), (5, True, "JPEG"), (8, False, "JPEG")])
+@pytest.mark.parametrize(("digit", "dark", "fmt"), [(3, True, "PNG"), (7, False, "PNG"), (5, True, "JPEG"), (8, False, "JPEG")])
 def test_uploaded_images_are_read_right(stack, digit, dark, fmt):
     resp = post(stack, digit_photo(digit, dark_on_light=dark, fmt=fmt))
     assert resp.status_code == 200, resp.text
@@ -87,7 +87,7 @@ BAD_UPLOADS = [
 ]
 
 
-@pytest.mark.parametrize("name, data, code", BAD_UPLOADS)
+@pytest.mark.parametrize(("name", "data", "code"), BAD_UPLOADS)
 def test_bad_uploads_get_400_with_a_json_error(stack, name, data, code):
     resp = post(stack, data, name)
     assert resp.status_code == 400, resp.text

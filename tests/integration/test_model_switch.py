@@ -127,7 +127,7 @@ def test_switching_the_model_under_load_fails_nothing_and_serves_the_new_model_w
     new = [t for t, m in predictions if m["model"] == target]
     late_old = [(round(t, 2), m["seq"]) for t, m in predictions if t >= SWITCHED_WITHIN_S and m["model"] != target]
     drawings = sum(log.drawings for log in logs)
-    print(
+    print(  # noqa: T201 - the measurement, shown by pytest -s
         f"\n{CLIENTS} clients, {drawings} drawings, {len(predictions)} predictions: {start} -> {target}; "
         f"first {target} prediction {min(new, default=float('nan')):.2f} s after the switch, "
         f"last {start} one {max(old, default=float('nan')):.2f} s after; {len(errors)} errors, {len(lost)} lost"

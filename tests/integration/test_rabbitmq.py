@@ -83,9 +83,11 @@ def rabbit(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytes
         "METRICS_ALLOWED_NETWORKS": "127.0.0.1/32",
         "WS_PREDICTION_TIMEOUT_S": "600",
     }
-    with rabbitmq_vhost("stack") as broker_url:
-        with stack_of_its_own("rabbit", {**env, "BROKER_URL": broker_url}, tmp_path_factory.mktemp("rabbit-logs")) as service:
-            yield service
+    with (
+        rabbitmq_vhost("stack") as broker_url,
+        stack_of_its_own("rabbit", {**env, "BROKER_URL": broker_url}, tmp_path_factory.mktemp("rabbit-logs")) as service,
+    ):
+        yield service
 
 
 def queue_state(broker_url: str, queue: str) -> tuple[int, int]:

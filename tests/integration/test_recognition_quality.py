@@ -8,6 +8,7 @@ model or the refusal thresholds (those used digits.inference.refusal.TUNING_LETT
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -38,7 +39,7 @@ def _line(a, b, n=10):
 
 def _poly(*pts, n=10):
     out = []
-    for a, b in zip(pts[:-1], pts[1:]):
+    for a, b in itertools.pairwise(pts):
         out += _line(a, b, n)[1 if out else 0 :]
     return out
 

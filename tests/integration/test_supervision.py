@@ -13,6 +13,7 @@ either; without supervision no worker comes back and nothing answers at all.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import signal
 import subprocess
@@ -149,6 +150,12 @@ def _healthy_after(url: str, killed_at: float) -> float:
     return time.monotonic() - killed_at
 
 
+def _read_until_closed(client: ProtocolClient) -> None:
+    """Read until the socket closes (raises ConnectionClosed): messages still on their way (a heat map) come first."""
+    while True:
+        client.recv(timeout=5)
+
+
 def _kill(proc: subprocess.Popen) -> float:
     """SIGKILL, and wait until it is gone: a job the dying worker still takes from Redis would be
     lost with it, which is the consumer's resend's business (test_worker_loss), not this test's."""
@@ -214,8 +221,7 @@ def test_the_service_comes_back_within_5_s_after_any_process_is_killed(supervise
         killed = _proc(supervised, name)
         killed_at = _kill(killed)
         with pytest.raises(ConnectionClosed):
-            while True:  # messages still on their way (a heat map) come first
-                client.recv(timeout=5)
+            _read_until_closed(client)
         client.close()
         # Back means the killed process's replacement serves again: reconnect until a connection
         # lands on it (the other web process answers meanwhile), and draw there.
@@ -239,7 +245,7 @@ def test_the_service_comes_back_within_5_s_after_any_process_is_killed(supervise
     finally:
         client.close()
     report = ", ".join(f"{n}: answered {a:.2f} s, then /healthz 200 {h:.2f} s" for n, (a, h) in recovered.items())
-    print(f"\nrecovery after SIGKILL: {report}")
+    print(f"\nrecovery after SIGKILL: {report}")  # noqa: T201 - the measurement, shown by pytest -s
     for name, (_, back) in recovered.items():
         assert back <= TARGET_S, f"{name} not back within {TARGET_S} s: {report}"
 
@@ -317,11 +323,11 @@ def test_ten_clients_drawing_and_submitting_through_kills_lose_no_acknowledged_s
     for d in drawers:
         assert d.predicted_at and d.predicted_at[-1] > last_kill, f"client {d.index} not predicting since the kills"
         times = [kills[0][1] - 1.0, *[t for t in d.predicted_at if t > kills[0][1] - 1.0]]
-        gaps[d.index] = max(b - a for a, b in zip(times, times[1:]))
+        gaps[d.index] = max(b - a for a, b in itertools.pairwise(times))
     stored = {drawing: row for d in drawers for drawing, row in d.stored.items()}
     rows = dict(Drawing.objects.filter(client_id__in=list(stored)).values_list("client_id", "pk"))
     counts = Counter(Drawing.objects.filter(client_id__in=list(stored)).values_list("client_id", flat=True))
-    print(
+    print(  # noqa: T201 - the measurement, shown by pytest -s
         f"\n10 clients through {', '.join(n for n, _ in kills)}: {sum(len(d.predicted_at) for d in drawers)} "
         f"predictions, {len(stored)} submits acknowledged, {len(rows)} rows; longest wait for a prediction "
         f"{max(gaps.values()):.2f} s; reconnects {sum(d.connects - 1 for d in drawers)}; recovered from: "
@@ -367,7 +373,7 @@ def test_a_worker_stuck_in_a_task_ends_itself_and_its_replacement_serves(supervi
         time.sleep(0.2)
         row.refresh_from_db()
     assert row.predicted_at is not None and row.predicted_digit == 6, (row.predicted_at, row.predicted_digit)
-    print(
+    print(  # noqa: T201 - the measurement, shown by pytest -s
         f"\na fill held by a locked table: {name} ended {ended:.1f} s after its task was queued (limit {TASK_LIMIT_S} s), "
         f"an upload read {served:.1f} s after it was queued, the row filled in once the table was free"
     )

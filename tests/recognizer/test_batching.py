@@ -37,9 +37,10 @@ class Recorder:
 
 
 async def settle(batcher: JobBatcher) -> None:
+    """Wait until the batcher has no flush running (each flush's end may start none or another)."""
     await asyncio.sleep(0)
-    while batcher._flushing is not None:
-        await asyncio.sleep(0.005)
+    while (flushing := batcher._flushing) is not None:
+        await asyncio.wait([flushing])
 
 
 async def nothing(exc: BaseException) -> None:

@@ -119,7 +119,7 @@ async def until(comm: WebsocketCommunicator, done, timeout: float = 10) -> list[
 
 def test_a_streamed_digit_is_read_with_coalesced_in_order_predictions() -> None:
     async def go() -> None:
-        comm, worker = await connect()
+        comm, _ = await connect()
         try:
             last = await send_strokes(comm, 7, "seven")
             seen = await until(comm, lambda m: m["type"] == "prediction" and m["seq"] == last)
@@ -215,7 +215,7 @@ def test_a_drain_answers_what_is_in_flight_then_closes_with_the_restart_code(mon
             assert await drained == 1
             assert draining.draining()
             late = WebsocketCommunicator(RecognizeConsumer.as_asgi(), "/ws/recognize/")
-            connected, code = await late.connect()  # accepted, then sent on at once
+            connected, _ = await late.connect()  # accepted, then sent on at once
             assert connected
             assert (await late.receive_output(timeout=5)) == {"type": "websocket.close", "code": CLOSE_RESTARTING}
         finally:

@@ -1,5 +1,6 @@
 """Protocol v1 message checking and the drawing state, without a server."""
 
+import itertools
 import json
 
 import pytest
@@ -40,7 +41,7 @@ def test_valid_messages_become_typed_values():
 
 
 @pytest.mark.parametrize(
-    "frame, code",
+    ("frame", "code"),
     [
         ("not json", "bad_json"),
         ("[1, 2]", "bad_json"),
@@ -208,7 +209,7 @@ def test_the_drawings_version_changes_with_the_drawing_only():
         versions.append(state.version)
     # stroke, undo: changes; undo and clear of an empty drawing: none; a pen-down stroke cleared: a change;
     # another drawing id: a change
-    assert [b > a for a, b in zip(versions, versions[1:])] == [True, True, False, False, True, True, False, True]
+    assert [b > a for a, b in itertools.pairwise(versions)] == [True, True, False, False, True, True, False, True]
 
 
 # ---- server -> page

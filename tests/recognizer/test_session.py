@@ -54,7 +54,7 @@ def test_the_overtaken_refresh_lost_or_failed_asks_nothing_and_errs_nothing() ->
         await h.stroke()
         await asyncio.sleep(0.1)
         up = await h.stroke(points=((60, 60),), final=True)
-        refresh, final = h.sink.jobs
+        _refresh, final = h.sink.jobs
         await asyncio.sleep(0.15)  # the refresh's timeout has passed, the pen-up's has not
         assert len(h.sink.jobs) == 2 and not h.of("error"), "the lost refresh was asked again beside the pen-up"
         await h.answer(final)
@@ -128,7 +128,7 @@ def test_worker_errors_reach_the_client_with_their_seq() -> None:
     run(go())
 
 
-@pytest.mark.parametrize("frame, code", [("nope", "bad_json"), ('{"type": "fly", "seq": 1}', "unknown_type")])
+@pytest.mark.parametrize(("frame", "code"), [("nope", "bad_json"), ('{"type": "fly", "seq": 1}', "unknown_type")])
 def test_bad_frames_are_answered_and_change_nothing(frame: str, code: str) -> None:
     async def go() -> None:
         h = Harness()

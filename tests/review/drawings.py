@@ -9,7 +9,7 @@ from typing import Any
 from django.utils import timezone
 
 from recognizer.models import Drawing
-from review.images import image28_png
+from review.thumbnails import image28_png
 
 CHANGELIST = "/admin/recognizer/drawing/"
 _ids = itertools.count()

@@ -124,7 +124,7 @@ def histogram(figures: dict[str, Any], name: str, /, **labels: str) -> dict[str,
 
 
 def bucket_growth(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
-    was = dict((le, n) for le, n in before["buckets"])
+    was = dict(before["buckets"])
     return {le: n - was.get(le, 0.0) for le, n in after["buckets"]}
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -92,21 +91,19 @@ def rows(db: Any) -> list[Drawing]:
 
 
 @pytest.fixture
-def no_seqscan(rows: list[Drawing]) -> Iterator[None]:
+def no_seqscan(rows: list[Drawing]) -> None:
     """Sequential scans priced out for the test's transaction (PostgreSQL), the rows' statistics fresh."""
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE recognizer_drawing")
         cursor.execute("SET LOCAL enable_seqscan = off")
-    yield
 
 
 @pytest.fixture
-def index_order(no_seqscan: None) -> Iterator[None]:
+def index_order(no_seqscan: None) -> None:
     """Bitmap scans priced out too: what is left is an index scan, in the index's order where the
     query's order is the index's."""
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_bitmapscan = off")
-    yield
 
 
 def only_indexes(prefix: str) -> None:
@@ -196,7 +193,7 @@ def test_the_model_filter_offers_the_models_of_the_cards(su_client: Client, rows
 
 @postgres_only
 @pytest.mark.parametrize(
-    "params, index",
+    ("params", "index"),
     [
         ({"o": "4"}, "drawing_confidence"),
         ({"o": "-4"}, "drawing_confidence"),

@@ -159,8 +159,14 @@ def test_parse_autoscale() -> None:
     assert parse_autoscale("inference:1-4,preprocess:1-2") == {"inference": (1, 4), "preprocess": (1, 2)}
     assert parse_autoscale(" inference:2 ") == {"inference": (2, 2)}
     assert parse_autoscale("off") == parse_autoscale("") == {}
-    for bad in ("inference", "inference:0-2", "inference:3-2", "inference:a-b", ":1-2"):
-        with pytest.raises(ValueError):
+    for bad, why in (
+        ("inference", "is not queue:low-high"),
+        ("inference:0-2", "needs 1 <= low <= high"),
+        ("inference:3-2", "needs 1 <= low <= high"),
+        ("inference:a-b", "is not queue:low-high"),
+        (":1-2", "is not queue:low-high"),
+    ):
+        with pytest.raises(ValueError, match=why):
             parse_autoscale(bad)
     with pytest.raises(ValueError, match="unknown queue"):
         parse_autoscale("gpu:1-2", ("inference", "preprocess"))

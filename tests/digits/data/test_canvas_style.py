@@ -49,7 +49,7 @@ def test_deterministic_given_the_generator(digits: np.ndarray) -> None:
 def test_output_is_mnist_framed(digits: np.ndarray) -> None:
     for i, img in enumerate(digits):
         out = canvas_style(img, np.random.default_rng(i))
-        assert 0.0 <= out.min() and out.max() <= 1.0 and out.max() > 0.1  # hairline brushes are faint
+        assert out.min() >= 0.0 and out.max() <= 1.0 and out.max() > 0.1  # hairline brushes are faint
         rows, cols = np.nonzero(out > 1e-3)
         assert max(np.ptp(rows), np.ptp(cols)) + 1 <= 21  # the longer side fits MNIST's 20 px box
         total = out.sum()
@@ -82,7 +82,7 @@ def test_blank_image_is_returned_unchanged() -> None:
 
 
 def test_thick_brush_gives_more_ink_than_thin(digits: np.ndarray) -> None:
-    base = dict(canvas=(280.0, 280.0), size=200.0, position=(0.5, 0.5), tolerance=0.5, drop=0.0, jitter=0.0)
+    base = {"canvas": (280.0, 280.0), "size": 200.0, "position": (0.5, 0.5), "tolerance": 0.5, "drop": 0.0, "jitter": 0.0}
     thin = canvas_style(digits[0], np.random.default_rng(0), Params(brush_rel=0.05, **base))
     thick = canvas_style(digits[0], np.random.default_rng(0), Params(brush_rel=0.25, **base))
     assert thick.sum() > 1.5 * thin.sum()

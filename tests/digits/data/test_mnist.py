@@ -60,12 +60,12 @@ def test_rejects_truncated_and_out_of_range(tmp_path: Path) -> None:
 
 
 def test_split_rejects_unknown_name(tmp_path: Path) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown split 'validation'"):
         load_split(tmp_path, "validation")  # type: ignore[arg-type]
 
 
 @needs_data
-@pytest.mark.parametrize("split,prefix", [("train", "train"), ("test", "t10k")])
+@pytest.mark.parametrize(("split", "prefix"), [("train", "train"), ("test", "t10k")])
 def test_real_split(split: str, prefix: str) -> None:
     images, labels = load_split(DATA_DIR, split)  # type: ignore[arg-type]
     n = header_count(DATA_DIR / f"{prefix}-images-idx3-ubyte.gz")

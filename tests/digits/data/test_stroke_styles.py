@@ -145,7 +145,7 @@ def test_a_style_is_for_its_digits_only() -> None:
 
 
 @pytest.mark.parametrize(
-    "label, style, make",
+    ("label", "style", "make"),
     [
         (1, "one-flag", bar),
         (1, "one-loop", bar),
@@ -178,7 +178,7 @@ def training_digits(mnist_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 @needs_data
 def test_mnist_digits_drawn_in_each_style_are_mnist_framed_and_seeded(training_digits) -> None:
     images, labels = training_digits
-    applied = {name: 0 for name in ss.STYLES}
+    applied = dict.fromkeys(ss.STYLES, 0)
     for i, (image, label) in enumerate(zip(images, labels)):
         for name, style in ss.STYLES.items():
             if label not in style.digits:
@@ -188,7 +188,7 @@ def test_mnist_digits_drawn_in_each_style_are_mnist_framed_and_seeded(training_d
                 continue
             applied[name] += 1
             assert out.shape == (28, 28) and out.dtype == np.float32
-            assert 0.0 <= out.min() and out.max() <= 1.0 and out.max() > 0.1
+            assert out.min() >= 0.0 and out.max() <= 1.0 and out.max() > 0.1
             rows, cols = np.nonzero(out > 1e-3)
             assert max(np.ptp(rows), np.ptp(cols)) + 1 <= 21
             again = ss.styled_image(image, int(label), name, np.random.default_rng(i))

@@ -35,7 +35,7 @@ def test_the_brush_is_the_pages() -> None:
     ratio = re.search(r"BRUSH_RATIO = (\d+) / (\d+);", scripts)
     assert ratio, "the page's scripts no longer define BRUSH_RATIO as a fraction"
     page = round(uji.CANVAS[0] * int(ratio[1]) / int(ratio[2]), 1)  # round1(width * BRUSH_RATIO)
-    assert uji.BRUSH == pytest.approx(page, abs=0.051)
+    assert page == pytest.approx(uji.BRUSH, abs=0.051)
 
 
 def test_a_drawing_is_fitted_to_the_canvas_with_its_aspect_kept(digits: list[uji.PenDigit]) -> None:
@@ -68,7 +68,7 @@ def test_writer_split_and_folds_keep_each_writer_on_one_side(digits: list[uji.Pe
     kept, held = uji.writer_split(digits, ["W03", "W17"])
     assert {d.writer for d in held} == {"W03", "W17"} and len(held) == 40
     assert not {d.writer for d in kept} & {"W03", "W17"} and len(kept) + len(held) == 400
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no digits of writers"):
         uji.writer_split(digits, ["W99"])
     folds = uji.writer_folds(digits, 5, seed=1)
     held_writers = [sorted({d.writer for d in h}) for _, h in folds]

@@ -105,7 +105,7 @@ def test_the_set_comes_from_the_validation_split_and_never_from_the_test_set(
     assert len(sources) == 40 and sources <= set(val.tolist()) and not sources & set(fit.tolist())
     assert all(u.label == train_labels[u.source] for u in uploads)
     # the plain 28 px light-on-dark frame is the validation image itself, up to the ground/ink levels
-    plain = [u for u in uploads if u.variant == "png-28-light-margin"][0]
+    plain = next(u for u in uploads if u.variant == "png-28-light-margin")
     source = train_images[plain.source].astype(np.float32)
     assert np.corrcoef(decoded(plain).astype(np.float32).ravel(), source.ravel())[0, 1] > 0.99
 

@@ -39,7 +39,7 @@ def bbox(img: np.ndarray, eps: float = 1e-3) -> tuple[int, int]:
 def test_shape_box_and_centre_of_mass(name: str) -> None:
     out = mnist_normalize(shapes()[name])
     assert out is not None and out.shape == (28, 28) and out.dtype == np.float32
-    assert 0.0 <= out.min() and out.max() <= 1.0
+    assert out.min() >= 0.0 and out.max() <= 1.0
     assert abs(max(bbox(out)) - 20) <= 1
     cy, cx = ndimage.center_of_mass(out)
     assert abs(cy - 14) <= 0.5 + 1e-6 and abs(cx - 14) <= 0.5 + 1e-6  # integer placement, as MNIST

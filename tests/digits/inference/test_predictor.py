@@ -35,7 +35,7 @@ def test_probabilities(predictor) -> None:
     assert probs.shape == (3, 10) and probs.dtype == np.float64
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-9)
     assert predictor.predict(np.zeros((28, 28), np.float32)).shape == (1, 10)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="expected images of shape"):
         predictor.predict(np.zeros((2, 27, 28), np.float32))
 
 

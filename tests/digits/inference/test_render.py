@@ -68,9 +68,9 @@ def test_empty_gives_none() -> None:
 
 
 def test_bad_input_raises() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="brush must be a positive finite number"):
         render_strokes([[(0, 0)]], brush=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="stroke points must be finite numbers"):
         strokes_to_mnist([[(0, float("nan"))]], (280, 280), 10)
 
 
@@ -191,6 +191,10 @@ def test_points_as_lists_tuples_or_arrays_render_the_same_and_bad_points_are_ref
     for same in ([tuple(p) for p in pts], np.array(pts)):
         again = render_strokes([same], brush=8)
         assert again is not None and np.array_equal(ink, again)
-    for bad in ([[1.0, 2.0], [4.0]], [["a", 1.0]], [[1.0, float("nan")]]):
-        with pytest.raises(ValueError):
+    for bad, why in (
+        ([[1.0, 2.0], [4.0]], "setting an array element with a sequence"),  # numpy's, on a ragged point
+        ([["a", 1.0]], "could not convert string to float"),
+        ([[1.0, float("nan")]], "stroke points must be finite numbers"),
+    ):
+        with pytest.raises(ValueError, match=why):
             render_strokes([bad], brush=8)

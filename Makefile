@@ -78,12 +78,13 @@ test-browser: install-dev browser ## the browser tests (Debian's chromium throug
 
 # ruff over the whole tree, mypy over the code (not bench/ or tests/), the import contracts between the packages
 # (import-linter); settings in pyproject.toml. Part of make test.
-lint: install-dev ## ruff (format and rules), mypy with django-stubs, import contracts, JavaScript syntax
+lint: install-dev ## ruff (format and rules), mypy with django-stubs, import contracts and cycles, JavaScript syntax
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	# django-stubs' plugin loads the test settings, which want a key (any: nothing is signed)
 	DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-mypy-only-key} $(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(PY) -m scripts.import_cycles
 	scripts/check_js.sh
 
 fmt: install-dev ## format the tree and apply ruff's automatic fixes

@@ -34,6 +34,9 @@ def throwaway_database() -> Iterator[str]:
     django.setup()
     from django.db import connection
 
+    if connection.vendor == "sqlite":  # a file the stack's processes can open (Django's default is in memory)
+        root = Path(__file__).resolve().parent.parent
+        connection.settings_dict["TEST"]["NAME"] = str(root / f".bench-db-{os.getpid()}.sqlite3")
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     test_name = connection.settings_dict["NAME"]
     try:

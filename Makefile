@@ -30,7 +30,7 @@ install: $(VENV)/.installed ## the virtual environment with the service's pinned
 install-dev: $(VENV)/.installed-dev ## ... and the tools: tests, linters, benchmarks
 
 migrate: install ## apply the database migrations (SQLite in db.sqlite3 unless DATABASE_URL is set)
-	$(PY) manage.py migrate --noinput
+	$(PY) manage.py migrate --noinput -v 0
 
 run: migrate ## run the whole service: Redis (the machine's or a bundled one), workers, web on :8000
 	$(PY) -m scripts.stack

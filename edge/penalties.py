@@ -24,6 +24,7 @@ import os
 import time
 
 from contract.errors import error_body
+from edge.pages import CONTENT_TYPE, too_many_page
 
 HOLD_S = float(os.environ.get("PENALTY_HOLD_S", "1.0"))  # how long a refused connection waits for its answer
 MAX_HELD = 128  # connections held at once per address; more are answered at once (file descriptors)
@@ -99,11 +100,16 @@ penalties = Penalties()  # the process's
 refusals = Refusals()  # the process's, for HTTP limits (edge.throttle)
 
 
-def refusal(retry_after: float) -> bytes:
-    """The whole HTTP answer to a refused connection."""
+def refusal(retry_after: float, *, page: bool = False) -> bytes:
+    """The whole HTTP answer to a refused connection: the JSON error, or for a browser's page request
+    (`page`: edge.pages.head_wants_page) a small HTML page saying the same."""
     seconds = max(1, int(retry_after + 0.999))
-    body = error_body("rate_limited", f"too many requests from this address; retry in {seconds} s")
+    if page:
+        body, content_type = too_many_page(seconds), CONTENT_TYPE
+    else:
+        body = error_body("rate_limited", f"too many requests from this address; retry in {seconds} s")
+        content_type = b"application/json"
     return (
-        b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: %d\r\n"
-        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (seconds, len(body), body)
+        b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: %s\r\nRetry-After: %d\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (content_type, seconds, len(body), body)
     )

@@ -43,6 +43,7 @@ from twisted.internet.protocol import Protocol
 
 from contract.errors import error_body
 from edge import draining
+from edge.pages import HEAD_MAX_BYTES, head_wants_page
 from edge.penalties import Penalties, penalties, refusal
 from edge.proxies import is_trusted, parse_networks
 from edge.watchdog import Watchdog, watch_event_loop
@@ -112,13 +113,20 @@ class LimitedRequest(WebRequest):
 REFUSED_LINGER_S = 2.0  # how long a refused connection's request may go on arriving (discarded)
 
 
+HEAD_WAIT_S = 0.25  # how long a refused connection's answer waits for the request's head (its Accept)
+
+
 class RefusedConnection(Protocol):
     """A connection from an address still serving its penalty: held a moment (unread), answered 429,
-    closed. The request is never parsed."""
+    closed. The request is never parsed: only its head is scanned for a browser's page request (its
+    request line and Accept, edge.pages), answered a small HTML page instead of the JSON error."""
 
     def __init__(self, address: str, box: Penalties) -> None:
         self.address, self.box = address, box
         self.held = False
+        self.ready = False  # its hold is over: answered once its head is in (or after HEAD_WAIT_S)
+        self.answered = False
+        self.head = b""
         self.calls: list[Any] = []
 
     transport: Any
@@ -134,13 +142,27 @@ class RefusedConnection(Protocol):
 
     def _answer(self) -> None:
         self._release()
-        self.transport.resumeProducing()  # read and discard the request: closing on unread data resets
-        self.transport.write(refusal(self.box.remaining(self.address)))
+        self.ready = True
+        self.transport.resumeProducing()  # read the head, discard the rest: closing on unread data resets
+        if b"\r\n\r\n" in self.head or len(self.head) >= HEAD_MAX_BYTES:
+            self._write()
+        else:
+            self.calls.append(reactor.callLater(HEAD_WAIT_S, self._write))
+
+    def _write(self) -> None:
+        if self.answered or self.transport is None:
+            return
+        self.answered = True
+        self.transport.write(refusal(self.box.remaining(self.address), page=head_wants_page(self.head)))
         self.transport.loseWriteConnection()
         self.calls.append(reactor.callLater(REFUSED_LINGER_S, self.transport.abortConnection))
 
     def dataReceived(self, data: bytes) -> None:
-        pass
+        if self.answered or len(self.head) >= HEAD_MAX_BYTES:
+            return
+        self.head = (self.head + data)[:HEAD_MAX_BYTES]
+        if self.ready and (b"\r\n\r\n" in self.head or len(self.head) >= HEAD_MAX_BYTES):
+            self._write()  # the head is in: answer now rather than after HEAD_WAIT_S
 
     def connectionLost(self, reason: Any = None) -> None:
         self._release()

@@ -24,6 +24,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from contract.errors import error_body
+from edge.pages import CONTENT_TYPE, scope_wants_page, too_many_page
 from edge.penalties import penalties, refusals
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,8 @@ def address_limits() -> AddressLimits:
 
 class HttpThrottle:
     """Answers `429 rate_limited` (with the refusing window's Retry-After) before the app or the body is
-    touched; an address that goes on asking regardless is refused at accept (edge.penalties)."""
+    touched (an HTML page for a browser's page request, edge.pages); an address that goes on asking
+    regardless is refused at accept (edge.penalties)."""
 
     def __init__(self, app: App, limits: Callable[[], AddressLimits] = address_limits) -> None:
         self.app, self.limits = app, limits
@@ -127,19 +129,24 @@ class HttpThrottle:
             if limit is not None and retry_after is not None:
                 if refusals.flooding(address, retry_after):  # asks on and on: refused at accept until then
                     penalties.refuse(address, retry_after)
-                await self._refuse(send, limit, retry_after)
+                await self._refuse(send, limit, retry_after, page=scope_wants_page(scope))
                 return
         await self.app(scope, receive, send)
 
     @staticmethod
-    async def _refuse(send: Any, limit: Limit, retry_after: int) -> None:
-        body = error_body("rate_limited", f"too many {limit.name} requests from this address; retry in {retry_after} s")
+    async def _refuse(send: Any, limit: Limit, retry_after: int, *, page: bool = False) -> None:
+        """The JSON error; a small HTML page for a browser's page request (edge.pages)."""
+        if page:
+            body, content_type = too_many_page(retry_after), CONTENT_TYPE
+        else:
+            body = error_body("rate_limited", f"too many {limit.name} requests from this address; retry in {retry_after} s")
+            content_type = b"application/json"
         await send(
             {
                 "type": "http.response.start",
                 "status": 429,
                 "headers": [
-                    (b"content-type", b"application/json"),
+                    (b"content-type", content_type),
                     (b"content-length", str(len(body)).encode()),
                     (b"retry-after", str(retry_after).encode()),
                     (b"connection", b"close"),

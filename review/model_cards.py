@@ -1,5 +1,6 @@
 """The model cards of MODELS_DIR as the staff side reads them: one card as a `ModelVersion` (what the
-models page shows), and whether the workers could serve a model (`check_servable`, the switch's check).
+models page shows, in the same COLUMNS for every model), and whether the workers could serve a model
+(`check_servable`, the switch's check: the weights, and the card's "serves", true unless it says false).
 Files only, no database; the list of them is review.selectors.model_versions."""
 
 from __future__ import annotations
@@ -15,6 +16,19 @@ from typing import Any
 from django.conf import settings
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # as digits.inference.predictor checks (it imports torch)
+
+
+# The models page's figure columns, the same for every model (a card without the figure leaves its
+# cell blank): (key, header, where on the card).
+COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("test_accuracy", "MNIST test", ("metrics", "test_accuracy")),
+    ("canvas_test_accuracy", "canvas-style test", ("metrics", "canvas_test_accuracy")),
+    ("uploads", "uploads (mean of variants)", ("metrics", "uploads", "variants")),
+    ("uji_dev_accuracy", "UJI pen digits", ("metrics", "uji_dev_accuracy")),
+    ("test_ece", "calibration error (test)", ("metrics", "test_ece")),
+    ("inference_median_ms_1_thread", "speed (1 thread)", ("metrics", "inference_median_ms_1_thread")),
+    ("train_count", "training images", ("data", "train_count")),
+)
 
 
 class UnservableModel(ValueError):
@@ -41,10 +55,42 @@ class ModelVersion:
     command: str
     problem: str = ""  # why the workers could not serve it ("" if they can)
     card: dict[str, Any] = field(default_factory=dict, repr=False)
+    serves: bool = True  # the card's "serves" (absent: true); false for a model kept for another use (a teacher)
+    columns: list[tuple[str, str]] = field(default_factory=list)  # (key, value or "") for each of COLUMNS
+    path: Path | None = field(default=None, repr=False)
 
     @property
     def servable(self) -> bool:
         return not self.problem
+
+    @property
+    def weights_check(self) -> str:
+        """ "ok" when the weights match the card's sha256, else what is wrong ("" for an unreadable card)."""
+        if self.path is None or not self.card:
+            return ""
+        if self.problem:
+            return self.problem
+        weights = self.card["weights"]
+        digest = hashlib.sha256((self.path.parent / weights["file"]).read_bytes()).hexdigest()
+        return "ok" if digest == weights.get("sha256") else "sha256 mismatch"
+
+
+def _lookup(card: dict[str, Any], where: tuple[str, ...]) -> Any:
+    value: Any = card
+    for key in where:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _column(card: dict[str, Any], key: str, where: tuple[str, ...]) -> str:
+    value = _lookup(card, where)
+    if key == "uploads" and isinstance(value, dict):  # per upload variant: their mean accuracy
+        scores = [v["accuracy"] for v in value.values() if isinstance(v, dict) and isinstance(v.get("accuracy"), (int, float))]
+        value = sum(scores) / len(scores) if scores else None
+        key = "uploads_accuracy"
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return ""
+    return f"{value:,}" if key.endswith("_count") else _figure(key, value)
 
 
 def _figure(key: str, value: float) -> str:
@@ -85,6 +131,9 @@ def model_version(path: Path) -> ModelVersion:
         command=str((card.get("training") or {}).get("command", "")),
         problem=problem,
         card=card,
+        serves=card.get("serves", True) is not False,
+        columns=[(key, _column(card, key, where)) for key, _, where in COLUMNS],
+        path=path,
     )
 
 
@@ -102,6 +151,7 @@ def unreadable_version(path: Path, error: Exception) -> ModelVersion:
         data=[],
         command="",
         problem=f"unreadable card: {error}",
+        columns=[(key, "") for key, _, _ in COLUMNS],
     )
 
 
@@ -114,6 +164,8 @@ def check_servable(name: str, *, directory: Path | None = None) -> None:
     version = model_version(directory / f"{name}.json")
     if version.problem:
         raise UnservableModel(f"{name}: {version.problem}")
+    if not version.serves:
+        raise UnservableModel(f'{name} is not meant to serve (its card says "serves": false)')
     weights = version.card["weights"]
     digest = hashlib.sha256((directory / weights["file"]).read_bytes()).hexdigest()
     if digest != weights.get("sha256"):

@@ -24,7 +24,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from review.model_cards import UnservableModel
+from review.model_cards import COLUMNS, UnservableModel
 from review.permissions import SWITCH_MODELS, VIEW_MODELS, has_any, staff_page
 from review.selectors import models_overview
 from review.services import serving_model_roll_back, serving_model_set
@@ -41,6 +41,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
             **admin.site.each_context(request),
             "title": "Models",
             "rows": overview.rows,
+            "columns": [(key, header) for key, header, _ in COLUMNS],
             "current": overview.current,
             "choice": overview.choice,
             "history": overview.history,

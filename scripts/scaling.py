@@ -25,6 +25,7 @@ class WorkerScaling:
     retiring: dict[str, subprocess.Popen]
     standby: dict[str, tuple[str, ProcessSpec]]
     worker_args: tuple[str, ...]
+    quiet: bool
     _specs: dict[str, ProcessSpec]
     _lock: threading.RLock
     _stopping: threading.Event
@@ -47,8 +48,12 @@ class WorkerScaling:
         def _spare_loaded(spec: ProcessSpec) -> bool: ...
 
     def worker_command(self, queue: str, index: int) -> list[str]:
-        """A worker's command line, with this stack's `worker_args`."""
-        return [*worker_command(queue, index), *self.worker_args]
+        """A worker's command line, with this stack's `worker_args` (and Celery's --quiet: no start-up
+        banner, when the stack is `quiet`)."""
+        cmd = worker_command(queue, index)
+        if self.quiet:
+            cmd.insert(cmd.index("worker"), "--quiet")  # a global option: before the subcommand
+        return [*cmd, *self.worker_args]
 
     def scale_up(self, queue: str) -> str | None:
         """One more worker on `queue` without a spare, for the autoscaler: its Celery node name. It is

@@ -64,6 +64,7 @@ from scripts.processes import (
 )
 from scripts.scaling import WorkerScaling, cancel_consumer, wait_idle
 from scripts.spares import Supervision, spare_main
+from scripts.summary import health, startup_summary
 
 # What other modules import from here (the stack's one entry point), defined in its parts.
 __all__ = [
@@ -105,6 +106,7 @@ class Stack(Supervision, WorkerScaling):
     # with its fewest, whatever `workers` says. The AUTOSCALE_* variables of env tune it.
     autoscale: dict[str, tuple[int, int]] = field(default_factory=dict)
     worker_args: tuple[str, ...] = ()  # added to every worker's command (bench/events_cost.py: --without-heartbeat)
+    quiet: bool = False  # workers without Celery's start-up banner (`make run`: it prints a summary instead)
     autoscaler: Autoscaler | None = field(default=None, repr=False)
     retiring: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)  # name -> draining worker
     # queue -> a loaded spare to scale up with
@@ -261,7 +263,7 @@ class Stack(Supervision, WorkerScaling):
                         return
             except OSError as exc:
                 last = str(exc)
-            time.sleep(0.25)
+            time.sleep(1.0 if self.quiet else 0.25)  # quiet: fewer probes in the access log while it boots
         raise RuntimeError(f"service not healthy after {timeout:.0f} s: {last}")
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -324,6 +326,7 @@ def main() -> None:
         workers=workers,
         web_processes=args.web_processes,
         supervise=True,
+        quiet=True,
         redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         autoscale=autoscale,
     )
@@ -338,12 +341,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop)
     try:
         stack.start()
-        print(
-            f"\n  Digit recognizer running at {stack.url}/  (admin: {stack.url}/admin/)\n"
-            f"  {args.web_processes} web process(es); a process that dies is restarted. Ctrl-C stops it.\n"
-            + "".join(f"  {q} workers: {lo}-{hi}, scaled on load (AUTOSCALE)\n" for q, (lo, hi) in autoscale.items()),
-            flush=True,
-        )
+        print(startup_summary(stack.url, health(stack.url), web_processes=args.web_processes, autoscale=autoscale), flush=True)
         while True:  # the supervisor thread does the work; only a signal ends this
             time.sleep(1)
     except KeyboardInterrupt:

@@ -4,6 +4,7 @@ local.py (manage.py, `make run`, the Celery command line), test.py (pytest) and 
 docker compose, Kubernetes) add what differs: the secret key's source, DEBUG, the test database's name.
 """
 
+import contextlib
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -147,8 +148,13 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT") or BASE_DIR / "staticfiles")
 WHITENOISE_USE_FINDERS = True  # serve app static files without collectstatic in development
+# collectstatic fills STATIC_ROOT (the image's build does); a checkout has none, and WhiteNoise warned
+# "No directory at: .../staticfiles/" on every start of every process for it, though the finders
+# serve the files. An empty one until collectstatic fills it (left alone where it cannot be made).
+with contextlib.suppress(OSError):
+    STATIC_ROOT.mkdir(exist_ok=True)
 
 # Uploads: /api/predict takes images up to 5 MB; anything larger is refused before it is read.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 6 * 2**20
@@ -318,6 +324,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
+        # start-up chatter of every process ("AXES: BEGIN ...", daphne's endpoint and HTTP/2 notes):
+        # `make run` prints a summary instead (scripts.summary); their warnings and errors still show
+        "axes.apps": {"level": "WARNING"},
+        "daphne.cli": {"level": "WARNING"},
+        "daphne.server": {"level": "WARNING"},
         "django.request": {"filters": ["health_answers"]},
     },
 }

@@ -149,8 +149,9 @@ def test_the_page_lists_each_version_with_its_accuracy_on_reviewed_drawings(mode
     rows = {name: html.split(f'data-model="{name}"')[1].split("</tr>")[0] for name in ("old-a", "new-b", "broken-c")}
     assert "66.7%" in rows["new-b"] and "(2 of 3)" in rows["new-b"]
     assert "100.0%" in rows["old-a"] and "current" in rows["old-a"]
-    assert "none reviewed" in rows["broken-c"] and "sha256" not in rows["broken-c"]  # listed (its check is at the switch)
-    assert "2026-11-20" in rows["new-b"] and "test_accuracy: 99.00%" in rows["new-b"]
+    assert "none reviewed" in rows["broken-c"] and "sha256 mismatch" in rows["broken-c"]  # listed, not offered
+    assert "Make current" not in rows["broken-c"] and "sha256 ok" in rows["new-b"]
+    assert "2026-11-20" in rows["new-b"] and '<td class="fig fig-test_accuracy">99.00%</td>' in rows["new-b"]
     assert "new-b&#x27;s training data" in rows["new-b"]
     assert "Make current" in rows["new-b"] and "Make current" not in rows["old-a"]
     assert "gone-z (1 of 1 right)" in html

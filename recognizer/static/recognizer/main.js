@@ -2,6 +2,7 @@
 // (docs/protocol.md), image uploads, feedback labels and a short history. This module connects the
 // others: the server's messages, the actions (undo, clear, submit) and the keyboard.
 
+import { hideHeat } from './heat.js';
 import * as history from './history.js';
 import * as pad from './pad.js';
 import { lastSeq, resetResendDelay, scheduleResend, send, sentMessage, startSocket } from './socket.js';
@@ -100,6 +101,7 @@ function onSocketClosed() {
 function undo() {
   const drawing = pad.current();
   if (pad.penIsDown() || drawing.submitting || !drawing.strokes.length) return;
+  view.clearMessage();
   pad.popStroke();
   send({ type: 'undo', drawing: drawing.id });
   view.markPenUp(lastSeq());
@@ -108,7 +110,9 @@ function undo() {
 
 function clearPad() {
   const drawing = pad.current();
-  if (pad.penIsDown() || drawing.submitting || !drawing.strokes.length) return;
+  if (pad.penIsDown() || drawing.submitting) return;
+  view.clearMessage();  // "Saved #N" and a previous action's error end with the next action
+  if (!drawing.strokes.length) return;
   history.addDrawing(drawing, null);
   pad.clearStrokes();
   send({ type: 'clear', drawing: drawing.id });
@@ -180,7 +184,9 @@ function onKeyDown(event) {
 
 pad.wirePad({
   onPenDown() {
+    view.clearMessage();  // the next stroke ends "Saved #N" and a previous action's error
     hideUpload();
+    hideHeat();
     view.closeFix();
   },
   onPenUp() {

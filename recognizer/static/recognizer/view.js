@@ -1,8 +1,32 @@
 // What the page shows: the connection status, messages, the prediction (digit, confidence, bars,
 // the model's 28x28 view and its heat map), the round trip, what a screen reader hears, the
-// "Right?" feedback row and the busy state while a submit is saved.
+// "Right?" feedback row and the busy state while a submit is saved. On narrow screens a compact
+// answer (digit, confidence, the top two bars) sits above the pad.
+
+import { hideHeat, showHeat } from './heat.js';
 
 const MESSAGE_MS = 4500;
+
+/** Why the model is unsure, in plain words: the `reason` codes of an uncertain prediction
+ * (digits/inference/refusal.py), for a drawing and for an uploaded image. */
+const REASON_TEXT = {
+  'too many pieces': ['more than one mark — is this one digit?',
+    'the image has several separate marks — try cropping to the one digit'],
+  'too many loops': ['more loops than a digit has — is this a scribble?',
+    'more loops than a digit has — try a clearer picture of one digit'],
+  'too much ink': ['mostly ink — is this a filled shape rather than a digit?',
+    'the image is mostly dark marks — try cropping to the digit'],
+  'low confidence': ['no one digit stands out — try drawing it larger and clearer',
+    'no one digit stands out — try cropping to the digit'],
+};
+const REASON_UNKNOWN = ['it may not be a digit — check the guess', 'it may not be a digit — check the guess'];
+
+/** Why an uncertain prediction `p` is unsure, in words (null when the model is sure). */
+export function reasonWords(p, source) {
+  if (!p || p.uncertain !== true) return null;
+  const words = Object.hasOwn(REASON_TEXT, p.reason) ? REASON_TEXT[p.reason] : REASON_UNKNOWN;
+  return words[source === 'upload' ? 1 : 0];
+}
 
 const STATUS_TEXT = {
   open: 'connected',
@@ -20,6 +44,12 @@ const el = {
   message: $('#message'),
   digit: $('#digit'),
   confidence: $('#confidence'),
+  unsure: $('#unsure'),
+  mini: $('#mini'),
+  miniDigit: $('#mini-digit'),
+  miniConfidence: $('#mini-confidence'),
+  miniBars: [...document.querySelectorAll('#mini-bars li')],
+  miniUnsure: $('#mini-unsure'),
   bars: [...document.querySelectorAll('#bars [data-digit]')],
   preview: $('#preview'),
   saliencyToggle: $('#saliency-toggle'),
@@ -79,6 +109,7 @@ export function showMessage(text, kind = 'info', ms = MESSAGE_MS) {
 export function clearMessage() {
   clearTimeout(messageTimer);
   el.message.textContent = '';
+  delete el.message.dataset.kind;
 }
 
 export function announce(text) {
@@ -110,7 +141,12 @@ export function showPrediction(p, source, hasStrokes = false) {
   const hasDigit = Number.isInteger(p.digit);
   el.digit.textContent = hasDigit ? String(p.digit) : '–';
   el.confidence.textContent = hasDigit && typeof p.confidence === 'number' ? percent(p.confidence) : '—';
-  showBars(Array.isArray(p.probabilities) ? p.probabilities : null, hasDigit ? p.digit : null);
+  const probabilities = Array.isArray(p.probabilities) ? p.probabilities : null;
+  showBars(probabilities, hasDigit ? p.digit : null);
+  const unsure = hasDigit ? reasonWords(p, source) : null;
+  el.unsure.textContent = unsure ? `The model is unsure: ${unsure}` : '';
+  el.miniUnsure.textContent = unsure ? `Unsure: ${unsure}` : '';
+  showMini(hasDigit ? p : null, probabilities);
   if (typeof p.model === 'string' && p.model) el.model.textContent = p.model;
   drawPreview();
   const feedback = source === 'drawing' && hasDigit && hasStrokes;
@@ -124,6 +160,22 @@ export function showEmpty() {
 
 /** Whether `p` is the prediction on screen (its heat map may come later). */
 export const isShown = (p) => !!shown && shown.prediction === p;
+
+/** The compact answer above the pad: the digit, its confidence and the two likeliest digits. */
+function showMini(p, probabilities) {
+  el.miniDigit.textContent = p ? String(p.digit) : '–';
+  el.miniConfidence.textContent = p && typeof p.confidence === 'number' ? `${percent(p.confidence)} sure` : '—';
+  const ranked = probabilities
+    ? probabilities.map((v, digit) => [digit, Number(v) || 0]).sort((a, b) => b[1] - a[1]).slice(0, 2)
+    : [];
+  el.miniBars.forEach((bar, i) => {
+    const [digit, v] = ranked[i] || ['', 0];
+    bar.querySelector('.bar-digit').textContent = String(digit);
+    bar.querySelector('.bar-value').textContent = ranked[i] ? percent(v, 0) : '';
+    bar.style.setProperty('--p', String(clamp(v, 0, 1)));
+    bar.classList.toggle('is-top', i === 0 && !!ranked[i]);
+  });
+}
 
 function showBars(probabilities, top) {
   for (const bar of el.bars) {
@@ -147,7 +199,9 @@ export function drawPreview() {
   const p = shown && shown.prediction;
   const image = p ? decode28(p.image) : null;
   const saliency = p ? decode28(p.saliency) : null;
-  el.saliencyToggle.hidden = !saliency;
+  el.saliencyToggle.hidden = !saliency;  // its room is kept (app.css): nothing moves when it comes
+  if (showSaliency && saliency && shown.source === 'drawing') showHeat(image, saliency);
+  else hideHeat();
   const ctx = el.preview.getContext('2d');
   const pixels = ctx.createImageData(28, 28);
   const heat = showSaliency ? saliency : null;
